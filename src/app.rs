@@ -1,0 +1,252 @@
+//! Building and running chatrun: [`App::build`] checks everything that can fail at start-up
+//! (configuration, jobs, database, port) before [`App::run`] starts the loops: the HTTP server,
+//! the workers and the outbox sender, all stopped by one cancellation token.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Config, default_public_url};
+use crate::http::AppState;
+use crate::outbox::Sender;
+use crate::queue::Worker;
+use crate::store::Store;
+use crate::{catalog, http};
+
+/// A built, not yet running, chatrun.
+#[derive(Debug)]
+pub struct App {
+    listener: TcpListener,
+    addr: SocketAddr,
+    state: AppState,
+}
+
+impl App {
+    /// Loads the jobs, opens and migrates the database, prepares the local token and binds the
+    /// port.
+    ///
+    /// # Errors
+    ///
+    /// Anything that would stop chatrun from serving, with what it was doing.
+    pub async fn build(mut config: Config) -> anyhow::Result<Self> {
+        // reqwest is built without a default TLS provider; ring builds in seconds, aws-lc in
+        // minutes. A second install (tests build several apps) is harmless.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+
+        let catalog = catalog::load(&config.jobs_dir).map_err(|problems| {
+            let list: Vec<String> = problems.iter().map(|p| format!("  - {p}")).collect();
+            anyhow!(
+                "the jobs have errors (run `chatrun check` for the list):\n{}",
+                list.join("\n")
+            )
+        })?;
+        if catalog.is_empty() {
+            tracing::warn!(dir = %config.jobs_dir.display(), "no jobs defined: add NAME.toml files");
+        }
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!(
+                "cannot create the data folder {}",
+                config.data_dir.display()
+            )
+        })?;
+        let store = Store::connect(&config.database_url)
+            .await
+            .with_context(|| format!("cannot open the database {}", config.database_url))?;
+
+        let tokens = if config.mattermost.tokens.is_empty() {
+            vec![ensure_local_token(&config.local_token_path())?]
+        } else {
+            config.mattermost.tokens.clone()
+        };
+        let listener = TcpListener::bind(config.listen).await.with_context(|| {
+            format!(
+                "cannot listen on {} (is another chatrun running? set `listen` to another port)",
+                config.listen
+            )
+        })?;
+        let addr = listener
+            .local_addr()
+            .context("cannot read the bound address")?;
+        // Port 0 (tests, several instances) picks a free port: links must name the real one.
+        if config.listen.port() == 0 && config.public_url == default_public_url(config.listen) {
+            config.public_url = default_public_url(addr);
+        }
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("chatrun/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .context("cannot build the HTTP client")?;
+
+        let state = AppState {
+            store,
+            catalog: Arc::new(catalog),
+            config: Arc::new(config),
+            mattermost_tokens: Arc::new(tokens),
+            bot_user_id: Arc::new(OnceLock::new()),
+            client,
+            wake_workers: Arc::new(Notify::new()),
+            wake_outbox: Arc::new(Notify::new()),
+        };
+        Ok(Self {
+            listener,
+            addr,
+            state,
+        })
+    }
+
+    /// The address the server is bound to (the real port when `listen` had port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The shared state (store, catalog, configuration).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves and works until `shutdown` is cancelled, then stops every loop: running steps are
+    /// stopped and their runs go back to the queue.
+    ///
+    /// # Errors
+    ///
+    /// The server failed.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let state = self.state;
+        let config = state.config.clone();
+        let tracker = TaskTracker::new();
+
+        for n in 0..config.workers {
+            let worker = Worker {
+                store: state.store.clone(),
+                catalog: state.catalog.clone(),
+                config: config.clone(),
+                wake: state.wake_workers.clone(),
+                outbox_wake: state.wake_outbox.clone(),
+                owner: format!("{}:{}#{n}", hostname(), std::process::id()),
+            };
+            tracker.spawn(worker.run(shutdown.clone()));
+        }
+        let sender = Sender {
+            store: state.store.clone(),
+            config: config.clone(),
+            client: state.client.clone(),
+            wake: state.wake_outbox.clone(),
+        };
+        tracker.spawn(sender.run(shutdown.clone()));
+        if config.mattermost.bot_user_id.is_none() && config.mattermost.rest().is_some() {
+            tracker.spawn(resolve_bot_user(state.clone(), shutdown.clone()));
+        }
+
+        let store = state.store.clone();
+        let served = http::serve(self.listener, state, shutdown.clone()).await;
+        // The server only returns on shutdown or failure; either way everything stops.
+        shutdown.cancel();
+        tracker.close();
+        let grace = config.kill_grace + Duration::from_secs(10);
+        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+            tracing::warn!("some tasks did not stop in time");
+        }
+        store.close().await;
+        served.context("the HTTP server failed")
+    }
+}
+
+/// Reads the local token, creating it (26 random letters and digits, readable only by this
+/// user) on first start.
+///
+/// # Errors
+///
+/// The file can be neither read nor created.
+pub fn ensure_local_token(path: &Path) -> anyhow::Result<String> {
+    if let Ok(token) = std::fs::read_to_string(path) {
+        let token = token.trim().to_string();
+        if !token.is_empty() {
+            return Ok(token);
+        }
+    }
+    let token = random_id()?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write the local token {}", path.display()))?;
+    writeln!(file, "{token}").with_context(|| format!("cannot write {}", path.display()))?;
+    tracing::info!(path = %path.display(), "created the local trigger token");
+    Ok(token)
+}
+
+/// 26 random characters from Mattermost's id alphabet.
+///
+/// # Errors
+///
+/// The system's random source failed.
+pub fn random_id() -> anyhow::Result<String> {
+    const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuwxyz13456789";
+    let mut bytes = [0u8; 26];
+    getrandom::fill(&mut bytes).map_err(|err| anyhow!("no random numbers: {err}"))?;
+    Ok(bytes
+        .iter()
+        .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
+        .collect())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "chatrun".into())
+}
+
+#[derive(Deserialize)]
+struct Me {
+    id: String,
+}
+
+/// Learns the bot's user id from `GET /api/v4/users/me`, retrying every minute until it works.
+async fn resolve_bot_user(state: AppState, shutdown: CancellationToken) {
+    let Some((url, token)) = state.config.mattermost.rest() else {
+        return;
+    };
+    loop {
+        let response = state
+            .client
+            .get(format!("{url}/api/v4/users/me"))
+            .bearer_auth(token)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status);
+        match response {
+            Ok(response) => match response.json::<Me>().await {
+                Ok(me) => {
+                    tracing::info!(bot_user_id = %me.id, "bot account found; its posts are ignored");
+                    let _ = state.bot_user_id.set(me.id);
+                    return;
+                }
+                Err(err) => tracing::warn!(error = %err, "unexpected answer from /api/v4/users/me"),
+            },
+            Err(err) => tracing::warn!(error = %err,
+                "cannot look up the bot account (set mattermost.bot_user_id to skip this); retrying"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(60)) => {}
+        }
+    }
+}

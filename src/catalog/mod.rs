@@ -1,0 +1,353 @@
+//! The job catalog: `jobs/NAME.toml` files turned into [`JobDef`]s.
+//!
+//! [`parse_job`] is pure (text in, definition or problems out) and tested here; [`load`] only
+//! reads the folder and hands each file to it, collecting every problem of every file so that
+//! `chatrun check` can list them all at once. A job's name is its file's stem.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::config::Problem;
+
+/// Words that are chat commands, never job names (`#ci help`).
+pub const BUILT_INS: &[&str] = &["help", "status", "queue", "cancel", "retry", "rerun"];
+
+/// Timeout of a job that does not set one.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// A job: what `#NAME` runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobDef {
+    /// The file stem; what users type.
+    pub name: String,
+    /// One line for lists of jobs.
+    pub description: String,
+    /// The whole run is stopped (every process of every step) after this long.
+    pub timeout: Duration,
+    /// Run every step even after one failed (a test matrix).
+    pub keep_going: bool,
+    /// At least one.
+    pub steps: Vec<StepDef>,
+}
+
+/// One step: one row of the result table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepDef {
+    /// Shown in replies and on the run page.
+    pub name: String,
+    /// argv, executed without a shell; never empty.
+    pub run: Vec<String>,
+    /// Absolute working directory.
+    pub workdir: PathBuf,
+    /// Extra environment variables.
+    pub env: BTreeMap<String, String>,
+}
+
+/// Every job found, by name.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    jobs: BTreeMap<String, JobDef>,
+}
+
+impl Catalog {
+    /// A catalog of the given jobs (for tests).
+    pub fn new(jobs: impl IntoIterator<Item = JobDef>) -> Self {
+        Self {
+            jobs: jobs.into_iter().map(|j| (j.name.clone(), j)).collect(),
+        }
+    }
+
+    /// The job called `name` (case-sensitive, as chat trigger words are).
+    pub fn get(&self, name: &str) -> Option<&JobDef> {
+        self.jobs.get(name)
+    }
+
+    /// Every job, sorted by name.
+    pub fn jobs(&self) -> impl Iterator<Item = &JobDef> {
+        self.jobs.values()
+    }
+
+    /// Number of jobs.
+    pub fn len(&self) -> usize {
+        self.jobs.len()
+    }
+
+    /// True when there are no jobs.
+    pub fn is_empty(&self) -> bool {
+        self.jobs.is_empty()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJob {
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    timeout: Option<String>,
+    #[serde(default)]
+    keep_going: bool,
+    #[serde(default)]
+    steps: Vec<RawStep>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    run: Vec<String>,
+    #[serde(default)]
+    workdir: Option<PathBuf>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+}
+
+/// Reads every `*.toml` in `dir`.
+///
+/// # Errors
+///
+/// Every problem of every file (and a missing folder), each with its file and key.
+pub fn load(dir: &Path) -> Result<Catalog, Vec<Problem>> {
+    let base = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let folder_problem = |message: String| Problem {
+        source: dir.display().to_string(),
+        key: String::new(),
+        message,
+    };
+    let entries = std::fs::read_dir(dir).map_err(|err| {
+        vec![folder_problem(format!(
+            "cannot read the jobs folder: {err} (set jobs_dir in the configuration)"
+        ))]
+    })?;
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "toml") && p.is_file())
+        .collect();
+    paths.sort();
+
+    let mut jobs = Vec::new();
+    let mut problems = Vec::new();
+    for path in paths {
+        let source = path.display().to_string();
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => match parse_job(&name, &text, &base) {
+                Ok(job) => jobs.push(job),
+                Err(found) => problems.extend(found.into_iter().map(|(key, message)| Problem {
+                    source: source.clone(),
+                    key,
+                    message,
+                })),
+            },
+            Err(err) => problems.push(Problem {
+                source,
+                key: String::new(),
+                message: format!("cannot read: {err}"),
+            }),
+        }
+    }
+    if problems.is_empty() {
+        Ok(Catalog::new(jobs))
+    } else {
+        Err(problems)
+    }
+}
+
+/// Parses one job file. Relative `workdir`s are resolved against `base` (the jobs folder), which
+/// is also the default working directory.
+///
+/// # Errors
+///
+/// Every `(key, message)` problem found.
+pub fn parse_job(name: &str, text: &str, base: &Path) -> Result<JobDef, Vec<(String, String)>> {
+    let mut problems = Vec::new();
+    if let Err(message) = check_name(name) {
+        problems.push((String::new(), message));
+    }
+    let raw: RawJob = match toml::from_str(text) {
+        Ok(raw) => raw,
+        Err(err) => {
+            problems.push((String::new(), err.to_string().trim_end().to_string()));
+            return Err(problems);
+        }
+    };
+    let timeout = match raw.timeout.as_deref() {
+        None => DEFAULT_TIMEOUT,
+        Some(text) => match humantime::parse_duration(text) {
+            Ok(d) if !d.is_zero() => d,
+            Ok(_) => {
+                problems.push(("timeout".into(), "must be longer than zero".into()));
+                DEFAULT_TIMEOUT
+            }
+            Err(err) => {
+                problems.push((
+                    "timeout".into(),
+                    format!("`{text}` is not a duration like \"90s\" or \"10m\": {err}"),
+                ));
+                DEFAULT_TIMEOUT
+            }
+        },
+    };
+    if raw.steps.is_empty() {
+        problems.push((
+            "steps".into(),
+            "a job needs at least one [[steps]] entry".into(),
+        ));
+    }
+    let mut steps = Vec::new();
+    for (i, step) in raw.steps.into_iter().enumerate() {
+        let key = |field: &str| format!("steps[{i}].{field}");
+        if step.name.trim().is_empty() {
+            problems.push((key("name"), "is missing or empty".into()));
+        }
+        if step.name.chars().any(char::is_control) {
+            problems.push((key("name"), "must be one line".into()));
+        }
+        if step.run.is_empty() || step.run[0].is_empty() {
+            problems.push((
+                key("run"),
+                "must be a non-empty argv list, e.g. [\"cargo\", \"test\"]".into(),
+            ));
+        }
+        for var in step.env.keys() {
+            if var.is_empty() || var.contains('=') || var.contains('\0') {
+                problems.push((
+                    key("env"),
+                    format!("`{var}` is not an environment variable name"),
+                ));
+            }
+        }
+        let workdir = match step.workdir {
+            Some(dir) if dir.is_absolute() => dir,
+            Some(dir) => base.join(dir),
+            None => base.to_path_buf(),
+        };
+        steps.push(StepDef {
+            name: step.name.trim().to_string(),
+            run: step.run,
+            workdir,
+            env: step.env,
+        });
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(JobDef {
+        name: name.to_string(),
+        description: raw.description.trim().to_string(),
+        timeout,
+        keep_going: raw.keep_going,
+        steps,
+    })
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !valid {
+        return Err(format!(
+            "job name `{name}` (the file name) must be letters, digits, `-`, `_` or `.`, \
+             starting with a letter or digit, at most 64 characters"
+        ));
+    }
+    if BUILT_INS.contains(&name) {
+        return Err(format!(
+            "job name `{name}` is a chat command ({}); rename the file",
+            BUILT_INS.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "/srv/jobs";
+
+    #[test]
+    fn parses_a_job_with_defaults_and_resolved_workdirs() {
+        let job = parse_job(
+            "build",
+            r#"
+description = "Build and test everything"
+timeout = "10m"
+[[steps]]
+name = "Server"
+run = ["cargo", "test", "--workspace"]
+workdir = "../server"
+env = { RUST_LOG = "info" }
+[[steps]]
+name = "Web"
+run = ["npm", "test"]
+"#,
+            Path::new(BASE),
+        )
+        .unwrap();
+        assert_eq!(job.name, "build");
+        assert_eq!(job.timeout, Duration::from_secs(600));
+        assert!(!job.keep_going);
+        assert_eq!(job.steps[0].workdir, PathBuf::from("/srv/jobs/../server"));
+        assert_eq!(job.steps[0].env["RUST_LOG"], "info");
+        assert_eq!(job.steps[1].workdir, PathBuf::from(BASE));
+    }
+
+    #[test]
+    fn reports_every_problem_with_its_key() {
+        let problems = parse_job(
+            "build",
+            r#"
+timeout = "soon"
+[[steps]]
+run = []
+[[steps]]
+name = "ok"
+run = ["true"]
+env = { "A=B" = "x" }
+"#,
+            Path::new(BASE),
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = problems.iter().map(|p| p.0.as_str()).collect();
+        assert_eq!(
+            keys,
+            vec!["timeout", "steps[0].name", "steps[0].run", "steps[1].env"]
+        );
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_built_in_names() {
+        let problems =
+            parse_job("build", "[[steps]]\nnmae = \"x\"\n", Path::new(BASE)).unwrap_err();
+        assert!(problems[0].1.contains("nmae"), "{problems:?}");
+        let problems = parse_job(
+            "help",
+            "[[steps]]\nname = \"x\"\nrun = [\"true\"]\n",
+            Path::new(BASE),
+        )
+        .unwrap_err();
+        assert!(problems[0].1.contains("chat command"), "{problems:?}");
+    }
+
+    #[test]
+    fn loads_the_example_jobs_shipped_in_the_repository() {
+        let catalog = load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/jobs"))).unwrap();
+        assert!(catalog.get("build").is_some());
+        assert!(catalog.len() >= 2);
+    }
+}

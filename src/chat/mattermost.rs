@@ -1,0 +1,477 @@
+//! Mattermost: the outgoing-webhook request (form or JSON), its token, and the replies
+//! (the acknowledgement in the HTTP response, the result through `POST /api/v4/posts`).
+//! See `shared/protocols/mattermost.md`. Pure: no I/O here.
+
+use askama::Template;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::Delivery;
+use crate::render::{self, AckMessage, JobsMessage, ResultMessage, StepLine};
+use crate::store::{RunRow, StepRow};
+
+/// Delivery target: `POST {mattermost.url}/api/v4/posts` with the bot's token.
+pub const TARGET_POST: &str = "mattermost.post";
+
+/// Mattermost's longest post, in runes (`PostMessageMaxRunesV2`).
+pub const MAX_RUNES: usize = 16383;
+
+/// Why a request body is not an outgoing-webhook payload.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    /// `Content-Type: application/json` but not a JSON object of the payload's fields.
+    #[error("the JSON body is not a Mattermost outgoing-webhook payload: {0}")]
+    Json(String),
+    /// A form body that does not decode.
+    #[error("the form body is not a Mattermost outgoing-webhook payload: {0}")]
+    Form(String),
+    /// No `post_id`, or one that is not a Mattermost id.
+    #[error("post_id is missing or is not an id")]
+    PostId,
+}
+
+/// The 12 fields Mattermost sends. Unknown fields are ignored and missing ones are empty, so a
+/// newer or older server still parses.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Payload {
+    pub token: String,
+    pub team_id: String,
+    pub team_domain: String,
+    pub channel_id: String,
+    pub channel_name: String,
+    timestamp: Option<Timestamp>,
+    pub user_id: String,
+    pub user_name: String,
+    pub post_id: String,
+    pub text: String,
+    pub trigger_word: String,
+    pub file_ids: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum Timestamp {
+    Number(i64),
+    Text(String),
+}
+
+impl Payload {
+    /// Checks what the rest of chatrun relies on: the post id is an id (it goes into URLs and
+    /// is the idempotency key).
+    ///
+    /// # Errors
+    ///
+    /// `post_id` is missing or malformed.
+    pub fn check(&self) -> Result<(), ParseError> {
+        if is_id(&self.post_id) {
+            Ok(())
+        } else {
+            Err(ParseError::PostId)
+        }
+    }
+
+    /// The post's creation time in ms; JSON bodies carry ms, form bodies seconds.
+    pub fn timestamp_ms(&self) -> Option<i64> {
+        match &self.timestamp {
+            Some(Timestamp::Number(ms)) => Some(*ms),
+            Some(Timestamp::Text(s)) => s.parse::<i64>().ok().map(|s| s.saturating_mul(1000)),
+            None => None,
+        }
+    }
+}
+
+/// Parses a request body: JSON when the Content-Type says so, else a form, as Mattermost
+/// decides. Nothing is checked here; see [`token_matches`] and [`Payload::check`].
+///
+/// # Errors
+///
+/// The body is not a payload.
+pub fn parse_payload(content_type: Option<&str>, body: &[u8]) -> Result<Payload, ParseError> {
+    let is_json = content_type.is_some_and(|ct| {
+        ct.trim_start()
+            .to_ascii_lowercase()
+            .starts_with("application/json")
+    });
+    let payload: Payload = if is_json {
+        serde_json::from_slice(body).map_err(|err| ParseError::Json(err.to_string()))?
+    } else {
+        serde_urlencoded::from_bytes(body).map_err(|err| ParseError::Form(err.to_string()))?
+    };
+    Ok(payload)
+}
+
+/// True for a Mattermost-style id: 1 to 64 ASCII letters, digits, `-` or `_`.
+pub fn is_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Whether `given` is one of the `accepted` tokens, in constant time: both sides are hashed
+/// first, so neither the content nor the length of a token leaks through timing, and every
+/// accepted token is compared.
+pub fn token_matches(given: &str, accepted: &[String]) -> bool {
+    let given = Sha256::digest(given.as_bytes());
+    let mut found = subtle::Choice::from(0);
+    for token in accepted {
+        let token = Sha256::digest(token.as_bytes());
+        found |= given.as_slice().ct_eq(token.as_slice());
+    }
+    !accepted.is_empty() && bool::from(found)
+}
+
+/// Where the trigger post sits, which decides how a reply can appear next to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Thread {
+    /// The trigger is a root post: a `comment` reply threads under it.
+    Root,
+    /// The trigger was typed inside the thread of this root post: a `comment` reply would be
+    /// dropped by Mattermost, so replies go through the REST API with this `root_id`.
+    Reply(String),
+    /// Not known (the REST API is not configured or did not answer): a top-level reply is the
+    /// one that is always shown.
+    Unknown,
+}
+
+impl Thread {
+    /// From a post's `root_id` as `GET /api/v4/posts/{id}` returns it.
+    pub fn from_root_id(root_id: &str) -> Self {
+        if root_id.is_empty() {
+            Self::Root
+        } else {
+            Self::Reply(root_id.to_string())
+        }
+    }
+
+    /// The `root_id` for REST replies to post `post_id`, when it is known.
+    pub fn root_for(&self, post_id: &str) -> Option<String> {
+        match self {
+            Self::Root => Some(post_id.to_string()),
+            Self::Reply(root) => Some(root.clone()),
+            Self::Unknown => None,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Response<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_type: Option<&'static str>,
+    text: &'a str,
+}
+
+#[derive(Serialize)]
+struct CreatePost<'a> {
+    channel_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    root_id: Option<&'a str>,
+    message: &'a str,
+}
+
+/// The HTTP response body that shows `text` next to the trigger, and the delivery to queue
+/// when the response cannot (a trigger inside a thread).
+pub fn render_response(
+    text: &str,
+    thread: &Thread,
+    channel_id: &str,
+) -> (String, Option<Delivery>) {
+    let json = |response: &Response| {
+        serde_json::to_string(response).expect("a struct of strings serializes")
+    };
+    match thread {
+        Thread::Root => (
+            json(&Response {
+                response_type: Some("comment"),
+                text,
+            }),
+            None,
+        ),
+        Thread::Unknown => (
+            json(&Response {
+                response_type: None,
+                text,
+            }),
+            None,
+        ),
+        // `{}` posts nothing; the REST delivery posts the text in the right thread.
+        Thread::Reply(root) => ("{}".into(), Some(render_post(channel_id, Some(root), text))),
+    }
+}
+
+/// A `POST /api/v4/posts` delivery.
+pub fn render_post(channel_id: &str, root_id: Option<&str>, message: &str) -> Delivery {
+    Delivery {
+        target: TARGET_POST.into(),
+        body: serde_json::to_string(&CreatePost {
+            channel_id,
+            root_id,
+            message,
+        })
+        .expect("a struct of strings serializes"),
+    }
+}
+
+/// The acknowledgement text of a queued run.
+pub fn render_ack(
+    run_id: i64,
+    job: &str,
+    user_name: &str,
+    position: i64,
+    args: &str,
+    link: &str,
+) -> String {
+    let mention = render::mention(user_name);
+    AckMessage {
+        run_id,
+        job,
+        mention: &mention,
+        position,
+        args,
+        link,
+    }
+    .render()
+    .expect("the ack template renders")
+    .trim()
+    .to_string()
+}
+
+/// The list of jobs, for `help` or after an unknown job name.
+pub fn render_jobs<'a>(
+    unknown: Option<&str>,
+    jobs: impl Iterator<Item = (&'a str, &'a str)>,
+    trigger_word: &str,
+) -> String {
+    let jobs: Vec<_> = jobs.collect();
+    let example = match (trigger_word.trim(), jobs.first()) {
+        ("", Some((name, _))) => (*name).to_string(),
+        (word, Some((name, _))) => format!("{word} {name}"),
+        (_, None) => String::new(),
+    };
+    let text = JobsMessage {
+        unknown,
+        jobs,
+        trigger: &example,
+    }
+    .render()
+    .expect("the jobs template renders");
+    truncate_runes(text.trim(), MAX_RUNES)
+}
+
+/// The result message of a finished run, fitted under [`MAX_RUNES`] by leaving out table rows
+/// (the run page has them all); never a cut table.
+pub fn render_result(run: &RunRow, steps: &[StepRow], link: &str, now: i64) -> String {
+    let mention = render::mention(&run.user_name);
+    let rows: Vec<StepLine> = steps.iter().map(|s| StepLine::new(s, now)).collect();
+    let error = run.error.as_deref().map(|e| truncate_runes(e, 500));
+    let mut shown = rows.len();
+    loop {
+        let text = ResultMessage {
+            emoji: render::run_emoji(run.status),
+            job: &run.job,
+            run_id: run.run_id.0,
+            status: run.status.as_str(),
+            duration: render::run_duration(run, now)
+                .map_or_else(|| "0.0s".into(), render::duration),
+            mention: &mention,
+            rows: &rows[..shown],
+            omitted: rows.len() - shown,
+            error: error.as_deref(),
+            link,
+        }
+        .render()
+        .expect("the result template renders");
+        if text.chars().count() <= MAX_RUNES || shown == 0 {
+            return truncate_runes(text.trim(), MAX_RUNES);
+        }
+        shown /= 2;
+    }
+}
+
+/// At most `max` runes of `text`, ending in `…` when cut.
+pub fn truncate_runes(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{RunId, RunStatus, StepStatus};
+
+    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mattermost");
+
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(format!("{FIXTURES}/{name}")).unwrap()
+    }
+
+    /// Compares rendered text with a checked-in file; `UPDATE_FIXTURES=1` rewrites the file
+    /// (then review the diff).
+    fn assert_matches_fixture(actual: &str, name: &str) {
+        let path = format!("{FIXTURES}/{name}");
+        if std::env::var_os("UPDATE_FIXTURES").is_some() {
+            std::fs::write(&path, format!("{actual}\n")).unwrap();
+        }
+        let expected = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            actual,
+            expected.trim_end_matches('\n'),
+            "differs from {path}"
+        );
+    }
+
+    #[test]
+    fn parses_the_form_body_with_its_timestamp_in_seconds() {
+        let payload = parse_payload(
+            Some("application/x-www-form-urlencoded"),
+            &fixture("form-exact.txt"),
+        )
+        .unwrap();
+        assert_eq!(payload.text, "#build api-server branch=main");
+        assert_eq!(payload.user_name, "alice");
+        assert_eq!(payload.post_id, "axdygg1957njfe5pu38saikdho");
+        assert_eq!(payload.trigger_word, "#build");
+        assert_eq!(payload.timestamp_ms(), Some(1_718_294_400_000));
+    }
+
+    #[test]
+    fn parses_the_json_body_with_its_timestamp_in_milliseconds() {
+        let payload = parse_payload(Some("application/json"), &fixture("json.json")).unwrap();
+        assert_eq!(
+            payload.text,
+            "#build web --env=<staging> && notify @bob\nsecond line"
+        );
+        assert_eq!(payload.timestamp_ms(), Some(1_718_294_405_789));
+        assert_eq!(payload.channel_name, "ci-builds");
+    }
+
+    #[test]
+    fn a_body_that_is_not_a_payload_is_an_error_not_a_panic() {
+        assert!(matches!(
+            parse_payload(Some("application/json"), b"[1,2"),
+            Err(ParseError::Json(_))
+        ));
+        let payload = parse_payload(Some("application/json"), br#"{"post_id":"../../x"}"#).unwrap();
+        assert!(matches!(payload.check(), Err(ParseError::PostId)));
+        let payload = parse_payload(None, b"token=a&text=%23build").unwrap();
+        assert!(matches!(payload.check(), Err(ParseError::PostId)));
+    }
+
+    #[test]
+    fn token_must_match_one_of_the_accepted() {
+        let accepted = vec!["one".to_string(), "two".to_string()];
+        assert!(token_matches("two", &accepted));
+        assert!(!token_matches("three", &accepted));
+        assert!(!token_matches("", &accepted));
+        assert!(!token_matches("", &[]));
+    }
+
+    #[test]
+    fn replies_thread_as_mattermost_allows() {
+        let (body, delivery) = render_response("hi", &Thread::Root, "c1");
+        assert_eq!(body, r#"{"response_type":"comment","text":"hi"}"#);
+        assert!(delivery.is_none());
+        let (body, _) = render_response("hi", &Thread::Unknown, "c1");
+        assert_eq!(body, r#"{"text":"hi"}"#);
+        let (body, delivery) = render_response("hi", &Thread::Reply("r1".into()), "c1");
+        assert_eq!(body, "{}");
+        assert_eq!(
+            delivery.unwrap().body,
+            r#"{"channel_id":"c1","root_id":"r1","message":"hi"}"#
+        );
+    }
+
+    fn run(status: RunStatus) -> RunRow {
+        RunRow {
+            run_id: RunId(42),
+            platform: "mattermost".into(),
+            team_id: String::new(),
+            team_name: String::new(),
+            channel_id: "c1".into(),
+            channel_name: "ci".into(),
+            user_id: "u1".into(),
+            user_name: "alice".into(),
+            message_id: "p1".into(),
+            thread_root_id: None,
+            message: "#build".into(),
+            job: "build".into(),
+            args: String::new(),
+            status,
+            attempt: 1,
+            ack_text: String::new(),
+            error: None,
+            log_head: String::new(),
+            log_tail: String::new(),
+            log_bytes: 0,
+            log_path: None,
+            created_at: 0,
+            started_at: Some(1_000),
+            finished_at: Some(4_500),
+        }
+    }
+
+    fn step(position: i64, name: &str, status: StepStatus, exit_code: Option<i64>) -> StepRow {
+        StepRow {
+            run_id: RunId(42),
+            position,
+            name: name.into(),
+            status,
+            exit_code,
+            detail: None,
+            started_at: (status != StepStatus::Skipped).then_some(1_000 + position * 1000),
+            finished_at: (status != StepStatus::Skipped).then_some(1_900 + position * 1000),
+        }
+    }
+
+    #[test]
+    fn renders_the_result_table_as_checked_in() {
+        let steps = [
+            step(0, "Server", StepStatus::Succeeded, Some(0)),
+            step(1, "Web | Client", StepStatus::Failed, Some(2)),
+            step(2, "iOS Client", StepStatus::Skipped, None),
+        ];
+        let text = render_result(&run(RunStatus::Failed), &steps, "http://ci/runs/42", 9_999);
+        assert_matches_fixture(&text, "result-failed.md");
+    }
+
+    #[test]
+    fn renders_the_acknowledgement_as_checked_in() {
+        let text = render_ack(42, "build", "alice", 1, "", "http://ci/runs/42");
+        assert_matches_fixture(&text, "ack.md");
+        let text = render_ack(7, "build", "alice", 2, "web @channel", "http://ci/runs/7");
+        assert!(text.contains("Arguments: web @\u{200B}channel"), "{text}");
+    }
+
+    #[test]
+    fn a_huge_result_drops_rows_and_stays_under_the_limit() {
+        let steps: Vec<StepRow> = (0..3000)
+            .map(|i| step(i, &"x".repeat(20), StepStatus::Succeeded, Some(0)))
+            .collect();
+        let text = render_result(&run(RunStatus::Succeeded), &steps, "http://ci/runs/42", 0);
+        assert!(text.chars().count() <= MAX_RUNES);
+        assert!(text.contains("more steps on the run page"));
+        assert!(text.ends_with("(http://ci/runs/42)"));
+    }
+
+    #[test]
+    fn lists_jobs_for_an_unknown_name() {
+        let text = render_jobs(
+            Some("biuld"),
+            [("build", "Build it"), ("lint", "")].into_iter(),
+            "#ci",
+        );
+        assert!(
+            text.starts_with(":question: There is no job **biuld**."),
+            "{text}"
+        );
+        assert!(text.contains("| **build** | Build it |"));
+        assert!(text.contains("e.g. **\\#ci build**"));
+    }
+}

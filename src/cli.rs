@@ -1,0 +1,268 @@
+//! The command line: `serve`, `check` and `trigger`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+use crate::app::{App, random_id};
+use crate::config::Config;
+use crate::{catalog, shutdown, telemetry};
+
+/// Run builds and tests from chat.
+///
+/// chatrun receives Mattermost outgoing webhooks (`#build` in a channel), queues a run of the
+/// job in SQLite, answers at once with the run's number and link, runs the job's steps and
+/// posts the result in the trigger's thread. Every run, with its output, is on the history page.
+#[derive(Debug, Parser)]
+#[command(name = "chatrun", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run the HTTP server and the workers.
+    ///
+    /// Without --config, reads ./chatrun.toml if it exists, else uses the embedded defaults:
+    /// listen on 127.0.0.1:8080, database sqlite://data/chatrun.db, jobs from ./jobs, 2 workers.
+    Serve {
+        /// The configuration file (see config/example.toml).
+        #[arg(long, short, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
+    /// Check the configuration and every job file; list every error with its file and key.
+    ///
+    /// Exits with status 0 only when everything is valid.
+    Check {
+        /// The configuration file (see config/example.toml).
+        #[arg(long, short, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
+    /// Send a trigger to a running chatrun, exactly as Mattermost would, and print the reply.
+    ///
+    /// Tries chatrun without a chat server: `chatrun trigger "#build"`. The token is, in order:
+    /// --token, the first of mattermost.tokens, or the local token chatrun serve created in
+    /// the data folder.
+    Trigger {
+        /// The webhook URL [default: http://<listen>/hooks/mattermost].
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        /// The configuration file (see config/example.toml).
+        #[arg(long, short, value_name = "PATH")]
+        config: Option<PathBuf>,
+        /// The outgoing webhook's token.
+        #[arg(long)]
+        token: Option<String>,
+        /// Who asks [default: $USER].
+        #[arg(long)]
+        user: Option<String>,
+        /// The channel's name, as shown in the history.
+        #[arg(long, default_value = "local")]
+        channel: String,
+        /// A real Mattermost channel id, to have the result posted there (needs the REST API
+        /// configured); without it the result is only on the history page.
+        #[arg(long, default_value = "")]
+        channel_id: String,
+        /// The message, as typed in chat, e.g. "#build".
+        #[arg(required = true, value_name = "TEXT")]
+        text: Vec<String>,
+    },
+}
+
+/// Parses the command line and runs the command.
+///
+/// # Errors
+///
+/// The command failed; the error chain says why.
+pub fn run() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    telemetry::init();
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    match cli.command {
+        Cmd::Serve { config } => runtime.block_on(serve(config)),
+        Cmd::Check { config } => Ok(check(config)),
+        Cmd::Trigger {
+            url,
+            config,
+            token,
+            user,
+            channel,
+            channel_id,
+            text,
+        } => runtime.block_on(trigger(TriggerArgs {
+            url,
+            config,
+            token,
+            user,
+            channel,
+            channel_id,
+            text: text.join(" "),
+        })),
+    }
+}
+
+async fn serve(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config.as_deref())?;
+    let source = config.source.clone();
+    let app = App::build(config).await?;
+    let state = app.state();
+    let base = &state.config.public_url;
+    println!("chatrun {} ({source})", env!("CARGO_PKG_VERSION"));
+    println!("  listening on   http://{}", app.addr());
+    println!("  history        {base}/");
+    println!("  Mattermost     {base}/hooks/mattermost  (outgoing webhook callback URL)");
+    println!(
+        "  jobs           {} from {}",
+        state
+            .catalog
+            .jobs()
+            .map(|j| j.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        state.config.jobs_dir.display()
+    );
+    if state.config.mattermost.tokens.is_empty() {
+        println!(
+            "  local token    {} (no mattermost.tokens configured); try: chatrun trigger \"#build\"",
+            state.config.local_token_path().display()
+        );
+    }
+    if state.config.mattermost.rest().is_none() {
+        println!(
+            "  replies        results are not posted to chat: set mattermost.url and mattermost.bot_token"
+        );
+    }
+    let shutdown = shutdown::on_signal().context("cannot install signal handlers")?;
+    app.run(shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check(config: Option<PathBuf>) -> ExitCode {
+    let (problems, summary) = match Config::load(config.as_deref()) {
+        Err(err) => (err.0, None),
+        Ok(config) => match catalog::load(&config.jobs_dir) {
+            Ok(catalog) => {
+                let names: Vec<&str> = catalog.jobs().map(|j| j.name.as_str()).collect();
+                let summary = format!(
+                    "{}: ok; {} job(s) in {}: {}",
+                    config.source,
+                    names.len(),
+                    config.jobs_dir.display(),
+                    names.join(", ")
+                );
+                (Vec::new(), Some(summary))
+            }
+            Err(problems) => (problems, None),
+        },
+    };
+    if problems.is_empty() {
+        println!("{}", summary.unwrap_or_default());
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("{} problem(s):", problems.len());
+        for problem in problems {
+            eprintln!("  - {problem}");
+        }
+        ExitCode::FAILURE
+    }
+}
+
+struct TriggerArgs {
+    url: Option<String>,
+    config: Option<PathBuf>,
+    token: Option<String>,
+    user: Option<String>,
+    channel: String,
+    channel_id: String,
+    text: String,
+}
+
+async fn trigger(args: TriggerArgs) -> anyhow::Result<ExitCode> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let config = Config::load(args.config.as_deref())?;
+    let url = args
+        .url
+        .unwrap_or_else(|| format!("{}/hooks/mattermost", local_base(&config)));
+    let token = match (args.token, config.mattermost.tokens.first()) {
+        (Some(token), _) => token,
+        (None, Some(token)) => token.clone(),
+        (None, None) => {
+            let path = config.local_token_path();
+            std::fs::read_to_string(&path)
+                .map(|t| t.trim().to_string())
+                .with_context(|| {
+                    format!(
+                        "no token: {} does not exist yet; start `chatrun serve` once (it creates it) or pass --token",
+                        path.display()
+                    )
+                })?
+        }
+    };
+    let user = args
+        .user
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "local".into());
+    let timestamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+        .to_string();
+    let trigger_word = args
+        .text
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_string();
+    // The fields and encoding of a Mattermost form-encoded outgoing webhook (keys sorted).
+    let form = [
+        ("channel_id", args.channel_id.as_str()),
+        ("channel_name", args.channel.as_str()),
+        ("file_ids", ""),
+        ("post_id", &random_id()?),
+        ("team_domain", "local"),
+        ("team_id", "local"),
+        ("text", &args.text),
+        ("timestamp", &timestamp),
+        ("token", &token),
+        ("trigger_word", &trigger_word),
+        ("user_id", &format!("local-{user}")),
+        ("user_name", &user),
+    ];
+    let body = serde_urlencoded::to_string(form).context("cannot encode the form")?;
+    let response = reqwest::Client::new()
+        .post(&url)
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .header(reqwest::header::USER_AGENT, "Mattermost-Bot/1.1")
+        .body(body)
+        .timeout(std::time::Duration::from_secs(30))
+        .send()
+        .await
+        .with_context(|| format!("cannot reach chatrun at {url}: is `chatrun serve` running?"))?;
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    if !status.is_success() {
+        bail!("chatrun answered {status}: {}", text.trim());
+    }
+    let reply: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("chatrun answered non-JSON: {text}"))?;
+    match reply.get("text").and_then(|t| t.as_str()) {
+        Some(text) => println!("{text}"),
+        None => println!("(no text: the reply was posted in the thread)"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `http://<listen>` with a wildcard address replaced by loopback.
+fn local_base(config: &Config) -> String {
+    let mut addr = config.listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    format!("http://{addr}")
+}

@@ -1,0 +1,608 @@
+//! Configuration: a TOML file (or the embedded defaults), then `CHATRUN_*` environment overrides,
+//! then validation into a ready-to-use [`Config`].
+//!
+//! Two layers, as in ripgrep's `LowArgs`/`HiArgs`: [`RawConfig`] is exactly what the file may say
+//! (serde, `deny_unknown_fields`), [`Config`] is what the rest of the program may rely on (paths
+//! resolved, URLs checked, defaults filled in). Validation collects *every* problem so that
+//! `chatrun check` can list them all at once.
+//!
+//! Environment overrides: `CHATRUN_KEY` sets a top-level key, `CHATRUN_SECTION__KEY` a key in a
+//! section (`__` is the nesting), e.g. `CHATRUN_MATTERMOST__BOT_TOKEN`. Lists take a
+//! comma-separated value (`CHATRUN_MATTERMOST__TOKENS=tok1,tok2`). The variables that chatrun sets
+//! for job steps (`CHATRUN_RUN_ID`, `CHATRUN_JOB`, ...) are not configuration and are skipped.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The file read when `--config` is not given, if it exists in the working directory.
+pub const DEFAULT_FILE: &str = "chatrun.toml";
+
+/// Environment variables chatrun sets for job steps; never read as configuration.
+const STEP_VARIABLES: &[&str] = &["RUN_ID", "JOB", "USER", "CHANNEL", "CONFIG"];
+
+/// One problem found in the configuration, with where it was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The file (or `environment`) the value came from.
+    pub source: String,
+    /// The key, dotted (`mattermost.url`), or empty for the whole file.
+    pub key: String,
+    /// What is wrong, lowercase, no period.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.source, self.message)
+        } else {
+            write!(f, "{}: {}: {}", self.source, self.key, self.message)
+        }
+    }
+}
+
+/// Every problem found while loading the configuration.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n{}", list(.0))]
+pub struct Error(pub Vec<Problem>);
+
+fn list(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("  - {p}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// What the TOML file may contain. Every field has a default, so an empty file is valid.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default = "default_listen")]
+    listen: String,
+    #[serde(default = "default_database_url")]
+    database_url: String,
+    #[serde(default = "default_jobs_dir")]
+    jobs_dir: PathBuf,
+    #[serde(default = "default_data_dir")]
+    data_dir: PathBuf,
+    #[serde(default)]
+    public_url: Option<String>,
+    #[serde(default = "default_workers", deserialize_with = "de::number")]
+    workers: u64,
+    #[serde(default = "default_lease_secs", deserialize_with = "de::number")]
+    lease_secs: u64,
+    #[serde(default = "default_kill_grace_secs", deserialize_with = "de::number")]
+    kill_grace_secs: u64,
+    #[serde(default)]
+    mattermost: RawMattermost,
+    #[serde(default)]
+    outbox: RawOutbox,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMattermost {
+    #[serde(default, deserialize_with = "de::list")]
+    tokens: Vec<String>,
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    bot_token: Option<String>,
+    #[serde(default)]
+    bot_user_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOutbox {
+    #[serde(default = "default_retry_base_ms", deserialize_with = "de::number")]
+    retry_base_ms: u64,
+    #[serde(default = "default_retry_max_secs", deserialize_with = "de::number")]
+    retry_max_secs: u64,
+    #[serde(default = "default_max_attempts", deserialize_with = "de::number")]
+    max_attempts: u64,
+}
+
+impl Default for RawOutbox {
+    fn default() -> Self {
+        Self {
+            retry_base_ms: default_retry_base_ms(),
+            retry_max_secs: default_retry_max_secs(),
+            max_attempts: default_max_attempts(),
+        }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_database_url() -> String {
+    "sqlite://data/chatrun.db".into()
+}
+fn default_jobs_dir() -> PathBuf {
+    "jobs".into()
+}
+fn default_data_dir() -> PathBuf {
+    "data".into()
+}
+fn default_workers() -> u64 {
+    2
+}
+fn default_lease_secs() -> u64 {
+    30
+}
+fn default_kill_grace_secs() -> u64 {
+    5
+}
+fn default_retry_base_ms() -> u64 {
+    1000
+}
+fn default_retry_max_secs() -> u64 {
+    300
+}
+fn default_max_attempts() -> u64 {
+    20
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the HTTP server listens.
+    pub listen: SocketAddr,
+    /// sqlx SQLite URL, e.g. `sqlite://data/chatrun.db`.
+    pub database_url: String,
+    /// Folder of `*.toml` job definitions.
+    pub jobs_dir: PathBuf,
+    /// Folder for run logs and the local trigger token.
+    pub data_dir: PathBuf,
+    /// Base of links in chat replies, without a trailing slash.
+    pub public_url: String,
+    /// How many runs may execute at once.
+    pub workers: usize,
+    /// How long a worker's claim on a run lasts without a heartbeat.
+    pub lease: Duration,
+    /// Time between SIGTERM and SIGKILL when a step is stopped.
+    pub kill_grace: Duration,
+    /// Mattermost settings.
+    pub mattermost: Mattermost,
+    /// Reply delivery settings.
+    pub outbox: Outbox,
+    /// Where the configuration came from, for messages.
+    pub source: String,
+}
+
+/// Mattermost settings.
+#[derive(Debug, Clone, Default)]
+pub struct Mattermost {
+    /// Tokens of the outgoing webhooks we accept. Empty: only the local token is accepted.
+    pub tokens: Vec<String>,
+    /// Server base URL for the REST API, without a trailing slash.
+    pub url: Option<String>,
+    /// Access token of the bot account that posts results.
+    pub bot_token: Option<String>,
+    /// The bot account's user id; triggers from it are ignored. Looked up when not set.
+    pub bot_user_id: Option<String>,
+}
+
+impl Mattermost {
+    /// The REST API base URL and bot token, when both are configured.
+    pub fn rest(&self) -> Option<(&str, &str)> {
+        Some((self.url.as_deref()?, self.bot_token.as_deref()?))
+    }
+}
+
+/// Reply delivery settings.
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    /// Delay before the first retry; doubles each attempt.
+    pub retry_base: Duration,
+    /// Longest delay between two attempts.
+    pub retry_max: Duration,
+    /// Attempts before a delivery is given up (marked dead).
+    pub max_attempts: u32,
+}
+
+impl Config {
+    /// Loads `path`, or `chatrun.toml` in the working directory, or the embedded defaults, then
+    /// applies the environment.
+    ///
+    /// # Errors
+    ///
+    /// Every problem found, each with its file and key.
+    pub fn load(path: Option<&Path>) -> Result<Self, Error> {
+        let (source, text) = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|err| {
+                    Error(vec![Problem {
+                        source: path.display().to_string(),
+                        key: String::new(),
+                        message: format!("cannot read: {err}"),
+                    }])
+                })?;
+                (path.display().to_string(), text)
+            }
+            None if Path::new(DEFAULT_FILE).exists() => {
+                let text = std::fs::read_to_string(DEFAULT_FILE).map_err(|err| {
+                    Error(vec![Problem {
+                        source: DEFAULT_FILE.into(),
+                        key: String::new(),
+                        message: format!("cannot read: {err}"),
+                    }])
+                })?;
+                (DEFAULT_FILE.to_string(), text)
+            }
+            None => ("embedded defaults".to_string(), String::new()),
+        };
+        Self::parse(&source, &text, std::env::vars())
+    }
+
+    /// Parses configuration text and environment variables (pure: for tests and `check`).
+    ///
+    /// # Errors
+    ///
+    /// Every problem found, each with its source and key.
+    pub fn parse(
+        source: &str,
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, Error> {
+        let problem = |key: &str, message: String| Problem {
+            source: source.to_string(),
+            key: key.to_string(),
+            message,
+        };
+        let overrides = env_overrides(env);
+        let raw: RawConfig = if overrides.is_empty() {
+            toml::from_str(text).map_err(|err| Error(vec![problem("", toml_message(&err))]))?
+        } else {
+            let mut table: toml::Table =
+                toml::from_str(text).map_err(|err| Error(vec![problem("", toml_message(&err))]))?;
+            let names: Vec<String> = overrides.iter().map(|o| o.0.clone()).collect();
+            for (_, path, value) in overrides {
+                set_path(&mut table, &path, value);
+            }
+            toml::Value::Table(table).try_into().map_err(|err| {
+                Error(vec![problem(
+                    "",
+                    format!(
+                        "{} (after applying {})",
+                        toml_message(&err),
+                        names.join(", ")
+                    ),
+                )])
+            })?
+        };
+        Self::validate(source, raw)
+    }
+
+    fn validate(source: &str, raw: RawConfig) -> Result<Self, Error> {
+        let mut problems = Vec::new();
+        let mut problem = |key: &str, message: String| {
+            problems.push(Problem {
+                source: source.to_string(),
+                key: key.to_string(),
+                message,
+            })
+        };
+
+        let listen = match raw.listen.parse::<SocketAddr>() {
+            Ok(addr) => addr,
+            Err(_) => {
+                problem(
+                    "listen",
+                    format!(
+                        "`{}` is not an address with a port, e.g. `127.0.0.1:8080`",
+                        raw.listen
+                    ),
+                );
+                default_listen()
+                    .parse()
+                    .expect("the default address parses")
+            }
+        };
+        if !raw.database_url.starts_with("sqlite:") {
+            problem(
+                "database_url",
+                format!(
+                    "`{}` is not a SQLite URL, e.g. `sqlite://data/chatrun.db`",
+                    raw.database_url
+                ),
+            );
+        }
+        let public_url = match raw.public_url {
+            Some(url) => {
+                if !is_http_url(&url) {
+                    problem(
+                        "public_url",
+                        format!("`{url}` must start with http:// or https://"),
+                    );
+                }
+                url.trim_end_matches('/').to_string()
+            }
+            None => default_public_url(listen),
+        };
+        if raw.workers == 0 || raw.workers > 256 {
+            problem(
+                "workers",
+                format!("{} is out of range: 1 to 256", raw.workers),
+            );
+        }
+        if raw.lease_secs < 2 {
+            problem(
+                "lease_secs",
+                format!("{} is too short: at least 2", raw.lease_secs),
+            );
+        }
+
+        let mut tokens = Vec::new();
+        for (i, token) in raw.mattermost.tokens.into_iter().enumerate() {
+            let token = token.trim().to_string();
+            if token.is_empty() {
+                problem(&format!("mattermost.tokens[{i}]"), "is empty".into());
+            } else {
+                tokens.push(token);
+            }
+        }
+        let url = raw.mattermost.url.filter(|u| !u.trim().is_empty());
+        if let Some(url) = &url
+            && !is_http_url(url)
+        {
+            problem(
+                "mattermost.url",
+                format!("`{url}` must start with http:// or https://"),
+            );
+        }
+        let bot_token = raw.mattermost.bot_token.filter(|t| !t.trim().is_empty());
+        if url.is_some() != bot_token.is_some() {
+            let missing = if url.is_some() {
+                "mattermost.bot_token"
+            } else {
+                "mattermost.url"
+            };
+            problem(
+                missing,
+                "is needed too: results are posted through the REST API with both url and bot_token"
+                    .into(),
+            );
+        }
+        if raw.outbox.max_attempts == 0 {
+            problem("outbox.max_attempts", "must be at least 1".into());
+        }
+        if raw.outbox.retry_base_ms == 0 {
+            problem("outbox.retry_base_ms", "must be at least 1".into());
+        }
+
+        if !problems.is_empty() {
+            return Err(Error(problems));
+        }
+        Ok(Config {
+            listen,
+            database_url: raw.database_url,
+            jobs_dir: raw.jobs_dir,
+            data_dir: raw.data_dir,
+            public_url,
+            workers: usize::try_from(raw.workers).expect("validated to at most 256"),
+            lease: Duration::from_secs(raw.lease_secs),
+            kill_grace: Duration::from_secs(raw.kill_grace_secs),
+            mattermost: Mattermost {
+                tokens,
+                url: url.map(|u| u.trim_end_matches('/').to_string()),
+                bot_token,
+                bot_user_id: raw.mattermost.bot_user_id.filter(|id| !id.is_empty()),
+            },
+            outbox: Outbox {
+                retry_base: Duration::from_millis(raw.outbox.retry_base_ms),
+                retry_max: Duration::from_secs(raw.outbox.retry_max_secs.max(1)),
+                max_attempts: u32::try_from(raw.outbox.max_attempts).unwrap_or(u32::MAX),
+            },
+            source: source.to_string(),
+        })
+    }
+
+    /// The local token's file: generated on first start, accepted while `mattermost.tokens` is
+    /// empty, used by `chatrun trigger`.
+    pub fn local_token_path(&self) -> PathBuf {
+        self.data_dir.join("local-token")
+    }
+
+    /// Where full run logs are kept.
+    pub fn logs_dir(&self) -> PathBuf {
+        self.data_dir.join("logs")
+    }
+}
+
+/// `http://<listen>`, with an unspecified address (0.0.0.0, ::) replaced by loopback so the link
+/// opens on this machine.
+pub fn default_public_url(listen: SocketAddr) -> String {
+    let mut addr = listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    format!("http://{addr}")
+}
+
+fn is_http_url(url: &str) -> bool {
+    url.starts_with("http://") || url.starts_with("https://")
+}
+
+fn toml_message(err: &toml::de::Error) -> String {
+    err.to_string().trim_end().replace('\n', "\n    ")
+}
+
+/// `(variable name, key path, value)` for each `CHATRUN_*` variable that is configuration.
+fn env_overrides(
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Vec<(String, Vec<String>, toml::Value)> {
+    let mut out: Vec<_> = env
+        .into_iter()
+        .filter_map(|(name, value)| {
+            let rest = name.strip_prefix("CHATRUN_")?;
+            if STEP_VARIABLES.contains(&rest) || rest.starts_with("PARAM_") {
+                return None;
+            }
+            let path = rest.split("__").map(str::to_lowercase).collect();
+            Some((name, path, env_value(&value)))
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// A list written as TOML (`["a","b"]`) stays a list; anything else is a string, converted by
+/// the field's own deserializer (numbers, comma-separated lists).
+fn env_value(value: &str) -> toml::Value {
+    if value.trim_start().starts_with('[')
+        && let Ok(mut table) = toml::from_str::<toml::Table>(&format!("v = {value}"))
+        && let Some(list) = table.remove("v")
+    {
+        return list;
+    }
+    toml::Value::String(value.to_string())
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) {
+    match path {
+        [] => {}
+        [key] => {
+            table.insert(key.clone(), value);
+        }
+        [key, rest @ ..] => {
+            let entry = table
+                .entry(key.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if !entry.is_table() {
+                *entry = toml::Value::Table(toml::Table::new());
+            }
+            if let toml::Value::Table(inner) = entry {
+                set_path(inner, rest, value);
+            }
+        }
+    }
+}
+
+/// Deserializers that also accept the string form environment variables arrive in.
+mod de {
+    use serde::{Deserialize, Deserializer, de::Error as _};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum NumberOrString {
+        Number(u64),
+        String(String),
+    }
+
+    pub fn number<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        match NumberOrString::deserialize(d)? {
+            NumberOrString::Number(n) => Ok(n),
+            NumberOrString::String(s) => s
+                .trim()
+                .parse()
+                .map_err(|_| D::Error::custom(format!("`{s}` is not a whole number"))),
+        }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrString {
+        List(Vec<String>),
+        String(String),
+    }
+
+    pub fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        Ok(match ListOrString::deserialize(d)? {
+            ListOrString::List(list) => list,
+            ListOrString::String(s) => s
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn empty_text_gives_the_embedded_defaults() {
+        let config = Config::parse("embedded defaults", "", env(&[])).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.database_url, "sqlite://data/chatrun.db");
+        assert_eq!(config.jobs_dir, PathBuf::from("jobs"));
+        assert_eq!(config.public_url, "http://127.0.0.1:8080");
+        assert_eq!(config.workers, 2);
+        assert!(config.mattermost.tokens.is_empty());
+    }
+
+    #[test]
+    fn environment_overrides_top_level_and_section_keys() {
+        let config = Config::parse(
+            "chatrun.toml",
+            "workers = 4\n[mattermost]\ntokens = [\"a\"]\n",
+            env(&[
+                ("CHATRUN_WORKERS", "3"),
+                ("CHATRUN_MATTERMOST__TOKENS", "tok1, tok2"),
+                ("CHATRUN_MATTERMOST__URL", "http://mm:8065/"),
+                ("CHATRUN_MATTERMOST__BOT_TOKEN", "secret"),
+                ("CHATRUN_RUN_ID", "7"),
+                ("CHATRUN_PARAM_BRANCH", "main"),
+                ("HOME", "/root"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.workers, 3);
+        assert_eq!(config.mattermost.tokens, vec!["tok1", "tok2"]);
+        assert_eq!(config.mattermost.url.as_deref(), Some("http://mm:8065"));
+        assert_eq!(config.mattermost.bot_token.as_deref(), Some("secret"));
+    }
+
+    #[test]
+    fn lists_every_problem_with_its_key() {
+        let err = Config::parse(
+            "bad.toml",
+            "listen = \"nowhere\"\nworkers = 0\npublic_url = \"ftp://x\"\n[mattermost]\nurl = \"mm:8065\"\n",
+            env(&[]),
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = err.0.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            vec![
+                "listen",
+                "public_url",
+                "workers",
+                "mattermost.url",
+                "mattermost.bot_token"
+            ]
+        );
+        assert!(err.to_string().contains("bad.toml: listen: `nowhere`"));
+    }
+
+    #[test]
+    fn rejects_an_unknown_key_naming_it() {
+        let err = Config::parse("c.toml", "wrokers = 2\n", env(&[])).unwrap_err();
+        assert!(err.to_string().contains("wrokers"), "{err}");
+        let err = Config::parse("c.toml", "", env(&[("CHATRUN_WROKERS", "2")])).unwrap_err();
+        assert!(err.to_string().contains("CHATRUN_WROKERS"), "{err}");
+    }
+
+    #[test]
+    fn public_url_defaults_to_loopback_for_a_wildcard_listen() {
+        let config = Config::parse("c.toml", "listen = \"0.0.0.0:9000\"\n", env(&[])).unwrap();
+        assert_eq!(config.public_url, "http://127.0.0.1:9000");
+    }
+}

@@ -1,0 +1,224 @@
+//! The history pages: `GET /` (runs, newest first, keyset paging), `GET /runs/{id}` (one run:
+//! trigger, steps, output) and `GET /runs/{id}/log` (the whole log, streamed).
+//!
+//! Every value is HTML-escaped by askama; ANSI escape codes are stripped from output. Pages of
+//! unfinished runs refresh themselves, so people waiting see progress without JavaScript.
+
+use std::io::SeekFrom;
+use std::path::PathBuf;
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use super::{AppState, Error};
+use crate::render;
+use crate::runner::output::TAIL_BYTES;
+use crate::store::{RunId, RunRow, now_ms};
+
+/// Runs per page.
+pub const PAGE_SIZE: i64 = 50;
+
+/// The history routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(runs_page))
+        .route("/runs/{id}", get(run_page))
+        .route("/runs/{id}/log", get(run_log))
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    before: Option<i64>,
+}
+
+struct RunItem {
+    id: i64,
+    job: String,
+    status: &'static str,
+    status_class: String,
+    user: String,
+    channel: String,
+    when: String,
+    duration: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "web/runs.html")]
+struct RunsPage {
+    runs: Vec<RunItem>,
+    queued: i64,
+    running: i64,
+    first_page: bool,
+    next_before: Option<i64>,
+}
+
+async fn runs_page(
+    State(state): State<AppState>,
+    Query(query): Query<PageQuery>,
+) -> Result<RunsPage, Error> {
+    let rows = state
+        .store
+        .list_runs(query.before.map(RunId), PAGE_SIZE + 1)
+        .await?;
+    let (queued, running) = state.store.counts().await?;
+    let more = rows.len() > usize::try_from(PAGE_SIZE).unwrap_or(usize::MAX);
+    let now = now_ms();
+    let runs: Vec<RunItem> = rows
+        .iter()
+        .take(usize::try_from(PAGE_SIZE).unwrap_or(usize::MAX))
+        .map(|run| RunItem {
+            id: run.run_id.0,
+            job: run.job.clone(),
+            status: run.status.as_str(),
+            status_class: class(run.status.as_str()),
+            user: run.user_name.clone(),
+            channel: run.channel_name.clone(),
+            when: render::timestamp(run.created_at),
+            duration: render::run_duration(run, now).map_or_else(String::new, render::duration),
+        })
+        .collect();
+    Ok(RunsPage {
+        next_before: if more {
+            runs.last().map(|r| r.id)
+        } else {
+            None
+        },
+        runs,
+        queued,
+        running,
+        first_page: query.before.is_none(),
+    })
+}
+
+struct StepItem {
+    name: String,
+    result: String,
+    status_class: String,
+    duration: String,
+    detail: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "web/run.html")]
+struct RunPage {
+    run: RunRow,
+    status_class: String,
+    finished: bool,
+    created: String,
+    started: String,
+    finished_at: String,
+    duration: String,
+    steps: Vec<StepItem>,
+    log_head: String,
+    log_tail: String,
+    omitted: i64,
+    log_bytes: i64,
+    has_log_file: bool,
+}
+
+async fn run_page(State(state): State<AppState>, Path(id): Path<i64>) -> Result<RunPage, Error> {
+    let run = state
+        .store
+        .get_run(RunId(id))
+        .await?
+        .ok_or(Error::NotFound)?;
+    let steps = state.store.steps(run.run_id).await?;
+    let now = now_ms();
+    let finished = run.status.is_finished();
+    let path = log_path(&state, run.run_id);
+
+    // While a run goes, its output is only in the log file: show the end of it.
+    let (log_head, log_tail, log_bytes) = if finished {
+        (run.log_head.clone(), run.log_tail.clone(), run.log_bytes)
+    } else {
+        let (tail, size) = read_tail(&path).await;
+        (tail, String::new(), size)
+    };
+    let shown = i64::try_from(log_head.len() + log_tail.len()).unwrap_or(i64::MAX);
+    let page = RunPage {
+        status_class: class(run.status.as_str()),
+        finished,
+        created: render::timestamp(run.created_at),
+        started: run
+            .started_at
+            .map_or_else(|| "not yet".into(), render::timestamp),
+        finished_at: run
+            .finished_at
+            .map_or_else(|| "not yet".into(), render::timestamp),
+        duration: render::run_duration(&run, now).map_or_else(|| "—".into(), render::duration),
+        steps: steps
+            .iter()
+            .map(|step| StepItem {
+                name: step.name.clone(),
+                result: render::step_result(step),
+                status_class: class(step.status.as_str()),
+                duration: step
+                    .duration_ms(now)
+                    .map_or_else(|| "—".into(), render::duration),
+                detail: step.detail.clone().unwrap_or_default(),
+            })
+            .collect(),
+        log_head: render::strip_ansi(&log_head),
+        log_tail: render::strip_ansi(&log_tail),
+        omitted: (log_bytes - shown).max(0),
+        log_bytes,
+        has_log_file: tokio::fs::try_exists(&path).await.unwrap_or(false),
+        run,
+    };
+    Ok(page)
+}
+
+async fn run_log(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Response, Error> {
+    let run = state
+        .store
+        .get_run(RunId(id))
+        .await?
+        .ok_or(Error::NotFound)?;
+    let file = tokio::fs::File::open(log_path(&state, run.run_id))
+        .await
+        .map_err(|_| Error::NotFound)?;
+    let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+fn log_path(state: &AppState, run_id: RunId) -> PathBuf {
+    state.config.logs_dir().join(format!("{run_id}.log"))
+}
+
+/// The last bytes of a log file that is still being written, and its size.
+async fn read_tail(path: &std::path::Path) -> (String, i64) {
+    let Ok(mut file) = tokio::fs::File::open(path).await else {
+        return (String::new(), 0);
+    };
+    let size = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+    let start = size.saturating_sub(TAIL_BYTES as u64);
+    if file.seek(SeekFrom::Start(start)).await.is_err() {
+        return (String::new(), 0);
+    }
+    let mut bytes = Vec::new();
+    let _ = file.take(TAIL_BYTES as u64).read_to_end(&mut bytes).await;
+    (
+        String::from_utf8_lossy(&bytes).into_owned(),
+        i64::try_from(size).unwrap_or(i64::MAX),
+    )
+}
+
+/// A CSS class from a status word: `timed out` → `timed-out`.
+fn class(status: &str) -> String {
+    status.replace(' ', "-")
+}

@@ -1,0 +1,74 @@
+//! Incoming HTTP: the webhook endpoints, the history pages and the health check.
+//!
+//! Each file has its own `router()`; [`router`] merges them. Handlers only translate between
+//! HTTP and the pure modules and the store; [`Error`] is the one error that becomes a response.
+
+pub mod error;
+pub mod health;
+pub mod history;
+pub mod webhooks;
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+pub use error::Error;
+
+use crate::catalog::Catalog;
+use crate::config::Config;
+use crate::store::Store;
+
+/// Largest request body accepted (Mattermost posts are at most 16383 runes, form-encoded).
+pub const MAX_BODY: usize = 256 * 1024;
+
+/// What every handler can reach; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub catalog: Arc<Catalog>,
+    pub config: Arc<Config>,
+    /// Tokens accepted on `/hooks/mattermost`: the configured ones, or the local one.
+    pub mattermost_tokens: Arc<Vec<String>>,
+    /// The Mattermost bot's user id, once known; its own posts are ignored.
+    pub bot_user_id: Arc<OnceLock<String>>,
+    /// For the REST look-ups made while answering a webhook.
+    pub client: reqwest::Client,
+    /// Wakes the workers after an enqueue.
+    pub wake_workers: Arc<Notify>,
+    /// Wakes the outbox after a delivery was queued.
+    pub wake_outbox: Arc<Notify>,
+}
+
+/// Every route.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(webhooks::router())
+        .merge(history::router())
+        .merge(health::router())
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(30),
+        ))
+        .with_state(state)
+}
+
+/// Serves until `shutdown`, then finishes the requests in flight.
+///
+/// # Errors
+///
+/// The listener failed.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}

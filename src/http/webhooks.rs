@@ -1,0 +1,167 @@
+//! `POST /hooks/mattermost`: a trigger becomes a stored run and an acknowledgement.
+//!
+//! Order matters: the token is checked (constant time) before anything in the body is
+//! interpreted or stored; the run is committed before the acknowledgement is sent; the job is
+//! never waited for.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde::Deserialize;
+
+use super::{AppState, Error};
+use crate::chat::mattermost::{self, Thread};
+use crate::chat::{Command, Platform, parse_command};
+use crate::store::runs::Ack;
+use crate::store::{NewRun, now_ms};
+
+/// How long the thread look-up may delay the acknowledgement.
+const LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The webhook routes.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/hooks/mattermost", post(mattermost_hook))
+}
+
+async fn mattermost_hook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Error> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let payload = mattermost::parse_payload(content_type, &body)
+        .map_err(|err| Error::BadRequest(err.to_string()))?;
+    if !mattermost::token_matches(&payload.token, &state.mattermost_tokens) {
+        return Err(Error::Unauthorized(
+            "the token matches no configured outgoing webhook",
+        ));
+    }
+    payload
+        .check()
+        .map_err(|err| Error::BadRequest(err.to_string()))?;
+
+    let bot = state
+        .config
+        .mattermost
+        .bot_user_id
+        .as_deref()
+        .or(state.bot_user_id.get().map(String::as_str));
+    if bot.is_some_and(|bot| bot == payload.user_id) {
+        tracing::debug!(post = %payload.post_id, "ignoring a post of our own bot");
+        return Ok(json("{}".into()));
+    }
+
+    let command = parse_command(&payload.text, |name| state.catalog.get(name).is_some());
+    let thread = lookup_thread(&state, &payload.post_id).await;
+    let now = now_ms();
+    match command {
+        Command::Run { job, args } => {
+            let new = NewRun {
+                platform: Platform::Mattermost.as_str().into(),
+                team_id: payload.team_id.clone(),
+                team_name: payload.team_domain.clone(),
+                channel_id: payload.channel_id.clone(),
+                channel_name: payload.channel_name.clone(),
+                user_id: payload.user_id.clone(),
+                user_name: payload.user_name.clone(),
+                message_id: payload.post_id.clone(),
+                thread_root_id: thread.root_for(&payload.post_id),
+                message: payload.text.clone(),
+                job,
+                args,
+            };
+            let public_url = &state.config.public_url;
+            let inserted = state
+                .store
+                .insert_run(&new, now, |run_id, position| {
+                    let link = format!("{public_url}/runs/{run_id}");
+                    let text = mattermost::render_ack(
+                        run_id.0,
+                        &new.job,
+                        &new.user_name,
+                        position,
+                        &new.args,
+                        &link,
+                    );
+                    let (_, delivery) =
+                        mattermost::render_response(&text, &thread, &payload.channel_id);
+                    Ack { text, delivery }
+                })
+                .await?;
+            if inserted.created {
+                tracing::info!(run = %inserted.run_id, job = %new.job, user = %new.user_name,
+                    channel = %new.channel_name, "run queued");
+                state.wake_workers.notify_waiters();
+                state.wake_outbox.notify_one();
+            }
+            let (body, _) =
+                mattermost::render_response(&inserted.ack_text, &thread, &payload.channel_id);
+            Ok(json(body))
+        }
+        Command::Help | Command::Unknown { .. } => {
+            let unknown = match &command {
+                Command::Unknown { word } => Some(word.as_str()),
+                _ => None,
+            };
+            let text = mattermost::render_jobs(
+                unknown,
+                state
+                    .catalog
+                    .jobs()
+                    .map(|j| (j.name.as_str(), j.description.as_str())),
+                &payload.trigger_word,
+            );
+            let (body, delivery) = mattermost::render_response(&text, &thread, &payload.channel_id);
+            if let Some(delivery) = delivery {
+                state.store.enqueue_delivery(&delivery, now).await?;
+                state.wake_outbox.notify_one();
+            }
+            Ok(json(body))
+        }
+    }
+}
+
+fn json(body: String) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+#[derive(Deserialize)]
+struct PostInfo {
+    #[serde(default)]
+    root_id: String,
+}
+
+/// Asks Mattermost whether the trigger post is inside a thread, when the REST API is
+/// configured; [`Thread::Unknown`] when it is not or does not answer in time.
+async fn lookup_thread(state: &AppState, post_id: &str) -> Thread {
+    let Some((url, token)) = state.config.mattermost.rest() else {
+        return Thread::Unknown;
+    };
+    // `post_id` was checked by `Payload::check` to be letters, digits, `-` and `_` only.
+    let response = state
+        .client
+        .get(format!("{url}/api/v4/posts/{post_id}"))
+        .bearer_auth(token)
+        .timeout(LOOKUP_TIMEOUT)
+        .send()
+        .await;
+    let found = match response {
+        Ok(response) if response.status().is_success() => response.json::<PostInfo>().await.ok(),
+        Ok(response) => {
+            tracing::warn!(status = %response.status(), post = post_id,
+                "cannot look up the trigger post; replying at the top of the channel");
+            None
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, post = post_id,
+                "cannot look up the trigger post; replying at the top of the channel");
+            None
+        }
+    };
+    found.map_or(Thread::Unknown, |post| Thread::from_root_id(&post.root_id))
+}

@@ -1,0 +1,311 @@
+//! Workers: claim a queued run, run its steps, record the result and queue the reply.
+//!
+//! - A worker sleeps until woken by an enqueue (no polling delay); it also looks every
+//!   [`IDLE_CHECK`] for runs whose worker died (their lease expired).
+//! - The claim is committed before anything runs; no transaction is held while a job runs.
+//! - A heartbeat renews the lease. When a renew finds the run is no longer ours, the steps are
+//!   stopped and the result is discarded: the other attempt owns it now.
+//! - The result and its reply are written in one transaction ([`Store::finish_run`]), so there
+//!   is never a reply without a stored result, nor a result whose reply is lost.
+//! - On shutdown a running step is stopped and the run goes back to the queue.
+//! - A run claimed more than [`MAX_ATTEMPTS`] times (chatrun died under it each time) is failed
+//!   with a reply instead of being tried forever.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
+
+use crate::catalog::{Catalog, JobDef};
+use crate::chat::mattermost;
+use crate::config::Config;
+use crate::runner::{self, LogSink, StepOutcome};
+use crate::store::runs::{RunResult, StepResult};
+use crate::store::{self, RunId, RunRow, RunStatus, StepStatus, Store, ms, now_ms};
+
+/// Claims of one run before it is failed rather than tried again.
+pub const MAX_ATTEMPTS: i64 = 3;
+
+/// How often an idle worker looks for runs whose lease expired.
+pub const IDLE_CHECK: Duration = Duration::from_secs(5);
+
+/// What [`Worker::try_run_one`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// It ran (or settled) this run.
+    Ran(RunId),
+    /// The queue was empty.
+    Idle,
+}
+
+/// Everything a worker needs; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Worker {
+    pub store: Store,
+    pub catalog: Arc<Catalog>,
+    pub config: Arc<Config>,
+    /// Notified on every enqueue.
+    pub wake: Arc<Notify>,
+    /// Notified when a reply was queued.
+    pub outbox_wake: Arc<Notify>,
+    /// Written into the lease, for people reading the database.
+    pub owner: String,
+}
+
+impl Worker {
+    /// Runs queued runs until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) {
+        loop {
+            let woken = self.wake.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            match self.try_run_one(&shutdown).await {
+                Ok(Step::Ran(_)) => continue,
+                Ok(Step::Idle) => {}
+                Err(err) => tracing::error!(error = ?err, "worker cannot reach the database"),
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = woken => {}
+                () = tokio::time::sleep(IDLE_CHECK) => {}
+            }
+        }
+    }
+
+    /// Claims and runs one run, if one is waiting.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn try_run_one(&self, shutdown: &CancellationToken) -> store::Result<Step> {
+        if shutdown.is_cancelled() {
+            return Ok(Step::Idle);
+        }
+        let now = now_ms();
+        let Some(run) = self
+            .store
+            .try_claim(&self.owner, now, now + ms(self.config.lease))
+            .await?
+        else {
+            return Ok(Step::Idle);
+        };
+        let run_id = run.run_id;
+        tracing::info!(run = %run_id, job = %run.job, attempt = run.attempt, "run started");
+
+        if run.attempt > MAX_ATTEMPTS {
+            let error = format!(
+                "chatrun stopped {} times while this run was going; it is not tried again",
+                run.attempt - 1
+            );
+            self.finish_without_steps(run, error).await?;
+            return Ok(Step::Ran(run_id));
+        }
+        let Some(job) = self.catalog.get(&run.job).cloned() else {
+            let error = format!("the job `{}` no longer exists on this server", run.job);
+            self.finish_without_steps(run, error).await?;
+            return Ok(Step::Ran(run_id));
+        };
+
+        let stop = shutdown.child_token();
+        let lost = Arc::new(AtomicBool::new(false));
+        let _heartbeat = AbortOnDropHandle::new(tokio::spawn(heartbeat(
+            self.store.clone(),
+            run_id,
+            run.attempt,
+            self.config.lease,
+            stop.clone(),
+            lost.clone(),
+        )));
+
+        let result = self.execute(&run, &job, &stop).await?;
+        if lost.load(Ordering::SeqCst) {
+            tracing::warn!(run = %run_id, attempt = run.attempt, "lease lost; result discarded");
+        } else if shutdown.is_cancelled() && result.status == RunStatus::Cancelled {
+            self.store.requeue(run_id, run.attempt).await?;
+            tracing::info!(run = %run_id, "shutting down: run goes back to the queue");
+        } else {
+            self.finish(run, result).await?;
+        }
+        Ok(Step::Ran(run_id))
+    }
+
+    /// Runs the steps in order; a failed step stops the run unless the job keeps going.
+    async fn execute(
+        &self,
+        run: &RunRow,
+        job: &JobDef,
+        stop: &CancellationToken,
+    ) -> store::Result<RunResult> {
+        let run_id = run.run_id;
+        let names: Vec<&str> = job.steps.iter().map(|s| s.name.as_str()).collect();
+        self.store.reset_steps(run_id, &names).await?;
+
+        let logs = self.config.logs_dir();
+        if let Err(err) = tokio::fs::create_dir_all(&logs).await {
+            tracing::warn!(error = %err, dir = %logs.display(), "cannot create the logs folder");
+        }
+        let mut log = LogSink::create(&logs.join(format!("{run_id}.log"))).await;
+        let env = vec![
+            ("CHATRUN_RUN_ID".to_string(), run_id.to_string()),
+            ("CHATRUN_JOB".to_string(), run.job.clone()),
+            ("CHATRUN_USER".to_string(), run.user_name.clone()),
+            ("CHATRUN_CHANNEL".to_string(), run.channel_name.clone()),
+        ];
+        let limits = runner::Limits {
+            deadline: tokio::time::Instant::now() + job.timeout,
+            kill_grace: self.config.kill_grace,
+        };
+
+        let mut status = RunStatus::Succeeded;
+        for (position, step) in job.steps.iter().enumerate() {
+            if status != RunStatus::Succeeded && !job.keep_going {
+                break;
+            }
+            self.store.start_step(run_id, position, now_ms()).await?;
+            log.note(&format!(
+                "step {}/{}: {} ({})",
+                position + 1,
+                job.steps.len(),
+                step.name,
+                step.run.join(" ")
+            ))
+            .await;
+            let outcome = runner::run_step(step, &env, limits, &mut log, stop).await;
+            let (step_status, exit_code, detail) = match &outcome {
+                StepOutcome::Succeeded => (StepStatus::Succeeded, Some(0), None),
+                StepOutcome::Failed { code, signal } => (
+                    StepStatus::Failed,
+                    *code,
+                    signal.map(|s| format!("killed by signal {s}")),
+                ),
+                StepOutcome::TimedOut => (
+                    StepStatus::TimedOut,
+                    None,
+                    Some(format!(
+                        "the job's timeout of {} passed",
+                        humantime::format_duration(job.timeout)
+                    )),
+                ),
+                StepOutcome::Cancelled => (StepStatus::Cancelled, None, None),
+                StepOutcome::SpawnFailed { reason } => {
+                    (StepStatus::Error, None, Some(reason.clone()))
+                }
+            };
+            log.note(&format!("{}: {}", step.name, step_status.as_str()))
+                .await;
+            if let Some(detail) = &detail {
+                log.note(detail).await;
+            }
+            let result = StepResult {
+                status: step_status,
+                exit_code,
+                detail,
+                finished_at: now_ms(),
+            };
+            self.store.finish_step(run_id, position, &result).await?;
+            status = match outcome {
+                StepOutcome::Succeeded => status,
+                StepOutcome::TimedOut => RunStatus::TimedOut,
+                StepOutcome::Cancelled => RunStatus::Cancelled,
+                _ if status == RunStatus::Succeeded => RunStatus::Failed,
+                _ => status,
+            };
+            if matches!(status, RunStatus::TimedOut | RunStatus::Cancelled) {
+                break;
+            }
+        }
+
+        self.store.skip_pending_steps(run_id).await?;
+        let path = log.path().display().to_string();
+        let (summary, file_error) = log.finish().await;
+        Ok(RunResult {
+            status,
+            error: file_error,
+            log_head: summary.head,
+            log_tail: summary.tail,
+            log_bytes: i64::try_from(summary.total).unwrap_or(i64::MAX),
+            log_path: Some(path),
+            finished_at: now_ms(),
+        })
+    }
+
+    async fn finish_without_steps(&self, run: RunRow, error: String) -> store::Result<()> {
+        tracing::warn!(run = %run.run_id, %error, "run failed before its steps");
+        let result = RunResult {
+            status: RunStatus::Failed,
+            error: Some(error),
+            log_head: String::new(),
+            log_tail: String::new(),
+            log_bytes: 0,
+            log_path: None,
+            finished_at: now_ms(),
+        };
+        self.finish(run, result).await
+    }
+
+    /// Stores the result with its reply.
+    async fn finish(&self, mut run: RunRow, result: RunResult) -> store::Result<()> {
+        run.status = result.status;
+        run.finished_at = Some(result.finished_at);
+        run.error.clone_from(&result.error);
+        let steps = self.store.steps(run.run_id).await?;
+        let reply = self.reply(&run, &steps);
+        let stored = self
+            .store
+            .finish_run(run.run_id, run.attempt, &result, reply.as_ref())
+            .await?;
+        if stored {
+            tracing::info!(run = %run.run_id, status = run.status.as_str(), "run finished");
+            if reply.is_some() {
+                self.outbox_wake.notify_one();
+            }
+        }
+        Ok(())
+    }
+
+    /// The result reply, when the trigger came from a chat we can post to.
+    fn reply(&self, run: &RunRow, steps: &[store::StepRow]) -> Option<crate::chat::Delivery> {
+        if run.platform != "mattermost" || run.channel_id.is_empty() {
+            return None;
+        }
+        self.config.mattermost.rest()?;
+        let link = format!("{}/runs/{}", self.config.public_url, run.run_id);
+        let message = mattermost::render_result(run, steps, &link, now_ms());
+        let root = run.thread_root_id.as_deref().unwrap_or(&run.message_id);
+        Some(mattermost::render_post(
+            &run.channel_id,
+            Some(root),
+            &message,
+        ))
+    }
+}
+
+/// Renews the lease every third of its length; on losing it, stops the run.
+async fn heartbeat(
+    store: Store,
+    run_id: RunId,
+    attempt: i64,
+    lease: Duration,
+    stop: CancellationToken,
+    lost: Arc<AtomicBool>,
+) {
+    let mut every = tokio::time::interval(lease / 3);
+    every.tick().await;
+    loop {
+        every.tick().await;
+        let now = now_ms();
+        match store.renew(run_id, attempt, now + ms(lease)).await {
+            Ok(true) => {}
+            Ok(false) => {
+                lost.store(true, Ordering::SeqCst);
+                stop.cancel();
+                return;
+            }
+            // The next tick tries again; the lease outlives a few failed renewals.
+            Err(err) => tracing::warn!(error = ?err, run = %run_id, "cannot renew the lease"),
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! The runner: one step as a child process, its output drained, its whole process tree
+//! stopped on timeout or cancellation.
+//!
+//! - argv is executed directly, never through a shell; chat text never reaches it here.
+//! - Each step gets its own process group (`process_group(0)`), so `killpg` reaches children of
+//!   children. A timeout or cancel sends SIGTERM to the group, waits the grace period, then
+//!   SIGKILL. When the step's own process exits, whatever it left running in its group is
+//!   killed too, so no build daemon outlives its step unnoticed.
+//! - stdout and stderr are read concurrently (reading one to its end first can deadlock a child
+//!   blocked on the other, as ripgrep learnt) into one [`LogSink`].
+//! - The environment is the server's, minus every `CHATRUN_*` variable (the configuration, with
+//!   its secrets), plus the step's `env` and the run's `CHATRUN_RUN_ID`, `CHATRUN_JOB`,
+//!   `CHATRUN_USER`, `CHATRUN_CHANNEL`.
+//!
+//! A failed step is data ([`StepOutcome`]), not an error.
+
+pub mod output;
+
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::AsyncReadExt;
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+pub use output::{LogSink, LogSummary};
+
+use crate::catalog::StepDef;
+
+/// How a step ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepOutcome {
+    /// Exit status 0.
+    Succeeded,
+    /// Another exit status, or killed by a signal nobody sent on purpose.
+    Failed {
+        /// The exit code, when it exited.
+        code: Option<i32>,
+        /// The signal, when one killed it.
+        signal: Option<i32>,
+    },
+    /// The run's deadline passed.
+    TimedOut,
+    /// The cancel token fired (shutdown, lost lease).
+    Cancelled,
+    /// It could not be started.
+    SpawnFailed {
+        /// Why, for people.
+        reason: String,
+    },
+}
+
+/// Stops a step's process tree: SIGTERM to the group, then SIGKILL after the grace period.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// When the whole run must be over.
+    pub deadline: Instant,
+    /// Between SIGTERM and SIGKILL.
+    pub kill_grace: Duration,
+}
+
+/// Runs one step to its end, writing its output to `log`.
+///
+/// # Cancel safety
+///
+/// Dropping the future kills the direct child (`kill_on_drop`); cancel `cancel` instead to stop
+/// the whole group gracefully.
+pub async fn run_step(
+    step: &StepDef,
+    env: &[(String, String)],
+    limits: Limits,
+    log: &mut LogSink,
+    cancel: &CancellationToken,
+) -> StepOutcome {
+    if !step.workdir.is_dir() {
+        return StepOutcome::SpawnFailed {
+            reason: format!(
+                "working directory {} does not exist",
+                step.workdir.display()
+            ),
+        };
+    }
+    let mut command = Command::new(&step.run[0]);
+    command
+        .args(&step.run[1..])
+        .current_dir(&step.workdir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("CHATRUN_") {
+            command.env_remove(name);
+        }
+    }
+    command.envs(&step.env);
+    command.envs(env.iter().map(|(k, v)| (k, v)));
+
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(err) => {
+            return StepOutcome::SpawnFailed {
+                reason: format!("cannot start `{}`: {err}", step.run[0]),
+            };
+        }
+    };
+    let group = child
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .map(Pid::from_raw);
+
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(16);
+    let readers = [
+        child
+            .stdout
+            .take()
+            .map(|out| tokio::spawn(drain(out, tx.clone()))),
+        child
+            .stderr
+            .take()
+            .map(|err| tokio::spawn(drain(err, tx.clone()))),
+    ];
+    drop(tx);
+
+    let (status, stopped_for) =
+        wait_draining(&mut child, group, limits, log, &mut rx, cancel).await;
+    // Whatever the step left behind in its group goes with it; then the pipes close.
+    signal_group(group, Signal::SIGKILL);
+    let drained = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(chunk) = rx.recv().await {
+            log.write(&chunk).await;
+        }
+    })
+    .await;
+    if drained.is_err() {
+        // A descendant left the group (setsid) and holds the pipe open: stop reading.
+        for reader in readers.into_iter().flatten() {
+            reader.abort();
+        }
+        log.note(
+            "output still open after the step ended (a process left its group); stopped reading",
+        )
+        .await;
+    }
+
+    match (stopped_for, status) {
+        (Some(Stop::Timeout), _) => StepOutcome::TimedOut,
+        (Some(Stop::Cancel), _) => StepOutcome::Cancelled,
+        (None, Ok(status)) if status.success() => StepOutcome::Succeeded,
+        (None, Ok(status)) => {
+            use std::os::unix::process::ExitStatusExt;
+            StepOutcome::Failed {
+                code: status.code(),
+                signal: status.signal(),
+            }
+        }
+        (None, Err(err)) => StepOutcome::SpawnFailed {
+            reason: format!("lost track of the process: {err}"),
+        },
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Timeout,
+    Cancel,
+}
+
+/// Waits for the child while writing its output; on deadline or cancel, stops its group.
+async fn wait_draining(
+    child: &mut Child,
+    group: Option<Pid>,
+    limits: Limits,
+    log: &mut LogSink,
+    rx: &mut mpsc::Receiver<Vec<u8>>,
+    cancel: &CancellationToken,
+) -> (std::io::Result<ExitStatus>, Option<Stop>) {
+    let mut stopping: Option<(Stop, Instant)> = None;
+    let mut open = true;
+    loop {
+        let kill_at = stopping.map(|(_, at)| at);
+        tokio::select! {
+            status = child.wait() => return (status, stopping.map(|(why, _)| why)),
+            chunk = rx.recv(), if open => match chunk {
+                Some(chunk) => log.write(&chunk).await,
+                None => open = false,
+            },
+            () = tokio::time::sleep_until(limits.deadline), if stopping.is_none() => {
+                log.note("timeout: stopping the step's processes").await;
+                signal_group(group, Signal::SIGTERM);
+                stopping = Some((Stop::Timeout, Instant::now() + limits.kill_grace));
+            }
+            () = cancel.cancelled(), if stopping.is_none() => {
+                log.note("cancelled: stopping the step's processes").await;
+                signal_group(group, Signal::SIGTERM);
+                stopping = Some((Stop::Cancel, Instant::now() + limits.kill_grace));
+            }
+            () = sleep_until_opt(kill_at) => {
+                signal_group(group, Signal::SIGKILL);
+                if let Some((why, _)) = stopping {
+                    stopping = Some((why, Instant::now() + Duration::from_secs(3600)));
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn signal_group(group: Option<Pid>, signal: Signal) {
+    if let Some(group) = group {
+        // ESRCH (the group is already gone) is the normal case after a clean exit.
+        let _ = killpg(group, signal);
+    }
+}
+
+async fn drain(mut pipe: impl AsyncReadExt + Unpin, tx: mpsc::Sender<Vec<u8>>) {
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        match pipe.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if tx.send(buf[..n].to_vec()).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+
+    fn step(script: &str) -> StepDef {
+        StepDef {
+            name: "s".into(),
+            run: vec!["sh".into(), "-c".into(), script.into()],
+            workdir: PathBuf::from("/tmp"),
+            env: BTreeMap::from([("GREETING".to_string(), "hi".to_string())]),
+        }
+    }
+
+    fn limits(secs: u64) -> Limits {
+        Limits {
+            deadline: Instant::now() + Duration::from_secs(secs),
+            kill_grace: Duration::from_millis(500),
+        }
+    }
+
+    async fn run(def: &StepDef, secs: u64) -> (StepOutcome, LogSummary) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = LogSink::create(&dir.path().join("log")).await;
+        let env = vec![("CHATRUN_RUN_ID".to_string(), "7".to_string())];
+        let outcome = run_step(def, &env, limits(secs), &mut log, &CancellationToken::new()).await;
+        (outcome, log.finish().await.0)
+    }
+
+    #[tokio::test]
+    async fn captures_stdout_and_stderr_with_the_step_environment() {
+        let (outcome, log) = run(
+            &step("echo $GREETING run $CHATRUN_RUN_ID; echo oops >&2"),
+            10,
+        )
+        .await;
+        assert_eq!(outcome, StepOutcome::Succeeded);
+        assert!(log.head.contains("hi run 7\n"), "{log:?}");
+        assert!(log.head.contains("oops\n"), "{log:?}");
+    }
+
+    #[tokio::test]
+    async fn reports_the_exit_code_of_a_failing_step() {
+        let (outcome, _) = run(&step("exit 3"), 10).await;
+        assert_eq!(
+            outcome,
+            StepOutcome::Failed {
+                code: Some(3),
+                signal: None
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missing_program_or_folder_is_a_spawn_failure() {
+        let mut def = step("true");
+        def.run = vec!["/no/such/program".into()];
+        let (outcome, _) = run(&def, 10).await;
+        assert!(
+            matches!(outcome, StepOutcome::SpawnFailed { reason } if reason.contains("/no/such/program"))
+        );
+        let mut def = step("true");
+        def.workdir = PathBuf::from("/no/such/dir");
+        let (outcome, _) = run(&def, 10).await;
+        assert!(
+            matches!(outcome, StepOutcome::SpawnFailed { reason } if reason.contains("does not exist"))
+        );
+    }
+
+    #[tokio::test]
+    async fn cancel_stops_the_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = LogSink::create(&dir.path().join("log")).await;
+        let cancel = CancellationToken::new();
+        cancel.cancel();
+        let outcome = run_step(&step("sleep 30"), &[], limits(60), &mut log, &cancel).await;
+        assert_eq!(outcome, StepOutcome::Cancelled);
+    }
+}

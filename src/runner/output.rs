@@ -1,0 +1,148 @@
+//! A run's output: every byte goes to the run's log file; only a capped head and tail stay in
+//! memory (and go to the database), so memory is bounded however much a job prints.
+
+use std::path::{Path, PathBuf};
+
+use tokio::fs::File;
+use tokio::io::{AsyncWriteExt, BufWriter};
+
+/// Bytes kept from the start of the output.
+pub const HEAD_BYTES: usize = 16 * 1024;
+/// Bytes kept from the end of the output.
+pub const TAIL_BYTES: usize = 48 * 1024;
+
+/// Where a run's output goes.
+#[derive(Debug)]
+pub struct LogSink {
+    path: PathBuf,
+    file: Option<BufWriter<File>>,
+    head: Vec<u8>,
+    /// The last bytes after the head; trimmed to `TAIL_BYTES` when it doubles.
+    tail: Vec<u8>,
+    total: u64,
+    /// Why the log file could not be written, if it could not.
+    file_error: Option<String>,
+}
+
+/// What is kept of a run's output once it is over.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogSummary {
+    /// The first bytes (lossy UTF-8).
+    pub head: String,
+    /// The last bytes that are not in `head` (lossy UTF-8); empty when everything fit in `head`.
+    pub tail: String,
+    /// Every byte written.
+    pub total: u64,
+}
+
+impl LogSink {
+    /// Creates (truncating) the log file at `path`. A file that cannot be created is reported in
+    /// the log summary, not fatal: the head and tail are still kept.
+    pub async fn create(path: &Path) -> Self {
+        let (file, file_error) = match File::create(path).await {
+            Ok(file) => (Some(BufWriter::new(file)), None),
+            Err(err) => (
+                None,
+                Some(format!("cannot write {}: {err}", path.display())),
+            ),
+        };
+        Self {
+            path: path.to_path_buf(),
+            file,
+            head: Vec::new(),
+            tail: Vec::new(),
+            total: 0,
+            file_error,
+        }
+    }
+
+    /// The log file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends bytes.
+    pub async fn write(&mut self, mut bytes: &[u8]) {
+        self.total += bytes.len() as u64;
+        if let Some(file) = &mut self.file
+            && let Err(err) = file.write_all(bytes).await
+        {
+            self.file_error = Some(format!("cannot write {}: {err}", self.path.display()));
+            self.file = None;
+        }
+        if self.head.len() < HEAD_BYTES {
+            let take = bytes.len().min(HEAD_BYTES - self.head.len());
+            self.head.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+        }
+        self.tail.extend_from_slice(bytes);
+        if self.tail.len() > 2 * TAIL_BYTES {
+            self.tail.drain(..self.tail.len() - TAIL_BYTES);
+        }
+    }
+
+    /// Appends a line of chatrun's own (step headers), marked so it stands out from job output.
+    pub async fn note(&mut self, line: &str) {
+        self.write(format!("[chatrun] {line}\n").as_bytes()).await;
+    }
+
+    /// Flushes the file and returns what is kept.
+    pub async fn finish(mut self) -> (LogSummary, Option<String>) {
+        if let Some(file) = &mut self.file
+            && let Err(err) = file.flush().await
+        {
+            self.file_error = Some(format!("cannot write {}: {err}", self.path.display()));
+        }
+        let tail_start = self.tail.len().saturating_sub(TAIL_BYTES);
+        let summary = LogSummary {
+            head: String::from_utf8_lossy(&self.head).into_owned(),
+            tail: String::from_utf8_lossy(&self.tail[tail_start..]).into_owned(),
+            total: self.total,
+        };
+        (summary, self.file_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn keeps_head_and_tail_in_memory_and_everything_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("1.log");
+        let mut sink = LogSink::create(&path).await;
+        let chunk = vec![b'a'; 10_000];
+        for _ in 0..100 {
+            sink.write(&chunk).await;
+        }
+        sink.write(b"THE END").await;
+        let (summary, error) = sink.finish().await;
+        assert_eq!(error, None);
+        assert_eq!(summary.total, 1_000_007);
+        assert_eq!(summary.head.len(), HEAD_BYTES);
+        assert_eq!(summary.tail.len(), TAIL_BYTES);
+        assert!(summary.tail.ends_with("THE END"));
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 1_000_007);
+    }
+
+    #[tokio::test]
+    async fn short_output_is_all_in_the_head() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink = LogSink::create(&dir.path().join("2.log")).await;
+        sink.note("step 1").await;
+        sink.write(b"hello\n").await;
+        let (summary, _) = sink.finish().await;
+        assert_eq!(summary.head, "[chatrun] step 1\nhello\n");
+        assert_eq!(summary.tail, "");
+    }
+
+    #[tokio::test]
+    async fn a_log_file_that_cannot_be_created_is_reported_not_fatal() {
+        let mut sink = LogSink::create(Path::new("/nonexistent/dir/x.log")).await;
+        sink.write(b"still kept").await;
+        let (summary, error) = sink.finish().await;
+        assert_eq!(summary.head, "still kept");
+        assert!(error.unwrap().contains("cannot write"));
+    }
+}

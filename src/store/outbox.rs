@@ -1,0 +1,226 @@
+//! The `outbox` table: replies waiting to be delivered.
+//!
+//! Rows are inserted inside the transaction that stores what they report ([`insert`] takes the
+//! caller's transaction). A sender claims a due row by pushing its `next_attempt_at` forward, so
+//! a sender that dies mid-request leaves the row to be tried again later, never lost.
+
+use sqlx::{FromRow, Sqlite, Transaction};
+
+use super::{Result, RunId, Store};
+use crate::chat::Delivery;
+
+/// An `outbox` row.
+#[derive(Debug, Clone, FromRow)]
+pub struct DeliveryRow {
+    pub outbox_id: i64,
+    pub run_id: Option<RunId>,
+    pub target: String,
+    pub body: String,
+    pub attempts: i64,
+}
+
+impl DeliveryRow {
+    /// The delivery to send.
+    pub fn delivery(&self) -> Delivery {
+        Delivery {
+            target: self.target.clone(),
+            body: self.body.clone(),
+        }
+    }
+}
+
+/// Queues a delivery inside the caller's transaction, due at once.
+///
+/// # Errors
+///
+/// The database failed.
+pub async fn insert(
+    tx: &mut Transaction<'_, Sqlite>,
+    run_id: Option<RunId>,
+    delivery: &Delivery,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "insert into outbox (run_id, target, body, next_attempt_at, created_at)
+         values (?, ?, ?, ?, ?)",
+    )
+    .bind(run_id)
+    .bind(&delivery.target)
+    .bind(&delivery.body)
+    .bind(now)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+impl Store {
+    /// Queues a delivery that reports no run (a reply to `help`), due at once.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn enqueue_delivery(&self, delivery: &Delivery, now: i64) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        insert(&mut tx, None, delivery, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Takes the delivery due first, if any is due at `now`, and holds it until `hold_until`
+    /// (counting the attempt).
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn try_claim_delivery(
+        &self,
+        now: i64,
+        hold_until: i64,
+    ) -> Result<Option<DeliveryRow>> {
+        Ok(sqlx::query_as::<_, DeliveryRow>(
+            "update outbox set next_attempt_at = ?, attempts = attempts + 1
+             where outbox_id = (
+                 select outbox_id from outbox
+                 where status = 'pending' and next_attempt_at <= ?
+                 order by next_attempt_at, outbox_id limit 1)
+             returning outbox_id, run_id, target, body, attempts",
+        )
+        .bind(hold_until)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// When the next pending delivery is due, if there is one.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn next_delivery_at(&self) -> Result<Option<i64>> {
+        let (at,): (Option<i64>,) =
+            sqlx::query_as("select min(next_attempt_at) from outbox where status = 'pending'")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(at)
+    }
+
+    /// The delivery went through.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn mark_sent(&self, outbox_id: i64, now: i64) -> Result<()> {
+        sqlx::query(
+            "update outbox set status = 'sent', sent_at = ?, last_error = null where outbox_id = ?",
+        )
+        .bind(now)
+        .bind(outbox_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The delivery failed and is tried again at `next_attempt_at`.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn mark_retry(
+        &self,
+        outbox_id: i64,
+        next_attempt_at: i64,
+        error: &str,
+    ) -> Result<()> {
+        sqlx::query("update outbox set next_attempt_at = ?, last_error = ? where outbox_id = ?")
+            .bind(next_attempt_at)
+            .bind(error)
+            .bind(outbox_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The delivery is given up.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn mark_dead(&self, outbox_id: i64, error: &str) -> Result<()> {
+        sqlx::query("update outbox set status = 'dead', last_error = ? where outbox_id = ?")
+            .bind(error)
+            .bind(outbox_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The deliveries of a run, oldest first: `(target, status, attempts, last_error)`.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn deliveries(
+        &self,
+        run_id: RunId,
+    ) -> Result<Vec<(String, String, i64, Option<String>)>> {
+        Ok(sqlx::query_as(
+            "select target, status, attempts, last_error from outbox
+             where run_id = ? order by outbox_id",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::NewRun;
+    use crate::store::runs::Ack;
+
+    #[tokio::test]
+    async fn a_due_delivery_is_claimed_once_retried_later_and_marked_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&format!("sqlite://{}/t.db", dir.path().display()))
+            .await
+            .unwrap();
+        let new = NewRun {
+            platform: "mattermost".into(),
+            message_id: "p1".into(),
+            job: "build".into(),
+            ..NewRun::default()
+        };
+        let inserted = store
+            .insert_run(&new, 100, |_, _| Ack {
+                text: "queued".into(),
+                delivery: Some(Delivery {
+                    target: "mattermost.post".into(),
+                    body: "{}".into(),
+                }),
+            })
+            .await
+            .unwrap();
+
+        assert_eq!(store.next_delivery_at().await.unwrap(), Some(100));
+        let row = store.try_claim_delivery(100, 200).await.unwrap().unwrap();
+        assert_eq!((row.run_id, row.attempts), (Some(inserted.run_id), 1));
+        assert!(store.try_claim_delivery(150, 250).await.unwrap().is_none());
+
+        store.mark_retry(row.outbox_id, 300, "503").await.unwrap();
+        assert!(store.try_claim_delivery(299, 400).await.unwrap().is_none());
+        let again = store.try_claim_delivery(300, 400).await.unwrap().unwrap();
+        assert_eq!(again.attempts, 2);
+        store.mark_sent(again.outbox_id, 301).await.unwrap();
+        assert_eq!(store.next_delivery_at().await.unwrap(), None);
+        let list = store.deliveries(inserted.run_id).await.unwrap();
+        assert_eq!(list[0].1, "sent");
+
+        store.mark_dead(again.outbox_id, "gone").await.unwrap();
+        assert_eq!(
+            store.deliveries(inserted.run_id).await.unwrap()[0].1,
+            "dead"
+        );
+    }
+}

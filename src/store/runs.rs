@@ -1,0 +1,692 @@
+//! The `run` and `step` tables: inserting a trigger's run, the queue operations
+//! (claim, renew, finish, requeue) and the reads of the history pages.
+//!
+//! Every write a worker makes after its claim has `where run_id = ? and attempt = ?`: when
+//! another worker has claimed the run since (our lease expired), the write touches 0 rows and
+//! the caller learns it lost the run, as in underway's `mark_succeeded`.
+
+use std::fmt;
+
+use serde::Serialize;
+use sqlx::{FromRow, Sqlite, Transaction};
+
+use super::{Result, Store, outbox};
+use crate::chat::Delivery;
+
+/// A run's number, as users see it (`#42`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, sqlx::Type, Serialize)]
+#[sqlx(transparent)]
+pub struct RunId(pub i64);
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Where a run is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type, Serialize)]
+#[sqlx(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Waiting for a worker.
+    Queued,
+    /// A worker holds it.
+    Running,
+    /// Every step succeeded.
+    Succeeded,
+    /// A step failed, or the run could not be started.
+    Failed,
+    /// The job's timeout stopped it.
+    TimedOut,
+    /// Stopped on request.
+    Cancelled,
+}
+
+impl RunStatus {
+    /// The word used in replies and pages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::TimedOut => "timed out",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// True once the run will not change any more.
+    pub fn is_finished(self) -> bool {
+        !matches!(self, Self::Queued | Self::Running)
+    }
+}
+
+/// Where a step is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type, Serialize)]
+#[sqlx(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    /// Not started yet.
+    Pending,
+    /// Its process is running.
+    Running,
+    /// Exited with status 0.
+    Succeeded,
+    /// Exited otherwise, or was killed by a signal.
+    Failed,
+    /// Stopped by the job's timeout.
+    TimedOut,
+    /// Stopped on request.
+    Cancelled,
+    /// Not run because an earlier step failed.
+    Skipped,
+    /// Could not be started (no such program, bad working directory).
+    Error,
+}
+
+impl StepStatus {
+    /// The word used in replies and pages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Succeeded => "passed",
+            Self::Failed => "failed",
+            Self::TimedOut => "timed out",
+            Self::Cancelled => "cancelled",
+            Self::Skipped => "skipped",
+            Self::Error => "could not start",
+        }
+    }
+}
+
+/// A trigger that became a run, before it is stored.
+#[derive(Debug, Clone, Default)]
+pub struct NewRun {
+    /// `mattermost` or `teams`.
+    pub platform: String,
+    /// Team id on the chat server.
+    pub team_id: String,
+    /// Team name, for display.
+    pub team_name: String,
+    /// Channel id on the chat server.
+    pub channel_id: String,
+    /// Channel name, for display.
+    pub channel_name: String,
+    /// User id on the chat server.
+    pub user_id: String,
+    /// User name, for display and mentions.
+    pub user_name: String,
+    /// The trigger post's id; one run per (platform, message_id).
+    pub message_id: String,
+    /// The thread the result goes to, when known.
+    pub thread_root_id: Option<String>,
+    /// The whole trigger text.
+    pub message: String,
+    /// The job to run.
+    pub job: String,
+    /// What followed the job name.
+    pub args: String,
+}
+
+/// The acknowledgement of a newly stored run, made once its number and position are known.
+#[derive(Debug, Clone)]
+pub struct Ack {
+    /// What the chat reply says.
+    pub text: String,
+    /// A reply to send through the outbox as well (a trigger typed inside a thread).
+    pub delivery: Option<Delivery>,
+}
+
+/// The outcome of [`Store::insert_run`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inserted {
+    /// The run's number.
+    pub run_id: RunId,
+    /// The acknowledgement (the stored one, for a duplicate).
+    pub ack_text: String,
+    /// False when the trigger had been seen before.
+    pub created: bool,
+}
+
+/// A `run` row.
+#[derive(Debug, Clone, FromRow, Serialize)]
+pub struct RunRow {
+    pub run_id: RunId,
+    pub platform: String,
+    pub team_id: String,
+    pub team_name: String,
+    pub channel_id: String,
+    pub channel_name: String,
+    pub user_id: String,
+    pub user_name: String,
+    pub message_id: String,
+    pub thread_root_id: Option<String>,
+    pub message: String,
+    pub job: String,
+    pub args: String,
+    pub status: RunStatus,
+    pub attempt: i64,
+    pub ack_text: String,
+    pub error: Option<String>,
+    pub log_head: String,
+    pub log_tail: String,
+    pub log_bytes: i64,
+    pub log_path: Option<String>,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+/// A `step` row.
+#[derive(Debug, Clone, FromRow, Serialize)]
+pub struct StepRow {
+    pub run_id: RunId,
+    pub position: i64,
+    pub name: String,
+    pub status: StepStatus,
+    pub exit_code: Option<i64>,
+    pub detail: Option<String>,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+impl StepRow {
+    /// How long the step ran, once it has started.
+    pub fn duration_ms(&self, now: i64) -> Option<i64> {
+        Some(self.finished_at.unwrap_or(now) - self.started_at?)
+    }
+}
+
+/// What a finished step reports.
+#[derive(Debug, Clone)]
+pub struct StepResult {
+    pub status: StepStatus,
+    pub exit_code: Option<i32>,
+    pub detail: Option<String>,
+    pub finished_at: i64,
+}
+
+/// What a finished run reports.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    pub status: RunStatus,
+    pub error: Option<String>,
+    pub log_head: String,
+    pub log_tail: String,
+    pub log_bytes: i64,
+    pub log_path: Option<String>,
+    pub finished_at: i64,
+}
+
+const RUN_COLUMNS: &str = "run_id, platform, team_id, team_name, channel_id, channel_name, \
+    user_id, user_name, message_id, thread_root_id, message, job, args, status, attempt, \
+    ack_text, error, log_head, log_tail, log_bytes, log_path, created_at, started_at, finished_at";
+
+impl Store {
+    /// Stores a trigger's run, queued, unless the same trigger (platform and message id) was
+    /// stored before; `ack` makes the acknowledgement from the new run's number and queue
+    /// position, and is kept with the run so a duplicate trigger gets the same text.
+    ///
+    /// # Errors
+    ///
+    /// The database failed; nothing was stored.
+    pub async fn insert_run(
+        &self,
+        new: &NewRun,
+        now: i64,
+        ack: impl FnOnce(RunId, i64) -> Ack,
+    ) -> Result<Inserted> {
+        let mut tx = self.pool.begin().await?;
+        let inserted: Option<(RunId,)> = sqlx::query_as(
+            "insert into run (platform, team_id, team_name, channel_id, channel_name, user_id,
+                 user_name, message_id, thread_root_id, message, job, args, ack_text, created_at)
+             values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?)
+             on conflict (platform, message_id) do nothing
+             returning run_id",
+        )
+        .bind(&new.platform)
+        .bind(&new.team_id)
+        .bind(&new.team_name)
+        .bind(&new.channel_id)
+        .bind(&new.channel_name)
+        .bind(&new.user_id)
+        .bind(&new.user_name)
+        .bind(&new.message_id)
+        .bind(&new.thread_root_id)
+        .bind(&new.message)
+        .bind(&new.job)
+        .bind(&new.args)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+
+        let Some((run_id,)) = inserted else {
+            let (run_id, ack_text): (RunId, String) = sqlx::query_as(
+                "select run_id, ack_text from run where platform = ? and message_id = ?",
+            )
+            .bind(&new.platform)
+            .bind(&new.message_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            return Ok(Inserted {
+                run_id,
+                ack_text,
+                created: false,
+            });
+        };
+
+        let position = queue_position(&mut tx, run_id).await?;
+        let ack = ack(run_id, position);
+        sqlx::query("update run set ack_text = ? where run_id = ?")
+            .bind(&ack.text)
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await?;
+        if let Some(delivery) = &ack.delivery {
+            outbox::insert(&mut tx, Some(run_id), delivery, now).await?;
+        }
+        tx.commit().await?;
+        Ok(Inserted {
+            run_id,
+            ack_text: ack.text,
+            created: true,
+        })
+    }
+
+    /// Takes the oldest run that is queued, or whose worker's lease expired, for `owner`:
+    /// `attempt` goes up by one and the lease runs until `lease_until`.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn try_claim(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_until: i64,
+    ) -> Result<Option<RunRow>> {
+        let sql = format!(
+            "update run set status = 'running', attempt = attempt + 1, lease_owner = ?,
+                 lease_expires_at = ?, started_at = ?
+             where run_id = (
+                 select run_id from run
+                 where status = 'queued' or (status = 'running' and lease_expires_at < ?)
+                 order by run_id limit 1)
+             returning {RUN_COLUMNS}"
+        );
+        let row = sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(sql))
+            .bind(owner)
+            .bind(lease_until)
+            .bind(now)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row)
+    }
+
+    /// Extends a lease. False when the run is no longer ours (another attempt claimed it).
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn renew(&self, run_id: RunId, attempt: i64, lease_until: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "update run set lease_expires_at = ?
+             where run_id = ? and attempt = ? and status = 'running'",
+        )
+        .bind(lease_until)
+        .bind(run_id)
+        .bind(attempt)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Writes a claimed run's steps, all pending (replacing those of an earlier attempt).
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn reset_steps(&self, run_id: RunId, names: &[&str]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("delete from step where run_id = ?")
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await?;
+        for (position, name) in names.iter().enumerate() {
+            sqlx::query("insert into step (run_id, position, name) values (?, ?, ?)")
+                .bind(run_id)
+                .bind(i64::try_from(position).unwrap_or(i64::MAX))
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Marks a step running.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn start_step(&self, run_id: RunId, position: usize, now: i64) -> Result<()> {
+        sqlx::query(
+            "update step set status = 'running', started_at = ? where run_id = ? and position = ?",
+        )
+        .bind(now)
+        .bind(run_id)
+        .bind(i64::try_from(position).unwrap_or(i64::MAX))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records a step's result.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn finish_step(
+        &self,
+        run_id: RunId,
+        position: usize,
+        result: &StepResult,
+    ) -> Result<()> {
+        sqlx::query(
+            "update step set status = ?, exit_code = ?, detail = ?, finished_at = ?
+             where run_id = ? and position = ?",
+        )
+        .bind(result.status)
+        .bind(result.exit_code)
+        .bind(&result.detail)
+        .bind(result.finished_at)
+        .bind(run_id)
+        .bind(i64::try_from(position).unwrap_or(i64::MAX))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Marks the steps that never got to run (an earlier one failed) as skipped.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn skip_pending_steps(&self, run_id: RunId) -> Result<()> {
+        sqlx::query("update step set status = 'skipped' where run_id = ? and status = 'pending'")
+            .bind(run_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Records a run's result and queues its reply, in one transaction. False (and nothing
+    /// written) when the run is no longer this attempt's.
+    ///
+    /// # Errors
+    ///
+    /// The database failed; nothing was written.
+    pub async fn finish_run(
+        &self,
+        run_id: RunId,
+        attempt: i64,
+        result: &RunResult,
+        reply: Option<&Delivery>,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "update run set status = ?, error = ?, log_head = ?, log_tail = ?, log_bytes = ?,
+                 log_path = ?, finished_at = ?, lease_owner = null, lease_expires_at = null
+             where run_id = ? and attempt = ? and status = 'running'",
+        )
+        .bind(result.status)
+        .bind(&result.error)
+        .bind(&result.log_head)
+        .bind(&result.log_tail)
+        .bind(result.log_bytes)
+        .bind(&result.log_path)
+        .bind(result.finished_at)
+        .bind(run_id)
+        .bind(attempt)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        if let Some(reply) = reply {
+            outbox::insert(&mut tx, Some(run_id), reply, result.finished_at).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Gives a run back to the queue (this process is shutting down mid-run); the next start
+    /// runs it again from the first step.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn requeue(&self, run_id: RunId, attempt: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "update run set status = 'queued', lease_owner = null, lease_expires_at = null
+             where run_id = ? and attempt = ? and status = 'running'",
+        )
+        .bind(run_id)
+        .bind(attempt)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// One run.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn get_run(&self, run_id: RunId) -> Result<Option<RunRow>> {
+        let sql = format!("select {RUN_COLUMNS} from run where run_id = ?");
+        Ok(sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(sql))
+            .bind(run_id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// A run's steps, in order.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn steps(&self, run_id: RunId) -> Result<Vec<StepRow>> {
+        Ok(sqlx::query_as::<_, StepRow>(
+            "select run_id, position, name, status, exit_code, detail, started_at, finished_at
+             from step where run_id = ? order by position",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Up to `limit` runs older than `before` (all when `None`), newest first: keyset paging,
+    /// so a deep page costs what the first does.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn list_runs(&self, before: Option<RunId>, limit: i64) -> Result<Vec<RunRow>> {
+        let sql =
+            format!("select {RUN_COLUMNS} from run where run_id < ? order by run_id desc limit ?");
+        Ok(sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(sql))
+            .bind(before.map_or(i64::MAX, |id| id.0))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// How many runs wait in the queue and how many are running.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn counts(&self) -> Result<(i64, i64)> {
+        Ok(sqlx::query_as(
+            "select coalesce(sum(status = 'queued'), 0), coalesce(sum(status = 'running'), 0)
+             from run where status in ('queued', 'running')",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+}
+
+/// 1 for the next run to start: the queued runs up to and including this one.
+async fn queue_position(tx: &mut Transaction<'_, Sqlite>, run_id: RunId) -> Result<i64> {
+    let (position,): (i64,) =
+        sqlx::query_as("select count(*) from run where status = 'queued' and run_id <= ?")
+            .bind(run_id)
+            .fetch_one(&mut **tx)
+            .await?;
+    Ok(position)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    async fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/t.db", dir.path().display());
+        (dir, Store::connect(&url).await.unwrap())
+    }
+
+    fn new_run(message_id: &str) -> NewRun {
+        NewRun {
+            platform: "mattermost".into(),
+            message_id: message_id.into(),
+            job: "build".into(),
+            message: "#build".into(),
+            user_name: "alice".into(),
+            ..NewRun::default()
+        }
+    }
+
+    fn ack(run_id: RunId, position: i64) -> Ack {
+        Ack {
+            text: format!("#{run_id} at {position}"),
+            delivery: None,
+        }
+    }
+
+    fn result(status: RunStatus) -> RunResult {
+        RunResult {
+            status,
+            error: None,
+            log_head: "out".into(),
+            log_tail: String::new(),
+            log_bytes: 3,
+            log_path: None,
+            finished_at: 50,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_same_message_makes_one_run_with_the_same_acknowledgement() {
+        let (_dir, store) = store().await;
+        let first = store.insert_run(&new_run("p1"), 1, ack).await.unwrap();
+        let second = store.insert_run(&new_run("p2"), 2, ack).await.unwrap();
+        let again = store.insert_run(&new_run("p1"), 3, ack).await.unwrap();
+        assert!(first.created && second.created && !again.created);
+        assert_eq!(first.ack_text, "#1 at 1");
+        assert_eq!(second.ack_text, "#2 at 2");
+        assert_eq!(
+            again,
+            Inserted {
+                created: false,
+                ..first
+            }
+        );
+        assert_eq!(store.counts().await.unwrap(), (2, 0));
+    }
+
+    #[tokio::test]
+    async fn claims_oldest_first_and_a_lost_lease_cannot_finish() {
+        let (_dir, store) = store().await;
+        store.insert_run(&new_run("p1"), 1, ack).await.unwrap();
+        store.insert_run(&new_run("p2"), 2, ack).await.unwrap();
+
+        let run = store.try_claim("w1", 10, 20).await.unwrap().unwrap();
+        assert_eq!(
+            (run.run_id, run.attempt, run.status),
+            (RunId(1), 1, RunStatus::Running)
+        );
+        assert!(store.renew(run.run_id, 1, 30).await.unwrap());
+
+        // The lease ran out (the worker died): the next claim after expiry takes run 1 again.
+        let second = store.try_claim("w2", 31, 60).await.unwrap().unwrap();
+        assert_eq!((second.run_id, second.attempt), (RunId(1), 2));
+        assert!(!store.renew(run.run_id, 1, 70).await.unwrap());
+        assert!(
+            !store
+                .finish_run(run.run_id, 1, &result(RunStatus::Failed), None)
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .finish_run(run.run_id, 2, &result(RunStatus::Succeeded), None)
+                .await
+                .unwrap()
+        );
+
+        let third = store.try_claim("w1", 40, 70).await.unwrap().unwrap();
+        assert_eq!(third.run_id, RunId(2));
+        assert!(store.try_claim("w1", 41, 71).await.unwrap().is_none());
+        assert!(store.requeue(third.run_id, third.attempt).await.unwrap());
+        assert_eq!(store.counts().await.unwrap(), (1, 0));
+    }
+
+    #[tokio::test]
+    async fn finishing_records_steps_and_skips_the_ones_not_run() {
+        let (_dir, store) = store().await;
+        store.insert_run(&new_run("p1"), 1, ack).await.unwrap();
+        let run = store.try_claim("w1", 10, 1000).await.unwrap().unwrap();
+        store.reset_steps(run.run_id, &["a", "b"]).await.unwrap();
+        store.start_step(run.run_id, 0, 11).await.unwrap();
+        let failed = StepResult {
+            status: StepStatus::Failed,
+            exit_code: Some(2),
+            detail: None,
+            finished_at: 15,
+        };
+        store.finish_step(run.run_id, 0, &failed).await.unwrap();
+        store.skip_pending_steps(run.run_id).await.unwrap();
+        assert!(
+            store
+                .finish_run(run.run_id, 1, &result(RunStatus::Failed), None)
+                .await
+                .unwrap()
+        );
+
+        let steps = store.steps(run.run_id).await.unwrap();
+        assert_eq!(steps[0].status, StepStatus::Failed);
+        assert_eq!(steps[0].exit_code, Some(2));
+        assert_eq!(steps[0].duration_ms(99), Some(4));
+        assert_eq!(steps[1].status, StepStatus::Skipped);
+        let stored = store.get_run(run.run_id).await.unwrap().unwrap();
+        assert_eq!(stored.status, RunStatus::Failed);
+        assert_eq!(stored.log_head, "out");
+
+        let page = store.list_runs(None, 10).await.unwrap();
+        assert_eq!(page.len(), 1);
+        assert!(
+            store
+                .list_runs(Some(RunId(1)), 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+}

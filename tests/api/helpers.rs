@@ -1,0 +1,232 @@
+//! `spawn_app()` and friends: a running chatrun and a fake Mattermost for each test.
+
+use std::future::Future;
+use std::time::Duration;
+
+use chatrun::app::App;
+use chatrun::config::Config;
+use chatrun::store::{RunId, RunRow, Store};
+use serde_json::json;
+use tempfile::TempDir;
+use tokio_util::sync::CancellationToken;
+use wiremock::matchers::{method, path, path_regex};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+/// The outgoing webhook token the test app accepts.
+pub const TOKEN: &str = "testtoken0000000000000000a";
+/// The bot's access token.
+pub const BOT_TOKEN: &str = "botsecret";
+/// The bot's user id: its posts must be ignored.
+pub const BOT_USER: &str = "botuser00000000000000000bb";
+
+/// How long any condition may take before a test fails.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A job that succeeds in three steps.
+pub const BUILD_JOB: &str = r#"
+description = "Build everything"
+timeout = "1m"
+[[steps]]
+name = "Server"
+run = ["sh", "-c", "echo server ok"]
+[[steps]]
+name = "Web Client"
+run = ["sh", "-c", "echo web ok"]
+[[steps]]
+name = "iOS Client"
+run = ["true"]
+"#;
+
+pub struct TestApp {
+    pub base: String,
+    pub store: Store,
+    pub mattermost: MockServer,
+    pub dir: TempDir,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A chatrun with the `build` job.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[("build", BUILD_JOB)]).await
+}
+
+/// A chatrun with the given jobs (`name`, TOML); the fake Mattermost answers every call with
+/// success until a test mounts other answers.
+pub async fn spawn_app_with(jobs: &[(&str, &str)]) -> TestApp {
+    let mattermost = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path_regex(r"^/api/v4/posts/[a-z0-9]+$"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"root_id": ""})))
+        .with_priority(10)
+        .mount(&mattermost)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api/v4/posts"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": "newpost"})))
+        .with_priority(10)
+        .mount(&mattermost)
+        .await;
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    start(dir, mattermost, jobs).await
+}
+
+/// Starts chatrun in `dir` (keeping what a previous start left there: the database).
+pub async fn start(dir: TempDir, mattermost: MockServer, jobs: &[(&str, &str)]) -> TestApp {
+    let jobs_dir = dir.path().join("jobs");
+    std::fs::create_dir_all(&jobs_dir).unwrap();
+    for (name, text) in jobs {
+        std::fs::write(jobs_dir.join(format!("{name}.toml")), text).unwrap();
+    }
+    let config = Config::parse(
+        "test",
+        &format!(
+            r#"
+listen = "127.0.0.1:0"
+database_url = "sqlite://{dir}/chatrun.db"
+jobs_dir = "{dir}/jobs"
+data_dir = "{dir}/data"
+workers = 2
+kill_grace_secs = 1
+[mattermost]
+tokens = ["{TOKEN}"]
+url = "{url}"
+bot_token = "{BOT_TOKEN}"
+bot_user_id = "{BOT_USER}"
+[outbox]
+retry_base_ms = 50
+"#,
+            dir = dir.path().display(),
+            url = mattermost.uri(),
+        ),
+        std::iter::empty(),
+    )
+    .expect("a valid test configuration");
+    let app = App::build(config).await.expect("chatrun builds");
+    let addr = app.addr();
+    let store = app.state().store.clone();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(app.run(shutdown.clone()));
+    TestApp {
+        base: format!("http://{addr}"),
+        store,
+        mattermost,
+        dir,
+        shutdown,
+        task: Some(task),
+    }
+}
+
+impl TestApp {
+    /// Stops chatrun (as on SIGTERM) and waits for it; returns what a restart needs.
+    pub async fn stop(mut self) -> (TempDir, MockServer) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        let mattermost = std::mem::replace(&mut self.mattermost, MockServer::start().await);
+        (dir, mattermost)
+    }
+
+    /// The fields Mattermost sends, for `text` in post `post_id`.
+    pub fn payload(&self, text: &str, post_id: &str) -> Vec<(&'static str, String)> {
+        vec![
+            ("channel_id", "chan0000000000000000000000".into()),
+            ("channel_name", "ci-builds".into()),
+            ("file_ids", String::new()),
+            ("post_id", post_id.into()),
+            ("team_domain", "engineering".into()),
+            ("team_id", "team0000000000000000000000".into()),
+            ("text", text.into()),
+            ("timestamp", "1718294400".into()),
+            ("token", TOKEN.into()),
+            (
+                "trigger_word",
+                text.split_whitespace().next().unwrap_or("").into(),
+            ),
+            ("user_id", "alice0000000000000000000aa".into()),
+            ("user_name", "alice".into()),
+        ]
+    }
+
+    /// POSTs a form-encoded outgoing webhook.
+    pub async fn post_form(&self, fields: &[(&str, String)]) -> reqwest::Response {
+        reqwest::Client::new()
+            .post(format!("{}/hooks/mattermost", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(fields).unwrap())
+            .send()
+            .await
+            .expect("chatrun answers")
+    }
+
+    /// Sends `text` as post `post_id`, form-encoded, and returns the reply JSON.
+    pub async fn trigger(&self, text: &str, post_id: &str) -> serde_json::Value {
+        let response = self.post_form(&self.payload(text, post_id)).await;
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+
+    /// GETs a page.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        reqwest::get(format!("{}{path}", self.base))
+            .await
+            .expect("chatrun answers")
+    }
+
+    /// Waits until run `id` is finished.
+    pub async fn finished_run(&self, id: i64) -> RunRow {
+        wait_for(|| async {
+            let run = self.store.get_run(RunId(id)).await.unwrap()?;
+            run.status.is_finished().then_some(run)
+        })
+        .await
+    }
+
+    /// Waits until the fake Mattermost has received `n` result posts and returns them.
+    pub async fn posts(&self, n: usize) -> Vec<Request> {
+        wait_for(|| async {
+            let posts: Vec<Request> = self
+                .mattermost
+                .received_requests()
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|r| r.method.as_str() == "POST" && r.url.path() == "/api/v4/posts")
+                .collect();
+            (posts.len() >= n).then_some(posts)
+        })
+        .await
+    }
+}
+
+/// Polls `check` until it gives a value, failing the test after the deadline.
+pub async fn wait_for<T, F, Fut>(mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met within {DEADLINE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The JSON body of a request the fake Mattermost received.
+pub fn body(request: &Request) -> serde_json::Value {
+    serde_json::from_slice(&request.body).unwrap()
+}

@@ -1,0 +1,9 @@
+//! Black-box tests: chatrun started on port 0 with a temporary SQLite file and jobs folder, a
+//! local HTTP server (wiremock on 127.0.0.1) playing Mattermost, real child processes.
+
+#![allow(clippy::unwrap_used)] // test helpers fail the test on any error, by design
+
+mod helpers;
+mod history;
+mod mattermost;
+mod queue;

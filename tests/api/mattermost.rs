@@ -1,0 +1,252 @@
+//! The Mattermost path: authentication, parsing, acknowledgement, idempotency, follow-ups.
+
+use serde_json::json;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, ResponseTemplate};
+
+use crate::helpers::{BOT_TOKEN, BOT_USER, TOKEN, body, spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn a_form_trigger_is_stored_and_acknowledged_in_its_thread() {
+    let app = spawn_app().await;
+
+    let reply = app.trigger("#build", "post00000000000000000000001").await;
+
+    assert_eq!(reply["response_type"], "comment");
+    let text = reply["text"].as_str().unwrap();
+    assert!(
+        text.contains("run **#1** of **build** for @alice, position 1"),
+        "{text}"
+    );
+    assert!(text.contains(&format!("{}/runs/1", app.base)), "{text}");
+    let run = app.finished_run(1).await;
+    assert_eq!(run.job, "build");
+    assert_eq!(run.user_name, "alice");
+    assert_eq!(run.channel_name, "ci-builds");
+    assert_eq!(run.message, "#build");
+}
+
+#[tokio::test]
+async fn a_json_trigger_with_a_millisecond_timestamp_is_accepted() {
+    let app = spawn_app().await;
+    let response = reqwest::Client::new()
+        .post(format!("{}/hooks/mattermost", app.base))
+        .json(&json!({
+            "token": TOKEN, "team_id": "t1", "team_domain": "engineering",
+            "channel_id": "chan1", "channel_name": "ci-builds", "timestamp": 1718294405789_i64,
+            "user_id": "bob1", "user_name": "bob", "post_id": "jsonpost1",
+            "text": "#ci build web --env=<staging>\nsecond line", "trigger_word": "#ci", "file_ids": ""
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let reply: serde_json::Value = response.json().await.unwrap();
+    assert!(
+        reply["text"]
+            .as_str()
+            .unwrap()
+            .contains("**build** for @bob"),
+        "{reply}"
+    );
+    let run = app.finished_run(1).await;
+    assert_eq!(run.args, "web --env=<staging>\nsecond line");
+}
+
+#[tokio::test]
+async fn a_wrong_or_missing_token_gets_401_and_stores_nothing() {
+    let app = spawn_app().await;
+    let mut fields = app.payload("#build", "post1");
+    fields.iter_mut().find(|f| f.0 == "token").unwrap().1 = "wrong".into();
+    assert_eq!(app.post_form(&fields).await.status(), 401);
+    fields.retain(|f| f.0 != "token");
+    assert_eq!(app.post_form(&fields).await.status(), 401);
+    let response = reqwest::Client::new()
+        .post(format!("{}/hooks/mattermost", app.base))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+
+    assert!(app.store.list_runs(None, 10).await.unwrap().is_empty());
+    assert_eq!(app.store.next_delivery_at().await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn an_unknown_job_gets_the_list_of_jobs_and_runs_nothing() {
+    let app = spawn_app_with(&[
+        ("build", crate::helpers::BUILD_JOB),
+        (
+            "lint",
+            "description = \"Lint it\"\n[[steps]]\nname = \"x\"\nrun = [\"true\"]\n",
+        ),
+    ])
+    .await;
+
+    let reply = app.trigger("#ci biuld", "post2").await;
+
+    let text = reply["text"].as_str().unwrap();
+    assert!(text.contains("There is no job **biuld**"), "{text}");
+    assert!(text.contains("| **build** | Build everything |"), "{text}");
+    assert!(text.contains("| **lint** | Lint it |"), "{text}");
+    assert!(app.store.list_runs(None, 10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_same_post_delivered_twice_makes_one_run_with_the_same_acknowledgement() {
+    let app = spawn_app().await;
+    let (first, second) = tokio::join!(
+        app.trigger("#build", "dupe1"),
+        app.trigger("#build", "dupe1")
+    );
+    assert_eq!(first, second);
+    app.finished_run(1).await;
+    assert_eq!(app.store.list_runs(None, 10).await.unwrap().len(), 1);
+    let again = app.trigger("#build", "dupe1").await;
+    assert_eq!(again, first);
+    assert_eq!(app.posts(1).await.len(), 1);
+}
+
+#[tokio::test]
+async fn posts_of_our_own_bot_are_ignored() {
+    let app = spawn_app().await;
+    let mut fields = app.payload("#build", "botpost1");
+    fields.iter_mut().find(|f| f.0 == "user_id").unwrap().1 = BOT_USER.into();
+    let response = app.post_form(&fields).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "{}");
+    assert!(app.store.list_runs(None, 10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_result_is_posted_in_the_trigger_thread_with_a_table() {
+    let app = spawn_app().await;
+    app.trigger("#build", "rootpost1").await;
+
+    let posts = app.posts(1).await;
+
+    let post = &posts[0];
+    assert_eq!(
+        post.headers.get("authorization").unwrap(),
+        &format!("Bearer {BOT_TOKEN}")
+    );
+    let body = body(post);
+    assert_eq!(body["channel_id"], "chan0000000000000000000000");
+    assert_eq!(body["root_id"], "rootpost1");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(":white_check_mark: **build** run #1 succeeded in "),
+        "{message}"
+    );
+    assert!(message.contains("asked by @alice"), "{message}");
+    assert!(
+        message.contains("| Step | Result | Duration |"),
+        "{message}"
+    );
+    assert!(
+        message.contains("| Web Client | :white_check_mark: passed |"),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("]({}/runs/1)", app.base)),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_trigger_typed_inside_a_thread_is_answered_in_that_thread() {
+    let app = spawn_app().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v4/posts/replypost1"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"id": "replypost1", "root_id": "threadroot1"})),
+        )
+        .with_priority(1)
+        .mount(&app.mattermost)
+        .await;
+
+    let reply = app.trigger("#build", "replypost1").await;
+
+    // A `comment` reply would be dropped by Mattermost here: the ack goes through the REST API.
+    assert_eq!(reply, json!({}));
+    let posts = app.posts(2).await;
+    let ack = body(&posts[0]);
+    assert_eq!(ack["root_id"], "threadroot1");
+    assert!(
+        ack["message"]
+            .as_str()
+            .unwrap()
+            .contains("Queued run **#1**")
+    );
+    let result = body(&posts[1]);
+    assert_eq!(result["root_id"], "threadroot1");
+    assert!(result["message"].as_str().unwrap().contains("succeeded"));
+}
+
+#[tokio::test]
+async fn a_failing_step_fails_the_run_and_skips_the_rest() {
+    let app = spawn_app_with(&[(
+        "release",
+        r#"
+[[steps]]
+name = "Compile"
+run = ["sh", "-c", "echo compiling; exit 3"]
+[[steps]]
+name = "Publish"
+run = ["sh", "-c", "echo must not run; exit 0"]
+"#,
+    )])
+    .await;
+    app.trigger("#release", "failpost1").await;
+
+    let run = app.finished_run(1).await;
+
+    assert_eq!(run.status.as_str(), "failed");
+    assert!(!run.log_head.contains("must not run"));
+    let message = body(&app.posts(1).await[0])["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.starts_with(":x: **release** run #1 failed"),
+        "{message}"
+    );
+    assert!(
+        message.contains("| Compile | :x: failed \\(exit 3\\) |"),
+        "{message}"
+    );
+    assert!(
+        message.contains("| Publish | :fast_forward: skipped | — |"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_follow_up_is_retried_until_the_chat_server_takes_it() {
+    let app = spawn_app().await;
+    Mock::given(method("POST"))
+        .and(path("/api/v4/posts"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(2)
+        .with_priority(1)
+        .mount(&app.mattermost)
+        .await;
+
+    app.trigger("#build", "retrypost1").await;
+
+    let posts = app.posts(3).await;
+    assert_eq!(body(&posts[0]), body(&posts[2]));
+    let deliveries = crate::helpers::wait_for(|| async {
+        let list = app
+            .store
+            .deliveries(chatrun::store::RunId(1))
+            .await
+            .unwrap();
+        (list.first().is_some_and(|d| d.1 == "sent")).then_some(list)
+    })
+    .await;
+    assert_eq!(deliveries[0].2, 3, "three attempts");
+}
