@@ -5,7 +5,7 @@
 -- One requested execution of a job.
 create table run (
     run_id           integer primary key autoincrement, -- autoincrement: a run number is never reused, even after the newest run is deleted
-    platform         text not null,                     -- 'mattermost' | 'teams' | 'local'
+    platform         text not null,                     -- 'mattermost' (Teams comes next)
     team_id          text not null default '',
     team_name        text not null default '',
     channel_id       text not null default '',

@@ -21,8 +21,9 @@ use serde::Deserialize;
 /// The file read when `--config` is not given, if it exists in the working directory.
 pub const DEFAULT_FILE: &str = "chatrun.toml";
 
-/// Environment variables chatrun sets for job steps; never read as configuration.
-const STEP_VARIABLES: &[&str] = &["RUN_ID", "JOB", "USER", "CHANNEL", "CONFIG"];
+/// Environment variables chatrun sets for job steps (and `CHATRUN_PARAM_*`, reserved for job
+/// parameters); never read as configuration, so a chatrun started from a step still starts.
+const STEP_VARIABLES: &[&str] = &["RUN_ID", "JOB", "USER", "CHANNEL"];
 
 /// One problem found in the configuration, with where it was found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -215,26 +216,22 @@ impl Config {
     ///
     /// Every problem found, each with its file and key.
     pub fn load(path: Option<&Path>) -> Result<Self, Error> {
+        let path = path.map(Path::to_path_buf).or_else(|| {
+            Path::new(DEFAULT_FILE)
+                .exists()
+                .then(|| DEFAULT_FILE.into())
+        });
         let (source, text) = match path {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|err| {
+                let source = path.display().to_string();
+                let text = std::fs::read_to_string(&path).map_err(|err| {
                     Error(vec![Problem {
-                        source: path.display().to_string(),
+                        source: source.clone(),
                         key: String::new(),
                         message: format!("cannot read: {err}"),
                     }])
                 })?;
-                (path.display().to_string(), text)
-            }
-            None if Path::new(DEFAULT_FILE).exists() => {
-                let text = std::fs::read_to_string(DEFAULT_FILE).map_err(|err| {
-                    Error(vec![Problem {
-                        source: DEFAULT_FILE.into(),
-                        key: String::new(),
-                        message: format!("cannot read: {err}"),
-                    }])
-                })?;
-                (DEFAULT_FILE.to_string(), text)
+                (source, text)
             }
             None => ("embedded defaults".to_string(), String::new()),
         };

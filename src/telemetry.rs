@@ -1,5 +1,7 @@
 //! Logging: human-readable lines on stderr, filtered by `RUST_LOG` (default: chatrun at info).
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 /// Installs the subscriber; a second call (tests) does nothing.
@@ -9,6 +11,7 @@ pub fn init() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .try_init();
 }

@@ -103,6 +103,13 @@ async fn mattermost_hook(
                 mattermost::render_response(&inserted.ack_text, &thread, &payload.channel_id);
             Ok(json(body))
         }
+        // A channel-bound webhook without trigger words sees every message of its channel:
+        // answer only what is meant for us.
+        Command::Help | Command::Unknown { .. }
+            if payload.trigger_word.is_empty() && !asks_for_help(&payload.text) =>
+        {
+            Ok(json("{}".into()))
+        }
         Command::Help | Command::Unknown { .. } => {
             let unknown = match &command {
                 Command::Unknown { word } => Some(word.as_str()),
@@ -124,6 +131,13 @@ async fn mattermost_hook(
             Ok(json(body))
         }
     }
+}
+
+/// `help`, `#help`, `!help`…: the first word asks for the list of jobs.
+fn asks_for_help(text: &str) -> bool {
+    text.split_whitespace()
+        .next()
+        .is_some_and(|word| word.trim_start_matches(['#', '!', '/', '@']) == "help")
 }
 
 fn json(body: String) -> Response {

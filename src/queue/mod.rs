@@ -274,10 +274,11 @@ impl Worker {
         self.config.mattermost.rest()?;
         let link = format!("{}/runs/{}", self.config.public_url, run.run_id);
         let message = mattermost::render_result(run, steps, &link, now_ms());
-        let root = run.thread_root_id.as_deref().unwrap_or(&run.message_id);
+        // Unknown root (the look-up failed, or a `chatrun trigger` post that Mattermost does not
+        // know): a top-level post is always accepted, a guessed root_id may be refused.
         Some(mattermost::render_post(
             &run.channel_id,
-            Some(root),
+            run.thread_root_id.as_deref(),
             &message,
         ))
     }

@@ -250,3 +250,47 @@ async fn a_follow_up_is_retried_until_the_chat_server_takes_it() {
     .await;
     assert_eq!(deliveries[0].2, 3, "three attempts");
 }
+
+#[tokio::test]
+async fn a_channel_hook_without_trigger_words_stays_quiet_on_chatter() {
+    let app = spawn_app().await;
+    let mut fields = app.payload("lunch anyone?", "chatter1");
+    fields.iter_mut().find(|f| f.0 == "trigger_word").unwrap().1 = String::new();
+    let response = app.post_form(&fields).await;
+    assert_eq!(response.text().await.unwrap(), "{}");
+
+    let mut fields = app.payload("build", "chatter2");
+    fields.iter_mut().find(|f| f.0 == "trigger_word").unwrap().1 = String::new();
+    let reply: serde_json::Value = app.post_form(&fields).await.json().await.unwrap();
+    assert!(
+        reply["text"]
+            .as_str()
+            .unwrap()
+            .contains("Queued run **#1**")
+    );
+    assert_eq!(app.store.list_runs(None, 10).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn when_the_thread_cannot_be_looked_up_replies_go_to_the_channel() {
+    let app = spawn_app().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v4/posts/lostpost1"))
+        .respond_with(ResponseTemplate::new(500))
+        .with_priority(1)
+        .mount(&app.mattermost)
+        .await;
+
+    let reply = app.trigger("#build", "lostpost1").await;
+
+    assert!(reply.get("response_type").is_none(), "{reply}");
+    assert!(
+        reply["text"]
+            .as_str()
+            .unwrap()
+            .contains("Queued run **#1**")
+    );
+    let result = body(&app.posts(1).await[0]);
+    assert!(result.get("root_id").is_none(), "{result}");
+    assert_eq!(result["channel_id"], "chan0000000000000000000000");
+}
