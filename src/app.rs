@@ -123,6 +123,12 @@ impl App {
         let config = state.config.clone();
         let tracker = TaskTracker::new();
 
+        match crate::queue::release_dead_owners(&state.store).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(runs = n, "picked up runs a stopped chatrun left running"),
+            Err(err) => tracing::warn!(error = ?err, "cannot look for runs left running"),
+        }
+
         for n in 0..config.workers {
             let worker = Worker {
                 store: state.store.clone(),
@@ -130,7 +136,7 @@ impl App {
                 config: config.clone(),
                 wake: state.wake_workers.clone(),
                 outbox_wake: state.wake_outbox.clone(),
-                owner: format!("{}:{}#{n}", hostname(), std::process::id()),
+                owner: crate::queue::owner_name(n),
             };
             tracker.spawn(worker.run(shutdown.clone()));
         }
@@ -203,14 +209,6 @@ pub fn random_id() -> anyhow::Result<String> {
         .iter()
         .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
         .collect())
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "chatrun".into())
 }
 
 #[derive(Deserialize)]

@@ -9,7 +9,6 @@ pub mod history;
 pub mod webhooks;
 
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -51,10 +50,6 @@ pub fn router(state: AppState) -> Router {
         .merge(history::router())
         .merge(health::router())
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(30),
-        ))
         .with_state(state)
 }
 

@@ -18,12 +18,22 @@ use crate::chat::{Command, Platform, parse_command};
 use crate::store::runs::Ack;
 use crate::store::{NewRun, now_ms};
 
+/// The longest a webhook request may take, body included.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// How long the thread look-up may delay the acknowledgement.
 const LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The webhook routes.
 pub fn router() -> Router<AppState> {
-    Router::new().route("/hooks/mattermost", post(mattermost_hook))
+    Router::new()
+        .route("/hooks/mattermost", post(mattermost_hook))
+        // A chat server gives up long before this; a client that trickles its body does not
+        // hold a connection forever. (Not on the pages: a long log download may take minutes.)
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
 }
 
 async fn mattermost_hook(

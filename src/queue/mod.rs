@@ -32,6 +32,52 @@ pub const MAX_ATTEMPTS: i64 = 3;
 /// How often an idle worker looks for runs whose lease expired.
 pub const IDLE_CHECK: Duration = Duration::from_secs(5);
 
+/// The lease owner name of worker `n` of this process: `host:pid#n`, so that a restarted
+/// chatrun can tell its dead predecessor's runs from a live neighbour's.
+pub fn owner_name(n: usize) -> String {
+    format!("{}:{}#{n}", hostname(), std::process::id())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "chatrun".into())
+}
+
+/// Ends at once the leases held by chatrun processes of this host that no longer exist, so a
+/// restart picks up what a crash left running without waiting for the leases to run out.
+/// Leases of other hosts, or of live processes, are left to expire on their own.
+///
+/// # Errors
+///
+/// The database failed.
+pub async fn release_dead_owners(store: &Store) -> store::Result<usize> {
+    let host = hostname();
+    let mut released = 0;
+    for (run_id, owner) in store.running_leases().await? {
+        let Some(owner) = owner else { continue };
+        let Some((owner_host, rest)) = owner.split_once(':') else {
+            continue;
+        };
+        let pid = rest.split('#').next().and_then(|p| p.parse::<i32>().ok());
+        let Some(pid) = pid else { continue };
+        if owner_host != host || pid == i32::try_from(std::process::id()).unwrap_or(0) {
+            continue;
+        }
+        let gone = matches!(
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+            Err(nix::errno::Errno::ESRCH)
+        );
+        if gone && store.expire_lease(run_id, &owner).await? {
+            tracing::info!(run = %run_id, %owner, "the chatrun that ran this is gone: running it again");
+            released += 1;
+        }
+    }
+    Ok(released)
+}
+
 /// What [`Worker::try_run_one`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {

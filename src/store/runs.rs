@@ -464,6 +464,36 @@ impl Store {
         Ok(true)
     }
 
+    /// The running runs and who holds them: `(run_id, lease_owner)`.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn running_leases(&self) -> Result<Vec<(RunId, Option<String>)>> {
+        Ok(
+            sqlx::query_as("select run_id, lease_owner from run where status = 'running'")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Ends `owner`'s lease on a run now, so the next claim takes it.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn expire_lease(&self, run_id: RunId, owner: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "update run set lease_expires_at = 0
+             where run_id = ? and lease_owner = ? and status = 'running'",
+        )
+        .bind(run_id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Gives a run back to the queue (this process is shutting down mid-run); the next start
     /// runs it again from the first step.
     ///
@@ -644,6 +674,12 @@ mod tests {
         let third = store.try_claim("w1", 40, 70).await.unwrap().unwrap();
         assert_eq!(third.run_id, RunId(2));
         assert!(store.try_claim("w1", 41, 71).await.unwrap().is_none());
+        assert_eq!(
+            store.running_leases().await.unwrap(),
+            vec![(third.run_id, Some("w1".to_string()))]
+        );
+        assert!(!store.expire_lease(third.run_id, "w2").await.unwrap());
+        assert!(store.expire_lease(third.run_id, "w1").await.unwrap());
         assert!(store.requeue(third.run_id, third.attempt).await.unwrap());
         assert_eq!(store.counts().await.unwrap(), (1, 0));
     }

@@ -154,3 +154,46 @@ async fn the_health_check_answers_when_the_database_does() {
     let response = app.get("/healthz").await;
     assert_eq!(response.status(), 200);
 }
+
+#[tokio::test]
+async fn a_restart_takes_over_at_once_the_runs_of_a_dead_chatrun_on_this_host() {
+    let app = spawn_app().await;
+    let (dir, mattermost) = app.stop().await;
+    {
+        let store = chatrun::store::Store::connect(&format!(
+            "sqlite://{}/chatrun.db",
+            dir.path().display()
+        ))
+        .await
+        .unwrap();
+        let new = NewRun {
+            platform: "mattermost".into(),
+            channel_id: "chan1".into(),
+            message_id: "crashpost2".into(),
+            job: "build".into(),
+            ..NewRun::default()
+        };
+        store
+            .insert_run(&new, now_ms(), |_, _| Ack {
+                text: "queued".into(),
+                delivery: None,
+            })
+            .await
+            .unwrap();
+        // Its owner: a process of this host that has exited; its lease would last an hour.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let owner = chatrun::queue::owner_name(0)
+            .replace(&format!(":{}#", std::process::id()), &format!(":{dead}#"));
+        let now = now_ms();
+        store.try_claim(&owner, now, now + 3_600_000).await.unwrap();
+        store.close().await;
+    }
+
+    let app = start(dir, mattermost, &[("build", BUILD_JOB)]).await;
+
+    let run = app.finished_run(1).await;
+    assert_eq!(run.status.as_str(), "succeeded");
+    assert_eq!(run.attempt, 2);
+}
