@@ -82,7 +82,27 @@ pub struct RawConfig {
     #[serde(default)]
     mattermost: RawMattermost,
     #[serde(default)]
+    teams: RawTeams,
+    #[serde(default)]
     outbox: RawOutbox,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTeams {
+    #[serde(default)]
+    webhooks: Vec<RawTeamsWebhook>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTeamsWebhook {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    secret: String,
+    #[serde(default)]
+    follow_up_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -171,6 +191,8 @@ pub struct Config {
     pub kill_grace: Duration,
     /// Mattermost settings.
     pub mattermost: Mattermost,
+    /// Microsoft Teams outgoing webhooks, one per team.
+    pub teams: Vec<TeamsWebhook>,
     /// Reply delivery settings.
     pub outbox: Outbox,
     /// Where the configuration came from, for messages.
@@ -194,6 +216,32 @@ impl Mattermost {
     /// The REST API base URL and bot token, when both are configured.
     pub fn rest(&self) -> Option<(&str, &str)> {
         Some((self.url.as_deref()?, self.bot_token.as_deref()?))
+    }
+}
+
+/// One Teams outgoing webhook (Teams creates one per team).
+#[derive(Clone)]
+pub struct TeamsWebhook {
+    /// Our name for it: `/hooks/teams/{name}`, and what runs and replies are filed under.
+    pub name: String,
+    /// The HMAC key: the security token Teams showed, base64-decoded.
+    pub key: Vec<u8>,
+    /// The Workflows URL results are posted to; without it results are only on the history
+    /// page.
+    pub follow_up_url: Option<String>,
+}
+
+impl std::fmt::Debug for TeamsWebhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The key and the URL (whose `sig` is a credential) stay out of logs.
+        f.debug_struct("TeamsWebhook")
+            .field("name", &self.name)
+            .field("key", &"<secret>")
+            .field(
+                "follow_up_url",
+                &self.follow_up_url.as_ref().map(|_| "<secret>"),
+            )
+            .finish()
     }
 }
 
@@ -367,6 +415,56 @@ impl Config {
                     .into(),
             );
         }
+        let mut teams: Vec<TeamsWebhook> = Vec::new();
+        for (i, hook) in raw.teams.webhooks.into_iter().enumerate() {
+            let key = |field: &str| format!("teams.webhooks[{i}].{field}");
+            let name = hook.name.trim().to_string();
+            if !is_name(&name) {
+                problem(
+                    &key("name"),
+                    format!(
+                        "`{name}` must be letters, digits, `-`, `_` or `.` (it is part of the URL /hooks/teams/NAME)"
+                    ),
+                );
+            } else if teams.iter().any(|t| t.name == name) {
+                problem(&key("name"), format!("`{name}` is used twice"));
+            }
+            use base64::Engine as _;
+            let secret = base64::engine::general_purpose::STANDARD.decode(hook.secret.trim());
+            let key_bytes = match secret {
+                Ok(bytes) if !bytes.is_empty() => bytes,
+                Ok(_) => {
+                    problem(
+                        &key("secret"),
+                        "is missing: paste the security token Teams showed when the webhook was created".into(),
+                    );
+                    Vec::new()
+                }
+                Err(err) => {
+                    problem(
+                        &key("secret"),
+                        format!(
+                            "is not valid base64 ({err}): paste the security token exactly as Teams showed it"
+                        ),
+                    );
+                    Vec::new()
+                }
+            };
+            let follow_up_url = hook.follow_up_url.filter(|u| !u.trim().is_empty());
+            if let Some(url) = &follow_up_url
+                && !is_http_url(url)
+            {
+                problem(
+                    &key("follow_up_url"),
+                    "must start with http:// or https://".into(),
+                );
+            }
+            teams.push(TeamsWebhook {
+                name,
+                key: key_bytes,
+                follow_up_url,
+            });
+        }
         if raw.outbox.max_attempts == 0 {
             problem("outbox.max_attempts", "must be at least 1".into());
         }
@@ -392,6 +490,7 @@ impl Config {
                 bot_token,
                 bot_user_id: raw.mattermost.bot_user_id.filter(|id| !id.is_empty()),
             },
+            teams,
             outbox: Outbox {
                 retry_base: Duration::from_millis(raw.outbox.retry_base_ms),
                 retry_max: Duration::from_secs(raw.outbox.retry_max_secs.max(1)),
@@ -421,6 +520,15 @@ pub fn default_public_url(listen: SocketAddr) -> String {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
     format!("http://{addr}")
+}
+
+/// A name that can be part of a URL path and of an environment variable's name.
+fn is_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 fn is_http_url(url: &str) -> bool {
@@ -472,13 +580,55 @@ fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) {
             let entry = table
                 .entry(key.clone())
                 .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            if !entry.is_table() {
-                *entry = toml::Value::Table(toml::Table::new());
-            }
-            if let toml::Value::Table(inner) = entry {
-                set_path(inner, rest, value);
+            match entry {
+                toml::Value::Table(inner) => set_path(inner, rest, value),
+                // An array of tables (`[[teams.webhooks]]`): the next segment is an entry's
+                // `name`, e.g. CHATRUN_TEAMS__WEBHOOKS__PLATFORM_TEAM__SECRET.
+                toml::Value::Array(entries) if !rest.is_empty() => {
+                    set_named_entry(entries, rest, value);
+                }
+                other => {
+                    let mut inner = toml::Table::new();
+                    set_path(&mut inner, rest, value);
+                    *other = toml::Value::Table(inner);
+                }
             }
         }
+    }
+}
+
+/// Sets `rest[1..]` in the entry of `entries` whose `name` matches `rest[0]` (compared as an
+/// environment variable name: case and `-`/`.`/`_` ignored), adding the entry if none does.
+fn set_named_entry(entries: &mut Vec<toml::Value>, rest: &[String], value: toml::Value) {
+    let env_form = |name: &str| {
+        name.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect::<String>()
+    };
+    let wanted = env_form(&rest[0]);
+    let position = entries.iter().position(|entry| {
+        entry
+            .get("name")
+            .and_then(toml::Value::as_str)
+            .is_some_and(|name| env_form(name) == wanted)
+    });
+    let index = position.unwrap_or_else(|| {
+        let mut fresh = toml::Table::new();
+        fresh.insert(
+            "name".into(),
+            toml::Value::String(rest[0].replace('_', "-")),
+        );
+        entries.push(toml::Value::Table(fresh));
+        entries.len() - 1
+    });
+    if let toml::Value::Table(inner) = &mut entries[index] {
+        set_path(inner, &rest[1..], value);
     }
 }
 
@@ -595,6 +745,52 @@ mod tests {
         assert!(err.to_string().contains("wrokers"), "{err}");
         let err = Config::parse("c.toml", "", env(&[("CHATRUN_WROKERS", "2")])).unwrap_err();
         assert!(err.to_string().contains("CHATRUN_WROKERS"), "{err}");
+    }
+
+    #[test]
+    fn teams_webhooks_take_secrets_and_urls_from_the_environment() {
+        let config = Config::parse(
+            "c.toml",
+            "[[teams.webhooks]]\nname = \"platform-team\"\nsecret = \"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"\n",
+            env(&[
+                ("CHATRUN_TEAMS__WEBHOOKS__PLATFORM_TEAM__FOLLOW_UP_URL", "https://flow/1"),
+                ("CHATRUN_TEAMS__WEBHOOKS__OPS__SECRET", "bWVFQ0xDUko="),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.teams.len(), 2);
+        assert_eq!(config.teams[0].name, "platform-team");
+        assert_eq!(config.teams[0].key, (0u8..32).collect::<Vec<u8>>());
+        assert_eq!(
+            config.teams[0].follow_up_url.as_deref(),
+            Some("https://flow/1")
+        );
+        assert_eq!(config.teams[1].name, "ops");
+        assert_eq!(config.teams[1].key, b"meECLCRJ");
+        assert!(
+            !format!("{config:?}").contains("flow/1"),
+            "secrets stay out of Debug"
+        );
+    }
+
+    #[test]
+    fn rejects_a_teams_secret_that_is_not_base64() {
+        let err = Config::parse(
+            "c.toml",
+            "[[teams.webhooks]]\nname = \"a b\"\nsecret = \"not base64!\"\nfollow_up_url = \"flow\"\n",
+            env(&[]),
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = err.0.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            vec![
+                "teams.webhooks[0].name",
+                "teams.webhooks[0].secret",
+                "teams.webhooks[0].follow_up_url"
+            ]
+        );
+        assert!(err.to_string().contains("not valid base64"), "{err}");
     }
 
     #[test]

@@ -403,6 +403,7 @@ mod tests {
             message: "#build".into(),
             job: "build".into(),
             args: String::new(),
+            hook: String::new(),
             status,
             attempt: 1,
             ack_text: String::new(),

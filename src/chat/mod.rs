@@ -3,6 +3,7 @@
 //! pure (bytes in, values out). Only [`crate::outbox`] sends a delivery.
 
 pub mod mattermost;
+pub mod teams;
 
 use serde::{Deserialize, Serialize};
 
@@ -12,6 +13,8 @@ use serde::{Deserialize, Serialize};
 pub enum Platform {
     /// Mattermost outgoing webhooks, replies through the REST API.
     Mattermost,
+    /// Microsoft Teams outgoing webhooks, results through a Workflows URL.
+    Teams,
 }
 
 impl Platform {
@@ -19,6 +22,7 @@ impl Platform {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Mattermost => "mattermost",
+            Self::Teams => "teams",
         }
     }
 }
@@ -52,13 +56,12 @@ pub enum Command {
     },
 }
 
-/// Parses a message: the first word is the trigger word; with one leading `#`, `!`, `/` or `@`
-/// removed, if it names a job, that job runs (`#build` → `build`); otherwise the next word
-/// names the job (`#ci build`), or is `help`. `is_job` says whether a name is a job.
+/// Parses a Mattermost message: the first word is the trigger word; with one leading `#`, `!`,
+/// `/` or `@` removed, if it names a job, that job runs (`#build` → `build`); otherwise the rest
+/// is read by [`parse_after_trigger`] (`#ci build`). `is_job` says whether a name is a job.
 pub fn parse_command(text: &str, is_job: impl Fn(&str) -> bool) -> Command {
     let mut rest = text.trim_start();
-    let first = next_word(&mut rest);
-    let bare = first.strip_prefix(['#', '!', '/', '@']).unwrap_or(first);
+    let bare = strip_sigil(next_word(&mut rest));
     if is_job(bare) {
         return Command::Run {
             job: bare.to_string(),
@@ -68,7 +71,14 @@ pub fn parse_command(text: &str, is_job: impl Fn(&str) -> bool) -> Command {
     if bare == "help" {
         return Command::Help;
     }
-    let word = next_word(&mut rest);
+    parse_after_trigger(rest, is_job)
+}
+
+/// Parses what follows the trigger (Mattermost's trigger word, Teams' mention): a job's name
+/// and its arguments, `help`, or nothing (also help).
+pub fn parse_after_trigger(text: &str, is_job: impl Fn(&str) -> bool) -> Command {
+    let mut rest = text.trim_start();
+    let word = strip_sigil(next_word(&mut rest));
     if word.is_empty() || word == "help" {
         return Command::Help;
     }
@@ -81,6 +91,11 @@ pub fn parse_command(text: &str, is_job: impl Fn(&str) -> bool) -> Command {
     Command::Unknown {
         word: word.to_string(),
     }
+}
+
+/// `#build`, `!build`, `/build`, `@build` → `build`.
+fn strip_sigil(word: &str) -> &str {
+    word.strip_prefix(['#', '!', '/', '@']).unwrap_or(word)
 }
 
 /// Splits off the first whitespace-separated word of `rest`.
@@ -123,6 +138,21 @@ mod tests {
     fn otherwise_the_second_word_names_the_job() {
         assert_eq!(parse("#ci build fast"), run("build", "fast"));
         assert_eq!(parse("#ci\tdeploy"), run("deploy", ""));
+    }
+
+    #[test]
+    fn after_the_trigger_the_first_word_is_the_job() {
+        let after = |text| parse_after_trigger(text, |name| name == "build");
+        assert_eq!(after("build web"), run("build", "web"));
+        assert_eq!(after(" #build"), run("build", ""));
+        assert_eq!(
+            after("test web-ui"),
+            Command::Unknown {
+                word: "test".into()
+            }
+        );
+        assert_eq!(after(""), Command::Help);
+        assert_eq!(after("help build"), Command::Help);
     }
 
     #[test]

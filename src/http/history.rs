@@ -106,6 +106,13 @@ struct StepItem {
     detail: String,
 }
 
+struct ReplyItem {
+    target: String,
+    status: String,
+    attempts: i64,
+    error: String,
+}
+
 #[derive(Template, WebTemplate)]
 #[template(path = "web/run.html")]
 struct RunPage {
@@ -122,6 +129,7 @@ struct RunPage {
     omitted: i64,
     log_bytes: i64,
     has_log_file: bool,
+    replies: Vec<ReplyItem>,
 }
 
 async fn run_page(State(state): State<AppState>, Path(id): Path<i64>) -> Result<RunPage, Error> {
@@ -131,6 +139,26 @@ async fn run_page(State(state): State<AppState>, Path(id): Path<i64>) -> Result<
         .await?
         .ok_or(Error::NotFound)?;
     let steps = state.store.steps(run.run_id).await?;
+    let replies = state
+        .store
+        .deliveries(run.run_id)
+        .await?
+        .into_iter()
+        .map(|(target, status, attempts, error)| ReplyItem {
+            target: match target.strip_prefix(crate::chat::teams::TARGET_PREFIX) {
+                Some(hook) => format!("Teams webhook {hook}"),
+                None if target == crate::chat::mattermost::TARGET_POST => "Mattermost".into(),
+                None => target,
+            },
+            status: match status.as_str() {
+                "sent" => "delivered".into(),
+                "dead" => "failed".into(),
+                _ => status,
+            },
+            attempts,
+            error: error.unwrap_or_default(),
+        })
+        .collect();
     let now = now_ms();
     let finished = run.status.is_finished();
     let path = log_path(&state, run.run_id);
@@ -171,6 +199,7 @@ async fn run_page(State(state): State<AppState>, Path(id): Path<i64>) -> Result<
         omitted: (log_bytes - shown).max(0),
         log_bytes,
         has_log_file: tokio::fs::try_exists(&path).await.unwrap_or(false),
+        replies,
         run,
     };
     Ok(page)

@@ -1,12 +1,13 @@
-//! `POST /hooks/mattermost`: a trigger becomes a stored run and an acknowledgement.
+//! `POST /hooks/mattermost` and `POST /hooks/teams[/{name}]`: a trigger becomes a stored run
+//! and an acknowledgement.
 //!
-//! Order matters: the token is checked (constant time) before anything in the body is
+//! Order matters: the token or HMAC is checked (constant time) before anything in the body is
 //! interpreted or stored; the run is committed before the acknowledgement is sent; the job is
 //! never waited for.
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -14,9 +15,11 @@ use serde::Deserialize;
 
 use super::{AppState, Error};
 use crate::chat::mattermost::{self, Thread};
-use crate::chat::{Command, Platform, parse_command};
-use crate::store::runs::Ack;
-use crate::store::{NewRun, now_ms};
+use crate::chat::teams;
+use crate::chat::{Command, Platform, parse_after_trigger, parse_command};
+use crate::config::TeamsWebhook;
+use crate::store::runs::{Ack, Inserted};
+use crate::store::{NewRun, RunId, now_ms};
 
 /// The longest a webhook request may take, body included.
 const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
@@ -28,6 +31,8 @@ const LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/hooks/mattermost", post(mattermost_hook))
+        .route("/hooks/teams", post(teams_hook))
+        .route("/hooks/teams/{name}", post(teams_named_hook))
         // A chat server gives up long before this; a client that trickles its body does not
         // hold a connection forever. (Not on the pages: a long log download may take minutes.)
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
@@ -84,31 +89,22 @@ async fn mattermost_hook(
                 message: payload.text.clone(),
                 job,
                 args,
+                hook: String::new(),
             };
-            let public_url = &state.config.public_url;
-            let inserted = state
-                .store
-                .insert_run(&new, now, |run_id, position| {
-                    let link = format!("{public_url}/runs/{run_id}");
-                    let text = mattermost::render_ack(
-                        run_id.0,
-                        &new.job,
-                        &new.user_name,
-                        position,
-                        &new.args,
-                        &link,
-                    );
-                    let (_, delivery) =
-                        mattermost::render_response(&text, &thread, &payload.channel_id);
-                    Ack { text, delivery }
-                })
-                .await?;
-            if inserted.created {
-                tracing::info!(run = %inserted.run_id, job = %new.job, user = %new.user_name,
-                    channel = %new.channel_name, "run queued");
-                state.wake_workers.notify_waiters();
-                state.wake_outbox.notify_one();
-            }
+            let inserted = queue_run(&state, &new, now, |run_id, position, link| {
+                let text = mattermost::render_ack(
+                    run_id.0,
+                    &new.job,
+                    &new.user_name,
+                    position,
+                    &new.args,
+                    link,
+                );
+                let (_, delivery) =
+                    mattermost::render_response(&text, &thread, &payload.channel_id);
+                Ack { text, delivery }
+            })
+            .await?;
             let (body, _) =
                 mattermost::render_response(&inserted.ack_text, &thread, &payload.channel_id);
             Ok(json(body))
@@ -141,6 +137,123 @@ async fn mattermost_hook(
             Ok(json(body))
         }
     }
+}
+
+/// `POST /hooks/teams`: any configured webhook's secret may have signed the body.
+async fn teams_hook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Error> {
+    teams_trigger(&state, None, &headers, &body).await
+}
+
+/// `POST /hooks/teams/{name}`: only that webhook's secret.
+async fn teams_named_hook(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Error> {
+    teams_trigger(&state, Some(&name), &headers, &body).await
+}
+
+async fn teams_trigger(
+    state: &AppState,
+    name: Option<&str>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, Error> {
+    let hooks: Vec<&TeamsWebhook> = state
+        .config
+        .teams
+        .iter()
+        .filter(|hook| name.is_none_or(|name| hook.name == name))
+        .collect();
+    let keys: Vec<&[u8]> = hooks.iter().map(|hook| hook.key.as_slice()).collect();
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let index = teams::verify(authorization, body, &keys).map_err(|err| {
+        tracing::warn!(error = %err, hook = ?name, "refused a Teams request");
+        Error::Unauthorized("the HMAC signature matches no configured Teams webhook")
+    })?;
+    let hook = hooks[index];
+    let activity = teams::parse_activity(body).map_err(|err| Error::BadRequest(err.to_string()))?;
+
+    let (text, mention) = teams::command_text(activity.text.as_deref().unwrap_or_default(), None);
+    // The mention is the trigger: what follows it is the job (`@BuildBot build web`).
+    let command = parse_after_trigger(&text, |job| state.catalog.get(job).is_some());
+    let reply = match command {
+        Command::Run { job, args } => {
+            let (team_id, team_name) = activity.team();
+            let (channel_id, channel_name) = activity.channel();
+            let new = NewRun {
+                platform: Platform::Teams.as_str().into(),
+                team_id,
+                team_name,
+                channel_id,
+                channel_name,
+                user_id: activity.user_id(),
+                user_name: activity.user_name(),
+                message_id: activity.message_id().to_string(),
+                thread_root_id: activity.thread_root(),
+                message: format!("@{mention} {text}"),
+                job,
+                args,
+                hook: hook.name.clone(),
+            };
+            let inserted = queue_run(state, &new, now_ms(), |run_id, position, link| Ack {
+                text: teams::render_ack(
+                    run_id.0,
+                    &new.job,
+                    &new.user_name,
+                    position,
+                    &new.args,
+                    link,
+                ),
+                delivery: None,
+            })
+            .await?;
+            inserted.ack_text
+        }
+        Command::Help | Command::Unknown { .. } => {
+            let unknown = match &command {
+                Command::Unknown { word } => Some(word.as_str()),
+                _ => None,
+            };
+            let jobs = state
+                .catalog
+                .jobs()
+                .map(|j| (j.name.as_str(), j.description.as_str()));
+            teams::render_jobs(unknown, jobs, &mention)
+        }
+    };
+    Ok(json(teams::render_response(&reply)))
+}
+
+/// Stores a run (or finds the one a duplicate delivery made) and wakes the workers; `ack`
+/// makes the acknowledgement from the run's number, queue position and page link.
+async fn queue_run(
+    state: &AppState,
+    new: &NewRun,
+    now: i64,
+    ack: impl FnOnce(RunId, i64, &str) -> Ack,
+) -> Result<Inserted, Error> {
+    let public_url = &state.config.public_url;
+    let inserted = state
+        .store
+        .insert_run(new, now, |run_id, position| {
+            ack(run_id, position, &format!("{public_url}/runs/{run_id}"))
+        })
+        .await?;
+    if inserted.created {
+        tracing::info!(run = %inserted.run_id, job = %new.job, user = %new.user_name,
+            channel = %new.channel_name, platform = %new.platform, "run queued");
+        state.wake_workers.notify_waiters();
+        state.wake_outbox.notify_one();
+    }
+    Ok(inserted)
 }
 
 /// `help`, `#help`, `!help`…: the first word asks for the list of jobs.

@@ -13,7 +13,7 @@ use reqwest::StatusCode;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::chat::{Delivery, mattermost};
+use crate::chat::{Delivery, mattermost, teams};
 use crate::config::Config;
 use crate::store::{self, DeliveryRow, Store, ms, now_ms};
 
@@ -137,11 +137,27 @@ impl Sender {
                     .post(format!("{url}/api/v4/posts"))
                     .bearer_auth(token)
             }
-            other => {
-                return Err(DeliveryError::permanent(format!(
-                    "unknown delivery target `{other}`"
-                )));
-            }
+            other => match other.strip_prefix(teams::TARGET_PREFIX) {
+                Some(name) => {
+                    let url = self
+                        .config
+                        .teams
+                        .iter()
+                        .find(|hook| hook.name == name)
+                        .and_then(|hook| hook.follow_up_url.as_deref())
+                        .ok_or_else(|| {
+                            DeliveryError::permanent(format!(
+                                "the Teams webhook `{name}` has no follow_up_url configured"
+                            ))
+                        })?;
+                    self.client.post(url)
+                }
+                None => {
+                    return Err(DeliveryError::permanent(format!(
+                        "unknown delivery target `{other}`"
+                    )));
+                }
+            },
         };
         let response = request
             .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -149,7 +165,7 @@ impl Sender {
             .timeout(SEND_TIMEOUT)
             .send()
             .await
-            .map_err(|err| DeliveryError::retryable(describe(&err)))?;
+            .map_err(|err| DeliveryError::retryable(describe(&err.without_url())))?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
@@ -190,7 +206,8 @@ fn backoff(outbox: &crate::config::Outbox, attempt: i64) -> Duration {
     delay - jitter
 }
 
-/// A reqwest error without its URL (which holds nothing secret here, but is long).
+/// A reqwest error, described without its URL: a Workflows URL carries its credential (`sig`)
+/// and the description is stored and shown on the run page.
 fn describe(err: &reqwest::Error) -> String {
     if err.is_timeout() {
         "timed out".into()

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::catalog::{Catalog, JobDef};
-use crate::chat::mattermost;
+use crate::chat::{mattermost, teams};
 use crate::config::Config;
 use crate::runner::{self, LogSink, StepOutcome};
 use crate::store::runs::{RunResult, StepResult};
@@ -314,19 +314,31 @@ impl Worker {
 
     /// The result reply, when the trigger came from a chat we can post to.
     fn reply(&self, run: &RunRow, steps: &[store::StepRow]) -> Option<crate::chat::Delivery> {
-        if run.platform != "mattermost" || run.channel_id.is_empty() {
-            return None;
-        }
-        self.config.mattermost.rest()?;
         let link = format!("{}/runs/{}", self.config.public_url, run.run_id);
-        let message = mattermost::render_result(run, steps, &link, now_ms());
-        // Unknown root (the look-up failed, or a `chatrun trigger` post that Mattermost does not
-        // know): a top-level post is always accepted, a guessed root_id may be refused.
-        Some(mattermost::render_post(
-            &run.channel_id,
-            run.thread_root_id.as_deref(),
-            &message,
-        ))
+        let now = now_ms();
+        match run.platform.as_str() {
+            "mattermost" => {
+                if run.channel_id.is_empty() {
+                    return None;
+                }
+                self.config.mattermost.rest()?;
+                let message = mattermost::render_result(run, steps, &link, now);
+                // Unknown root (the look-up failed, or a `chatrun trigger` post that Mattermost
+                // does not know): a top-level post is always accepted, a guessed root_id may be
+                // refused.
+                Some(mattermost::render_post(
+                    &run.channel_id,
+                    run.thread_root_id.as_deref(),
+                    &message,
+                ))
+            }
+            "teams" => {
+                let hook = self.config.teams.iter().find(|h| h.name == run.hook)?;
+                hook.follow_up_url.as_ref()?;
+                Some(teams::render_follow_up(&hook.name, run, steps, &link, now))
+            }
+            _ => None,
+        }
     }
 }
 

@@ -128,6 +128,8 @@ pub struct NewRun {
     pub job: String,
     /// What followed the job name.
     pub args: String,
+    /// The configured webhook that delivered the trigger (Teams), or empty.
+    pub hook: String,
 }
 
 /// The acknowledgement of a newly stored run, made once its number and position are known.
@@ -166,6 +168,7 @@ pub struct RunRow {
     pub message: String,
     pub job: String,
     pub args: String,
+    pub hook: String,
     pub status: RunStatus,
     pub attempt: i64,
     pub ack_text: String,
@@ -221,7 +224,7 @@ pub struct RunResult {
 }
 
 const RUN_COLUMNS: &str = "run_id, platform, team_id, team_name, channel_id, channel_name, \
-    user_id, user_name, message_id, thread_root_id, message, job, args, status, attempt, \
+    user_id, user_name, message_id, thread_root_id, message, job, args, hook, status, attempt, \
     ack_text, error, log_head, log_tail, log_bytes, log_path, created_at, started_at, finished_at";
 
 impl Store {
@@ -241,8 +244,9 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let inserted: Option<(RunId,)> = sqlx::query_as(
             "insert into run (platform, team_id, team_name, channel_id, channel_name, user_id,
-                 user_name, message_id, thread_root_id, message, job, args, ack_text, created_at)
-             values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?)
+                 user_name, message_id, thread_root_id, message, job, args, hook, ack_text,
+                 created_at)
+             values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?)
              on conflict (platform, message_id) do nothing
              returning run_id",
         )
@@ -258,6 +262,7 @@ impl Store {
         .bind(&new.message)
         .bind(&new.job)
         .bind(&new.args)
+        .bind(&new.hook)
         .bind(now)
         .fetch_optional(&mut *tx)
         .await?;

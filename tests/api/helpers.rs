@@ -19,6 +19,14 @@ pub const BOT_TOKEN: &str = "botsecret";
 /// The bot's user id: its posts must be ignored.
 pub const BOT_USER: &str = "botuser00000000000000000bb";
 
+/// The security token of the Teams webhook `platform-team` (the protocol notes' samples are
+/// signed with it).
+pub const TEAMS_TOKEN: &str = "mEVCLCRJfhz1YDb7NUBtBS0y2u7unCXoab0DP21W1hA=";
+/// The security token of the Teams webhook `ops`, which has no follow-up URL.
+pub const OPS_TOKEN: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+/// The path of `platform-team`'s Workflows URL on the fake Workflows server.
+pub const WORKFLOW_PATH: &str = "/workflows/0123abcd/triggers/manual/paths/invoke";
+
 /// How long any condition may take before a test fails.
 const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -41,6 +49,8 @@ pub struct TestApp {
     pub base: String,
     pub store: Store,
     pub mattermost: MockServer,
+    /// Plays the Teams Workflows webhook that result cards are posted to.
+    pub workflows: MockServer,
     pub dir: TempDir,
     shutdown: CancellationToken,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -77,6 +87,17 @@ pub async fn spawn_app_with(jobs: &[(&str, &str)]) -> TestApp {
     start(dir, mattermost, jobs).await
 }
 
+async fn workflows_server() -> MockServer {
+    let workflows = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(WORKFLOW_PATH))
+        .respond_with(ResponseTemplate::new(202))
+        .with_priority(10)
+        .mount(&workflows)
+        .await;
+    workflows
+}
+
 /// Starts chatrun in `dir` (keeping what a previous start left there: the database).
 pub async fn start(dir: TempDir, mattermost: MockServer, jobs: &[(&str, &str)]) -> TestApp {
     let jobs_dir = dir.path().join("jobs");
@@ -84,6 +105,7 @@ pub async fn start(dir: TempDir, mattermost: MockServer, jobs: &[(&str, &str)]) 
     for (name, text) in jobs {
         std::fs::write(jobs_dir.join(format!("{name}.toml")), text).unwrap();
     }
+    let workflows = workflows_server().await;
     let config = Config::parse(
         "test",
         &format!(
@@ -99,11 +121,19 @@ tokens = ["{TOKEN}"]
 url = "{url}"
 bot_token = "{BOT_TOKEN}"
 bot_user_id = "{BOT_USER}"
+[[teams.webhooks]]
+name = "platform-team"
+secret = "{TEAMS_TOKEN}"
+follow_up_url = "{workflows}{WORKFLOW_PATH}?api-version=1&sig=secretsig"
+[[teams.webhooks]]
+name = "ops"
+secret = "{OPS_TOKEN}"
 [outbox]
 retry_base_ms = 50
 "#,
             dir = dir.path().display(),
             url = mattermost.uri(),
+            workflows = workflows.uri(),
         ),
         std::iter::empty(),
     )
@@ -117,6 +147,7 @@ retry_base_ms = 50
         base: format!("http://{addr}"),
         store,
         mattermost,
+        workflows,
         dir,
         shutdown,
         task: Some(task),
@@ -133,6 +164,32 @@ impl TestApp {
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
         let mattermost = std::mem::replace(&mut self.mattermost, MockServer::start().await);
         (dir, mattermost)
+    }
+
+    /// POSTs a Teams activity with an `Authorization` header (or none) to `path`.
+    pub async fn post_teams(
+        &self,
+        path: &str,
+        authorization: Option<&str>,
+        body: &[u8],
+    ) -> reqwest::Response {
+        let mut request = reqwest::Client::new()
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json; charset=utf-8")
+            .body(body.to_vec());
+        if let Some(authorization) = authorization {
+            request = request.header("authorization", authorization);
+        }
+        request.send().await.expect("chatrun answers")
+    }
+
+    /// Waits until the fake Workflows server has received `n` requests.
+    pub async fn cards(&self, n: usize) -> Vec<Request> {
+        wait_for(|| async {
+            let cards = self.workflows.received_requests().await.unwrap_or_default();
+            (cards.len() >= n).then_some(cards)
+        })
+        .await
     }
 
     /// The fields Mattermost sends, for `text` in post `post_id`.
@@ -229,4 +286,35 @@ where
 /// The JSON body of a request the fake Mattermost received.
 pub fn body(request: &Request) -> serde_json::Value {
     serde_json::from_slice(&request.body).unwrap()
+}
+
+/// `HMAC <base64(HMAC-SHA256(base64-decoded token, body))>`, as Teams signs.
+pub fn teams_signature(token: &str, body: &[u8]) -> String {
+    use base64::Engine as _;
+    use hmac::{KeyInit, Mac};
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(token)
+        .unwrap();
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+    mac.update(body);
+    format!(
+        "HMAC {}",
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    )
+}
+
+/// A Teams activity mentioning the webhook with `text`, as message `id`.
+pub fn teams_activity(id: &str, text: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "type": "message", "id": id, "timestamp": "2024-05-20T16:00:00.123Z",
+        "channelId": "msteams",
+        "from": {"id": "29:user", "name": "Ada Lovelace", "aadObjectId": "3a7c9e21-aad"},
+        "conversation": {"isGroup": true, "id": format!("19:chan@thread.tacv2;messageid={id}")},
+        "recipient": null, "textFormat": "plain", "locale": null,
+        "text": format!("<at>BuildBot</at>&nbsp;{text}\n"),
+        "channelData": {"teamsChannelId": "19:chan@thread.tacv2", "teamsTeamId": "19:team@thread.tacv2",
+            "channel": {"id": "19:chan@thread.tacv2"}, "team": {"id": "19:team@thread.tacv2"},
+            "tenant": {"id": "tenant"}}
+    }))
+    .unwrap()
 }

@@ -7,3 +7,4 @@ mod helpers;
 mod history;
 mod mattermost;
 mod queue;
+mod teams;

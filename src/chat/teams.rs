@@ -1,0 +1,1090 @@
+//! Microsoft Teams: the outgoing-webhook request (an HMAC-signed Bot Framework activity), the
+//! command in its HTML-flavoured text, and the replies (a text message in the HTTP response,
+//! the result as an Adaptive Card posted to a Workflows URL). See `shared/protocols/teams.md`.
+//! Pure: no I/O here.
+//!
+//! Cards are typed values serialized by serde, never text templates: a quote or a backslash in
+//! a branch name cannot break the JSON.
+
+use askama::Template;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use hmac::{Hmac, KeyInit, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use super::Delivery;
+use crate::render;
+use crate::store::{RunRow, RunStatus, StepRow, StepStatus};
+
+/// Delivery targets `teams:<webhook name>`: POST to that webhook's `follow_up_url`.
+pub const TARGET_PREFIX: &str = "teams:";
+
+/// Teams' message size limit; cards are fitted under it, with room to spare.
+pub const MAX_MESSAGE_BYTES: usize = 28 * 1024;
+
+/// The Adaptive Card version Workflows and every Teams client accept.
+pub const CARD_VERSION: &str = "1.4";
+
+/// Why a request is not authentically from Teams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No `Authorization` header.
+    #[error("no Authorization header")]
+    Missing,
+    /// The header is not `HMAC <base64 of 32 bytes>`.
+    #[error("the Authorization header is not `HMAC <base64>`")]
+    Malformed,
+    /// An empty body is never signed by Teams.
+    #[error("empty body")]
+    EmptyBody,
+    /// No configured secret signed this body.
+    #[error("the signature matches no configured webhook")]
+    Mismatch,
+}
+
+/// Which of `keys` signed `body`, per `Authorization: HMAC <base64(HMAC-SHA256(key, body))>`.
+/// The scheme is matched case-insensitively, the MAC must be 32 bytes, and every key is tried
+/// (constant-time compares, no early exit) over the raw bytes, before anything is parsed.
+///
+/// # Errors
+///
+/// The header is missing or malformed, the body is empty, or no key matches.
+pub fn verify(
+    authorization: Option<&str>,
+    body: &[u8],
+    keys: &[&[u8]],
+) -> Result<usize, AuthError> {
+    let header = authorization.ok_or(AuthError::Missing)?.trim();
+    let (scheme, value) = header.split_once(' ').ok_or(AuthError::Malformed)?;
+    if !scheme.eq_ignore_ascii_case("HMAC") {
+        return Err(AuthError::Malformed);
+    }
+    let given = STANDARD
+        .decode(value.trim())
+        .map_err(|_| AuthError::Malformed)?;
+    if given.len() != 32 {
+        return Err(AuthError::Malformed);
+    }
+    if body.is_empty() {
+        return Err(AuthError::EmptyBody);
+    }
+    let mut found = None;
+    for (index, key) in keys.iter().enumerate() {
+        let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+        mac.update(body);
+        if mac.verify_slice(&given).is_ok() && found.is_none() {
+            found = Some(index);
+        }
+    }
+    found.ok_or(AuthError::Mismatch)
+}
+
+/// Why a verified body is not a usable activity.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    /// Not JSON, or not an object.
+    #[error("the body is not a Teams activity: {0}")]
+    Json(String),
+    /// No `id` to tell one message from another.
+    #[error("the activity has no id")]
+    NoId,
+}
+
+/// The parts of a Bot Framework activity chatrun uses. Everything is optional and unknown
+/// fields are ignored: Teams' payloads differ between years and clients.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Activity {
+    pub id: Option<String>,
+    pub timestamp: Option<String>,
+    pub text: Option<String>,
+    pub from: Option<Account>,
+    pub conversation: Option<Conversation>,
+    pub channel_data: Option<ChannelData>,
+}
+
+/// `from`: who wrote the message.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Account {
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub aad_object_id: Option<String>,
+}
+
+/// `conversation`: the channel thread.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Conversation {
+    pub id: Option<String>,
+}
+
+/// `channelData`: team, channel and tenant.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ChannelData {
+    pub teams_channel_id: Option<String>,
+    pub teams_team_id: Option<String>,
+    pub channel: Option<Named>,
+    pub team: Option<Named>,
+}
+
+/// An `{id, name}` object.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Named {
+    pub id: Option<String>,
+    pub name: Option<String>,
+}
+
+/// Parses a verified body.
+///
+/// # Errors
+///
+/// The body is not a JSON activity with an id.
+pub fn parse_activity(body: &[u8]) -> Result<Activity, ParseError> {
+    let activity: Activity =
+        serde_json::from_slice(body).map_err(|err| ParseError::Json(err.to_string()))?;
+    if activity.id.as_deref().is_none_or(|id| id.trim().is_empty()) {
+        return Err(ParseError::NoId);
+    }
+    Ok(activity)
+}
+
+impl Activity {
+    /// The message id (checked present by [`parse_activity`]).
+    pub fn message_id(&self) -> &str {
+        self.id.as_deref().unwrap_or_default()
+    }
+
+    /// Who: the Entra object id (stable), else the Teams user id.
+    pub fn user_id(&self) -> String {
+        let from = self.from.as_ref();
+        from.and_then(|f| f.aad_object_id.clone())
+            .or_else(|| from.and_then(|f| f.id.clone()))
+            .unwrap_or_default()
+    }
+
+    /// The sender's display name.
+    pub fn user_name(&self) -> String {
+        self.from
+            .as_ref()
+            .and_then(|f| f.name.clone())
+            .unwrap_or_default()
+    }
+
+    /// The team's id and, when Teams sent it, name.
+    pub fn team(&self) -> (String, String) {
+        let data = self.channel_data.as_ref();
+        let team = data.and_then(|d| d.team.as_ref());
+        let id = team
+            .and_then(|t| t.id.clone())
+            .or_else(|| data.and_then(|d| d.teams_team_id.clone()))
+            .unwrap_or_default();
+        (id, team.and_then(|t| t.name.clone()).unwrap_or_default())
+    }
+
+    /// The channel's id and its name (the id when Teams sent no name).
+    pub fn channel(&self) -> (String, String) {
+        let data = self.channel_data.as_ref();
+        let channel = data.and_then(|d| d.channel.as_ref());
+        let id = channel
+            .and_then(|c| c.id.clone())
+            .or_else(|| data.and_then(|d| d.teams_channel_id.clone()))
+            .unwrap_or_default();
+        let name = channel
+            .and_then(|c| c.name.clone())
+            .unwrap_or_else(|| id.clone());
+        (id, name)
+    }
+
+    /// The thread's root message: `conversation.id` after `;messageid=`.
+    pub fn thread_root(&self) -> Option<String> {
+        let id = self.conversation.as_ref()?.id.as_deref()?;
+        let (_, root) = id.split_once(";messageid=")?;
+        (!root.is_empty()).then(|| root.to_string())
+    }
+}
+
+/// The command in a message's `text`: the webhook's own `<at>…</at>` mention removed (the one
+/// whose text is `mention_name`, else the first), other tags replaced by spaces, entities
+/// decoded once, whitespace collapsed. Returns the command and the removed mention's text.
+pub fn command_text(text: &str, mention_name: Option<&str>) -> (String, String) {
+    let mentions = find_mentions(text);
+    let chosen = mentions
+        .iter()
+        .find(|m| mention_name.is_some_and(|name| clean(m.inner).eq_ignore_ascii_case(name.trim())))
+        .or(mentions.first());
+    let (rest, mention) = match chosen {
+        Some(m) => (
+            format!("{} {}", &text[..m.start], &text[m.end..]),
+            clean(m.inner),
+        ),
+        None => (text.to_string(), String::new()),
+    };
+    (clean(&rest), mention)
+}
+
+struct Mention<'a> {
+    start: usize,
+    end: usize,
+    inner: &'a str,
+}
+
+/// Every `<at …>…</at>` element, tag names case-insensitive.
+fn find_mentions(text: &str) -> Vec<Mention<'_>> {
+    let lower = text.to_ascii_lowercase();
+    let mut found = Vec::new();
+    let mut from = 0;
+    while let Some(offset) = lower[from..].find("<at") {
+        let start = from + offset;
+        let after = lower.as_bytes().get(start + 3).copied();
+        if !matches!(after, Some(b'>') | Some(b' ') | Some(b'\t') | Some(b'\n')) {
+            from = start + 3;
+            continue;
+        }
+        let Some(open_end) = lower[start..].find('>').map(|i| start + i + 1) else {
+            break;
+        };
+        let Some(close) = lower[open_end..].find("</at>").map(|i| open_end + i) else {
+            break;
+        };
+        found.push(Mention {
+            start,
+            end: close + "</at>".len(),
+            inner: &text[open_end..close],
+        });
+        from = close + "</at>".len();
+    }
+    found
+}
+
+/// Tags to spaces, entities decoded once, non-breaking spaces to spaces, whitespace collapsed.
+fn clean(html: &str) -> String {
+    let mut text = String::with_capacity(html.len());
+    let mut rest = html;
+    while let Some(open) = rest.find('<') {
+        text.push_str(&rest[..open]);
+        match rest[open..].find('>') {
+            Some(close) => {
+                text.push(' ');
+                rest = &rest[open + close + 1..];
+            }
+            None => {
+                text.push_str(&rest[open..]);
+                rest = "";
+            }
+        }
+    }
+    text.push_str(rest);
+    decode_entities(&text)
+        .replace('\u{a0}', " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Decodes `&nbsp;`, `&amp;`, `&lt;`, `&gt;`, `&quot;`, `&apos;` and numeric references, once;
+/// anything else is left as it is.
+fn decode_entities(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(amp) = rest.find('&') {
+        out.push_str(&rest[..amp]);
+        rest = &rest[amp..];
+        let decoded = rest.find(';').filter(|&end| end <= 10).and_then(|end| {
+            let name = &rest[1..end];
+            let c = match name {
+                "nbsp" => Some('\u{a0}'),
+                "amp" => Some('&'),
+                "lt" => Some('<'),
+                "gt" => Some('>'),
+                "quot" => Some('"'),
+                "apos" => Some('\''),
+                _ => name
+                    .strip_prefix("#x")
+                    .or_else(|| name.strip_prefix("#X"))
+                    .map(|hex| u32::from_str_radix(hex, 16))
+                    .or_else(|| name.strip_prefix('#').map(str::parse::<u32>))
+                    .and_then(Result::ok)
+                    .and_then(char::from_u32),
+            }?;
+            Some((c, end))
+        });
+        match decoded {
+            Some((c, end)) => {
+                out.push(c);
+                rest = &rest[end + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[derive(Serialize)]
+struct TextReply<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    text: &'a str,
+}
+
+/// The HTTP response body: a text message, threaded by Teams under the trigger.
+pub fn render_response(text: &str) -> String {
+    serde_json::to_string(&TextReply {
+        kind: "message",
+        text,
+    })
+    .expect("a struct of strings serializes")
+}
+
+/// The acknowledgement of a queued run.
+#[derive(Template)]
+#[template(path = "chat/teams/ack.html")]
+struct AckText<'a> {
+    run_id: i64,
+    job: &'a str,
+    user: &'a str,
+    position: i64,
+    args: &'a str,
+    link: &'a str,
+}
+
+/// The acknowledgement text of a queued run.
+pub fn render_ack(
+    run_id: i64,
+    job: &str,
+    user: &str,
+    position: i64,
+    args: &str,
+    link: &str,
+) -> String {
+    AckText {
+        run_id,
+        job,
+        user,
+        position,
+        args,
+        link,
+    }
+    .render()
+    .expect("the ack template renders")
+    .trim()
+    .to_string()
+}
+
+/// The list of jobs, for `help` or after an unknown job name.
+#[derive(Template)]
+#[template(path = "chat/teams/jobs.html")]
+struct JobsText<'a> {
+    unknown: Option<&'a str>,
+    jobs: Vec<(&'a str, &'a str)>,
+    mention: &'a str,
+}
+
+/// The list of jobs, for `help` or after an unknown job name; `mention` is how the user
+/// addressed the webhook.
+pub fn render_jobs<'a>(
+    unknown: Option<&str>,
+    jobs: impl Iterator<Item = (&'a str, &'a str)>,
+    mention: &str,
+) -> String {
+    JobsText {
+        unknown,
+        jobs: jobs.collect(),
+        mention,
+    }
+    .render()
+    .expect("the jobs template renders")
+    .trim()
+    .to_string()
+}
+
+// --- Adaptive Card 1.4, as typed values -------------------------------------------------------
+
+/// `{"type":"message","attachments":[…]}`: what a Workflows webhook takes.
+#[derive(Debug, Serialize)]
+pub struct Message {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    attachments: Vec<Attachment>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Attachment {
+    content_type: &'static str,
+    content_url: Option<String>,
+    content: Card,
+}
+
+/// An Adaptive Card.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Card {
+    #[serde(rename = "$schema")]
+    schema: &'static str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    version: &'static str,
+    fallback_text: String,
+    body: Vec<Element>,
+    actions: Vec<Action>,
+}
+
+/// A card body element.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type")]
+enum Element {
+    TextBlock(TextBlock),
+    FactSet { facts: Vec<Fact> },
+    ColumnSet(ColumnSet),
+    Container(Container),
+}
+
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TextBlock {
+    text: String,
+    wrap: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    size: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    weight: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    color: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    is_subtle: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    horizontal_alignment: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    spacing: Option<&'static str>,
+}
+
+#[derive(Debug, Serialize)]
+struct Fact {
+    title: String,
+    value: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ColumnSet {
+    columns: Vec<Column>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    separator: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    spacing: Option<&'static str>,
+}
+
+#[derive(Debug, Serialize)]
+struct Column {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    width: u32,
+    items: Vec<Element>,
+}
+
+#[derive(Debug, Serialize)]
+struct Container {
+    style: &'static str,
+    bleed: bool,
+    items: Vec<Element>,
+}
+
+#[derive(Debug, Serialize)]
+struct Action {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    title: String,
+    url: String,
+}
+
+fn text(text: impl Into<String>) -> TextBlock {
+    TextBlock {
+        text: text.into(),
+        wrap: true,
+        ..TextBlock::default()
+    }
+}
+
+/// Card colour and container style for a run's status.
+fn run_colour(status: RunStatus) -> (&'static str, &'static str) {
+    match status {
+        RunStatus::Succeeded => ("Good", "good"),
+        RunStatus::Failed => ("Attention", "attention"),
+        RunStatus::TimedOut | RunStatus::Cancelled => ("Warning", "warning"),
+        RunStatus::Queued | RunStatus::Running => ("Default", "emphasis"),
+    }
+}
+
+fn step_colour(status: StepStatus) -> &'static str {
+    match status {
+        StepStatus::Succeeded => "Good",
+        StepStatus::Failed | StepStatus::Error => "Attention",
+        StepStatus::TimedOut | StepStatus::Cancelled => "Warning",
+        StepStatus::Pending | StepStatus::Running | StepStatus::Skipped => "Default",
+    }
+}
+
+/// A cell value: one line, at most `max` characters.
+fn cell(value: &str, max: usize) -> String {
+    let one_line = value.split_whitespace().collect::<Vec<_>>().join(" ");
+    super::mattermost::truncate_runes(&one_line, max)
+}
+
+/// Adaptive Card text is Markdown: user values are escaped so a branch name stays literal.
+fn md(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        if matches!(
+            c,
+            '\\' | '*' | '_' | '`' | '[' | ']' | '~' | '#' | '<' | '>'
+        ) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn step_row(step: &StepRow, now: i64) -> Element {
+    let column = |width: u32, block: TextBlock| Column {
+        kind: "Column",
+        width,
+        items: vec![Element::TextBlock(block)],
+    };
+    Element::ColumnSet(ColumnSet {
+        columns: vec![
+            column(3, text(md(&cell(&step.name, 120)))),
+            column(
+                2,
+                TextBlock {
+                    color: Some(step_colour(step.status)),
+                    is_subtle: (step.status == StepStatus::Skipped).then_some(true),
+                    ..text(cell(&render::step_result(step), 120))
+                },
+            ),
+            column(
+                1,
+                TextBlock {
+                    horizontal_alignment: Some("Right"),
+                    ..text(
+                        step.duration_ms(now)
+                            .map_or_else(|| "—".into(), render::duration),
+                    )
+                },
+            ),
+        ],
+        separator: None,
+        spacing: Some("Small"),
+    })
+}
+
+/// The result card of a finished run, as the Workflows message; fitted under
+/// [`MAX_MESSAGE_BYTES`] by leaving out step rows (the run page has them all).
+pub fn render_result(run: &RunRow, steps: &[StepRow], link: &str, now: i64) -> Message {
+    let mut shown = steps.len();
+    loop {
+        let message = result_message(run, steps, shown, link, now);
+        let size = serde_json::to_vec(&message).map_or(usize::MAX, |v| v.len());
+        if size <= MAX_MESSAGE_BYTES - 1024 || shown == 0 {
+            return message;
+        }
+        shown /= 2;
+    }
+}
+
+fn result_message(run: &RunRow, steps: &[StepRow], shown: usize, link: &str, now: i64) -> Message {
+    let (colour, style) = run_colour(run.status);
+    let duration = render::run_duration(run, now).map_or_else(|| "—".into(), render::duration);
+    let title = format!(
+        "{} run #{} {}",
+        cell(&run.job, 64),
+        run.run_id,
+        run.status.as_str()
+    );
+    let user = cell(&run.user_name, 100);
+
+    let mut facts = vec![
+        Fact {
+            title: "Job".into(),
+            value: md(&cell(&run.job, 64)),
+        },
+        Fact {
+            title: "Run".into(),
+            value: format!("#{}", run.run_id),
+        },
+        Fact {
+            title: "Asked by".into(),
+            value: md(&user),
+        },
+        Fact {
+            title: "Duration".into(),
+            value: duration.clone(),
+        },
+    ];
+    if !run.args.is_empty() {
+        facts.push(Fact {
+            title: "Arguments".into(),
+            value: md(&cell(&run.args, 300)),
+        });
+    }
+    if let Some(error) = &run.error {
+        facts.push(Fact {
+            title: "Error".into(),
+            value: md(&cell(error, 500)),
+        });
+    }
+
+    let header = |label: &str, align: Option<&'static str>| TextBlock {
+        weight: Some("Bolder"),
+        horizontal_alignment: align,
+        ..text(label)
+    };
+    let mut body = vec![
+        Element::Container(Container {
+            style,
+            bleed: true,
+            items: vec![
+                Element::TextBlock(TextBlock {
+                    size: Some("Large"),
+                    weight: Some("Bolder"),
+                    color: Some(colour),
+                    ..text(md(&title))
+                }),
+                Element::TextBlock(TextBlock {
+                    is_subtle: Some(true),
+                    spacing: Some("None"),
+                    ..text(format!("asked by {} · {duration}", md(&user)))
+                }),
+            ],
+        }),
+        Element::FactSet { facts },
+        Element::ColumnSet(ColumnSet {
+            columns: vec![
+                Column {
+                    kind: "Column",
+                    width: 3,
+                    items: vec![Element::TextBlock(header("Step", None))],
+                },
+                Column {
+                    kind: "Column",
+                    width: 2,
+                    items: vec![Element::TextBlock(header("Result", None))],
+                },
+                Column {
+                    kind: "Column",
+                    width: 1,
+                    items: vec![Element::TextBlock(header("Duration", Some("Right")))],
+                },
+            ],
+            separator: Some(true),
+            spacing: Some("Medium"),
+        }),
+    ];
+    body.extend(steps.iter().take(shown).map(|s| step_row(s, now)));
+    if shown < steps.len() {
+        body.push(Element::TextBlock(TextBlock {
+            is_subtle: Some(true),
+            ..text(format!(
+                "… and {} more steps on the run page",
+                steps.len() - shown
+            ))
+        }));
+    }
+
+    Message {
+        kind: "message",
+        attachments: vec![Attachment {
+            content_type: "application/vnd.microsoft.card.adaptive",
+            content_url: None,
+            content: Card {
+                schema: "http://adaptivecards.io/schemas/adaptive-card.json",
+                kind: "AdaptiveCard",
+                version: CARD_VERSION,
+                fallback_text: format!("{title} in {duration}, asked by {user}: {link}"),
+                body,
+                actions: vec![Action {
+                    kind: "Action.OpenUrl",
+                    title: format!("Open run #{}", run.run_id),
+                    url: link.to_string(),
+                }],
+            },
+        }],
+    }
+}
+
+/// The delivery of a run's result card to webhook `hook`'s Workflows URL.
+pub fn render_follow_up(
+    hook: &str,
+    run: &RunRow,
+    steps: &[StepRow],
+    link: &str,
+    now: i64,
+) -> Delivery {
+    Delivery {
+        target: format!("{TARGET_PREFIX}{hook}"),
+        body: serde_json::to_string(&render_result(run, steps, link, now))
+            .expect("a card of strings and numbers serializes"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::RunId;
+
+    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/teams");
+    const SAMPLE_TOKEN: &str = "mEVCLCRJfhz1YDb7NUBtBS0y2u7unCXoab0DP21W1hA=";
+    const WORKED_TOKEN: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    const WORKED_BODY: &[u8] = br#"{"type":"message","text":"<at>BuildBot</at> ping"}"#;
+    const WORKED_HEADER: &str = "HMAC N/BkNu/Z1Tf9XmccX2qigYsVUOslcs/rz7qK8IKChQ0=";
+
+    fn key(token: &str) -> Vec<u8> {
+        STANDARD.decode(token).unwrap()
+    }
+
+    fn sample(name: &str) -> Vec<u8> {
+        std::fs::read(format!("{FIXTURES}/{name}")).unwrap()
+    }
+
+    #[test]
+    fn the_worked_example_verifies() {
+        let key = key(WORKED_TOKEN);
+        assert_eq!(verify(Some(WORKED_HEADER), WORKED_BODY, &[&key]), Ok(0));
+        // The scheme is case-insensitive; surrounding spaces are tolerated.
+        let lower = WORKED_HEADER.replacen("HMAC", "hmac", 1);
+        assert_eq!(
+            verify(Some(&format!(" {lower} ")), WORKED_BODY, &[&key]),
+            Ok(0)
+        );
+    }
+
+    #[test]
+    fn the_worked_examples_negatives_fail() {
+        let key = key(WORKED_TOKEN);
+        // Each header was computed the wrong way (protocol notes §8.3).
+        for mac in [
+            "Xa3InxP24rV7F4nkdyoxy0eLB5vo/jyRb29cmWMbcaI=", // key not base64-decoded
+            "VTYZw4k4mMCI1J7WGa3vkas9U/ziQHrogXPbmgAd7YY=", // body + trailing newline
+            "FF6one3vDogm4UbgOxCl3zQHkfZphHtiem0z6mnqo0E=", // body re-serialised
+            "CdFF3I0FD3Ms4gNQol/9TEIJI+n5pC2LdMLzXHYz/lA=", // body pretty-printed
+        ] {
+            let header = format!("HMAC {mac}");
+            assert_eq!(
+                verify(Some(&header), WORKED_BODY, &[&key]),
+                Err(AuthError::Mismatch),
+                "{mac}"
+            );
+        }
+        // And the other way round: the right MAC over a changed body.
+        let mut with_newline = WORKED_BODY.to_vec();
+        with_newline.push(b'\n');
+        assert_eq!(
+            verify(Some(WORKED_HEADER), &with_newline, &[&key]),
+            Err(AuthError::Mismatch)
+        );
+        // The token's text used as the key.
+        assert_eq!(
+            verify(Some(WORKED_HEADER), WORKED_BODY, &[WORKED_TOKEN.as_bytes()]),
+            Err(AuthError::Mismatch)
+        );
+    }
+
+    #[test]
+    fn both_full_samples_verify_with_their_token_and_pick_the_right_webhook() {
+        let other = key(WORKED_TOKEN);
+        let right = key(SAMPLE_TOKEN);
+        for (body, header) in [
+            (
+                "sample1.json",
+                "HMAC cNZs4wJSlBrtQkMUNjd0P4kPpj4p3RXjDQ+4OWfhbSg=",
+            ),
+            (
+                "sample2.json",
+                "HMAC H3dbCL/+f56yJz634HjI5BFbYaPBBlj5OdS37GDtQro=",
+            ),
+        ] {
+            let body = sample(body);
+            assert_eq!(verify(Some(header), &body, &[&other, &right]), Ok(1));
+            assert_eq!(
+                verify(Some(header), &body, &[&other]),
+                Err(AuthError::Mismatch)
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_headers_and_empty_bodies_fail() {
+        let key = key(WORKED_TOKEN);
+        let mac = WORKED_HEADER.trim_start_matches("HMAC ");
+        let cases = [
+            (None, AuthError::Missing),
+            (Some(format!("Bearer {mac}")), AuthError::Malformed),
+            (Some(format!("HMAC{mac}")), AuthError::Malformed),
+            (Some(format!("HMAC {}", &mac[..20])), AuthError::Malformed),
+            (Some("HMAC not-base64!".to_string()), AuthError::Malformed),
+            (
+                Some(format!("HMAC {}", STANDARD.encode([0u8; 31]))),
+                AuthError::Malformed,
+            ),
+        ];
+        for (header, expected) in cases {
+            assert_eq!(
+                verify(header.as_deref(), WORKED_BODY, &[&key]),
+                Err(expected),
+                "{header:?}"
+            );
+        }
+        assert_eq!(
+            verify(Some(WORKED_HEADER), b"", &[&key]),
+            Err(AuthError::EmptyBody)
+        );
+        assert_eq!(
+            verify(Some(WORKED_HEADER), WORKED_BODY, &[]),
+            Err(AuthError::Mismatch)
+        );
+    }
+
+    #[test]
+    fn parses_the_samples_leniently() {
+        let first = parse_activity(&sample("sample1.json")).unwrap();
+        assert_eq!(first.message_id(), "1716220800123");
+        assert_eq!(first.user_id(), "3a7c9e21-5b4d-4f60-8e12-9d0c1b2a3f45");
+        assert_eq!(first.user_name(), "Ada Lovelace");
+        assert_eq!(first.thread_root().as_deref(), Some("1716220800123"));
+        assert_eq!(
+            first.channel(),
+            (
+                "19:5e2f0c4d9b8a47e1a3c6d7f8091a2b3c@thread.tacv2".to_string(),
+                "19:5e2f0c4d9b8a47e1a3c6d7f8091a2b3c@thread.tacv2".to_string()
+            )
+        );
+        assert_eq!(
+            first.team().0,
+            "19:Qm9ndXNUZWFtSWQtb25seS1mb3ItZG9jcw1@thread.tacv2"
+        );
+        let second = parse_activity(&sample("sample2.json")).unwrap();
+        assert_eq!(second.user_name(), "José Müller");
+        assert_eq!(second.thread_root().as_deref(), Some("1716220800123"));
+        assert_ne!(second.message_id(), "1716220800123");
+
+        let bare = parse_activity(br#"{"id":"1","from":null,"channelData":null,"x":[1]}"#).unwrap();
+        assert_eq!(
+            (bare.user_id(), bare.channel().0),
+            (String::new(), String::new())
+        );
+        assert!(matches!(
+            parse_activity(br#"{"text":"hi"}"#),
+            Err(ParseError::NoId)
+        ));
+        assert!(matches!(parse_activity(b"[1"), Err(ParseError::Json(_))));
+    }
+
+    #[test]
+    fn the_mention_is_removed_and_the_text_cleaned() {
+        let cases = [
+            // The two samples.
+            (
+                "<at>BuildBot</at>&nbsp;build api-server main\n",
+                "build api-server main",
+            ),
+            (
+                "<at>BuildBot</at> test web-ui --branch feature/login",
+                "test web-ui --branch feature/login",
+            ),
+            // No space after the mention.
+            ("<at>BuildBot</at>build web", "build web"),
+            // Several mentions: only ours goes, the others' names stay as text.
+            (
+                "<at>BuildBot</at> <at>Larry Brown</at> please build x",
+                "Larry Brown please build x",
+            ),
+            (
+                "<at>Larry Brown</at> <AT>BuildBot</AT> build x",
+                "Larry Brown build x",
+            ),
+            // Mention not first.
+            ("Hey <at>BuildBot</at> build x", "Hey build x"),
+            // Only the mention.
+            ("<at>BuildBot</at>&nbsp;\n", ""),
+            // HTML inside the text, entities decoded once.
+            (
+                "<at>BuildBot</at> <b>build</b>&nbsp;web &amp;lt;x&amp;gt; a &amp; b",
+                "build web &lt;x&gt; a & b",
+            ),
+            // Emoji inside a mention; non-ASCII kept.
+            (
+                "<at>CapCoins</at>&nbsp;testing go go go <at><img alt=\"😀\" itemtype=\"http://schema.skype.com/Emoji\"></at>&nbsp;&nbsp;\n",
+                "testing go go go",
+            ),
+            (
+                "<at>BuildBot</at> build café-ünï 日本 &#x1F680;",
+                "build café-ünï 日本 🚀",
+            ),
+            // A shortened pill: the first mention is ours.
+            ("<at>Build</at> status 42", "status 42"),
+        ];
+        for (input, expected) in cases {
+            let (command, _) = command_text(input, Some("BuildBot"));
+            assert_eq!(command, expected, "{input}");
+        }
+        let (_, mention) = command_text("<at>BuildBot</at> build", None);
+        assert_eq!(mention, "BuildBot");
+    }
+
+    #[test]
+    fn the_command_grammar_is_mattermosts() {
+        let is_job = |name: &str| name == "build";
+        let (text, _) = command_text("<at>BuildBot</at>&nbsp;build api-server main\n", None);
+        assert_eq!(
+            crate::chat::parse_after_trigger(&text, is_job),
+            crate::chat::Command::Run {
+                job: "build".into(),
+                args: "api-server main".into()
+            }
+        );
+        let (text, _) = command_text("<at>BuildBot</at>", None);
+        assert_eq!(
+            crate::chat::parse_after_trigger(&text, is_job),
+            crate::chat::Command::Help
+        );
+    }
+
+    fn run(status: RunStatus) -> RunRow {
+        RunRow {
+            run_id: RunId(7),
+            platform: "teams".into(),
+            team_id: String::new(),
+            team_name: String::new(),
+            channel_id: "19:c@thread.tacv2".into(),
+            channel_name: String::new(),
+            user_id: "aad".into(),
+            user_name: "José \"Quote\" Müller\\".into(),
+            message_id: "1".into(),
+            thread_root_id: None,
+            message: String::new(),
+            job: "build".into(),
+            args: "branch=\"x\\y\"".into(),
+            hook: "team".into(),
+            status,
+            attempt: 1,
+            ack_text: String::new(),
+            error: None,
+            log_head: String::new(),
+            log_tail: String::new(),
+            log_bytes: 0,
+            log_path: None,
+            created_at: 0,
+            started_at: Some(0),
+            finished_at: Some(65_000),
+        }
+    }
+
+    fn step(position: i64, name: &str, status: StepStatus) -> StepRow {
+        StepRow {
+            run_id: RunId(7),
+            position,
+            name: name.into(),
+            status,
+            exit_code: (status == StepStatus::Failed).then_some(2),
+            detail: None,
+            started_at: Some(0),
+            finished_at: Some(1500),
+        }
+    }
+
+    #[test]
+    fn the_result_card_has_status_facts_rows_and_a_link() {
+        let steps = [
+            step(0, "Server", StepStatus::Succeeded),
+            step(1, "Web", StepStatus::Failed),
+        ];
+        let message = render_result(&run(RunStatus::Failed), &steps, "http://ci/runs/7", 0);
+        let json = serde_json::to_value(&message).unwrap();
+        assert_eq!(json["type"], "message");
+        let attachment = &json["attachments"][0];
+        assert_eq!(
+            attachment["contentType"],
+            "application/vnd.microsoft.card.adaptive"
+        );
+        assert!(attachment["contentUrl"].is_null());
+        let card = &attachment["content"];
+        assert_eq!(
+            (card["type"].as_str(), card["version"].as_str()),
+            (Some("AdaptiveCard"), Some("1.4"))
+        );
+        let title = &card["body"][0]["items"][0];
+        assert_eq!(title["text"], "build run \\#7 failed");
+        assert_eq!(title["color"], "Attention");
+        let facts = &card["body"][1]["facts"];
+        assert_eq!(facts[2]["value"], "José \"Quote\" Müller\\\\");
+        assert_eq!(facts[3]["value"], "1m 05s");
+        assert_eq!(facts[4]["value"], "branch=\"x\\\\y\"");
+        let web = &card["body"][4]["columns"];
+        assert_eq!(web[0]["items"][0]["text"], "Web");
+        assert_eq!(web[1]["items"][0]["text"], "failed (exit 2)");
+        assert_eq!(web[1]["items"][0]["color"], "Attention");
+        assert_eq!(card["actions"][0]["type"], "Action.OpenUrl");
+        assert_eq!(card["actions"][0]["url"], "http://ci/runs/7");
+    }
+
+    #[test]
+    fn a_huge_result_stays_under_the_teams_limit() {
+        let steps: Vec<StepRow> = (0..2000)
+            .map(|i| {
+                step(
+                    i,
+                    &"step with a long name ".repeat(5),
+                    StepStatus::Succeeded,
+                )
+            })
+            .collect();
+        let delivery = render_follow_up(
+            "team",
+            &run(RunStatus::Succeeded),
+            &steps,
+            "http://ci/runs/7",
+            0,
+        );
+        assert!(
+            delivery.body.len() <= MAX_MESSAGE_BYTES,
+            "{}",
+            delivery.body.len()
+        );
+        assert!(delivery.body.contains("more steps on the run page"));
+        let json: serde_json::Value = serde_json::from_str(&delivery.body).unwrap();
+        assert_eq!(
+            json["attachments"][0]["content"]["actions"][0]["url"],
+            "http://ci/runs/7"
+        );
+        assert_eq!(delivery.target, "teams:team");
+    }
+
+    #[test]
+    fn replies_are_text_messages() {
+        let text = render_ack(7, "build", "José <b>", 2, "web", "http://ci/runs/7");
+        assert_eq!(
+            text,
+            "⏳ Queued run **#7** of **build** for José &#60;b&#62;, position 2 in the queue. \
+             Arguments: web (recorded; this job takes none). [Details](http://ci/runs/7)"
+        );
+        let body = render_response(&text);
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(json["type"], "message");
+        assert_eq!(json["text"], text);
+        let jobs = render_jobs(
+            Some("biuld"),
+            [("build", "Build it")].into_iter(),
+            "BuildBot",
+        );
+        assert!(jobs.starts_with("❓ There is no job **biuld**."), "{jobs}");
+        assert!(jobs.contains("**build**: Build it"), "{jobs}");
+    }
+}
