@@ -7,6 +7,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
 use crate::app::{App, random_id};
+use crate::chat::teams;
 use crate::config::Config;
 use crate::{catalog, shutdown, telemetry};
 
@@ -41,15 +42,22 @@ enum Cmd {
         #[arg(long, short, value_name = "PATH")]
         config: Option<PathBuf>,
     },
-    /// Send a trigger to a running chatrun, exactly as Mattermost would, and print the reply.
+    /// Send a trigger to a running chatrun, exactly as Mattermost (or Teams) would, and print
+    /// the reply.
     ///
-    /// Tries chatrun without a chat server: `chatrun trigger "#build"`. The token is, in order:
-    /// --token, the first of mattermost.tokens, or the local token chatrun serve created in
-    /// the data folder.
+    /// Tries chatrun without a chat server: `chatrun trigger "#build"`. The Mattermost token
+    /// is, in order: --token, the first of mattermost.tokens, or the local token chatrun serve
+    /// created in the data folder. With --teams NAME, the message is sent as a Teams activity
+    /// mentioning the webhook, signed with that configured webhook's secret:
+    /// `chatrun trigger --teams platform-team build`.
     Trigger {
-        /// The webhook URL [default: http://<listen>/hooks/mattermost].
+        /// The webhook URL [default: http://<listen>/hooks/mattermost, or
+        /// /hooks/teams/NAME with --teams].
         #[arg(long, value_name = "URL")]
         url: Option<String>,
+        /// Send as the Teams outgoing webhook NAME of the configuration.
+        #[arg(long, value_name = "NAME")]
+        teams: Option<String>,
         /// The configuration file (see config/example.toml).
         #[arg(long, short, value_name = "PATH")]
         config: Option<PathBuf>,
@@ -86,6 +94,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Cmd::Check { config } => Ok(check(config)),
         Cmd::Trigger {
             url,
+            teams,
             config,
             token,
             user,
@@ -94,6 +103,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
             text,
         } => runtime.block_on(trigger(TriggerArgs {
             url,
+            teams,
             config,
             token,
             user,
@@ -128,6 +138,17 @@ async fn serve(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         println!(
             "  local token    {} (no mattermost.tokens configured); try: chatrun trigger \"#build\"",
             state.config.local_token_path().display()
+        );
+    }
+    for hook in &state.config.teams {
+        println!(
+            "  Teams          {base}/hooks/teams/{}  (outgoing webhook callback URL; results {})",
+            hook.name,
+            if hook.follow_up_url.is_some() {
+                "to its Workflows URL"
+            } else {
+                "on the history page only: no follow_up_url"
+            }
         );
     }
     if state.config.mattermost.rest().is_none() {
@@ -172,6 +193,7 @@ fn check(config: Option<PathBuf>) -> ExitCode {
 
 struct TriggerArgs {
     url: Option<String>,
+    teams: Option<String>,
     config: Option<PathBuf>,
     token: Option<String>,
     user: Option<String>,
@@ -183,65 +205,18 @@ struct TriggerArgs {
 async fn trigger(args: TriggerArgs) -> anyhow::Result<ExitCode> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let config = Config::load(args.config.as_deref())?;
-    let url = args
-        .url
-        .unwrap_or_else(|| format!("{}/hooks/mattermost", local_base(&config)));
-    let token = match (args.token, config.mattermost.tokens.first()) {
-        (Some(token), _) => token,
-        (None, Some(token)) => token.clone(),
-        (None, None) => {
-            let path = config.local_token_path();
-            std::fs::read_to_string(&path)
-                .map(|t| t.trim().to_string())
-                .with_context(|| {
-                    format!(
-                        "no token: {} does not exist yet; start `chatrun serve` once (it creates it) or pass --token",
-                        path.display()
-                    )
-                })?
-        }
-    };
     let user = args
         .user
+        .clone()
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| "local".into());
-    let timestamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-        .to_string();
-    let trigger_word = args
-        .text
-        .split_whitespace()
-        .next()
-        .unwrap_or("")
-        .to_string();
-    // The fields and encoding of a Mattermost form-encoded outgoing webhook (keys sorted).
-    let form = [
-        ("channel_id", args.channel_id.as_str()),
-        ("channel_name", args.channel.as_str()),
-        ("file_ids", ""),
-        ("post_id", &random_id()?),
-        ("team_domain", ""),
-        ("team_id", ""),
-        ("text", &args.text),
-        ("timestamp", &timestamp),
-        ("token", &token),
-        ("trigger_word", &trigger_word),
-        ("user_id", &format!("local-{user}")),
-        ("user_name", &user),
-    ];
-    let body = serde_urlencoded::to_string(form).context("cannot encode the form")?;
+    let request = match &args.teams {
+        Some(name) => teams_request(&config, name, &args, &user)?,
+        None => mattermost_request(&config, &args, &user)?,
+    };
+    let url = request.url().to_string();
     let response = reqwest::Client::new()
-        .post(&url)
-        .header(
-            reqwest::header::CONTENT_TYPE,
-            "application/x-www-form-urlencoded",
-        )
-        .header(reqwest::header::USER_AGENT, "Mattermost-Bot/1.1")
-        .body(body)
-        .timeout(std::time::Duration::from_secs(30))
-        .send()
+        .execute(request)
         .await
         .with_context(|| format!("cannot reach chatrun at {url}: is `chatrun serve` running?"))?;
     let status = response.status();
@@ -256,6 +231,113 @@ async fn trigger(args: TriggerArgs) -> anyhow::Result<ExitCode> {
         None => println!("(no text: the reply was posted in the thread)"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A form-encoded outgoing webhook, fields and encoding as Mattermost sends them.
+fn mattermost_request(
+    config: &Config,
+    args: &TriggerArgs,
+    user: &str,
+) -> anyhow::Result<reqwest::Request> {
+    let url = args
+        .url
+        .clone()
+        .unwrap_or_else(|| format!("{}/hooks/mattermost", local_base(config)));
+    let token = match (&args.token, config.mattermost.tokens.first()) {
+        (Some(token), _) => token.clone(),
+        (None, Some(token)) => token.clone(),
+        (None, None) => {
+            let path = config.local_token_path();
+            std::fs::read_to_string(&path)
+                .map(|t| t.trim().to_string())
+                .with_context(|| {
+                    format!(
+                        "no token: {} does not exist yet; start `chatrun serve` once (it creates it) or pass --token",
+                        path.display()
+                    )
+                })?
+        }
+    };
+    let timestamp = (crate::store::now_ms() / 1000).to_string();
+    let trigger_word = args.text.split_whitespace().next().unwrap_or("");
+    // Keys sorted, as Go's url.Values encodes them.
+    let form = [
+        ("channel_id", args.channel_id.as_str()),
+        ("channel_name", args.channel.as_str()),
+        ("file_ids", ""),
+        ("post_id", &random_id()?),
+        ("team_domain", ""),
+        ("team_id", ""),
+        ("text", &args.text),
+        ("timestamp", &timestamp),
+        ("token", &token),
+        ("trigger_word", trigger_word),
+        ("user_id", &format!("local-{user}")),
+        ("user_name", user),
+    ];
+    let body = serde_urlencoded::to_string(form).context("cannot encode the form")?;
+    reqwest::Client::new()
+        .post(&url)
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .header(reqwest::header::USER_AGENT, "Mattermost-Bot/1.1")
+        .body(body)
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .with_context(|| format!("`{url}` is not a URL"))
+}
+
+/// A Teams activity mentioning the webhook, signed with webhook `name`'s secret.
+fn teams_request(
+    config: &Config,
+    name: &str,
+    args: &TriggerArgs,
+    user: &str,
+) -> anyhow::Result<reqwest::Request> {
+    let Some(hook) = config.teams.iter().find(|hook| hook.name == name) else {
+        let names: Vec<&str> = config.teams.iter().map(|h| h.name.as_str()).collect();
+        bail!(
+            "no Teams webhook `{name}` in {} (configured: {})",
+            config.source,
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
+        );
+    };
+    let url = args
+        .url
+        .clone()
+        .unwrap_or_else(|| format!("{}/hooks/teams/{name}", local_base(config)));
+    let id = crate::store::now_ms().to_string();
+    let activity = serde_json::json!({
+        "type": "message",
+        "id": id,
+        "channelId": "msteams",
+        "from": {"id": format!("29:local-{user}"), "name": user, "aadObjectId": format!("local-{user}")},
+        "conversation": {"isGroup": true, "id": format!("19:local@thread.tacv2;messageid={id}")},
+        "textFormat": "plain",
+        "text": format!("<at>chatrun</at>&nbsp;{}", teams::escape_text(&args.text)),
+        "channelData": {"channel": {"id": args.channel}, "team": {"id": "local"}},
+    });
+    let body = serde_json::to_vec(&activity).context("cannot encode the activity")?;
+    reqwest::Client::new()
+        .post(&url)
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/json; charset=utf-8",
+        )
+        .header(
+            reqwest::header::AUTHORIZATION,
+            teams::sign(&hook.key, &body),
+        )
+        .body(body)
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .with_context(|| format!("`{url}` is not a URL"))
 }
 
 /// `http://<listen>` with a wildcard address replaced by loopback.

@@ -80,6 +80,20 @@ pub fn verify(
     found.ok_or(AuthError::Mismatch)
 }
 
+/// The `Authorization` value Teams would send with `body`: `HMAC <base64 MAC>`.
+pub fn sign(key: &[u8], body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(body);
+    format!("HMAC {}", STANDARD.encode(mac.finalize().into_bytes()))
+}
+
+/// Text as Teams puts it in `text`: `&`, `<`, `>` as entities.
+pub fn escape_text(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
 /// Why a verified body is not a usable activity.
 #[derive(Debug, thiserror::Error)]
 pub enum ParseError {
@@ -818,6 +832,13 @@ mod tests {
                 Err(AuthError::Mismatch)
             );
         }
+    }
+
+    #[test]
+    fn signing_gives_the_worked_examples_header() {
+        assert_eq!(sign(&key(WORKED_TOKEN), WORKED_BODY), WORKED_HEADER);
+        let (text, _) = command_text(&format!("<at>x</at> {}", escape_text("a & <b>")), None);
+        assert_eq!(text, "a & <b>");
     }
 
     #[test]

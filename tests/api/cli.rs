@@ -1,0 +1,143 @@
+//! The command line as a newcomer uses it: `check` and `trigger` against a running chatrun.
+
+use std::process::Output;
+
+use crate::helpers::{TEAMS_TOKEN, TOKEN, spawn_app};
+
+/// Runs the binary without blocking the test's runtime (the server under test shares it).
+async fn chatrun(dir: &std::path::Path, args: &[&str]) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_chatrun"))
+        .args(args)
+        .current_dir(dir)
+        .env("RUST_LOG", "off")
+        .output()
+        .await
+        .expect("the chatrun binary runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn check_lists_every_problem_of_config_and_jobs_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("jobs")).unwrap();
+    std::fs::write(
+        dir.path().join("jobs/build.toml"),
+        "timeout = \"soon\"\n[[steps]]\nname = \"x\"\nrun = []\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("jobs/ok.toml"),
+        "[[steps]]\nname = \"x\"\nrun = [\"true\"]\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("chatrun.toml"), "workers = 0\n").unwrap();
+
+    let output = chatrun(dir.path(), &["check"]).await;
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("chatrun.toml: workers: 0 is out of range"),
+        "{stderr}"
+    );
+
+    std::fs::write(dir.path().join("chatrun.toml"), "").unwrap();
+    let output = chatrun(dir.path(), &["check"]).await;
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("2 problem(s)"), "{stderr}");
+    assert!(
+        stderr.contains("build.toml: timeout: `soon` is not a duration"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("build.toml: steps[0].run: must be a non-empty argv list"),
+        "{stderr}"
+    );
+
+    std::fs::remove_file(dir.path().join("jobs/build.toml")).unwrap();
+    let output = chatrun(dir.path(), &["check"]).await;
+    assert!(output.status.success(), "{output:?}");
+    assert!(stdout(&output).contains("ok; 1 job(s)"));
+}
+
+#[tokio::test]
+async fn trigger_sends_a_mattermost_webhook_and_prints_the_acknowledgement() {
+    let app = spawn_app().await;
+    let url = format!("{}/hooks/mattermost", app.base);
+    let dir = tempfile::tempdir().unwrap();
+
+    let output = chatrun(
+        dir.path(),
+        &[
+            "trigger", "--url", &url, "--token", TOKEN, "--user", "zoe", "#build",
+        ],
+    )
+    .await;
+
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        stdout(&output)
+            .starts_with(":hourglass_flowing_sand: Queued run **#1** of **build** for @zoe"),
+        "{output:?}"
+    );
+    let run = app.finished_run(1).await;
+    assert_eq!(run.status.as_str(), "succeeded");
+
+    let output = chatrun(
+        dir.path(),
+        &["trigger", "--url", &url, "--token", "wrong", "#build"],
+    )
+    .await;
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("401"),
+        "{output:?}"
+    );
+}
+
+#[tokio::test]
+async fn trigger_can_send_a_signed_teams_activity() {
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("jobs")).unwrap();
+    std::fs::write(
+        dir.path().join("chatrun.toml"),
+        format!("[[teams.webhooks]]\nname = \"platform-team\"\nsecret = \"{TEAMS_TOKEN}\"\n"),
+    )
+    .unwrap();
+    let url = format!("{}/hooks/teams/platform-team", app.base);
+
+    let output = chatrun(
+        dir.path(),
+        &[
+            "trigger",
+            "--teams",
+            "platform-team",
+            "--url",
+            &url,
+            "--user",
+            "ada",
+            "build",
+            "a&b",
+        ],
+    )
+    .await;
+
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        stdout(&output).starts_with("⏳ Queued run **#1** of **build** for ada"),
+        "{output:?}"
+    );
+    let run = app.finished_run(1).await;
+    assert_eq!((run.platform.as_str(), run.args.as_str()), ("teams", "a&b"));
+
+    let output = chatrun(dir.path(), &["trigger", "--teams", "nobody", "build"]).await;
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("configured: platform-team"),
+        "{output:?}"
+    );
+}
