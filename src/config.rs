@@ -309,6 +309,7 @@ impl Config {
                 toml::from_str(text).map_err(|err| Error(vec![problem("", toml_message(&err))]))?;
             let names: Vec<String> = overrides.iter().map(|o| o.0.clone()).collect();
             for (_, path, value) in overrides {
+                prepare_arrays(&mut table, &path);
                 set_path(&mut table, &path, value);
             }
             toml::Value::Table(table).try_into().map_err(|err| {
@@ -426,8 +427,16 @@ impl Config {
                         "`{name}` must be letters, digits, `-`, `_` or `.` (it is part of the URL /hooks/teams/NAME)"
                     ),
                 );
-            } else if teams.iter().any(|t| t.name == name) {
-                problem(&key("name"), format!("`{name}` is used twice"));
+            } else if let Some(other) = teams.iter().find(|t| env_form(&t.name) == env_form(&name))
+            {
+                problem(
+                    &key("name"),
+                    format!(
+                        "`{name}` is too like `{}`: environment variables would name both CHATRUN_TEAMS__WEBHOOKS__{}__*",
+                        other.name,
+                        env_form(&name).to_uppercase()
+                    ),
+                );
             }
             use base64::Engine as _;
             let secret = base64::engine::general_purpose::STANDARD.decode(hook.secret.trim());
@@ -570,6 +579,32 @@ fn env_value(value: &str) -> toml::Value {
     toml::Value::String(value.to_string())
 }
 
+/// Keys that hold arrays of tables, addressed from the environment by an entry's name.
+const ARRAYS_OF_TABLES: &[&[&str]] = &[&["teams", "webhooks"]];
+
+/// Makes sure an array of tables exists where `path` goes through one, so that environment
+/// variables alone can configure it (no `[[teams.webhooks]]` in the file).
+fn prepare_arrays(table: &mut toml::Table, path: &[String]) {
+    for array in ARRAYS_OF_TABLES {
+        if path.len() > array.len() && path.iter().zip(array.iter()).all(|(a, b)| a == b) {
+            let (parents, last) = array.split_at(array.len() - 1);
+            let mut current = &mut *table;
+            for key in parents {
+                let entry = current
+                    .entry((*key).to_string())
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                let toml::Value::Table(inner) = entry else {
+                    return;
+                };
+                current = inner;
+            }
+            current
+                .entry(last[0].to_string())
+                .or_insert_with(|| toml::Value::Array(Vec::new()));
+        }
+    }
+}
+
 fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) {
     match path {
         [] => {}
@@ -597,20 +632,22 @@ fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) {
     }
 }
 
+/// A name as it appears in an environment variable: lowercase, `-` and `.` as `_`.
+fn env_form(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 /// Sets `rest[1..]` in the entry of `entries` whose `name` matches `rest[0]` (compared as an
 /// environment variable name: case and `-`/`.`/`_` ignored), adding the entry if none does.
 fn set_named_entry(entries: &mut Vec<toml::Value>, rest: &[String], value: toml::Value) {
-    let env_form = |name: &str| {
-        name.chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_lowercase()
-                } else {
-                    '_'
-                }
-            })
-            .collect::<String>()
-    };
     let wanted = env_form(&rest[0]);
     let position = entries.iter().position(|entry| {
         entry
@@ -771,6 +808,68 @@ mod tests {
             !format!("{config:?}").contains("flow/1"),
             "secrets stay out of Debug"
         );
+    }
+
+    #[test]
+    fn the_example_configuration_is_valid_with_its_teams_entry_uncommented() {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/example.toml"))
+                .unwrap();
+        let uncommented: String = text
+            .lines()
+            .map(|line| {
+                let bare = line.strip_prefix("# ").unwrap_or(line);
+                let is_teams_key = bare == "[[teams.webhooks]]"
+                    || ["name = ", "secret = ", "follow_up_url = "]
+                        .iter()
+                        .any(|key| bare.starts_with(key));
+                if is_teams_key { bare } else { line }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let config = Config::parse("example.toml", &uncommented, env(&[])).unwrap();
+        assert_eq!(config.teams.len(), 1, "the Teams entry is documented");
+        assert_eq!(config.teams[0].name, "platform-team");
+        assert_eq!(
+            config.outbox.max_attempts, 20,
+            "[outbox] keys stay in [outbox]"
+        );
+    }
+
+    #[test]
+    fn teams_webhooks_can_come_from_the_environment_alone() {
+        let config = Config::parse(
+            "embedded defaults",
+            "",
+            env(&[
+                (
+                    "CHATRUN_TEAMS__WEBHOOKS__PLATFORM_TEAM__SECRET",
+                    "bWVFQ0xDUko=",
+                ),
+                (
+                    "CHATRUN_TEAMS__WEBHOOKS__PLATFORM_TEAM__FOLLOW_UP_URL",
+                    "https://flow/1",
+                ),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.teams.len(), 1);
+        assert_eq!(config.teams[0].name, "platform-team");
+        assert_eq!(
+            config.teams[0].follow_up_url.as_deref(),
+            Some("https://flow/1")
+        );
+    }
+
+    #[test]
+    fn rejects_teams_names_the_environment_cannot_tell_apart() {
+        let err = Config::parse(
+            "c.toml",
+            "[[teams.webhooks]]\nname = \"a-b\"\nsecret = \"bWVF\"\n[[teams.webhooks]]\nname = \"A_b\"\nsecret = \"bWVF\"\n",
+            env(&[]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("too like `a-b`"), "{err}");
     }
 
     #[test]

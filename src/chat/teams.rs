@@ -116,6 +116,17 @@ pub struct Activity {
     pub from: Option<Account>,
     pub conversation: Option<Conversation>,
     pub channel_data: Option<ChannelData>,
+    pub entities: Option<Vec<Entity>>,
+}
+
+/// An `entities[]` item; only mentions matter here.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Entity {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub mentioned: Option<Account>,
+    pub text: Option<String>,
 }
 
 /// `from`: who wrote the message.
@@ -211,6 +222,16 @@ impl Activity {
             .and_then(|c| c.name.clone())
             .unwrap_or_else(|| id.clone());
         (id, name)
+    }
+
+    /// The text of the webhook's own mention, when the activity says which one it is: the
+    /// mention entity of a `28:` (bot or webhook) id; people have `29:` ids.
+    pub fn own_mention(&self) -> Option<String> {
+        self.entities.as_deref()?.iter().find_map(|entity| {
+            let id = entity.mentioned.as_ref()?.id.as_deref()?;
+            (entity.kind.as_deref() == Some("mention") && id.starts_with("28:"))
+                .then(|| clean(entity.text.as_deref().unwrap_or_default()))
+        })
     }
 
     /// The thread's root message: `conversation.id` after `;messageid=`.
@@ -877,6 +898,7 @@ mod tests {
     fn parses_the_samples_leniently() {
         let first = parse_activity(&sample("sample1.json")).unwrap();
         assert_eq!(first.message_id(), "1716220800123");
+        assert_eq!(first.own_mention().as_deref(), Some("BuildBot"));
         assert_eq!(first.user_id(), "3a7c9e21-5b4d-4f60-8e12-9d0c1b2a3f45");
         assert_eq!(first.user_name(), "Ada Lovelace");
         assert_eq!(first.thread_root().as_deref(), Some("1716220800123"));
@@ -896,7 +918,11 @@ mod tests {
         assert_eq!(second.thread_root().as_deref(), Some("1716220800123"));
         assert_ne!(second.message_id(), "1716220800123");
 
-        let bare = parse_activity(br#"{"id":"1","from":null,"channelData":null,"x":[1]}"#).unwrap();
+        let bare = parse_activity(
+            br#"{"id":"1","from":null,"channelData":null,"entities":[{"type":"clientInfo"}],"x":[1]}"#,
+        )
+        .unwrap();
+        assert_eq!(bare.own_mention(), None);
         assert_eq!(
             (bare.user_id(), bare.channel().0),
             (String::new(), String::new())

@@ -181,7 +181,10 @@ async fn teams_trigger(
     let hook = hooks[index];
     let activity = teams::parse_activity(body).map_err(|err| Error::BadRequest(err.to_string()))?;
 
-    let (text, mention) = teams::command_text(activity.text.as_deref().unwrap_or_default(), None);
+    let (text, mention) = teams::command_text(
+        activity.text.as_deref().unwrap_or_default(),
+        activity.own_mention().as_deref(),
+    );
     // The mention is the trigger: what follows it is the job (`@BuildBot build web`).
     let command = parse_after_trigger(&text, |job| state.catalog.get(job).is_some());
     let reply = match command {
