@@ -43,6 +43,7 @@ pub mod http;
 pub mod outbox;
 pub mod queue;
 pub mod render;
+pub mod report;
 pub mod runner;
 pub mod shutdown;
 pub mod store;
