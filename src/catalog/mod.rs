@@ -44,6 +44,8 @@ pub struct StepDef {
     pub workdir: PathBuf,
     /// Extra environment variables.
     pub env: BTreeMap<String, String>,
+    /// Glob of the JUnit XML reports the step writes, relative to `workdir`.
+    pub junit: Option<String>,
 }
 
 /// Every job found, by name.
@@ -105,6 +107,8 @@ struct RawStep {
     workdir: Option<PathBuf>,
     #[serde(default)]
     env: BTreeMap<String, String>,
+    #[serde(default)]
+    junit: Option<String>,
 }
 
 /// Reads every `*.toml` in `dir`.
@@ -225,6 +229,15 @@ pub fn parse_job(name: &str, text: &str, base: &Path) -> Result<JobDef, Vec<(Str
                 ));
             }
         }
+        let junit = step.junit.filter(|p| !p.trim().is_empty());
+        if let Some(pattern) = &junit
+            && let Err(err) = glob::Pattern::new(pattern)
+        {
+            problems.push((
+                key("junit"),
+                format!("`{pattern}` is not a file pattern: {err}"),
+            ));
+        }
         let workdir = match step.workdir {
             Some(dir) if dir.is_absolute() => dir,
             Some(dir) => base.join(dir),
@@ -235,6 +248,7 @@ pub fn parse_job(name: &str, text: &str, base: &Path) -> Result<JobDef, Vec<(Str
             run: step.run,
             workdir,
             env: step.env,
+            junit,
         });
     }
     if !problems.is_empty() {
@@ -292,6 +306,7 @@ name = "Server"
 run = ["cargo", "test", "--workspace"]
 workdir = "../server"
 env = { RUST_LOG = "info" }
+junit = "target/nextest/ci/*.xml"
 [[steps]]
 name = "Web"
 run = ["npm", "test"]
@@ -305,6 +320,11 @@ run = ["npm", "test"]
         assert_eq!(job.steps[0].workdir, PathBuf::from("/srv/jobs/../server"));
         assert_eq!(job.steps[0].env["RUST_LOG"], "info");
         assert_eq!(job.steps[1].workdir, PathBuf::from(BASE));
+        assert_eq!(
+            job.steps[0].junit.as_deref(),
+            Some("target/nextest/ci/*.xml")
+        );
+        assert_eq!(job.steps[1].junit, None);
     }
 
     #[test]
@@ -319,6 +339,7 @@ run = []
 name = "ok"
 run = ["true"]
 env = { "A=B" = "x" }
+junit = "reports/[*.xml"
 "#,
             Path::new(BASE),
         )
@@ -326,7 +347,13 @@ env = { "A=B" = "x" }
         let keys: Vec<&str> = problems.iter().map(|p| p.0.as_str()).collect();
         assert_eq!(
             keys,
-            vec!["timeout", "steps[0].name", "steps[0].run", "steps[1].env"]
+            vec![
+                "timeout",
+                "steps[0].name",
+                "steps[0].run",
+                "steps[1].env",
+                "steps[1].junit"
+            ]
         );
     }
 

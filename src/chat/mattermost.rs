@@ -8,8 +8,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::Delivery;
-use crate::render::{self, AckMessage, JobsMessage, ResultMessage, StepLine};
-use crate::store::{RunRow, StepRow};
+use crate::render::{self, AckMessage, Detail, JobsMessage, ResultMessage, ResultRow, ResultView};
+use crate::store::{RunRow, StepRow, StepStatus, TestFailureRow};
 
 /// Delivery target: `POST {mattermost.url}/api/v4/posts` with the bot's token.
 pub const TARGET_POST: &str = "mattermost.post";
@@ -261,14 +261,21 @@ pub fn render_jobs<'a>(
     truncate_runes(text.trim(), MAX_RUNES)
 }
 
-/// The result message of a finished run, fitted under [`MAX_RUNES`] by leaving out table rows
-/// (the run page has them all); never a cut table.
-pub fn render_result(run: &RunRow, steps: &[StepRow], link: &str, now: i64) -> String {
+/// The result message of a finished run: the table (with test counts when steps name test
+/// reports), the failed tests, the output of failed steps without reports, the link. Fitted
+/// under [`MAX_RUNES`] by leaving out detail (see [`Detail`]) and saying so; never a cut table.
+pub fn render_result(
+    run: &RunRow,
+    steps: &[StepRow],
+    failures: &[TestFailureRow],
+    link: &str,
+    now: i64,
+) -> String {
     let mention = render::mention(&run.user_name);
-    let rows: Vec<StepLine> = steps.iter().map(|s| StepLine::new(s, now)).collect();
     let error = run.error.as_deref().map(|e| truncate_runes(e, 500));
-    let mut shown = rows.len();
-    loop {
+    let mut last = String::new();
+    for detail in Detail::levels(steps.len()) {
+        let view = ResultView::new(steps, failures, now, detail);
         let text = ResultMessage {
             emoji: render::run_emoji(run.status),
             job: &run.job,
@@ -277,17 +284,33 @@ pub fn render_result(run: &RunRow, steps: &[StepRow], link: &str, now: i64) -> S
             duration: render::run_duration(run, now)
                 .map_or_else(|| "0.0s".into(), render::duration),
             mention: &mention,
-            rows: &rows[..shown],
-            omitted: rows.len() - shown,
+            failed_cells: view.rows.iter().map(|row| failed_cell(row, link)).collect(),
+            view: &view,
             error: error.as_deref(),
             link,
         }
         .render()
         .expect("the result template renders");
-        if text.chars().count() <= MAX_RUNES || shown == 0 {
-            return truncate_runes(text.trim(), MAX_RUNES);
+        last = text.trim().to_string();
+        if last.chars().count() <= MAX_RUNES {
+            return last;
         }
-        shown /= 2;
+    }
+    truncate_runes(&last, MAX_RUNES)
+}
+
+/// The "Tests Failed" cell: counts with a link to the step, or the step's result when it has
+/// no test report. Only numbers, emoji and our own words: no user text.
+fn failed_cell(row: &ResultRow, link: &str) -> String {
+    match (row.tests_failed, &row.report_problem) {
+        (_, Some(problem)) => format!(":warning: {problem}"),
+        (Some(0), None) if row.status == StepStatus::Succeeded => ":white_check_mark: 0".into(),
+        (Some(0), None) => format!("{} 0, {}", row.emoji, row.result),
+        (Some(failed), None) => format!(
+            ":warning: [{failed} (see details)]({link}#step-{})",
+            row.position
+        ),
+        (None, None) => format!("{} {}", row.emoji, row.result),
     }
 }
 
@@ -428,6 +451,12 @@ mod tests {
             detail: None,
             started_at: (status != StepStatus::Skipped).then_some(1_000 + position * 1000),
             finished_at: (status != StepStatus::Skipped).then_some(1_900 + position * 1000),
+            tests_run: None,
+            tests_failed: None,
+            tests_skipped: None,
+            tests_duration_ms: None,
+            report_error: None,
+            output_tail: None,
         }
     }
 
@@ -438,7 +467,13 @@ mod tests {
             step(1, "Web | Client", StepStatus::Failed, Some(2)),
             step(2, "iOS Client", StepStatus::Skipped, None),
         ];
-        let text = render_result(&run(RunStatus::Failed), &steps, "http://ci/runs/42", 9_999);
+        let text = render_result(
+            &run(RunStatus::Failed),
+            &steps,
+            &[],
+            "http://ci/runs/42",
+            9_999,
+        );
         assert_matches_fixture(&text, "result-failed.md");
     }
 
@@ -455,7 +490,13 @@ mod tests {
         let steps: Vec<StepRow> = (0..3000)
             .map(|i| step(i, &"x".repeat(20), StepStatus::Succeeded, Some(0)))
             .collect();
-        let text = render_result(&run(RunStatus::Succeeded), &steps, "http://ci/runs/42", 0);
+        let text = render_result(
+            &run(RunStatus::Succeeded),
+            &steps,
+            &[],
+            "http://ci/runs/42",
+            0,
+        );
         assert!(text.chars().count() <= MAX_RUNES);
         assert!(text.contains("more steps on the run page"));
         assert!(text.ends_with("(http://ci/runs/42)"));

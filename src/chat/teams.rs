@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use super::Delivery;
-use crate::render;
-use crate::store::{RunRow, RunStatus, StepRow, StepStatus};
+use crate::render::{self, Detail, ResultRow, ResultView};
+use crate::store::{RunRow, RunStatus, StepRow, StepStatus, TestFailureRow};
 
 /// Delivery targets `teams:<webhook name>`: POST to that webhook's `follow_up_url`.
 pub const TARGET_PREFIX: &str = "teams:";
@@ -499,6 +499,10 @@ struct TextBlock {
     horizontal_alignment: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     spacing: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    separator: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    font_type: Option<&'static str>,
 }
 
 #[derive(Debug, Serialize)]
@@ -588,54 +592,87 @@ fn md(value: &str) -> String {
     out
 }
 
-fn step_row(step: &StepRow, now: i64) -> Element {
-    let column = |width: u32, block: TextBlock| Column {
+fn column(width: u32, block: TextBlock) -> Column {
+    Column {
         kind: "Column",
         width,
         items: vec![Element::TextBlock(block)],
+    }
+}
+
+/// One table row: step, (tests run, tests failed,) result or count, duration.
+fn step_row(row: &ResultRow, with_tests: bool, link: &str) -> Element {
+    let name = column(3, text(md(&cell(&row.name, 120))));
+    let result = TextBlock {
+        color: Some(step_colour(row.status)),
+        is_subtle: (row.status == StepStatus::Skipped).then_some(true),
+        ..text(cell(&row.result, 120))
+    };
+    let duration = column(
+        1,
+        TextBlock {
+            horizontal_alignment: Some("Right"),
+            ..text(row.duration.clone())
+        },
+    );
+    let columns = if with_tests {
+        let run = TextBlock {
+            horizontal_alignment: Some("Right"),
+            ..text(row.tests_run.map_or_else(|| "—".into(), |n| n.to_string()))
+        };
+        let failed = match (row.tests_failed, &row.report_problem) {
+            (_, Some(problem)) => TextBlock {
+                color: Some("Warning"),
+                ..text(format!("⚠ {problem}"))
+            },
+            (Some(0), None) if row.status == StepStatus::Succeeded => TextBlock {
+                color: Some("Good"),
+                ..text("0")
+            },
+            (Some(0), None) => TextBlock {
+                color: Some(step_colour(row.status)),
+                ..text(format!("0, {}", row.result))
+            },
+            (Some(failed), None) => TextBlock {
+                color: Some("Attention"),
+                ..text(format!("[{failed} failed]({link}#step-{})", row.position))
+            },
+            (None, None) => result,
+        };
+        vec![name, column(1, run), column(2, failed), duration]
+    } else {
+        vec![name, column(2, result), duration]
     };
     Element::ColumnSet(ColumnSet {
-        columns: vec![
-            column(3, text(md(&cell(&step.name, 120)))),
-            column(
-                2,
-                TextBlock {
-                    color: Some(step_colour(step.status)),
-                    is_subtle: (step.status == StepStatus::Skipped).then_some(true),
-                    ..text(cell(&render::step_result(step), 120))
-                },
-            ),
-            column(
-                1,
-                TextBlock {
-                    horizontal_alignment: Some("Right"),
-                    ..text(
-                        step.duration_ms(now)
-                            .map_or_else(|| "—".into(), render::duration),
-                    )
-                },
-            ),
-        ],
+        columns,
         separator: None,
         spacing: Some("Small"),
     })
 }
 
-/// The result card of a finished run, as the Workflows message; fitted under
-/// [`MAX_MESSAGE_BYTES`] by leaving out step rows (the run page has them all).
-pub fn render_result(run: &RunRow, steps: &[StepRow], link: &str, now: i64) -> Message {
-    let mut shown = steps.len();
-    loop {
-        let message = result_message(run, steps, shown, link, now);
+/// The result card of a finished run, as the Workflows message: the same information as the
+/// Mattermost reply, fitted under [`MAX_MESSAGE_BYTES`] by leaving out detail (see [`Detail`]).
+pub fn render_result(
+    run: &RunRow,
+    steps: &[StepRow],
+    failures: &[TestFailureRow],
+    link: &str,
+    now: i64,
+) -> Message {
+    let mut last = None;
+    for detail in Detail::levels(steps.len()) {
+        let view = ResultView::new(steps, failures, now, detail);
+        let message = result_message(run, &view, link, now);
         let size = serde_json::to_vec(&message).map_or(usize::MAX, |v| v.len());
-        if size <= MAX_MESSAGE_BYTES - 1024 || shown == 0 {
+        if size <= MAX_MESSAGE_BYTES - 1024 {
             return message;
         }
-        shown /= 2;
+        last = Some(message);
     }
+    last.expect("there is always at least one detail level")
 }
 
-fn result_message(run: &RunRow, steps: &[StepRow], shown: usize, link: &str, now: i64) -> Message {
+fn result_message(run: &RunRow, view: &ResultView, link: &str, now: i64) -> Message {
     let (colour, style) = run_colour(run.status);
     let duration = render::run_duration(run, now).map_or_else(|| "—".into(), render::duration);
     let title = format!(
@@ -682,6 +719,20 @@ fn result_message(run: &RunRow, steps: &[StepRow], shown: usize, link: &str, now
         horizontal_alignment: align,
         ..text(label)
     };
+    let headers = if view.with_tests {
+        vec![
+            column(3, header("Component", None)),
+            column(1, header("Tests", Some("Right"))),
+            column(2, header("Failed", None)),
+            column(1, header("Duration", Some("Right"))),
+        ]
+    } else {
+        vec![
+            column(3, header("Step", None)),
+            column(2, header("Result", None)),
+            column(1, header("Duration", Some("Right"))),
+        ]
+    };
     let mut body = vec![
         Element::Container(Container {
             style,
@@ -702,34 +753,88 @@ fn result_message(run: &RunRow, steps: &[StepRow], shown: usize, link: &str, now
         }),
         Element::FactSet { facts },
         Element::ColumnSet(ColumnSet {
-            columns: vec![
-                Column {
-                    kind: "Column",
-                    width: 3,
-                    items: vec![Element::TextBlock(header("Step", None))],
-                },
-                Column {
-                    kind: "Column",
-                    width: 2,
-                    items: vec![Element::TextBlock(header("Result", None))],
-                },
-                Column {
-                    kind: "Column",
-                    width: 1,
-                    items: vec![Element::TextBlock(header("Duration", Some("Right")))],
-                },
-            ],
+            columns: headers,
             separator: Some(true),
             spacing: Some("Medium"),
         }),
     ];
-    body.extend(steps.iter().take(shown).map(|s| step_row(s, now)));
-    if shown < steps.len() {
+    body.extend(view.rows.iter().map(|r| step_row(r, view.with_tests, link)));
+    if view.omitted_rows > 0 {
         body.push(Element::TextBlock(TextBlock {
             is_subtle: Some(true),
             ..text(format!(
                 "… and {} more steps on the run page",
-                steps.len() - shown
+                view.omitted_rows
+            ))
+        }));
+    }
+    for group in &view.groups {
+        let heading = match &group.problem {
+            Some(problem) => TextBlock {
+                color: Some("Warning"),
+                separator: Some(true),
+                ..text(format!(
+                    "⚠ **{}**: {}",
+                    md(&group.step),
+                    md(&cell(problem, 300))
+                ))
+            },
+            None => TextBlock {
+                separator: Some(true),
+                ..text(format!("**{}**: {} failed", md(&group.step), group.count))
+            },
+        };
+        body.push(Element::TextBlock(heading));
+        let mut lines: Vec<String> = group
+            .tests
+            .iter()
+            .map(|(suite, name, message)| {
+                let mut line =
+                    format!("- {} › **{}**", md(&cell(suite, 120)), md(&cell(name, 200)));
+                if !message.is_empty() {
+                    line.push_str(&format!(": {}", md(&cell(message, 200))));
+                }
+                line
+            })
+            .collect();
+        if group.more > 0 {
+            lines.push(format!("- … and {} more", group.more));
+        }
+        if !lines.is_empty() {
+            body.push(Element::TextBlock(TextBlock {
+                spacing: Some("Small"),
+                ..text(lines.join("\n"))
+            }));
+        }
+    }
+    for tail in &view.tails {
+        body.push(Element::TextBlock(TextBlock {
+            separator: Some(true),
+            ..text(format!(
+                "**{}**: last {} lines of output",
+                md(&tail.step),
+                tail.lines
+            ))
+        }));
+        body.push(Element::TextBlock(TextBlock {
+            font_type: Some("Monospace"),
+            size: Some("Small"),
+            spacing: Some("Small"),
+            ..text(
+                tail.text
+                    .lines()
+                    .map(|line| md(&cell(line, 300)))
+                    .collect::<Vec<_>>()
+                    .join("\n\n"),
+            )
+        }));
+    }
+    if !view.left_out.is_empty() {
+        body.push(Element::TextBlock(TextBlock {
+            is_subtle: Some(true),
+            ..text(format!(
+                "Left out to fit in one message: {}.",
+                view.left_out.join(", ")
             ))
         }));
     }
@@ -760,12 +865,13 @@ pub fn render_follow_up(
     hook: &str,
     run: &RunRow,
     steps: &[StepRow],
+    failures: &[TestFailureRow],
     link: &str,
     now: i64,
 ) -> Delivery {
     Delivery {
         target: format!("{TARGET_PREFIX}{hook}"),
-        body: serde_json::to_string(&render_result(run, steps, link, now))
+        body: serde_json::to_string(&render_result(run, steps, failures, link, now))
             .expect("a card of strings and numbers serializes"),
     }
 }
@@ -1044,6 +1150,12 @@ mod tests {
             detail: None,
             started_at: Some(0),
             finished_at: Some(1500),
+            tests_run: None,
+            tests_failed: None,
+            tests_skipped: None,
+            tests_duration_ms: None,
+            report_error: None,
+            output_tail: None,
         }
     }
 
@@ -1053,7 +1165,7 @@ mod tests {
             step(0, "Server", StepStatus::Succeeded),
             step(1, "Web", StepStatus::Failed),
         ];
-        let message = render_result(&run(RunStatus::Failed), &steps, "http://ci/runs/7", 0);
+        let message = render_result(&run(RunStatus::Failed), &steps, &[], "http://ci/runs/7", 0);
         let json = serde_json::to_value(&message).unwrap();
         assert_eq!(json["type"], "message");
         let attachment = &json["attachments"][0];
@@ -1097,6 +1209,7 @@ mod tests {
             "team",
             &run(RunStatus::Succeeded),
             &steps,
+            &[],
             "http://ci/runs/7",
             0,
         );

@@ -211,6 +211,7 @@ impl Worker {
                 break;
             }
             self.store.start_step(run_id, position, now_ms()).await?;
+            let started = std::time::SystemTime::now();
             log.note(&format!(
                 "step {}/{}: {} ({})",
                 position + 1,
@@ -245,11 +246,35 @@ impl Worker {
             if let Some(detail) = &detail {
                 log.note(detail).await;
             }
+            let (tests, report_error) = match (&step.junit, &outcome) {
+                (Some(pattern), outcome) if !matches!(outcome, StepOutcome::SpawnFailed { .. }) => {
+                    match read_reports(step.workdir.clone(), pattern.clone(), started).await {
+                        Ok(summary) => {
+                            log.note(&format!(
+                                "{}: {} tests, {} failed, {} skipped ({pattern})",
+                                step.name, summary.tests, summary.failed, summary.skipped
+                            ))
+                            .await;
+                            (Some(summary), None)
+                        }
+                        Err(why) => {
+                            log.note(&format!("{}: {why}", step.name)).await;
+                            (None, Some(why))
+                        }
+                    }
+                }
+                _ => (None, None),
+            };
             let result = StepResult {
                 status: step_status,
                 exit_code,
                 detail,
                 finished_at: now_ms(),
+                output_tail: (step_status != StepStatus::Succeeded)
+                    .then(|| log.step_tail(OUTPUT_TAIL_LINES))
+                    .filter(|tail| !tail.is_empty()),
+                tests,
+                report_error,
             };
             self.store.finish_step(run_id, position, &result).await?;
             status = match outcome {
@@ -298,7 +323,8 @@ impl Worker {
         run.finished_at = Some(result.finished_at);
         run.error.clone_from(&result.error);
         let steps = self.store.steps(run.run_id).await?;
-        let reply = self.reply(&run, &steps);
+        let failures = self.store.test_failures(run.run_id).await?;
+        let reply = self.reply(&run, &steps, &failures);
         let stored = self
             .store
             .finish_run(run.run_id, run.attempt, &result, reply.as_ref())
@@ -313,7 +339,12 @@ impl Worker {
     }
 
     /// The result reply, when the trigger came from a chat we can post to.
-    fn reply(&self, run: &RunRow, steps: &[store::StepRow]) -> Option<crate::chat::Delivery> {
+    fn reply(
+        &self,
+        run: &RunRow,
+        steps: &[store::StepRow],
+        failures: &[store::TestFailureRow],
+    ) -> Option<crate::chat::Delivery> {
         let link = format!("{}/runs/{}", self.config.public_url, run.run_id);
         let now = now_ms();
         match run.platform.as_str() {
@@ -322,7 +353,7 @@ impl Worker {
                     return None;
                 }
                 self.config.mattermost.rest()?;
-                let message = mattermost::render_result(run, steps, &link, now);
+                let message = mattermost::render_result(run, steps, failures, &link, now);
                 // Unknown root (the look-up failed, or a `chatrun trigger` post that Mattermost
                 // does not know): a top-level post is always accepted, a guessed root_id may be
                 // refused.
@@ -335,11 +366,27 @@ impl Worker {
             "teams" => {
                 let hook = self.config.teams.iter().find(|h| h.name == run.hook)?;
                 hook.follow_up_url.as_ref()?;
-                Some(teams::render_follow_up(&hook.name, run, steps, &link, now))
+                Some(teams::render_follow_up(
+                    &hook.name, run, steps, failures, &link, now,
+                ))
             }
             _ => None,
         }
     }
+}
+
+/// Lines of a failed step's output kept for its reply.
+pub const OUTPUT_TAIL_LINES: usize = 20;
+
+/// Reads a step's test reports off the async threads (they can be large).
+async fn read_reports(
+    workdir: std::path::PathBuf,
+    pattern: String,
+    since: std::time::SystemTime,
+) -> Result<crate::report::TestSummary, String> {
+    tokio::task::spawn_blocking(move || crate::report::collect(&workdir, &pattern, since))
+        .await
+        .unwrap_or_else(|err| Err(format!("report unreadable: {err}")))
 }
 
 /// Renews the lease every third of its length; on losing it, stops the run.

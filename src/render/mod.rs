@@ -13,7 +13,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use askama::Template;
 use askama::filters::Escaper;
 
-use crate::store::{RunRow, RunStatus, StepRow, StepStatus};
+use crate::store::{RunRow, RunStatus, StepRow, StepStatus, TestFailureRow};
 
 /// The escaper of `.md` templates: Markdown punctuation is backslash-escaped, `@` gets a
 /// zero-width space after it (no `@channel` from a branch name), line breaks become spaces (a
@@ -158,25 +158,187 @@ pub fn run_duration(run: &RunRow, now: i64) -> Option<i64> {
     Some(run.finished_at.unwrap_or(now) - run.started_at?)
 }
 
-/// One row of a chat result table.
-#[derive(Debug, Clone)]
-pub struct StepLine {
-    pub emoji: &'static str,
-    pub name: String,
-    pub result: String,
-    pub duration: String,
+/// Failed tests named per step in chat replies; the rest are counted.
+pub const FAILURES_PER_STEP: usize = 10;
+
+/// How much of a run's result a reply shows. Replies that do not fit their platform's limit
+/// drop detail in this order: output tails, then failed-test lists, then table rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Detail {
+    /// Show the last output lines of failed steps without a test report.
+    pub tails: bool,
+    /// Name the failed tests.
+    pub failures: bool,
+    /// Table rows shown.
+    pub rows: usize,
 }
 
-impl StepLine {
-    /// The row for a stored step.
-    pub fn new(step: &StepRow, now: i64) -> Self {
+impl Detail {
+    /// Every level from the fullest to the barest, for a run of `rows` steps.
+    pub fn levels(rows: usize) -> impl Iterator<Item = Detail> {
+        let full = [(true, true), (false, true), (false, false)]
+            .into_iter()
+            .map(move |(tails, failures)| Detail {
+                tails,
+                failures,
+                rows,
+            });
+        let fewer = std::iter::successors(Some(rows / 2), |n| (*n > 0).then_some(n / 2))
+            .filter(move |n| *n < rows)
+            .map(|rows| Detail {
+                tails: false,
+                failures: false,
+                rows,
+            });
+        full.chain(fewer)
+    }
+}
+
+/// One row of a result table.
+#[derive(Debug, Clone)]
+pub struct ResultRow {
+    /// The step's position, for links to it (`#step-N`).
+    pub position: i64,
+    pub name: String,
+    pub status: StepStatus,
+    pub emoji: &'static str,
+    /// `passed`, `failed (exit 2)`.
+    pub result: String,
+    pub duration: String,
+    /// From the step's test reports, when it names some that could be read.
+    pub tests_run: Option<i64>,
+    pub tests_failed: Option<i64>,
+    /// `report missing` / `report unreadable`, when it names reports that could not be used.
+    pub report_problem: Option<String>,
+}
+
+/// The failed tests of one step (or why its report is unusable).
+#[derive(Debug, Clone)]
+pub struct FailureGroup {
+    pub position: i64,
+    pub step: String,
+    /// Failed tests in all.
+    pub count: i64,
+    /// The first [`FAILURES_PER_STEP`]: `(suite, name, first line of the message)`.
+    pub tests: Vec<(String, String, String)>,
+    /// Failed tests not named.
+    pub more: usize,
+    /// The whole "report missing: …" sentence.
+    pub problem: Option<String>,
+}
+
+/// The last output lines of a failed step without a usable report.
+#[derive(Debug, Clone)]
+pub struct OutputTail {
+    pub step: String,
+    pub lines: usize,
+    pub text: String,
+}
+
+/// A run's result, laid out for chat at some [`Detail`]: what Mattermost's Markdown and Teams'
+/// card both show.
+#[derive(Debug, Clone)]
+pub struct ResultView {
+    /// Some step names test reports: the table has test counts.
+    pub with_tests: bool,
+    pub rows: Vec<ResultRow>,
+    pub omitted_rows: usize,
+    pub groups: Vec<FailureGroup>,
+    pub tails: Vec<OutputTail>,
+    /// What this level leaves out, for people (`output tails, failed-test names`).
+    pub left_out: Vec<String>,
+}
+
+impl ResultView {
+    /// Lays out `steps` (and their `failures`) at `detail`.
+    pub fn new(steps: &[StepRow], failures: &[TestFailureRow], now: i64, detail: Detail) -> Self {
+        let with_tests = steps
+            .iter()
+            .any(|s| s.tests_run.is_some() || s.report_error.is_some());
+        let rows: Vec<ResultRow> = steps
+            .iter()
+            .take(detail.rows)
+            .map(|step| ResultRow {
+                position: step.position,
+                name: step.name.clone(),
+                status: step.status,
+                emoji: step_emoji(step.status),
+                result: step_result(step),
+                duration: step.duration_ms(now).map_or_else(|| "—".into(), duration),
+                tests_run: step.tests_run,
+                tests_failed: step.tests_failed,
+                report_problem: step
+                    .report_error
+                    .as_deref()
+                    .map(|e| e.split(':').next().unwrap_or(e).trim().to_string()),
+            })
+            .collect();
+
+        let groups: Vec<FailureGroup> = steps
+            .iter()
+            .filter(|s| s.tests_failed.unwrap_or(0) > 0 || s.report_error.is_some())
+            .map(|step| {
+                let tests: Vec<&TestFailureRow> = failures
+                    .iter()
+                    .filter(|f| f.position == step.position)
+                    .collect();
+                FailureGroup {
+                    position: step.position,
+                    step: step.name.clone(),
+                    count: step.tests_failed.unwrap_or(0),
+                    tests: tests
+                        .iter()
+                        .take(FAILURES_PER_STEP)
+                        .map(|f| (f.suite.clone(), f.name.clone(), f.message.clone()))
+                        .collect(),
+                    more: tests.len().saturating_sub(FAILURES_PER_STEP),
+                    problem: step.report_error.clone(),
+                }
+            })
+            .collect();
+        let tails: Vec<OutputTail> = steps
+            .iter()
+            .filter(|s| {
+                !matches!(s.status, StepStatus::Succeeded | StepStatus::Skipped)
+                    && s.tests_run.is_none()
+            })
+            .filter_map(|s| {
+                let text = s.output_tail.clone().filter(|t| !t.trim().is_empty())?;
+                Some(OutputTail {
+                    step: s.name.clone(),
+                    lines: text.lines().count(),
+                    text,
+                })
+            })
+            .collect();
+
+        let mut left_out = Vec::new();
+        if !detail.tails && !tails.is_empty() {
+            left_out.push("output of failed steps".to_string());
+        }
+        if !detail.failures && groups.iter().any(|g| !g.tests.is_empty()) {
+            left_out.push("names of failed tests".to_string());
+        }
+        let omitted_rows = steps.len().saturating_sub(detail.rows);
+        if omitted_rows > 0 {
+            left_out.push(format!("{omitted_rows} of {} steps", steps.len()));
+        }
         Self {
-            emoji: step_emoji(step.status),
-            name: step.name.clone(),
-            result: step_result(step),
-            duration: step.duration_ms(now).map_or_else(|| "—".into(), duration),
+            with_tests,
+            rows,
+            omitted_rows,
+            groups: if detail.failures { groups } else { Vec::new() },
+            tails: if detail.tails { tails } else { Vec::new() },
+            left_out,
         }
     }
+}
+
+/// A Markdown code block around `text` whose fence no line of `text` can close.
+pub fn code_block(text: &str) -> String {
+    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat(longest.max(2) + 1);
+    format!("{fence}text\n{text}\n{fence}")
 }
 
 /// The acknowledgement of a queued run.
@@ -212,9 +374,9 @@ pub struct ResultMessage<'a> {
     pub status: &'static str,
     pub duration: String,
     pub mention: &'a str,
-    pub rows: &'a [StepLine],
-    /// Rows left out to fit the platform's size limit.
-    pub omitted: usize,
+    pub view: &'a ResultView,
+    /// The "Tests Failed" cell of each row, Markdown (links, emoji) built from numbers.
+    pub failed_cells: Vec<String>,
     pub error: Option<&'a str>,
     pub link: &'a str,
 }
@@ -255,6 +417,30 @@ mod tests {
         assert_eq!(
             strip_ansi("\x1b[1;31merror\x1b[0m: \x1b]0;title\x07done"),
             "error: done"
+        );
+    }
+
+    #[test]
+    fn a_code_block_cannot_be_closed_by_its_content() {
+        assert_eq!(code_block("a"), "```text\na\n```");
+        assert_eq!(code_block("x ``` y"), "````text\nx ``` y\n````");
+    }
+
+    #[test]
+    fn detail_levels_drop_tails_then_lists_then_rows() {
+        let levels: Vec<(bool, bool, usize)> = Detail::levels(5)
+            .map(|d| (d.tails, d.failures, d.rows))
+            .collect();
+        assert_eq!(
+            levels,
+            vec![
+                (true, true, 5),
+                (false, true, 5),
+                (false, false, 5),
+                (false, false, 2),
+                (false, false, 1),
+                (false, false, 0)
+            ]
         );
     }
 

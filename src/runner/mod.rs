@@ -133,7 +133,7 @@ pub async fn run_step(
     signal_group(group, Signal::SIGKILL);
     let drained = tokio::time::timeout(Duration::from_secs(5), async {
         while let Some(chunk) = rx.recv().await {
-            log.write(&chunk).await;
+            log.write_step(&chunk).await;
         }
     })
     .await;
@@ -187,7 +187,7 @@ async fn wait_draining(
         tokio::select! {
             status = child.wait() => return (status, stopping.map(|(why, _)| why)),
             chunk = rx.recv(), if open => match chunk {
-                Some(chunk) => log.write(&chunk).await,
+                Some(chunk) => log.write_step(&chunk).await,
                 None => open = false,
             },
             () = tokio::time::sleep_until(limits.deadline), if stopping.is_none() => {
@@ -250,6 +250,7 @@ mod tests {
             run: vec!["sh".into(), "-c".into(), script.into()],
             workdir: PathBuf::from("/tmp"),
             env: BTreeMap::from([("GREETING".to_string(), "hi".to_string())]),
+            junit: None,
         }
     }
 

@@ -20,9 +20,14 @@ pub struct LogSink {
     /// The last bytes after the head; trimmed to `TAIL_BYTES` when it doubles.
     tail: Vec<u8>,
     total: u64,
+    /// The current step's last bytes (see [`LogSink::begin_step`]); trimmed to `STEP_TAIL_BYTES`.
+    step_tail: Vec<u8>,
     /// Why the log file could not be written, if it could not.
     file_error: Option<String>,
 }
+
+/// Bytes kept of the current step's output, for its last lines.
+const STEP_TAIL_BYTES: usize = 8 * 1024;
 
 /// What is kept of a run's output once it is over.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -52,6 +57,7 @@ impl LogSink {
             head: Vec::new(),
             tail: Vec::new(),
             total: 0,
+            step_tail: Vec::new(),
             file_error,
         }
     }
@@ -79,6 +85,28 @@ impl LogSink {
         if self.tail.len() > 2 * TAIL_BYTES {
             self.tail.drain(..self.tail.len() - TAIL_BYTES);
         }
+    }
+
+    /// Starts a new step: [`LogSink::step_tail`] will show only what it prints.
+    pub fn begin_step(&mut self) {
+        self.step_tail.clear();
+    }
+
+    /// Appends a step's output (which [`LogSink::step_tail`] keeps the end of).
+    pub async fn write_step(&mut self, bytes: &[u8]) {
+        self.write(bytes).await;
+        self.step_tail.extend_from_slice(bytes);
+        if self.step_tail.len() > 2 * STEP_TAIL_BYTES {
+            self.step_tail
+                .drain(..self.step_tail.len() - STEP_TAIL_BYTES);
+        }
+    }
+
+    /// The current step's last `lines` lines of output, ANSI escape codes removed.
+    pub fn step_tail(&self, lines: usize) -> String {
+        let text = crate::render::strip_ansi(&String::from_utf8_lossy(&self.step_tail));
+        let all: Vec<&str> = text.trim_end().lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
     }
 
     /// Appends a line of chatrun's own (step headers), marked so it stands out from job output.
@@ -124,6 +152,24 @@ mod tests {
         assert_eq!(summary.tail.len(), TAIL_BYTES);
         assert!(summary.tail.ends_with("THE END"));
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 1_000_007);
+    }
+
+    #[tokio::test]
+    async fn keeps_the_last_lines_of_the_current_step_without_colours() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink = LogSink::create(&dir.path().join("3.log")).await;
+        sink.write_step(b"first step\n").await;
+        sink.begin_step();
+        sink.note("step 2").await;
+        for i in 0..30 {
+            sink.write_step(format!("\x1b[31mline {i}\x1b[0m\n").as_bytes())
+                .await;
+        }
+        let tail = sink.step_tail(20);
+        assert_eq!(tail.lines().count(), 20);
+        assert!(tail.starts_with("line 10\n"), "{tail}");
+        assert!(tail.ends_with("line 29"), "{tail}");
+        assert!(!tail.contains("first step") && !tail.contains("[chatrun]"));
     }
 
     #[tokio::test]

@@ -193,6 +193,25 @@ pub struct StepRow {
     pub detail: Option<String>,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+    /// Test counts from the step's reports; `None` when it names none or they were unusable.
+    pub tests_run: Option<i64>,
+    pub tests_failed: Option<i64>,
+    pub tests_skipped: Option<i64>,
+    pub tests_duration_ms: Option<i64>,
+    /// Why the step's named reports could not be used.
+    pub report_error: Option<String>,
+    /// The step's last output lines (failed steps only), ANSI codes stripped.
+    pub output_tail: Option<String>,
+}
+
+/// A `test_failure` row: one failed test of a step.
+#[derive(Debug, Clone, FromRow, Serialize)]
+pub struct TestFailureRow {
+    pub position: i64,
+    pub suite: String,
+    pub name: String,
+    pub message: String,
+    pub detail: String,
 }
 
 impl StepRow {
@@ -209,6 +228,12 @@ pub struct StepResult {
     pub exit_code: Option<i32>,
     pub detail: Option<String>,
     pub finished_at: i64,
+    /// What its test reports say, when it names some and they could be read.
+    pub tests: Option<crate::report::TestSummary>,
+    /// Why its named reports could not be used.
+    pub report_error: Option<String>,
+    /// Its last output lines, kept for failed steps.
+    pub output_tail: Option<String>,
 }
 
 /// What a finished run reports.
@@ -401,19 +426,67 @@ impl Store {
         position: usize,
         result: &StepResult,
     ) -> Result<()> {
+        let position = i64::try_from(position).unwrap_or(i64::MAX);
+        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let tests = result.tests.as_ref();
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "update step set status = ?, exit_code = ?, detail = ?, finished_at = ?
+            "update step set status = ?, exit_code = ?, detail = ?, finished_at = ?,
+                 tests_run = ?, tests_failed = ?, tests_skipped = ?, tests_duration_ms = ?,
+                 report_error = ?, output_tail = ?
              where run_id = ? and position = ?",
         )
         .bind(result.status)
         .bind(result.exit_code)
         .bind(&result.detail)
         .bind(result.finished_at)
+        .bind(tests.map(|t| count(t.tests)))
+        .bind(tests.map(|t| count(t.failed)))
+        .bind(tests.map(|t| count(t.skipped)))
+        .bind(tests.map(|t| t.duration_ms))
+        .bind(&result.report_error)
+        .bind(&result.output_tail)
         .bind(run_id)
-        .bind(i64::try_from(position).unwrap_or(i64::MAX))
-        .execute(&self.pool)
+        .bind(position)
+        .execute(&mut *tx)
         .await?;
+        sqlx::query("delete from test_failure where run_id = ? and position = ?")
+            .bind(run_id)
+            .bind(position)
+            .execute(&mut *tx)
+            .await?;
+        for (ordinal, failure) in tests.iter().flat_map(|t| t.failures.iter()).enumerate() {
+            sqlx::query(
+                "insert into test_failure (run_id, position, ordinal, suite, name, message, detail)
+                 values (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(run_id)
+            .bind(position)
+            .bind(i64::try_from(ordinal).unwrap_or(i64::MAX))
+            .bind(&failure.suite)
+            .bind(&failure.name)
+            .bind(&failure.message)
+            .bind(&failure.detail)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         Ok(())
+    }
+
+    /// The failed tests of a run, by step, in report order.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn test_failures(&self, run_id: RunId) -> Result<Vec<TestFailureRow>> {
+        Ok(sqlx::query_as::<_, TestFailureRow>(
+            "select position, suite, name, message, detail from test_failure
+             where run_id = ? order by position, ordinal",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// Marks the steps that never got to run (an earlier one failed) as skipped.
@@ -537,7 +610,9 @@ impl Store {
     /// The database failed.
     pub async fn steps(&self, run_id: RunId) -> Result<Vec<StepRow>> {
         Ok(sqlx::query_as::<_, StepRow>(
-            "select run_id, position, name, status, exit_code, detail, started_at, finished_at
+            "select run_id, position, name, status, exit_code, detail, started_at, finished_at,
+                 tests_run, tests_failed, tests_skipped, tests_duration_ms, report_error,
+                 output_tail
              from step where run_id = ? order by position",
         )
         .bind(run_id)
@@ -701,6 +776,20 @@ mod tests {
             exit_code: Some(2),
             detail: None,
             finished_at: 15,
+            tests: Some(crate::report::TestSummary {
+                tests: 3,
+                failed: 1,
+                skipped: 0,
+                duration_ms: 2,
+                failures: vec![crate::report::FailedTest {
+                    suite: "s".into(),
+                    name: "t".into(),
+                    message: "boom".into(),
+                    detail: "boom\nat line 3".into(),
+                }],
+            }),
+            report_error: None,
+            output_tail: Some("last line".into()),
         };
         store.finish_step(run.run_id, 0, &failed).await.unwrap();
         store.skip_pending_steps(run.run_id).await.unwrap();
@@ -715,6 +804,18 @@ mod tests {
         assert_eq!(steps[0].status, StepStatus::Failed);
         assert_eq!(steps[0].exit_code, Some(2));
         assert_eq!(steps[0].duration_ms(99), Some(4));
+        assert_eq!(
+            (steps[0].tests_run, steps[0].tests_failed),
+            (Some(3), Some(1))
+        );
+        assert_eq!(steps[0].output_tail.as_deref(), Some("last line"));
+        let failures = store.test_failures(run.run_id).await.unwrap();
+        assert_eq!(failures.len(), 1);
+        assert_eq!(
+            (failures[0].position, failures[0].detail.as_str()),
+            (0, "boom\nat line 3")
+        );
+        assert_eq!(steps[1].tests_run, None);
         assert_eq!(steps[1].status, StepStatus::Skipped);
         let stored = store.get_run(run.run_id).await.unwrap().unwrap();
         assert_eq!(stored.status, RunStatus::Failed);
