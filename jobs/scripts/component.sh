@@ -1,16 +1,37 @@
 #!/bin/sh
-# A stand-in for a real build: "compiles" a component and "runs" its tests in about a second.
+# A stand-in for a real build: "compiles" a component, "runs" its tests in about a second and
+# writes a JUnit XML report to reports/RUN_ID/NAME.xml, as pytest, nextest or jest-junit would.
 # Usage: component.sh NAME TESTS [FAILURES]
 set -eu
 name=$1 tests=$2 failures=${3:-0}
+report_dir="reports/${CHATRUN_RUN_ID:-local}"
+mkdir -p "$report_dir"
+report="$report_dir/$name.xml"
+
 echo "==> building $name (run #${CHATRUN_RUN_ID:-?} of ${CHATRUN_JOB:-?}, asked by ${CHATRUN_USER:-?})"
 sleep 0.3
 echo "==> testing $name: $tests tests"
 sleep 0.3
+
+{
+    echo '<?xml version="1.0" encoding="UTF-8"?>'
+    echo "<testsuites><testsuite name=\"$name\" tests=\"$tests\" failures=\"$failures\">"
+    i=1
+    while [ "$i" -le "$tests" ]; do
+        if [ "$i" -le "$failures" ]; then
+            echo "<testcase classname=\"$name.api\" name=\"test_case_$i\" time=\"0.002\"><failure message=\"assertion failed: expected 200, got 500&#10;at $name/api.rs:$((i * 10))\">expected 200, got 500</failure></testcase>"
+        else
+            echo "<testcase classname=\"$name.api\" name=\"test_case_$i\" time=\"0.001\"/>"
+        fi
+        i=$((i + 1))
+    done
+    echo "</testsuite></testsuites>"
+} > "$report"
+
 if [ "$failures" -gt 0 ]; then
     i=1
     while [ "$i" -le "$failures" ]; do
-        echo "FAILED $name::test_case_$i - assertion failed: expected 200, got 500" >&2
+        echo "FAILED $name.api::test_case_$i - assertion failed: expected 200, got 500" >&2
         i=$((i + 1))
     done
     echo "$name: $((tests - failures)) passed, $failures failed"

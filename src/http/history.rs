@@ -21,7 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use super::{AppState, Error};
 use crate::render;
 use crate::runner::output::TAIL_BYTES;
-use crate::store::{RunId, RunRow, now_ms};
+use crate::store::{RunId, RunRow, TestFailureRow, now_ms};
 
 /// Runs per page.
 pub const PAGE_SIZE: i64 = 50;
@@ -99,11 +99,17 @@ async fn runs_page(
 }
 
 struct StepItem {
+    position: i64,
     name: String,
     result: String,
     status_class: String,
     duration: String,
     detail: String,
+    /// `948 run · 2 failed · 3 skipped`, when the step has a report.
+    tests: String,
+    report_error: String,
+    failures: Vec<TestFailureRow>,
+    output_tail: String,
 }
 
 struct ReplyItem {
@@ -139,6 +145,11 @@ async fn run_page(State(state): State<AppState>, Path(id): Path<i64>) -> Result<
         .await?
         .ok_or(Error::NotFound)?;
     let steps = state.store.steps(run.run_id).await?;
+    let mut failures: std::collections::HashMap<i64, Vec<TestFailureRow>> =
+        std::collections::HashMap::new();
+    for failure in state.store.test_failures(run.run_id).await? {
+        failures.entry(failure.position).or_default().push(failure);
+    }
     let replies = state
         .store
         .deliveries(run.run_id)
@@ -192,6 +203,18 @@ async fn run_page(State(state): State<AppState>, Path(id): Path<i64>) -> Result<
                     .duration_ms(now)
                     .map_or_else(|| "—".into(), render::duration),
                 detail: step.detail.clone().unwrap_or_default(),
+                tests: match (step.tests_run, step.tests_failed, step.tests_skipped) {
+                    (Some(run), failed, skipped) => format!(
+                        "{run} run · {} failed · {} skipped",
+                        failed.unwrap_or(0),
+                        skipped.unwrap_or(0)
+                    ),
+                    _ => String::new(),
+                },
+                report_error: step.report_error.clone().unwrap_or_default(),
+                failures: failures.remove(&step.position).unwrap_or_default(),
+                output_tail: step.output_tail.clone().unwrap_or_default(),
+                position: step.position,
             })
             .collect(),
         log_head: render::strip_ansi(&log_head),

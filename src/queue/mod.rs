@@ -248,6 +248,7 @@ impl Worker {
             }
             let (tests, report_error) = match (&step.junit, &outcome) {
                 (Some(pattern), outcome) if !matches!(outcome, StepOutcome::SpawnFailed { .. }) => {
+                    let pattern = pattern.replace("{run_id}", &run_id.to_string());
                     match read_reports(step.workdir.clone(), pattern.clone(), started).await {
                         Ok(summary) => {
                             log.note(&format!(

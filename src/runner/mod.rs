@@ -76,6 +76,7 @@ pub async fn run_step(
     log: &mut LogSink,
     cancel: &CancellationToken,
 ) -> StepOutcome {
+    log.begin_step();
     if !step.workdir.is_dir() {
         return StepOutcome::SpawnFailed {
             reason: format!(

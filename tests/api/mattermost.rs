@@ -294,3 +294,43 @@ async fn when_the_thread_cannot_be_looked_up_replies_go_to_the_channel() {
     assert!(result.get("root_id").is_none(), "{result}");
     assert_eq!(result["channel_id"], "chan0000000000000000000000");
 }
+
+#[tokio::test]
+async fn the_example_matrix_job_reports_tests_by_component_with_the_failures_named() {
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/jobs");
+    let matrix = std::fs::read_to_string(format!("{examples}/matrix.toml")).unwrap();
+    let app = spawn_app_with(&[("matrix", &matrix)]).await;
+    let scripts = app.dir.path().join("jobs/scripts");
+    std::fs::create_dir_all(&scripts).unwrap();
+    for script in ["component.sh", "package.sh"] {
+        std::fs::copy(format!("{examples}/scripts/{script}"), scripts.join(script)).unwrap();
+    }
+
+    app.trigger("#matrix", "matrixpost1").await;
+
+    let message = body(&app.posts(1).await[0])["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let link = format!("{}/runs/1", app.base);
+    for line in [
+        "| Component | Tests Run | Tests Failed | Duration |".to_string(),
+        "| Server | 948 | :white_check_mark: 0 |".to_string(),
+        format!("| Web Client | 123 | :warning: [2 (see details)]({link}#step-1) |"),
+        format!("| iOS Client | 78 | :warning: [3 (see details)]({link}#step-2) |"),
+        "| Packaging | — | :x: failed (exit 2) |".to_string(),
+        "**iOS Client**: 3 failed".to_string(),
+        "- ios.api › **test\\_case\\_3**: assertion failed\\: expected 200, got 500".to_string(),
+        "**Packaging**: last 3 lines of output".to_string(),
+        "error: signing key not found".to_string(),
+    ] {
+        assert!(message.contains(&line), "missing {line:?} in\n{message}");
+    }
+    let page = app.get("/runs/1").await.text().await.unwrap();
+    assert!(page.contains(r#"<tr id="step-1">"#), "{page}");
+    assert!(page.contains("123 run · 2 failed · 0 skipped"), "{page}");
+    assert!(
+        page.contains("at web/api.rs:20"),
+        "full messages on the run page: {page}"
+    );
+}
