@@ -327,7 +327,7 @@ pub fn truncate_runes(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{RunId, RunStatus, StepStatus};
+    use crate::store::{RunStatus, StepStatus};
 
     const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mattermost");
 
@@ -411,54 +411,7 @@ mod tests {
         );
     }
 
-    fn run(status: RunStatus) -> RunRow {
-        RunRow {
-            run_id: RunId(42),
-            platform: "mattermost".into(),
-            team_id: String::new(),
-            team_name: String::new(),
-            channel_id: "c1".into(),
-            channel_name: "ci".into(),
-            user_id: "u1".into(),
-            user_name: "alice".into(),
-            message_id: "p1".into(),
-            thread_root_id: None,
-            message: "#build".into(),
-            job: "build".into(),
-            args: String::new(),
-            hook: String::new(),
-            status,
-            attempt: 1,
-            ack_text: String::new(),
-            error: None,
-            log_head: String::new(),
-            log_tail: String::new(),
-            log_bytes: 0,
-            log_path: None,
-            created_at: 0,
-            started_at: Some(1_000),
-            finished_at: Some(4_500),
-        }
-    }
-
-    fn step(position: i64, name: &str, status: StepStatus, exit_code: Option<i64>) -> StepRow {
-        StepRow {
-            run_id: RunId(42),
-            position,
-            name: name.into(),
-            status,
-            exit_code,
-            detail: None,
-            started_at: (status != StepStatus::Skipped).then_some(1_000 + position * 1000),
-            finished_at: (status != StepStatus::Skipped).then_some(1_900 + position * 1000),
-            tests_run: None,
-            tests_failed: None,
-            tests_skipped: None,
-            tests_duration_ms: None,
-            report_error: None,
-            output_tail: None,
-        }
-    }
+    use crate::render::samples::{run, scenarios, step, tested};
 
     #[test]
     fn renders_the_result_table_as_checked_in() {
@@ -475,6 +428,55 @@ mod tests {
             9_999,
         );
         assert_matches_fixture(&text, "result-failed.md");
+    }
+
+    #[test]
+    fn renders_test_results_as_checked_in() {
+        for (name, run, steps, failures) in scenarios() {
+            let text = render_result(&run, &steps, &failures, "http://ci/runs/42", 9_999);
+            assert!(text.chars().count() <= MAX_RUNES);
+            assert_matches_fixture(&text, &format!("result-{name}.md"));
+        }
+    }
+
+    #[test]
+    fn a_reply_too_big_for_one_post_leaves_out_detail_in_order_and_says_so() {
+        // 40 failing components of 10 failed tests with long names: the names must go.
+        let mut steps = Vec::new();
+        let mut failures = Vec::new();
+        for i in 0..40 {
+            let mut s = tested(i, &format!("Component {i}"), 500, 10);
+            s.output_tail = Some("x".repeat(200));
+            steps.push(s);
+            failures.extend(
+                crate::render::samples::failures(i, &"suite".repeat(20), 10)
+                    .into_iter()
+                    .map(|mut f| {
+                        f.name = f.name.repeat(8);
+                        f
+                    }),
+            );
+        }
+        let text = render_result(
+            &run(RunStatus::Failed),
+            &steps,
+            &failures,
+            "http://ci/runs/42",
+            0,
+        );
+        assert!(text.chars().count() <= MAX_RUNES);
+        assert!(
+            text.contains("_Left out to fit in one message: names of failed tests._"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| Component 39 | 500 |"),
+            "every row is still there"
+        );
+        assert!(text.ends_with("(http://ci/runs/42)"));
+        for line in text.lines().filter(|l| l.starts_with('|')) {
+            assert!(line.ends_with('|'), "a cut table row: {line}");
+        }
     }
 
     #[test]

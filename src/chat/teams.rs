@@ -1159,6 +1159,64 @@ mod tests {
         }
     }
 
+    fn schema() -> jsonschema::Validator {
+        let schema: serde_json::Value =
+            serde_json::from_slice(&sample("adaptive-card.json")).unwrap();
+        jsonschema::draft6::options().build(&schema).unwrap()
+    }
+
+    #[test]
+    fn renders_test_result_cards_as_checked_in_and_valid() {
+        let schema = schema();
+        for (name, run, steps, failures) in crate::render::samples::scenarios() {
+            let message = render_result(&run, &steps, &failures, "http://ci/runs/42", 9_999);
+            let json = serde_json::to_value(&message).unwrap();
+            let card = &json["attachments"][0]["content"];
+            let errors: Vec<String> = schema
+                .iter_errors(card)
+                .map(|e| format!("{e} at {}", e.instance_path()))
+                .collect();
+            assert!(errors.is_empty(), "{name}: {errors:?}");
+            assert_eq!(card["version"], "1.4");
+            let text = serde_json::to_string_pretty(&json).unwrap();
+            let path = format!("{FIXTURES}/card-{name}.json");
+            if std::env::var_os("UPDATE_FIXTURES").is_some() {
+                std::fs::write(&path, format!("{text}\n")).unwrap();
+            }
+            let expected = std::fs::read_to_string(&path).unwrap();
+            assert_eq!(text, expected.trim_end(), "differs from {path}");
+        }
+    }
+
+    #[test]
+    fn a_card_too_big_for_teams_leaves_out_detail_and_says_so() {
+        let mut steps = Vec::new();
+        let mut failures = Vec::new();
+        for i in 0..20 {
+            steps.push(crate::render::samples::tested(
+                i,
+                &format!("Component {i}"),
+                500,
+                10,
+            ));
+            failures.extend(crate::render::samples::failures(i, &"suite".repeat(20), 10));
+        }
+        let run = crate::render::samples::run(RunStatus::Failed);
+        let body = serde_json::to_string(&render_result(
+            &run,
+            &steps,
+            &failures,
+            "http://ci/runs/42",
+            0,
+        ))
+        .unwrap();
+        assert!(body.len() <= MAX_MESSAGE_BYTES, "{}", body.len());
+        assert!(body.contains("Left out to fit in one message: names of failed tests."));
+        assert!(body.contains("Component 19"), "every row is still there");
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert!(schema().is_valid(&json["attachments"][0]["content"]));
+    }
+
     #[test]
     fn the_result_card_has_status_facts_rows_and_a_link() {
         let steps = [

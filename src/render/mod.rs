@@ -13,6 +13,9 @@ use std::time::{Duration, UNIX_EPOCH};
 use askama::Template;
 use askama::filters::Escaper;
 
+#[cfg(test)]
+pub mod samples;
+
 use crate::store::{RunRow, RunStatus, StepRow, StepStatus, TestFailureRow};
 
 /// The escaper of `.md` templates: Markdown punctuation is backslash-escaped, `@` gets a
@@ -291,7 +294,10 @@ impl ResultView {
                         .take(FAILURES_PER_STEP)
                         .map(|f| (f.suite.clone(), f.name.clone(), f.message.clone()))
                         .collect(),
-                    more: tests.len().saturating_sub(FAILURES_PER_STEP),
+                    more: usize::try_from(step.tests_failed.unwrap_or(0))
+                        .unwrap_or(0)
+                        .max(tests.len())
+                        .saturating_sub(FAILURES_PER_STEP),
                     problem: step.report_error.clone(),
                 }
             })

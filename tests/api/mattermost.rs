@@ -334,3 +334,43 @@ async fn the_example_matrix_job_reports_tests_by_component_with_the_failures_nam
         "full messages on the run page: {page}"
     );
 }
+
+#[tokio::test]
+async fn a_missing_or_broken_report_is_shown_not_silently_ignored() {
+    let app = spawn_app_with(&[(
+        "tests",
+        r#"
+keep_going = true
+[[steps]]
+name = "Unit"
+run = ["sh", "-c", "echo tests ran"]
+junit = "missing/*.xml"
+[[steps]]
+name = "Integration"
+run = ["sh", "-c", "printf '<testsuite><testcase name=x>' > broken.xml"]
+junit = "broken.xml"
+"#,
+    )])
+    .await;
+    app.trigger("#tests", "reportpost1").await;
+
+    let message = body(&app.posts(1).await[0])["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    assert!(
+        message.contains("| Unit | — | :warning: report missing |"),
+        "{message}"
+    );
+    assert!(
+        message.contains("| Integration | — | :warning: report unreadable |"),
+        "{message}"
+    );
+    assert!(
+        message.contains("**Unit**: report missing\\: no file matches \\`missing/\\*.xml\\`"),
+        "{message}"
+    );
+    let page = app.get("/runs/1").await.text().await.unwrap();
+    assert!(page.contains("report unreadable: broken.xml: "), "{page}");
+}
