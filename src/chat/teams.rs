@@ -1114,48 +1114,26 @@ mod tests {
         RunRow {
             run_id: RunId(7),
             platform: "teams".into(),
-            team_id: String::new(),
-            team_name: String::new(),
-            channel_id: "19:c@thread.tacv2".into(),
-            channel_name: String::new(),
-            user_id: "aad".into(),
             user_name: "José \"Quote\" Müller\\".into(),
-            message_id: "1".into(),
-            thread_root_id: None,
-            message: String::new(),
-            job: "build".into(),
             args: "branch=\"x\\y\"".into(),
             hook: "team".into(),
-            status,
-            attempt: 1,
-            ack_text: String::new(),
-            error: None,
-            log_head: String::new(),
-            log_tail: String::new(),
-            log_bytes: 0,
-            log_path: None,
-            created_at: 0,
             started_at: Some(0),
             finished_at: Some(65_000),
+            ..crate::render::samples::run(status)
         }
     }
 
     fn step(position: i64, name: &str, status: StepStatus) -> StepRow {
         StepRow {
             run_id: RunId(7),
-            position,
-            name: name.into(),
-            status,
-            exit_code: (status == StepStatus::Failed).then_some(2),
-            detail: None,
             started_at: Some(0),
             finished_at: Some(1500),
-            tests_run: None,
-            tests_failed: None,
-            tests_skipped: None,
-            tests_duration_ms: None,
-            report_error: None,
-            output_tail: None,
+            ..crate::render::samples::step(
+                position,
+                name,
+                status,
+                (status == StepStatus::Failed).then_some(2),
+            )
         }
     }
 

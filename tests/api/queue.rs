@@ -81,40 +81,10 @@ run = ["sh", "-c", "echo B ran"]
 
 #[tokio::test]
 async fn a_run_left_running_by_a_crashed_chatrun_is_run_after_restart() {
-    // A first chatrun acknowledged a run, claimed it and died (its lease ran out).
-    let app = spawn_app().await;
-    let (dir, mattermost) = app.stop().await;
-    {
-        let store = chatrun::store::Store::connect(&format!(
-            "sqlite://{}/chatrun.db",
-            dir.path().display()
-        ))
-        .await
-        .unwrap();
-        let new = NewRun {
-            platform: "mattermost".into(),
-            channel_id: "chan1".into(),
-            message_id: "crashpost1".into(),
-            job: "build".into(),
-            message: "#build".into(),
-            user_name: "alice".into(),
-            ..NewRun::default()
-        };
-        store
-            .insert_run(&new, now_ms(), |_, _| Ack {
-                text: "queued".into(),
-                delivery: None,
-            })
-            .await
-            .unwrap();
-        let long_ago = now_ms() - 60_000;
-        let claimed = store
-            .try_claim("dead-worker", long_ago, long_ago + 1)
-            .await
-            .unwrap();
-        assert!(claimed.is_some());
-        store.close().await;
-    }
+    // A first chatrun acknowledged a run, claimed it and died; its lease ran out.
+    let long_ago = now_ms() - 60_000;
+    let (dir, mattermost) =
+        leave_a_claimed_run(spawn_app().await, "dead-worker", long_ago, long_ago + 1).await;
 
     let app = start(dir, mattermost, &[("build", BUILD_JOB)]).await;
 
@@ -157,43 +127,57 @@ async fn the_health_check_answers_when_the_database_does() {
 
 #[tokio::test]
 async fn a_restart_takes_over_at_once_the_runs_of_a_dead_chatrun_on_this_host() {
-    let app = spawn_app().await;
-    let (dir, mattermost) = app.stop().await;
-    {
-        let store = chatrun::store::Store::connect(&format!(
-            "sqlite://{}/chatrun.db",
-            dir.path().display()
-        ))
-        .await
-        .unwrap();
-        let new = NewRun {
-            platform: "mattermost".into(),
-            channel_id: "chan1".into(),
-            message_id: "crashpost2".into(),
-            job: "build".into(),
-            ..NewRun::default()
-        };
-        store
-            .insert_run(&new, now_ms(), |_, _| Ack {
-                text: "queued".into(),
-                delivery: None,
-            })
-            .await
-            .unwrap();
-        // Its owner: a process of this host that has exited; its lease would last an hour.
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let dead = child.id();
-        child.wait().unwrap();
-        let owner = chatrun::queue::owner_name(0)
-            .replace(&format!(":{}#", std::process::id()), &format!(":{dead}#"));
-        let now = now_ms();
-        store.try_claim(&owner, now, now + 3_600_000).await.unwrap();
-        store.close().await;
-    }
+    // Its owner: a process of this host that has exited; its lease would last an hour.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let owner = chatrun::queue::owner_name(0)
+        .replace(&format!(":{}#", std::process::id()), &format!(":{dead}#"));
+    let now = now_ms();
+    let (dir, mattermost) =
+        leave_a_claimed_run(spawn_app().await, &owner, now, now + 3_600_000).await;
 
     let app = start(dir, mattermost, &[("build", BUILD_JOB)]).await;
 
     let run = app.finished_run(1).await;
     assert_eq!(run.status.as_str(), "succeeded");
     assert_eq!(run.attempt, 2);
+}
+
+/// Stops `app` and leaves in its database a run claimed by `owner` whose lease ends at
+/// `lease_until`: what a chatrun that died mid-run leaves behind.
+async fn leave_a_claimed_run(
+    app: crate::helpers::TestApp,
+    owner: &str,
+    claimed_at: i64,
+    lease_until: i64,
+) -> (tempfile::TempDir, wiremock::MockServer) {
+    let (dir, mattermost) = app.stop().await;
+    let store =
+        chatrun::store::Store::connect(&format!("sqlite://{}/chatrun.db", dir.path().display()))
+            .await
+            .unwrap();
+    let new = NewRun {
+        platform: "mattermost".into(),
+        channel_id: "chan1".into(),
+        message_id: "crashpost".into(),
+        job: "build".into(),
+        message: "#build".into(),
+        user_name: "alice".into(),
+        ..NewRun::default()
+    };
+    store
+        .insert_run(&new, now_ms(), |_, _| Ack {
+            text: "queued".into(),
+            delivery: None,
+        })
+        .await
+        .unwrap();
+    let claimed = store
+        .try_claim(owner, claimed_at, lease_until)
+        .await
+        .unwrap();
+    assert!(claimed.is_some());
+    store.close().await;
+    (dir, mattermost)
 }
