@@ -46,6 +46,8 @@ COPY config/ /app/config/
 # The database, run logs and local token live in /app/data: mount a volume there. It is created
 # here, owned by the chatrun user, so a new named volume starts with that owner.
 RUN mkdir -p /app/data && chown chatrun:chatrun /app/data
+# The example jobs write their JUnit reports under jobs/reports.
+RUN mkdir -p /app/jobs/reports && chown chatrun:chatrun /app/jobs/reports
 
 # Listen on every interface inside the container (the default is loopback only).
 ENV CHATRUN_LISTEN=0.0.0.0:8080
