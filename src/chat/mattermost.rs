@@ -303,7 +303,7 @@ pub fn render_result(
 /// no test report. Only numbers, emoji and our own words: no user text.
 fn failed_cell(row: &ResultRow, link: &str) -> String {
     match (row.tests_failed, &row.report_problem) {
-        (_, Some(problem)) => format!(":warning: {problem}"),
+        (_, Some(problem)) => format!("{} {}, :warning: {problem}", row.emoji, row.result),
         (Some(0), None) if row.status == StepStatus::Succeeded => ":white_check_mark: 0".into(),
         (Some(0), None) => format!("{} 0, {}", row.emoji, row.result),
         (Some(failed), None) => format!(

@@ -623,7 +623,7 @@ fn step_row(row: &ResultRow, with_tests: bool, link: &str) -> Element {
         let failed = match (row.tests_failed, &row.report_problem) {
             (_, Some(problem)) => TextBlock {
                 color: Some("Warning"),
-                ..text(format!("⚠ {problem}"))
+                ..text(format!("{}, ⚠ {problem}", row.result))
             },
             (Some(0), None) if row.status == StepStatus::Succeeded => TextBlock {
                 color: Some("Good"),
@@ -810,11 +810,7 @@ fn result_message(run: &RunRow, view: &ResultView, link: &str, now: i64) -> Mess
     for tail in &view.tails {
         body.push(Element::TextBlock(TextBlock {
             separator: Some(true),
-            ..text(format!(
-                "**{}**: last {} lines of output",
-                md(&tail.step),
-                tail.lines
-            ))
+            ..text(format!("**{}**: {}", md(&tail.step), tail.heading()))
         }));
         body.push(Element::TextBlock(TextBlock {
             font_type: Some("Monospace"),

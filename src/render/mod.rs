@@ -238,6 +238,16 @@ pub struct OutputTail {
     pub text: String,
 }
 
+impl OutputTail {
+    /// `last 3 lines of output`, `last line of output`.
+    pub fn heading(&self) -> String {
+        match self.lines {
+            1 => "last line of output".into(),
+            n => format!("last {n} lines of output"),
+        }
+    }
+}
+
 /// A run's result, laid out for chat at some [`Detail`]: what Mattermost's Markdown and Teams'
 /// card both show.
 #[derive(Debug, Clone)]

@@ -360,11 +360,13 @@ junit = "broken.xml"
         .to_string();
 
     assert!(
-        message.contains("| Unit | — | :warning: report missing |"),
+        message.contains("| Unit | — | :white_check_mark: passed, :warning: report missing |"),
         "{message}"
     );
     assert!(
-        message.contains("| Integration | — | :warning: report unreadable |"),
+        message.contains(
+            "| Integration | — | :white_check_mark: passed, :warning: report unreadable |"
+        ),
         "{message}"
     );
     assert!(
