@@ -8,7 +8,7 @@ report_dir="reports/${CHATRUN_RUN_ID:-local}"
 mkdir -p "$report_dir"
 report="$report_dir/$name.xml"
 
-echo "==> building $name (run #${CHATRUN_RUN_ID:-?} of ${CHATRUN_JOB:-?}, asked by ${CHATRUN_USER:-?})"
+echo "==> building $name from ${CHATRUN_PARAM_BRANCH:-main} (run #${CHATRUN_RUN_ID:-?} of ${CHATRUN_JOB:-?}, asked by ${CHATRUN_USER:-?})"
 sleep 0.3
 echo "==> testing $name: $tests tests"
 sleep 0.3

@@ -1,5 +1,7 @@
 //! The job catalog: `jobs/NAME.toml` files turned into [`JobDef`]s.
 //!
+//! [`args`] checks what chat text passes to a job's parameters.
+//!
 //! [`parse_job`] is pure (text in, definition or problems out) and tested here; [`load`] only
 //! reads the folder and hands each file to it, collecting every problem of every file so that
 //! `chatrun check` can list them all at once. A job's name is its file's stem.
@@ -11,6 +13,10 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::config::Problem;
+
+pub mod args;
+
+pub use args::ParamDef;
 
 /// Words that are chat commands, never job names (`#ci help`).
 pub const BUILT_INS: &[&str] = &["help", "status", "queue", "cancel", "retry", "rerun"];
@@ -31,6 +37,8 @@ pub struct JobDef {
     pub keep_going: bool,
     /// At least one.
     pub steps: Vec<StepDef>,
+    /// What chat text may set, by name.
+    pub params: Vec<ParamDef>,
 }
 
 /// One step: one row of the result table.
@@ -94,6 +102,23 @@ struct RawJob {
     keep_going: bool,
     #[serde(default)]
     steps: Vec<RawStep>,
+    #[serde(default)]
+    params: BTreeMap<String, RawParam>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawParam {
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    default: Option<String>,
+    #[serde(default)]
+    pattern: Option<String>,
+    #[serde(default)]
+    choices: Vec<String>,
+    #[serde(default)]
+    positional: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -251,6 +276,19 @@ pub fn parse_job(name: &str, text: &str, base: &Path) -> Result<JobDef, Vec<(Str
             junit,
         });
     }
+    let params = parse_params(raw.params, &mut problems);
+    for (i, step) in steps.iter().enumerate() {
+        for arg in &step.run {
+            for placeholder in placeholders(arg) {
+                if !params.iter().any(|p| p.name == placeholder) {
+                    problems.push((
+                        format!("steps[{i}].run"),
+                        format!("`{{{placeholder}}}` names no parameter of this job (add [params.{placeholder}])"),
+                    ));
+                }
+            }
+        }
+    }
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -260,7 +298,95 @@ pub fn parse_job(name: &str, text: &str, base: &Path) -> Result<JobDef, Vec<(Str
         timeout,
         keep_going: raw.keep_going,
         steps,
+        params,
     })
+}
+
+fn parse_params(
+    raw: BTreeMap<String, RawParam>,
+    problems: &mut Vec<(String, String)>,
+) -> Vec<ParamDef> {
+    let mut params: Vec<ParamDef> = Vec::new();
+    for (name, raw) in raw {
+        let key = |field: &str| format!("params.{name}.{field}");
+        if !args::is_param_name(&name) {
+            problems.push((
+                format!("params.{name}"),
+                "a parameter name is lowercase letters, digits and `_`, starting with a letter"
+                    .into(),
+            ));
+            continue;
+        }
+        if raw.pattern.is_some() && !raw.choices.is_empty() {
+            problems.push((
+                key("choices"),
+                "give `pattern` or `choices`, not both".into(),
+            ));
+        }
+        let written = raw
+            .pattern
+            .clone()
+            .unwrap_or_else(|| args::DEFAULT_PATTERN.into());
+        // Anchored, whatever was written: a value must match as a whole.
+        let pattern = match regex::Regex::new(&format!("^(?:{written})$")) {
+            Ok(pattern) => pattern,
+            Err(err) => {
+                problems.push((
+                    key("pattern"),
+                    format!("is not a regular expression: {err}"),
+                ));
+                continue;
+            }
+        };
+        let allowed = if raw.choices.is_empty() {
+            format!("like `{written}`")
+        } else {
+            format!("one of {}", raw.choices.join(", "))
+        };
+        if let Some(n) = raw.positional {
+            if n == 0 {
+                problems.push((key("positional"), "positions start at 1".into()));
+            } else if params.iter().any(|p| p.positional == Some(n)) {
+                problems.push((key("positional"), format!("position {n} is taken twice")));
+            }
+        }
+        let param = ParamDef {
+            name: name.clone(),
+            description: raw.description.trim().to_string(),
+            default: raw.default,
+            pattern,
+            allowed,
+            choices: raw.choices,
+            positional: raw.positional,
+        };
+        if let Some(default) = &param.default
+            && !param.accepts(default)
+        {
+            problems.push((
+                key("default"),
+                format!("`{default}` is not allowed by its own pattern or choices"),
+            ));
+        }
+        params.push(param);
+    }
+    params
+}
+
+/// The `{name}` placeholders in an argv element.
+fn placeholders(arg: &str) -> Vec<&str> {
+    let mut found = Vec::new();
+    let mut rest = arg;
+    while let Some(open) = rest.find('{') {
+        rest = &rest[open + 1..];
+        if let Some(close) = rest.find('}') {
+            let name = &rest[..close];
+            if args::is_param_name(name) {
+                found.push(name);
+            }
+            rest = &rest[close + 1..];
+        }
+    }
+    found
 }
 
 fn check_name(name: &str) -> Result<(), String> {
@@ -353,6 +479,62 @@ junit = "reports/[*.xml"
                 "steps[0].run",
                 "steps[1].env",
                 "steps[1].junit"
+            ]
+        );
+    }
+
+    #[test]
+    fn parses_parameters_and_checks_their_use() {
+        let job = parse_job(
+            "deploy",
+            r#"
+[params.branch]
+default = "main"
+pattern = "[A-Za-z0-9._/-]{1,100}"
+positional = 1
+[params.env]
+choices = ["staging", "production"]
+[[steps]]
+name = "Deploy"
+run = ["deploy", "--branch={branch}", "{env}"]
+"#,
+            Path::new(BASE),
+        )
+        .unwrap();
+        assert_eq!(job.params.len(), 2);
+        assert!(job.params[0].accepts("feature/x") && !job.params[0].accepts("a b"));
+        assert!(
+            !job.params[0].accepts("xmain/y z"),
+            "the pattern is anchored"
+        );
+        assert!(job.params[1].default.is_none(), "env is required");
+
+        let problems = parse_job(
+            "deploy",
+            r#"
+[params.Branch]
+[params.env]
+choices = ["a"]
+pattern = "x"
+default = "b"
+[params.n]
+pattern = "("
+[[steps]]
+name = "Deploy"
+run = ["deploy", "{target}"]
+"#,
+            Path::new(BASE),
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = problems.iter().map(|p| p.0.as_str()).collect();
+        assert_eq!(
+            keys,
+            vec![
+                "params.Branch",
+                "params.env.choices",
+                "params.env.default",
+                "params.n.pattern",
+                "steps[0].run"
             ]
         );
     }

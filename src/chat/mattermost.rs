@@ -239,6 +239,23 @@ pub fn render_ack(
     .to_string()
 }
 
+/// Why a request runs nothing (bad arguments, a denial).
+#[derive(Template)]
+#[template(path = "chat/refused.md")]
+struct Refusal<'a> {
+    job: &'a str,
+    reason: &'a str,
+}
+
+/// The reply to a request that runs nothing, saying why.
+pub fn render_refusal(job: &str, reason: &str) -> String {
+    Refusal { job, reason }
+        .render()
+        .expect("the refusal template renders")
+        .trim()
+        .to_string()
+}
+
 /// The list of jobs, for `help` or after an unknown job name.
 pub fn render_jobs<'a>(
     unknown: Option<&str>,
@@ -483,8 +500,23 @@ mod tests {
     fn renders_the_acknowledgement_as_checked_in() {
         let text = render_ack(42, "build", "alice", 1, "", "http://ci/runs/42");
         assert_matches_fixture(&text, "ack.md");
-        let text = render_ack(7, "build", "alice", 2, "web @channel", "http://ci/runs/7");
-        assert!(text.contains("Arguments: web @\u{200B}channel"), "{text}");
+        let text = render_ack(
+            7,
+            "build",
+            "alice",
+            2,
+            "target=web note=@channel",
+            "http://ci/runs/7",
+        );
+        assert!(
+            text.contains("**build** (target=web note=@\u{200B}channel) for"),
+            "{text}"
+        );
+        let text = render_refusal("deploy", "`x|y` is not allowed for env");
+        assert_eq!(
+            text,
+            ":no_entry_sign: Not running **deploy**: \\`x\\|y\\` is not allowed for env. Nothing was started."
+        );
     }
 
     #[test]

@@ -413,6 +413,23 @@ pub fn render_ack(
     .to_string()
 }
 
+/// Why a request runs nothing (bad arguments, a denial).
+#[derive(Template)]
+#[template(path = "chat/teams/refused.html")]
+struct Refusal<'a> {
+    job: &'a str,
+    reason: &'a str,
+}
+
+/// The reply to a request that runs nothing, saying why.
+pub fn render_refusal(job: &str, reason: &str) -> String {
+    Refusal { job, reason }
+        .render()
+        .expect("the refusal template renders")
+        .trim()
+        .to_string()
+}
+
 /// The list of jobs, for `help` or after an unknown job name.
 #[derive(Template)]
 #[template(path = "chat/teams/jobs.html")]
@@ -1261,11 +1278,11 @@ mod tests {
 
     #[test]
     fn replies_are_text_messages() {
-        let text = render_ack(7, "build", "José <b>", 2, "web", "http://ci/runs/7");
+        let text = render_ack(7, "build", "José <b>", 2, "target=web", "http://ci/runs/7");
         assert_eq!(
             text,
-            "⏳ Queued run **#7** of **build** for José &#60;b&#62;, position 2 in the queue. \
-             Arguments: web (recorded; this job takes none). [Details](http://ci/runs/7)"
+            "⏳ Queued run **#7** of **build** (target=web) for José &#60;b&#62;, position 2 in the \
+             queue. [Details](http://ci/runs/7)"
         );
         let body = render_response(&text);
         let json: serde_json::Value = serde_json::from_str(&body).unwrap();

@@ -76,6 +76,14 @@ async fn mattermost_hook(
     let now = now_ms();
     match command {
         Command::Run { job, args } => {
+            let args = match bind_args(&state, &job, &args) {
+                Ok(args) => args,
+                Err(reason) => {
+                    let text = mattermost::render_refusal(&job, &reason);
+                    return respond_mattermost(&state, &text, &thread, &payload.channel_id, now)
+                        .await;
+                }
+            };
             let new = NewRun {
                 platform: Platform::Mattermost.as_str().into(),
                 team_id: payload.team_id.clone(),
@@ -129,12 +137,7 @@ async fn mattermost_hook(
                     .map(|j| (j.name.as_str(), j.description.as_str())),
                 &payload.trigger_word,
             );
-            let (body, delivery) = mattermost::render_response(&text, &thread, &payload.channel_id);
-            if let Some(delivery) = delivery {
-                state.store.enqueue_delivery(&delivery, now).await?;
-                state.wake_outbox.notify_one();
-            }
-            Ok(json(body))
+            respond_mattermost(&state, &text, &thread, &payload.channel_id, now).await
         }
     }
 }
@@ -189,6 +192,14 @@ async fn teams_trigger(
     let command = parse_after_trigger(&text, |job| state.catalog.get(job).is_some());
     let reply = match command {
         Command::Run { job, args } => {
+            let args = match bind_args(state, &job, &args) {
+                Ok(args) => args,
+                Err(reason) => {
+                    return Ok(json(teams::render_response(&teams::render_refusal(
+                        &job, &reason,
+                    ))));
+                }
+            };
             let (team_id, team_name) = activity.team();
             let (channel_id, channel_name) = activity.channel();
             let new = NewRun {
@@ -233,6 +244,35 @@ async fn teams_trigger(
         }
     };
     Ok(json(teams::render_response(&reply)))
+}
+
+/// Checks a request's arguments against the job's parameters; the canonical `name=value`
+/// form to store, or why nothing runs.
+fn bind_args(state: &AppState, job: &str, args: &str) -> Result<String, String> {
+    let def = state
+        .catalog
+        .get(job)
+        .ok_or_else(|| format!("there is no job {job}"))?;
+    let values =
+        crate::catalog::args::bind(job, &def.params, args).map_err(|err| err.to_string())?;
+    Ok(crate::catalog::args::canonical(&values))
+}
+
+/// Answers a Mattermost request that starts no run: in the HTTP response, or through the
+/// outbox when the trigger sits in a thread.
+async fn respond_mattermost(
+    state: &AppState,
+    text: &str,
+    thread: &Thread,
+    channel_id: &str,
+    now: i64,
+) -> Result<Response, Error> {
+    let (body, delivery) = mattermost::render_response(text, thread, channel_id);
+    if let Some(delivery) = delivery {
+        state.store.enqueue_delivery(&delivery, now).await?;
+        state.wake_outbox.notify_one();
+    }
+    Ok(json(body))
 }
 
 /// Stores a run (or finds the one a duplicate delivery made) and wakes the workers; `ack`

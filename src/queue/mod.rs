@@ -19,7 +19,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
-use crate::catalog::{Catalog, JobDef};
+use crate::catalog::{Catalog, JobDef, StepDef};
 use crate::chat::{mattermost, teams};
 use crate::config::Config;
 use crate::runner::{self, LogSink, StepOutcome};
@@ -154,6 +154,15 @@ impl Worker {
             self.finish_without_steps(run, error).await?;
             return Ok(Step::Ran(run_id));
         };
+        // Checked when queued; checked again, since the job's definition may have changed.
+        let values = match crate::catalog::args::bind(&job.name, &job.params, &run.args) {
+            Ok(values) => values,
+            Err(err) => {
+                let error = format!("its arguments no longer fit the job: {err}");
+                self.finish_without_steps(run, error).await?;
+                return Ok(Step::Ran(run_id));
+            }
+        };
 
         let stop = shutdown.child_token();
         let lost = Arc::new(AtomicBool::new(false));
@@ -166,7 +175,7 @@ impl Worker {
             lost.clone(),
         )));
 
-        let result = self.execute(&run, &job, &stop).await?;
+        let result = self.execute(&run, &job, &values, &stop).await?;
         if lost.load(Ordering::SeqCst) {
             tracing::warn!(run = %run_id, attempt = run.attempt, "lease lost; result discarded");
         } else if shutdown.is_cancelled() && result.status == RunStatus::Cancelled {
@@ -183,6 +192,7 @@ impl Worker {
         &self,
         run: &RunRow,
         job: &JobDef,
+        values: &std::collections::BTreeMap<String, String>,
         stop: &CancellationToken,
     ) -> store::Result<RunResult> {
         let run_id = run.run_id;
@@ -194,12 +204,17 @@ impl Worker {
             tracing::warn!(error = %err, dir = %logs.display(), "cannot create the logs folder");
         }
         let mut log = LogSink::create(&logs.join(format!("{run_id}.log"))).await;
-        let env = vec![
+        let mut env = vec![
             ("CHATRUN_RUN_ID".to_string(), run_id.to_string()),
             ("CHATRUN_JOB".to_string(), run.job.clone()),
             ("CHATRUN_USER".to_string(), run.user_name.clone()),
             ("CHATRUN_CHANNEL".to_string(), run.channel_name.clone()),
         ];
+        env.extend(
+            job.params
+                .iter()
+                .filter_map(|param| Some((param.env_name(), values.get(&param.name)?.clone()))),
+        );
         let limits = runner::Limits {
             deadline: tokio::time::Instant::now() + job.timeout,
             kill_grace: self.config.kill_grace,
@@ -220,7 +235,16 @@ impl Worker {
                 step.run.join(" ")
             ))
             .await;
-            let outcome = runner::run_step(step, &env, limits, &mut log, stop).await;
+            // Each `{name}` becomes the value inside its one argv element: no shell, no splitting.
+            let resolved = StepDef {
+                run: step
+                    .run
+                    .iter()
+                    .map(|arg| crate::catalog::args::substitute(arg, values))
+                    .collect(),
+                ..step.clone()
+            };
+            let outcome = runner::run_step(&resolved, &env, limits, &mut log, stop).await;
             let (step_status, exit_code, detail) = match &outcome {
                 StepOutcome::Succeeded => (StepStatus::Succeeded, Some(0), None),
                 StepOutcome::Failed { code, signal } => (

@@ -80,7 +80,7 @@ async fn trigger_sends_a_mattermost_webhook_and_prints_the_acknowledgement() {
     assert!(output.status.success(), "{output:?}");
     assert!(
         stdout(&output)
-            .starts_with(":hourglass_flowing_sand: Queued run **#1** of **build** for @zoe"),
+            .starts_with(":hourglass_flowing_sand: Queued run **#1** of **build** (branch=main target=all) for @zoe"),
         "{output:?}"
     );
     let run = app.finished_run(1).await;
@@ -121,18 +121,22 @@ async fn trigger_can_send_a_signed_teams_activity() {
             "--user",
             "ada",
             "build",
-            "a&b",
+            "web",
         ],
     )
     .await;
 
     assert!(output.status.success(), "{output:?}");
     assert!(
-        stdout(&output).starts_with("⏳ Queued run **#1** of **build** for ada"),
+        stdout(&output)
+            .starts_with("⏳ Queued run **#1** of **build** (branch=main target=web) for ada"),
         "{output:?}"
     );
     let run = app.finished_run(1).await;
-    assert_eq!((run.platform.as_str(), run.args.as_str()), ("teams", "a&b"));
+    assert_eq!(
+        (run.platform.as_str(), run.args.as_str()),
+        ("teams", "branch=main target=web")
+    );
 
     let output = chatrun(dir.path(), &["trigger", "--teams", "nobody", "build"]).await;
     assert!(!output.status.success());

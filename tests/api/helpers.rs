@@ -34,6 +34,13 @@ const DEADLINE: Duration = Duration::from_secs(30);
 pub const BUILD_JOB: &str = r#"
 description = "Build everything"
 timeout = "1m"
+[params.target]
+default = "all"
+positional = 1
+[params.branch]
+default = "main"
+pattern = "[A-Za-z0-9._/-]{1,100}"
+positional = 2
 [[steps]]
 name = "Server"
 run = ["sh", "-c", "echo server ok"]

@@ -8,13 +8,16 @@ async fn the_history_lists_the_run_and_escapes_what_a_job_printed() {
         "xss",
         r#"
 description = "prints markup"
+[params.note]
+pattern = '[\s\S]{0,100}'
+positional = 1
 [[steps]]
 name = "<b>Step</b>"
 run = ["sh", "-c", '''echo '<script>alert(1)</script>'; printf '\033[31mred\033[0m\n' ''']
 "#,
     )])
     .await;
-    app.trigger("#xss <img src=x>", "xsspost1").await;
+    app.trigger(r#"#xss "<img src=x>""#, "xsspost1").await;
     app.finished_run(1).await;
 
     let list = app.get("/").await;

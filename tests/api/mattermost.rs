@@ -15,7 +15,7 @@ async fn a_form_trigger_is_stored_and_acknowledged_in_its_thread() {
     assert_eq!(reply["response_type"], "comment");
     let text = reply["text"].as_str().unwrap();
     assert!(
-        text.contains("run **#1** of **build** for @alice, position 1"),
+        text.contains("run **#1** of **build** (branch=main target=all) for @alice, position 1"),
         "{text}"
     );
     assert!(text.contains(&format!("{}/runs/1", app.base)), "{text}");
@@ -35,7 +35,7 @@ async fn a_json_trigger_with_a_millisecond_timestamp_is_accepted() {
             "token": TOKEN, "team_id": "t1", "team_domain": "engineering",
             "channel_id": "chan1", "channel_name": "ci-builds", "timestamp": 1718294405789_i64,
             "user_id": "bob1", "user_name": "bob", "post_id": "jsonpost1",
-            "text": "#ci build web --env=<staging>\nsecond line", "trigger_word": "#ci", "file_ids": ""
+            "text": "#ci build web\nbranch=feature/x", "trigger_word": "#ci", "file_ids": ""
         }))
         .send()
         .await
@@ -46,11 +46,11 @@ async fn a_json_trigger_with_a_millisecond_timestamp_is_accepted() {
         reply["text"]
             .as_str()
             .unwrap()
-            .contains("**build** for @bob"),
+            .contains("**build** (branch=feature/x target=web) for @bob"),
         "{reply}"
     );
     let run = app.finished_run(1).await;
-    assert_eq!(run.args, "web --env=<staging>\nsecond line");
+    assert_eq!(run.args, "branch=feature/x target=web");
 }
 
 #[tokio::test]
@@ -375,4 +375,61 @@ junit = "broken.xml"
     );
     let page = app.get("/runs/1").await.text().await.unwrap();
     assert!(page.contains("report unreadable: broken.xml: "), "{page}");
+}
+
+#[tokio::test]
+async fn arguments_reach_steps_as_one_literal_value_or_are_refused() {
+    let app = spawn_app_with(&[(
+        "echo",
+        r#"
+[params.msg]
+pattern = '[\s\S]{0,200}'
+positional = 1
+[params.target]
+default = "all"
+[[steps]]
+name = "Echo"
+run = ["sh", "-c", "printf '%s|%s|%s' \"$1\" \"$CHATRUN_PARAM_MSG\" \"$CHATRUN_PARAM_TARGET\" > out.txt", "sh", "--msg={msg}"]
+"#,
+    )])
+    .await;
+
+    let reply = app
+        .trigger(r#"#echo "$(id); rm -rf / `id`""#, "argpost1")
+        .await;
+    assert!(
+        reply["text"]
+            .as_str()
+            .unwrap()
+            .contains("Queued run **#1**"),
+        "{reply}"
+    );
+    let run = app.finished_run(1).await;
+    assert_eq!(run.status.as_str(), "succeeded");
+    let out = std::fs::read_to_string(app.dir.path().join("jobs/out.txt")).unwrap();
+    assert_eq!(out, "--msg=$(id); rm -rf / `id`|$(id); rm -rf / `id`|all");
+
+    // A parameter with the default pattern refuses shell syntax and options; nothing is stored.
+    for (i, attack) in ["; rm -rf /", "$(id)", "`id`", "--force", "a\nb"]
+        .iter()
+        .enumerate()
+    {
+        let reply = app
+            .trigger(&format!("#echo hi target={attack}"), &format!("attack{i}"))
+            .await;
+        let text = reply["text"].as_str().unwrap();
+        assert!(
+            text.starts_with(":no_entry_sign: Not running **echo**:"),
+            "{attack}: {text}"
+        );
+    }
+    let reply = app.trigger("#echo hi colour=red", "attack9").await;
+    assert!(
+        reply["text"]
+            .as_str()
+            .unwrap()
+            .contains("\\`colour\\` is not a parameter of echo"),
+        "{reply}"
+    );
+    assert_eq!(app.store.list_runs(None, 10).await.unwrap().len(), 1);
 }

@@ -39,7 +39,7 @@ async fn a_signed_mention_queues_the_job_and_answers_with_a_message() {
     assert_eq!(reply["type"], "message");
     let text = reply["text"].as_str().unwrap();
     assert!(
-        text.starts_with("⏳ Queued run **#1** of **build** for Ada Lovelace, position 1"),
+        text.starts_with("⏳ Queued run **#1** of **build** (branch=main target=api-server) for Ada Lovelace, position 1"),
         "{text}"
     );
     assert!(text.contains(&format!("({}/runs/1)", app.base)), "{text}");
@@ -47,7 +47,7 @@ async fn a_signed_mention_queues_the_job_and_answers_with_a_message() {
     assert_eq!(run.platform, "teams");
     assert_eq!(run.user_id, "3a7c9e21-5b4d-4f60-8e12-9d0c1b2a3f45");
     assert_eq!(run.hook, "platform-team");
-    assert_eq!(run.args, "api-server main");
+    assert_eq!(run.args, "branch=main target=api-server");
     assert_eq!(run.message_id, "1716220800123");
     assert_eq!(run.thread_root_id.as_deref(), Some("1716220800123"));
 }
