@@ -18,7 +18,7 @@ create table run (
     job              text not null,
     args             text not null default '',          -- what followed the job name, as typed
     status           text not null default 'queued'
-        check (status in ('queued', 'running', 'succeeded', 'failed', 'timed_out', 'cancelled')),
+        check (status in ('queued', 'running', 'succeeded', 'failed', 'timed_out', 'cancelled', 'denied')),
     attempt          integer not null default 0,        -- +1 on every claim; finish and renew check it (a lost lease cannot write)
     lease_owner      text,
     lease_expires_at integer,

@@ -94,6 +94,7 @@ impl App {
             client,
             wake_workers: Arc::new(Notify::new()),
             wake_outbox: Arc::new(Notify::new()),
+            cancels: Arc::new(crate::queue::Cancels::default()),
         };
         Ok(Self {
             listener,
@@ -137,6 +138,7 @@ impl App {
                 wake: state.wake_workers.clone(),
                 outbox_wake: state.wake_outbox.clone(),
                 owner: crate::queue::owner_name(n),
+                cancels: state.cancels.clone(),
             };
             tracker.spawn(worker.run(shutdown.clone()));
         }

@@ -39,6 +39,92 @@ pub struct JobDef {
     pub steps: Vec<StepDef>,
     /// What chat text may set, by name.
     pub params: Vec<ParamDef>,
+    /// Who may run it, where.
+    pub allow: Allow,
+}
+
+/// Who may run a job, and where. An empty list allows everyone (or everywhere).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Allow {
+    /// Mattermost user names or ids; Teams Entra object ids, written `aad:<id>` or bare.
+    #[serde(default)]
+    pub users: Vec<String>,
+    /// Channel names or ids.
+    #[serde(default)]
+    pub channels: Vec<String>,
+    /// Team names or ids.
+    #[serde(default)]
+    pub teams: Vec<String>,
+    /// Users who may cancel anyone's run of this job (besides its requester).
+    #[serde(default)]
+    pub admins: Vec<String>,
+}
+
+/// Who asks, and where: what permissions are checked against.
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    pub user_id: String,
+    pub user_name: String,
+    pub channel_id: String,
+    pub channel_name: String,
+    pub team_id: String,
+    pub team_name: String,
+}
+
+impl Allow {
+    /// Why `caller` may not run the job, naming the rule; `None` when allowed.
+    pub fn denies(&self, caller: &Caller) -> Option<String> {
+        if !self.users.is_empty() && !Self::user_in(&self.users, caller) {
+            return Some(format!(
+                "{} is not in the job's allow.users",
+                display(&caller.user_name, &caller.user_id)
+            ));
+        }
+        if !self.channels.is_empty()
+            && !self
+                .channels
+                .iter()
+                .any(|c| c == &caller.channel_name || c == &caller.channel_id)
+        {
+            return Some(format!(
+                "channel {} is not in the job's allow.channels",
+                display(&caller.channel_name, &caller.channel_id)
+            ));
+        }
+        if !self.teams.is_empty()
+            && !self
+                .teams
+                .iter()
+                .any(|t| t == &caller.team_name || t == &caller.team_id)
+        {
+            return Some(format!(
+                "team {} is not in the job's allow.teams",
+                display(&caller.team_name, &caller.team_id)
+            ));
+        }
+        None
+    }
+
+    /// Whether `caller` is one of the job's admins.
+    pub fn is_admin(&self, caller: &Caller) -> bool {
+        Self::user_in(&self.admins, caller)
+    }
+
+    fn user_in(list: &[String], caller: &Caller) -> bool {
+        list.iter().any(|entry| {
+            let entry = entry.strip_prefix("aad:").unwrap_or(entry);
+            !entry.is_empty() && (entry == caller.user_name || entry == caller.user_id)
+        })
+    }
+}
+
+fn display(name: &str, id: &str) -> String {
+    if name.is_empty() {
+        id.to_string()
+    } else {
+        name.to_string()
+    }
 }
 
 /// One step: one row of the result table.
@@ -104,6 +190,8 @@ struct RawJob {
     steps: Vec<RawStep>,
     #[serde(default)]
     params: BTreeMap<String, RawParam>,
+    #[serde(default)]
+    allow: Allow,
 }
 
 #[derive(Deserialize)]
@@ -299,6 +387,7 @@ pub fn parse_job(name: &str, text: &str, base: &Path) -> Result<JobDef, Vec<(Str
         keep_going: raw.keep_going,
         steps,
         params,
+        allow: raw.allow,
     })
 }
 
@@ -537,6 +626,41 @@ run = ["deploy", "{target}"]
                 "steps[0].run"
             ]
         );
+    }
+
+    #[test]
+    fn allow_rules_name_what_denies() {
+        let allow = Allow {
+            users: vec!["alice".into(), "aad:3a7c".into()],
+            channels: vec!["ci".into()],
+            teams: vec![],
+            admins: vec!["root".into()],
+        };
+        let caller = |user: &str, channel: &str| Caller {
+            user_id: format!("{user}-id"),
+            user_name: user.into(),
+            channel_name: channel.into(),
+            ..Caller::default()
+        };
+        assert_eq!(allow.denies(&caller("alice", "ci")), None);
+        assert_eq!(
+            allow.denies(&caller("bob", "ci")).as_deref(),
+            Some("bob is not in the job's allow.users")
+        );
+        assert_eq!(
+            allow.denies(&caller("alice", "random")).as_deref(),
+            Some("channel random is not in the job's allow.channels")
+        );
+        let teams_user = Caller {
+            user_id: "3a7c".into(),
+            user_name: "Ada".into(),
+            channel_name: "ci".into(),
+            ..Caller::default()
+        };
+        assert_eq!(allow.denies(&teams_user), None);
+        assert!(allow.is_admin(&caller("root", "x")));
+        assert!(!allow.is_admin(&caller("alice", "x")));
+        assert_eq!(Allow::default().denies(&caller("anyone", "anywhere")), None);
     }
 
     #[test]

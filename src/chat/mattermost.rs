@@ -256,9 +256,10 @@ pub fn render_refusal(job: &str, reason: &str) -> String {
         .to_string()
 }
 
-/// The list of jobs, for `help` or after an unknown job name.
+/// The list of jobs, for `help` or after an unknown job name (and the closest name).
 pub fn render_jobs<'a>(
     unknown: Option<&str>,
+    suggestion: Option<&str>,
     jobs: impl Iterator<Item = (&'a str, &'a str)>,
     trigger_word: &str,
 ) -> String {
@@ -270,6 +271,7 @@ pub fn render_jobs<'a>(
     };
     let text = JobsMessage {
         unknown,
+        suggestion,
         jobs,
         trigger: &example,
     }
@@ -540,11 +542,14 @@ mod tests {
     fn lists_jobs_for_an_unknown_name() {
         let text = render_jobs(
             Some("biuld"),
+            Some("build"),
             [("build", "Build it"), ("lint", "")].into_iter(),
             "#ci",
         );
         assert!(
-            text.starts_with(":question: There is no job **biuld**."),
+            text.starts_with(
+                ":question: There is no job or command **biuld**. Did you mean **build**?"
+            ),
             "{text}"
         );
         assert!(text.contains("| **build** | Build it |"));

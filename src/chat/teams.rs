@@ -435,6 +435,7 @@ pub fn render_refusal(job: &str, reason: &str) -> String {
 #[template(path = "chat/teams/jobs.html")]
 struct JobsText<'a> {
     unknown: Option<&'a str>,
+    suggestion: Option<&'a str>,
     jobs: Vec<(&'a str, &'a str)>,
     mention: &'a str,
 }
@@ -443,11 +444,13 @@ struct JobsText<'a> {
 /// addressed the webhook.
 pub fn render_jobs<'a>(
     unknown: Option<&str>,
+    suggestion: Option<&str>,
     jobs: impl Iterator<Item = (&'a str, &'a str)>,
     mention: &str,
 ) -> String {
     JobsText {
         unknown,
+        suggestion,
         jobs: jobs.collect(),
         mention,
     }
@@ -574,7 +577,7 @@ fn run_colour(status: RunStatus) -> (&'static str, &'static str) {
     match status {
         RunStatus::Succeeded => ("Good", "good"),
         RunStatus::Failed => ("Attention", "attention"),
-        RunStatus::TimedOut | RunStatus::Cancelled => ("Warning", "warning"),
+        RunStatus::TimedOut | RunStatus::Cancelled | RunStatus::Denied => ("Warning", "warning"),
         RunStatus::Queued | RunStatus::Running => ("Default", "emphasis"),
     }
 }
@@ -1107,7 +1110,7 @@ mod tests {
 
     #[test]
     fn the_command_grammar_is_mattermosts() {
-        let is_job = |name: &str| name == "build";
+        let is_job = &["build"][..];
         let (text, _) = command_text("<at>BuildBot</at>&nbsp;build api-server main\n", None);
         assert_eq!(
             crate::chat::parse_after_trigger(&text, is_job),
@@ -1119,7 +1122,7 @@ mod tests {
         let (text, _) = command_text("<at>BuildBot</at>", None);
         assert_eq!(
             crate::chat::parse_after_trigger(&text, is_job),
-            crate::chat::Command::Help
+            crate::chat::Command::Help { job: None }
         );
     }
 
@@ -1290,10 +1293,14 @@ mod tests {
         assert_eq!(json["text"], text);
         let jobs = render_jobs(
             Some("biuld"),
+            Some("build"),
             [("build", "Build it")].into_iter(),
             "BuildBot",
         );
-        assert!(jobs.starts_with("❓ There is no job **biuld**."), "{jobs}");
+        assert!(
+            jobs.starts_with("❓ There is no job or command **biuld**. Did you mean **build**?"),
+            "{jobs}"
+        );
         assert!(jobs.contains("**build**: Build it"), "{jobs}");
     }
 }

@@ -3,6 +3,7 @@
 //! Each file has its own `router()`; [`router`] merges them. Handlers only translate between
 //! HTTP and the pure modules and the store; [`Error`] is the one error that becomes a response.
 
+pub mod commands;
 pub mod error;
 pub mod health;
 pub mod history;
@@ -41,6 +42,8 @@ pub struct AppState {
     pub wake_workers: Arc<Notify>,
     /// Wakes the outbox after a delivery was queued.
     pub wake_outbox: Arc<Notify>,
+    /// Stops running runs on `cancel`.
+    pub cancels: Arc<crate::queue::Cancels>,
 }
 
 /// Every route.

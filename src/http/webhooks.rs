@@ -13,12 +13,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde::Deserialize;
 
+use super::commands::{self, Answer, Replies};
 use super::{AppState, Error};
 use crate::chat::mattermost::{self, Thread};
 use crate::chat::teams;
 use crate::chat::{Command, Platform, parse_after_trigger, parse_command};
 use crate::config::TeamsWebhook;
-use crate::store::runs::{Ack, Inserted};
+use crate::render::command::Flavor;
+use crate::store::runs::Ack;
 use crate::store::{NewRun, RunId, now_ms};
 
 /// The longest a webhook request may take, body included.
@@ -71,74 +73,94 @@ async fn mattermost_hook(
         return Ok(json("{}".into()));
     }
 
-    let command = parse_command(&payload.text, |name| state.catalog.get(name).is_some());
+    let jobs: Vec<&str> = state.catalog.jobs().map(|j| j.name.as_str()).collect();
+    let command = parse_command(&payload.text, &jobs);
+    // A channel-bound webhook without trigger words sees every message of its channel:
+    // answer only what is meant for us.
+    if payload.trigger_word.is_empty()
+        && matches!(command, Command::Help { .. } | Command::Unknown { .. })
+        && !asks_for_help(&payload.text)
+    {
+        return Ok(json("{}".into()));
+    }
     let thread = lookup_thread(&state, &payload.post_id).await;
-    let now = now_ms();
-    match command {
-        Command::Run { job, args } => {
-            let args = match bind_args(&state, &job, &args) {
-                Ok(args) => args,
-                Err(reason) => {
-                    let text = mattermost::render_refusal(&job, &reason);
-                    return respond_mattermost(&state, &text, &thread, &payload.channel_id, now)
-                        .await;
-                }
-            };
-            let new = NewRun {
-                platform: Platform::Mattermost.as_str().into(),
-                team_id: payload.team_id.clone(),
-                team_name: payload.team_domain.clone(),
-                channel_id: payload.channel_id.clone(),
-                channel_name: payload.channel_name.clone(),
-                user_id: payload.user_id.clone(),
-                user_name: payload.user_name.clone(),
-                message_id: payload.post_id.clone(),
-                thread_root_id: thread.root_for(&payload.post_id),
-                message: payload.text.clone(),
-                job,
-                args,
-                hook: String::new(),
-            };
-            let inserted = queue_run(&state, &new, now, |run_id, position, link| {
-                let text = mattermost::render_ack(
-                    run_id.0,
-                    &new.job,
-                    &new.user_name,
-                    position,
-                    &new.args,
-                    link,
-                );
-                let (_, delivery) =
-                    mattermost::render_response(&text, &thread, &payload.channel_id);
-                Ack { text, delivery }
-            })
-            .await?;
-            let (body, _) =
-                mattermost::render_response(&inserted.ack_text, &thread, &payload.channel_id);
-            Ok(json(body))
+    let base = NewRun {
+        platform: Platform::Mattermost.as_str().into(),
+        team_id: payload.team_id.clone(),
+        team_name: payload.team_domain.clone(),
+        channel_id: payload.channel_id.clone(),
+        channel_name: payload.channel_name.clone(),
+        user_id: payload.user_id.clone(),
+        user_name: payload.user_name.clone(),
+        message_id: payload.post_id.clone(),
+        thread_root_id: thread.root_for(&payload.post_id),
+        message: payload.text.clone(),
+        ..NewRun::default()
+    };
+    let replies = MattermostReplies {
+        thread: &thread,
+        channel_id: &payload.channel_id,
+        trigger_word: &payload.trigger_word,
+    };
+    let (text, queued_with_run) = match commands::execute(&state, base, command, &replies).await? {
+        Answer::Ack(inserted) => (inserted.ack_text, true),
+        Answer::Text(text) => (text, false),
+    };
+    let (body, delivery) = mattermost::render_response(&text, &thread, &payload.channel_id);
+    // An acknowledgement's delivery was queued with its run; other replies queue theirs here.
+    if let Some(delivery) = delivery
+        && !queued_with_run
+    {
+        state.store.enqueue_delivery(&delivery, now_ms()).await?;
+        state.wake_outbox.notify_one();
+    }
+    Ok(json(body))
+}
+
+/// Mattermost's wording.
+struct MattermostReplies<'a> {
+    thread: &'a Thread,
+    channel_id: &'a str,
+    trigger_word: &'a str,
+}
+
+impl Replies for MattermostReplies<'_> {
+    fn flavor(&self) -> Flavor {
+        Flavor::Markdown
+    }
+
+    fn usage(&self, job: &str) -> String {
+        match self.trigger_word.trim() {
+            "" => job.to_string(),
+            word if word.trim_start_matches(['#', '!', '/', '@']) == job => word.to_string(),
+            word => format!("{word} {job}"),
         }
-        // A channel-bound webhook without trigger words sees every message of its channel:
-        // answer only what is meant for us.
-        Command::Help | Command::Unknown { .. }
-            if payload.trigger_word.is_empty() && !asks_for_help(&payload.text) =>
-        {
-            Ok(json("{}".into()))
-        }
-        Command::Help | Command::Unknown { .. } => {
-            let unknown = match &command {
-                Command::Unknown { word } => Some(word.as_str()),
-                _ => None,
-            };
-            let text = mattermost::render_jobs(
-                unknown,
-                state
-                    .catalog
-                    .jobs()
-                    .map(|j| (j.name.as_str(), j.description.as_str())),
-                &payload.trigger_word,
-            );
-            respond_mattermost(&state, &text, &thread, &payload.channel_id, now).await
-        }
+    }
+
+    fn ack(&self, run_id: RunId, position: i64, new: &NewRun, link: &str) -> Ack {
+        let text = mattermost::render_ack(
+            run_id.0,
+            &new.job,
+            &new.user_name,
+            position,
+            &new.args,
+            link,
+        );
+        let (_, delivery) = mattermost::render_response(&text, self.thread, self.channel_id);
+        Ack { text, delivery }
+    }
+
+    fn jobs(
+        &self,
+        unknown: Option<&str>,
+        suggestion: Option<&str>,
+        jobs: Vec<(&str, &str)>,
+    ) -> String {
+        mattermost::render_jobs(unknown, suggestion, jobs.into_iter(), self.trigger_word)
+    }
+
+    fn refusal(&self, job: &str, reason: &str) -> String {
+        mattermost::render_refusal(job, reason)
     }
 }
 
@@ -189,114 +211,73 @@ async fn teams_trigger(
         activity.own_mention().as_deref(),
     );
     // The mention is the trigger: what follows it is the job (`@BuildBot build web`).
-    let command = parse_after_trigger(&text, |job| state.catalog.get(job).is_some());
-    let reply = match command {
-        Command::Run { job, args } => {
-            let args = match bind_args(state, &job, &args) {
-                Ok(args) => args,
-                Err(reason) => {
-                    return Ok(json(teams::render_response(&teams::render_refusal(
-                        &job, &reason,
-                    ))));
-                }
-            };
-            let (team_id, team_name) = activity.team();
-            let (channel_id, channel_name) = activity.channel();
-            let new = NewRun {
-                platform: Platform::Teams.as_str().into(),
-                team_id,
-                team_name,
-                channel_id,
-                channel_name,
-                user_id: activity.user_id(),
-                user_name: activity.user_name(),
-                message_id: activity.message_id().to_string(),
-                thread_root_id: activity.thread_root(),
-                message: format!("@{mention} {text}"),
-                job,
-                args,
-                hook: hook.name.clone(),
-            };
-            let inserted = queue_run(state, &new, now_ms(), |run_id, position, link| Ack {
-                text: teams::render_ack(
-                    run_id.0,
-                    &new.job,
-                    &new.user_name,
-                    position,
-                    &new.args,
-                    link,
-                ),
-                delivery: None,
-            })
-            .await?;
-            inserted.ack_text
-        }
-        Command::Help | Command::Unknown { .. } => {
-            let unknown = match &command {
-                Command::Unknown { word } => Some(word.as_str()),
-                _ => None,
-            };
-            let jobs = state
-                .catalog
-                .jobs()
-                .map(|j| (j.name.as_str(), j.description.as_str()));
-            teams::render_jobs(unknown, jobs, &mention)
-        }
+    let jobs: Vec<&str> = state.catalog.jobs().map(|j| j.name.as_str()).collect();
+    let command = parse_after_trigger(&text, &jobs);
+    let (team_id, team_name) = activity.team();
+    let (channel_id, channel_name) = activity.channel();
+    let base = NewRun {
+        platform: Platform::Teams.as_str().into(),
+        team_id,
+        team_name,
+        channel_id,
+        channel_name,
+        user_id: activity.user_id(),
+        user_name: activity.user_name(),
+        message_id: activity.message_id().to_string(),
+        thread_root_id: activity.thread_root(),
+        message: format!("@{mention} {text}"),
+        hook: hook.name.clone(),
+        ..NewRun::default()
     };
-    Ok(json(teams::render_response(&reply)))
+    let replies = TeamsReplies { mention: &mention };
+    let text = match commands::execute(state, base, command, &replies).await? {
+        Answer::Ack(inserted) => inserted.ack_text,
+        Answer::Text(text) => text,
+    };
+    Ok(json(teams::render_response(&text)))
 }
 
-/// Checks a request's arguments against the job's parameters; the canonical `name=value`
-/// form to store, or why nothing runs.
-fn bind_args(state: &AppState, job: &str, args: &str) -> Result<String, String> {
-    let def = state
-        .catalog
-        .get(job)
-        .ok_or_else(|| format!("there is no job {job}"))?;
-    let values =
-        crate::catalog::args::bind(job, &def.params, args).map_err(|err| err.to_string())?;
-    Ok(crate::catalog::args::canonical(&values))
+/// Teams' wording.
+struct TeamsReplies<'a> {
+    /// How the user addressed the webhook.
+    mention: &'a str,
 }
 
-/// Answers a Mattermost request that starts no run: in the HTTP response, or through the
-/// outbox when the trigger sits in a thread.
-async fn respond_mattermost(
-    state: &AppState,
-    text: &str,
-    thread: &Thread,
-    channel_id: &str,
-    now: i64,
-) -> Result<Response, Error> {
-    let (body, delivery) = mattermost::render_response(text, thread, channel_id);
-    if let Some(delivery) = delivery {
-        state.store.enqueue_delivery(&delivery, now).await?;
-        state.wake_outbox.notify_one();
+impl Replies for TeamsReplies<'_> {
+    fn flavor(&self) -> Flavor {
+        Flavor::Teams
     }
-    Ok(json(body))
-}
 
-/// Stores a run (or finds the one a duplicate delivery made) and wakes the workers; `ack`
-/// makes the acknowledgement from the run's number, queue position and page link.
-async fn queue_run(
-    state: &AppState,
-    new: &NewRun,
-    now: i64,
-    ack: impl FnOnce(RunId, i64, &str) -> Ack,
-) -> Result<Inserted, Error> {
-    let public_url = &state.config.public_url;
-    let inserted = state
-        .store
-        .insert_run(new, now, |run_id, position| {
-            ack(run_id, position, &format!("{public_url}/runs/{run_id}"))
-        })
-        .await?;
-    if inserted.created {
-        tracing::info!(run = %inserted.run_id, job = %new.job, user = %new.user_name,
-            channel = %new.channel_name, platform = %new.platform, "run queued");
-        state.wake_workers.notify_waiters();
-        state.wake_outbox.notify_one();
+    fn usage(&self, job: &str) -> String {
+        format!("@{} {job}", self.mention)
     }
-    Ok(inserted)
+
+    fn ack(&self, run_id: RunId, position: i64, new: &NewRun, link: &str) -> Ack {
+        Ack {
+            text: teams::render_ack(
+                run_id.0,
+                &new.job,
+                &new.user_name,
+                position,
+                &new.args,
+                link,
+            ),
+            delivery: None,
+        }
+    }
+
+    fn jobs(
+        &self,
+        unknown: Option<&str>,
+        suggestion: Option<&str>,
+        jobs: Vec<(&str, &str)>,
+    ) -> String {
+        teams::render_jobs(unknown, suggestion, jobs.into_iter(), self.mention)
+    }
+
+    fn refusal(&self, job: &str, reason: &str) -> String {
+        teams::render_refusal(job, reason)
+    }
 }
 
 /// `help`, `#help`, `!help`…: the first word asks for the list of jobs.

@@ -78,6 +78,49 @@ pub async fn release_dead_owners(store: &Store) -> store::Result<usize> {
     Ok(released)
 }
 
+/// The runs executing in this process, so that `cancel` can stop them.
+#[derive(Debug, Default)]
+pub struct Cancels {
+    running: std::sync::Mutex<std::collections::HashMap<RunId, (CancellationToken, String)>>,
+}
+
+impl Cancels {
+    fn register(&self, run_id: RunId, stop: CancellationToken) {
+        self.lock().insert(run_id, (stop, String::new()));
+    }
+
+    fn unregister(&self, run_id: RunId) -> Option<String> {
+        self.lock()
+            .remove(&run_id)
+            .map(|(_, by)| by)
+            .filter(|by| !by.is_empty())
+    }
+
+    /// Stops run `run_id` (its steps' process groups are killed), recording who asked. False
+    /// when it is not running here.
+    pub fn cancel(&self, run_id: RunId, by: &str) -> bool {
+        let mut running = self.lock();
+        match running.get_mut(&run_id) {
+            Some((stop, who)) => {
+                *who = by.to_string();
+                stop.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<RunId, (CancellationToken, String)>>
+    {
+        // A panic while holding this lock leaves a plain map behind: keep using it.
+        self.running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 /// What [`Worker::try_run_one`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
@@ -99,6 +142,8 @@ pub struct Worker {
     pub outbox_wake: Arc<Notify>,
     /// Written into the lease, for people reading the database.
     pub owner: String,
+    /// Where running runs can be cancelled from.
+    pub cancels: Arc<Cancels>,
 }
 
 impl Worker {
@@ -175,10 +220,21 @@ impl Worker {
             lost.clone(),
         )));
 
-        let result = self.execute(&run, &job, &values, &stop).await?;
+        self.cancels.register(run_id, stop.clone());
+        let result = self.execute(&run, &job, &values, &stop).await;
+        let cancelled_by = self.cancels.unregister(run_id);
+        let mut result = result?;
+        if let Some(by) = cancelled_by
+            && result.status == RunStatus::Cancelled
+        {
+            result.error = Some(format!("cancelled by {by}"));
+        }
         if lost.load(Ordering::SeqCst) {
             tracing::warn!(run = %run_id, attempt = run.attempt, "lease lost; result discarded");
-        } else if shutdown.is_cancelled() && result.status == RunStatus::Cancelled {
+        } else if shutdown.is_cancelled()
+            && result.error.is_none()
+            && result.status == RunStatus::Cancelled
+        {
             self.store.requeue(run_id, run.attempt).await?;
             tracing::info!(run = %run_id, "shutting down: run goes back to the queue");
         } else {
@@ -349,7 +405,7 @@ impl Worker {
         run.error.clone_from(&result.error);
         let steps = self.store.steps(run.run_id).await?;
         let failures = self.store.test_failures(run.run_id).await?;
-        let reply = self.reply(&run, &steps, &failures);
+        let reply = result_reply(&self.config, &run, &steps, &failures);
         let stored = self
             .store
             .finish_run(run.run_id, run.attempt, &result, reply.as_ref())
@@ -362,41 +418,41 @@ impl Worker {
         }
         Ok(())
     }
+}
 
-    /// The result reply, when the trigger came from a chat we can post to.
-    fn reply(
-        &self,
-        run: &RunRow,
-        steps: &[store::StepRow],
-        failures: &[store::TestFailureRow],
-    ) -> Option<crate::chat::Delivery> {
-        let link = format!("{}/runs/{}", self.config.public_url, run.run_id);
-        let now = now_ms();
-        match run.platform.as_str() {
-            "mattermost" => {
-                if run.channel_id.is_empty() {
-                    return None;
-                }
-                self.config.mattermost.rest()?;
-                let message = mattermost::render_result(run, steps, failures, &link, now);
-                // Unknown root (the look-up failed, or a `chatrun trigger` post that Mattermost
-                // does not know): a top-level post is always accepted, a guessed root_id may be
-                // refused.
-                Some(mattermost::render_post(
-                    &run.channel_id,
-                    run.thread_root_id.as_deref(),
-                    &message,
-                ))
+/// The result reply of a finished run, when its trigger came from a chat we can post to.
+pub fn result_reply(
+    config: &Config,
+    run: &RunRow,
+    steps: &[store::StepRow],
+    failures: &[store::TestFailureRow],
+) -> Option<crate::chat::Delivery> {
+    let link = format!("{}/runs/{}", config.public_url, run.run_id);
+    let now = now_ms();
+    match run.platform.as_str() {
+        "mattermost" => {
+            if run.channel_id.is_empty() {
+                return None;
             }
-            "teams" => {
-                let hook = self.config.teams.iter().find(|h| h.name == run.hook)?;
-                hook.follow_up_url.as_ref()?;
-                Some(teams::render_follow_up(
-                    &hook.name, run, steps, failures, &link, now,
-                ))
-            }
-            _ => None,
+            config.mattermost.rest()?;
+            let message = mattermost::render_result(run, steps, failures, &link, now);
+            // Unknown root (the look-up failed, or a `chatrun trigger` post that Mattermost
+            // does not know): a top-level post is always accepted, a guessed root_id may be
+            // refused.
+            Some(mattermost::render_post(
+                &run.channel_id,
+                run.thread_root_id.as_deref(),
+                &message,
+            ))
         }
+        "teams" => {
+            let hook = config.teams.iter().find(|h| h.name == run.hook)?;
+            hook.follow_up_url.as_ref()?;
+            Some(teams::render_follow_up(
+                &hook.name, run, steps, failures, &link, now,
+            ))
+        }
+        _ => None,
     }
 }
 

@@ -13,6 +13,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use askama::Template;
 use askama::filters::Escaper;
 
+pub mod command;
 #[cfg(test)]
 pub mod samples;
 
@@ -127,6 +128,7 @@ pub fn run_emoji(status: RunStatus) -> &'static str {
         RunStatus::Failed => ":x:",
         RunStatus::TimedOut => ":alarm_clock:",
         RunStatus::Cancelled => ":black_square_for_stop:",
+        RunStatus::Denied => ":no_entry_sign:",
     }
 }
 
@@ -375,6 +377,8 @@ pub struct AckMessage<'a> {
 pub struct JobsMessage<'a> {
     /// The word that named no job, if that is why we list them.
     pub unknown: Option<&'a str>,
+    /// The closest job or command name.
+    pub suggestion: Option<&'a str>,
     /// `(name, description)`.
     pub jobs: Vec<(&'a str, &'a str)>,
     pub trigger: &'a str,

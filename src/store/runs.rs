@@ -41,6 +41,8 @@ pub enum RunStatus {
     TimedOut,
     /// Stopped on request.
     Cancelled,
+    /// Refused by the job's permissions; recorded, never run.
+    Denied,
 }
 
 impl RunStatus {
@@ -53,6 +55,7 @@ impl RunStatus {
             Self::Failed => "failed",
             Self::TimedOut => "timed out",
             Self::Cancelled => "cancelled",
+            Self::Denied => "denied",
         }
     }
 
@@ -130,6 +133,9 @@ pub struct NewRun {
     pub args: String,
     /// The configured webhook that delivered the trigger (Teams), or empty.
     pub hook: String,
+    /// Set when permissions refused the request: it is recorded as `denied`, with this reason,
+    /// and never runs.
+    pub denied: Option<String>,
 }
 
 /// The acknowledgement of a newly stored run, made once its number and position are known.
@@ -253,8 +259,8 @@ const RUN_COLUMNS: &str = "run_id, platform, team_id, team_name, channel_id, cha
     ack_text, error, log_head, log_tail, log_bytes, log_path, created_at, started_at, finished_at";
 
 impl Store {
-    /// Stores a trigger's run, queued, unless the same trigger (platform and message id) was
-    /// stored before; `ack` makes the acknowledgement from the new run's number and queue
+    /// Stores a trigger's run, queued (or denied, see [`NewRun::denied`]), unless the same
+    /// trigger (platform and message id) was stored before; `ack` makes the acknowledgement from the new run's number and queue
     /// position, and is kept with the run so a duplicate trigger gets the same text.
     ///
     /// # Errors
@@ -270,8 +276,8 @@ impl Store {
         let inserted: Option<(RunId,)> = sqlx::query_as(
             "insert into run (platform, team_id, team_name, channel_id, channel_name, user_id,
                  user_name, message_id, thread_root_id, message, job, args, hook, ack_text,
-                 created_at)
-             values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?)
+                 created_at, status, error, finished_at)
+             values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?)
              on conflict (platform, message_id) do nothing
              returning run_id",
         )
@@ -289,6 +295,13 @@ impl Store {
         .bind(&new.args)
         .bind(&new.hook)
         .bind(now)
+        .bind(if new.denied.is_some() {
+            RunStatus::Denied
+        } else {
+            RunStatus::Queued
+        })
+        .bind(&new.denied)
+        .bind(new.denied.as_ref().map(|_| now))
         .fetch_optional(&mut *tx)
         .await?;
 
@@ -572,6 +585,53 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Cancels a run that has not started, with its reply, in one transaction. False when it
+    /// is no longer queued.
+    ///
+    /// # Errors
+    ///
+    /// The database failed; nothing was written.
+    pub async fn cancel_queued(
+        &self,
+        run_id: RunId,
+        reason: &str,
+        now: i64,
+        reply: Option<&Delivery>,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "update run set status = 'cancelled', error = ?, finished_at = ?
+             where run_id = ? and status = 'queued'",
+        )
+        .bind(reason)
+        .bind(now)
+        .bind(run_id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        if let Some(reply) = reply {
+            outbox::insert(&mut tx, Some(run_id), reply, now).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// The runs waiting and running, oldest first: what `queue` shows.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn active_runs(&self) -> Result<Vec<RunRow>> {
+        let sql = format!(
+            "select {RUN_COLUMNS} from run where status in ('queued', 'running') order by run_id"
+        );
+        Ok(sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
     /// Gives a run back to the queue (this process is shutting down mid-run); the next start
     /// runs it again from the first step.
     ///
@@ -719,6 +779,20 @@ mod tests {
             }
         );
         assert_eq!(store.counts().await.unwrap(), (2, 0));
+
+        let denied = NewRun {
+            denied: Some("bob is not in the job's allow.users".into()),
+            ..new_run("p3")
+        };
+        let third = store.insert_run(&denied, 4, ack).await.unwrap();
+        let row = store.get_run(third.run_id).await.unwrap().unwrap();
+        assert_eq!(row.status, RunStatus::Denied);
+        assert_eq!(row.finished_at, Some(4));
+        assert_eq!(
+            store.counts().await.unwrap(),
+            (2, 0),
+            "a denied run is not queued"
+        );
     }
 
     #[tokio::test]
@@ -761,7 +835,28 @@ mod tests {
         assert!(!store.expire_lease(third.run_id, "w2").await.unwrap());
         assert!(store.expire_lease(third.run_id, "w1").await.unwrap());
         assert!(store.requeue(third.run_id, third.attempt).await.unwrap());
-        assert_eq!(store.counts().await.unwrap(), (1, 0));
+        let active: Vec<RunId> = store
+            .active_runs()
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.run_id)
+            .collect();
+        assert_eq!(active, vec![RunId(2)]);
+        assert!(
+            store
+                .cancel_queued(RunId(2), "cancelled by bob", 80, None)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .cancel_queued(RunId(2), "again", 81, None)
+                .await
+                .unwrap()
+        );
+        assert!(store.active_runs().await.unwrap().is_empty());
+        assert_eq!(store.counts().await.unwrap(), (0, 0));
     }
 
     #[tokio::test]

@@ -88,7 +88,10 @@ async fn an_unknown_job_gets_the_list_of_jobs_and_runs_nothing() {
     let reply = app.trigger("#ci biuld", "post2").await;
 
     let text = reply["text"].as_str().unwrap();
-    assert!(text.contains("There is no job **biuld**"), "{text}");
+    assert!(
+        text.contains("There is no job or command **biuld**. Did you mean **build**?"),
+        "{text}"
+    );
     assert!(text.contains("| **build** | Build everything |"), "{text}");
     assert!(text.contains("| **lint** | Lint it |"), "{text}");
     assert!(app.store.list_runs(None, 10).await.unwrap().is_empty());

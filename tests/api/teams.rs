@@ -237,7 +237,10 @@ async fn an_unknown_job_gets_the_list_of_jobs() {
 
     let reply: Value = response.json().await.unwrap();
     let text = reply["text"].as_str().unwrap();
-    assert!(text.starts_with("❓ There is no job **test**."), "{text}");
+    assert!(
+        text.starts_with("❓ There is no job or command **test**."),
+        "{text}"
+    );
     assert!(text.contains("**build**: Build everything"), "{text}");
     assert!(text.contains("**@BuildBot build**"), "{text}");
     assert!(app.store.list_runs(None, 10).await.unwrap().is_empty());

@@ -1,0 +1,290 @@
+//! Carries out a chat command for either platform: run a job (after its permissions and
+//! arguments are checked), `help [job]`, `status <run>`, `queue`, `cancel <run>`,
+//! `retry <run>`. Each platform supplies its own wording through [`Replies`]; everything else
+//! is shared, so the two platforms cannot drift apart.
+
+use super::{AppState, Error};
+use crate::catalog::{Caller, args};
+use crate::chat::Command;
+use crate::chat::parse_run_id;
+use crate::render::command::{self as words, Flavor};
+use crate::store::runs::{Ack, Inserted};
+use crate::store::{NewRun, RunId, RunStatus, now_ms};
+
+/// A platform's wording of the replies that have templates of their own.
+pub trait Replies {
+    /// How the platform writes text.
+    fn flavor(&self) -> Flavor;
+    /// How a user starts `job` here: `#build`, `@BuildBot build`.
+    fn usage(&self, job: &str) -> String;
+    /// The acknowledgement of a queued run (with a delivery, when it must go through the outbox).
+    fn ack(&self, run_id: RunId, position: i64, new: &NewRun, link: &str) -> Ack;
+    /// The list of jobs, after an unknown word (and the closest name) or for `help`.
+    fn jobs(
+        &self,
+        unknown: Option<&str>,
+        suggestion: Option<&str>,
+        jobs: Vec<(&str, &str)>,
+    ) -> String;
+    /// Why a request runs nothing.
+    fn refusal(&self, job: &str, reason: &str) -> String;
+}
+
+/// What a command produced.
+#[derive(Debug)]
+pub enum Answer {
+    /// A run was stored (or found again, for a duplicate delivery): its acknowledgement.
+    Ack(Inserted),
+    /// A reply and nothing queued.
+    Text(String),
+}
+
+/// Carries out `command` for the trigger `base` (everything but `job` and `args` filled in).
+///
+/// # Errors
+///
+/// The database failed.
+pub async fn execute(
+    state: &AppState,
+    base: NewRun,
+    command: Command,
+    replies: &impl Replies,
+) -> Result<Answer, Error> {
+    let caller = Caller {
+        user_id: base.user_id.clone(),
+        user_name: base.user_name.clone(),
+        channel_id: base.channel_id.clone(),
+        channel_name: base.channel_name.clone(),
+        team_id: base.team_id.clone(),
+        team_name: base.team_name.clone(),
+    };
+    let f = replies.flavor();
+    let visible = || -> Vec<(&str, &str)> {
+        state
+            .catalog
+            .jobs()
+            .filter(|job| job.allow.denies(&caller).is_none())
+            .map(|job| (job.name.as_str(), job.description.as_str()))
+            .collect()
+    };
+    let text = match command {
+        Command::Run { job, args } => {
+            return run_job(state, base, &caller, &job, &args, replies).await;
+        }
+        Command::Help { job: None } => replies.jobs(None, None, visible()),
+        Command::Help { job: Some(name) } => match state.catalog.get(&name) {
+            Some(job) if job.allow.denies(&caller).is_none() => {
+                words::help_job(f, job, &replies.usage(&job.name))
+            }
+            _ => {
+                let jobs = visible();
+                let suggestion = crate::chat::closest(&name, jobs.iter().map(|j| j.0));
+                replies.jobs(Some(&name), suggestion.as_deref(), jobs)
+            }
+        },
+        Command::Unknown { word, suggestion } => {
+            replies.jobs(Some(&word), suggestion.as_deref(), visible())
+        }
+        Command::Queue => {
+            let active = state.store.active_runs().await?;
+            let here = |run: &&crate::store::RunRow| {
+                run.platform == base.platform && run.channel_id == base.channel_id
+            };
+            let running: Vec<_> = active
+                .iter()
+                .filter(|r| r.status == RunStatus::Running)
+                .filter(here)
+                .collect();
+            let queued: Vec<_> = active
+                .iter()
+                .filter(|r| r.status == RunStatus::Queued)
+                .enumerate()
+                .map(|(i, r)| (i + 1, r))
+                .filter(|(_, r)| here(r))
+                .collect();
+            words::queue(f, &running, &queued, &state.config.public_url, now_ms())
+        }
+        Command::Status { run } => match find_run(state, &run).await? {
+            Err(text) => text,
+            Ok(run) => {
+                let steps = state.store.steps(run.run_id).await?;
+                let position = if run.status == RunStatus::Queued {
+                    let active = state.store.active_runs().await?;
+                    active
+                        .iter()
+                        .filter(|r| r.status == RunStatus::Queued)
+                        .position(|r| r.run_id == run.run_id)
+                        .map(|p| p + 1)
+                } else {
+                    None
+                };
+                let link = format!("{}/runs/{}", state.config.public_url, run.run_id);
+                words::status(f, &run, &steps, position, &link, now_ms())
+            }
+        },
+        Command::Cancel { run } => match find_run(state, &run).await? {
+            Err(text) => text,
+            Ok(run) => cancel(state, &base, &caller, run, f).await?,
+        },
+        Command::Retry { run } => match find_run(state, &run).await? {
+            Err(text) => text,
+            Ok(old) => {
+                if state.catalog.get(&old.job).is_none() {
+                    words::notice(&format!(
+                        "run #{} was of the job {}, which no longer exists",
+                        old.run_id,
+                        f.escape(&old.job)
+                    ))
+                } else {
+                    return run_job(state, base, &caller, &old.job, &old.args, replies).await;
+                }
+            }
+        },
+    };
+    Ok(Answer::Text(text))
+}
+
+/// Checks permissions and arguments, then stores the run. A denial is stored too (as
+/// `denied`), so the history shows who tried what, where.
+async fn run_job(
+    state: &AppState,
+    base: NewRun,
+    caller: &Caller,
+    job: &str,
+    args: &str,
+    replies: &impl Replies,
+) -> Result<Answer, Error> {
+    let Some(def) = state.catalog.get(job) else {
+        return Ok(Answer::Text(replies.jobs(Some(job), None, Vec::new())));
+    };
+    let now = now_ms();
+    if let Some(reason) = def.allow.denies(caller) {
+        let new = NewRun {
+            job: job.to_string(),
+            args: args.to_string(),
+            denied: Some(reason.clone()),
+            ..base
+        };
+        let text = replies.refusal(job, &reason);
+        tracing::info!(job, user = %new.user_name, channel = %new.channel_name, %reason, "request denied");
+        let inserted = state
+            .store
+            .insert_run(&new, now, |_, _| Ack {
+                text: text.clone(),
+                delivery: None,
+            })
+            .await?;
+        return Ok(Answer::Text(inserted.ack_text));
+    }
+    let values = match args::bind(job, &def.params, args) {
+        Ok(values) => values,
+        Err(err) => return Ok(Answer::Text(replies.refusal(job, &err.to_string()))),
+    };
+    let new = NewRun {
+        job: job.to_string(),
+        args: args::canonical(&values),
+        ..base
+    };
+    let public_url = &state.config.public_url;
+    let inserted = state
+        .store
+        .insert_run(&new, now, |run_id, position| {
+            replies.ack(
+                run_id,
+                position,
+                &new,
+                &format!("{public_url}/runs/{run_id}"),
+            )
+        })
+        .await?;
+    if inserted.created {
+        tracing::info!(run = %inserted.run_id, job = %new.job, user = %new.user_name,
+            channel = %new.channel_name, platform = %new.platform, "run queued");
+        state.wake_workers.notify_waiters();
+        state.wake_outbox.notify_one();
+    }
+    Ok(Answer::Ack(inserted))
+}
+
+/// The run a command names, or the reply saying it cannot be found.
+async fn find_run(
+    state: &AppState,
+    typed: &str,
+) -> Result<Result<crate::store::RunRow, String>, Error> {
+    let Some(id) = parse_run_id(typed) else {
+        return Ok(Err(words::notice(
+            "give a run number, e.g. **status 42** (the number is in the acknowledgement)",
+        )));
+    };
+    Ok(state
+        .store
+        .get_run(RunId(id))
+        .await?
+        .ok_or_else(|| words::notice(&format!("there is no run #{id}"))))
+}
+
+/// `cancel`: the requester and the job's admins may stop a queued or running run.
+async fn cancel(
+    state: &AppState,
+    base: &NewRun,
+    caller: &Caller,
+    run: crate::store::RunRow,
+    f: Flavor,
+) -> Result<String, Error> {
+    let requester = run.platform == base.platform && run.user_id == caller.user_id;
+    let admin = state
+        .catalog
+        .get(&run.job)
+        .is_some_and(|job| job.allow.is_admin(caller));
+    if !requester && !admin {
+        return Ok(words::notice(&format!(
+            "only {} (who asked for run #{}) and the admins of {} may cancel it",
+            f.escape(&run.user_name),
+            run.run_id,
+            f.escape(&run.job)
+        )));
+    }
+    let by = if caller.user_name.is_empty() {
+        caller.user_id.clone()
+    } else {
+        caller.user_name.clone()
+    };
+    match run.status {
+        RunStatus::Queued => {
+            let now = now_ms();
+            let reason = format!("cancelled by {by}");
+            let mut cancelled = run.clone();
+            cancelled.status = RunStatus::Cancelled;
+            cancelled.error = Some(reason.clone());
+            cancelled.finished_at = Some(now);
+            let reply = crate::queue::result_reply(&state.config, &cancelled, &[], &[]);
+            if state
+                .store
+                .cancel_queued(run.run_id, &reason, now, reply.as_ref())
+                .await?
+            {
+                state.wake_outbox.notify_one();
+                return Ok(words::cancelled(f, &run, false));
+            }
+            // It started meanwhile: stop it where it runs.
+            Ok(cancel_running(state, &run, &by, f))
+        }
+        RunStatus::Running => Ok(cancel_running(state, &run, &by, f)),
+        status => Ok(words::notice(&format!(
+            "run #{} has already finished ({})",
+            run.run_id,
+            status.as_str()
+        ))),
+    }
+}
+
+fn cancel_running(state: &AppState, run: &crate::store::RunRow, by: &str, f: Flavor) -> String {
+    if state.cancels.cancel(run.run_id, by) {
+        words::cancelled(f, run, true)
+    } else {
+        words::notice(&format!(
+            "run #{} is not running in this chatrun (another instance runs it)",
+            run.run_id
+        ))
+    }
+}

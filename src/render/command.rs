@@ -1,0 +1,302 @@
+//! Replies to the chat commands `status`, `queue`, `help <job>` and `cancel`, for both
+//! platforms: the same words, escaped and broken into lines as each platform needs
+//! ([`Flavor`]). Pure.
+
+use askama::filters::Escaper;
+
+use super::{Markdown, duration, run_duration, step_result};
+use crate::catalog::JobDef;
+use crate::store::{RunRow, RunStatus, StepRow, StepStatus};
+
+/// How a platform's message text is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// Mattermost: Markdown, backslash escapes, `\n` lines.
+    Markdown,
+    /// Teams text messages: Markdown with HTML entities, `<br>` lines.
+    Teams,
+}
+
+impl Flavor {
+    /// `text` as literal text.
+    pub fn escape(self, text: &str) -> String {
+        match self {
+            Self::Markdown => {
+                let mut out = String::new();
+                let _ = Markdown.write_escaped_str(&mut out, text);
+                out
+            }
+            Self::Teams => text
+                .replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;"),
+        }
+    }
+
+    /// Joins lines.
+    pub fn lines(self, lines: &[String]) -> String {
+        match self {
+            Self::Markdown => lines.join("\n"),
+            Self::Teams => lines.join("<br>\n"),
+        }
+    }
+}
+
+fn run_emoji(status: RunStatus) -> &'static str {
+    match status {
+        RunStatus::Queued => "⏳",
+        RunStatus::Running => "⚙️",
+        RunStatus::Succeeded => "✅",
+        RunStatus::Failed => "❌",
+        RunStatus::TimedOut => "⏰",
+        RunStatus::Cancelled => "⏹️",
+        RunStatus::Denied => "🚫",
+    }
+}
+
+/// `**#42** of **build** (branch=main)`
+fn run_name(f: Flavor, run: &RunRow) -> String {
+    let mut name = format!("**#{}** of **{}**", run.run_id, f.escape(&run.job));
+    if !run.args.is_empty() {
+        name.push_str(&format!(" ({})", f.escape(&run.args)));
+    }
+    name
+}
+
+/// `status <run>`: where the run is; `position` is its place in the queue when queued.
+pub fn status(
+    f: Flavor,
+    run: &RunRow,
+    steps: &[StepRow],
+    position: Option<usize>,
+    link: &str,
+    now: i64,
+) -> String {
+    let emoji = run_emoji(run.status);
+    let name = run_name(f, run);
+    let who = f.escape(&run.user_name);
+    let state = match run.status {
+        RunStatus::Queued => format!(
+            "queued{}",
+            position.map_or_else(String::new, |p| format!(", position {p}"))
+        ),
+        RunStatus::Running => {
+            let current = steps.iter().find(|s| s.status == StepStatus::Running);
+            let elapsed = run_duration(run, now).map_or_else(String::new, duration);
+            match current {
+                Some(step) => format!(
+                    "running step {}/{} ({}), {elapsed} so far",
+                    step.position + 1,
+                    steps.len(),
+                    f.escape(&step.name)
+                ),
+                None => format!("running, {elapsed} so far"),
+            }
+        }
+        status => {
+            let took =
+                run_duration(run, now).map_or_else(String::new, |d| format!(" in {}", duration(d)));
+            let failed: Vec<String> = steps
+                .iter()
+                .filter(|s| {
+                    matches!(
+                        s.status,
+                        StepStatus::Failed | StepStatus::TimedOut | StepStatus::Error
+                    )
+                })
+                .map(|s| format!("{}: {}", f.escape(&s.name), step_result(s)))
+                .collect();
+            let mut text = format!("{}{took}", status.as_str());
+            if !failed.is_empty() {
+                text.push_str(&format!(" ({})", failed.join("; ")));
+            }
+            if let Some(error) = &run.error {
+                text.push_str(&format!(": {}", f.escape(error)));
+            }
+            text
+        }
+    };
+    format!("{emoji} Run {name}, asked by {who}: {state}. Details: {link}")
+}
+
+/// `queue`: what runs and waits in this channel, with queue positions.
+pub fn queue(
+    f: Flavor,
+    running: &[&RunRow],
+    queued: &[(usize, &RunRow)],
+    base: &str,
+    now: i64,
+) -> String {
+    if running.is_empty() && queued.is_empty() {
+        return "Nothing is running or queued in this channel.".into();
+    }
+    let mut lines = Vec::new();
+    if !running.is_empty() {
+        lines.push("**Running here:**".to_string());
+        for run in running {
+            let elapsed =
+                run_duration(run, now).map_or_else(String::new, |d| format!(", {}", duration(d)));
+            lines.push(format!(
+                "• {} for {}{elapsed}: {base}/runs/{}",
+                run_name(f, run),
+                f.escape(&run.user_name),
+                run.run_id
+            ));
+        }
+    }
+    if !queued.is_empty() {
+        lines.push("**Queued here:**".to_string());
+        for (position, run) in queued {
+            lines.push(format!(
+                "• {position}. {} for {}",
+                run_name(f, run),
+                f.escape(&run.user_name)
+            ));
+        }
+    }
+    f.lines(&lines)
+}
+
+/// `help <job>`: what the job does and takes; `usage` is how to start it (`#build`,
+/// `@BuildBot build`).
+pub fn help_job(f: Flavor, job: &JobDef, usage: &str) -> String {
+    let mut lines = vec![format!(
+        "**{}**{}",
+        f.escape(&job.name),
+        if job.description.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", f.escape(&job.description))
+        }
+    )];
+    if job.params.is_empty() {
+        lines.push("It takes no arguments.".into());
+    } else {
+        lines.push("Parameters:".into());
+        let mut positional: Vec<_> = job
+            .params
+            .iter()
+            .filter(|p| p.positional.is_some())
+            .collect();
+        positional.sort_by_key(|p| p.positional);
+        for p in &job.params {
+            let mut notes = Vec::new();
+            if let Some(n) = p.positional {
+                notes.push(format!("position {n}"));
+            }
+            notes.push(match &p.default {
+                Some(d) if d.is_empty() => "default empty".to_string(),
+                Some(d) => format!("default {}", f.escape(d)),
+                None => "required".into(),
+            });
+            let mut line = format!("• **{}** ({})", f.escape(&p.name), notes.join(", "));
+            if !p.description.is_empty() {
+                line.push_str(&format!(": {}", f.escape(&p.description)));
+            }
+            line.push_str(&format!("; {}", f.escape(&p.allowed)));
+            lines.push(line);
+        }
+        let example_positional: Vec<String> = positional
+            .iter()
+            .map(|p| {
+                f.escape(
+                    p.default
+                        .as_deref()
+                        .filter(|d| !d.is_empty())
+                        .unwrap_or(&p.name),
+                )
+            })
+            .collect();
+        if let Some(first) = job.params.first() {
+            lines.push(format!(
+                "Usage: **{} {}** or **{} {}=…**",
+                f.escape(usage),
+                example_positional.join(" "),
+                f.escape(usage),
+                f.escape(&first.name)
+            ));
+        }
+    }
+    f.lines(&lines)
+}
+
+/// What `cancel` did.
+pub fn cancelled(f: Flavor, run: &RunRow, was_running: bool) -> String {
+    if was_running {
+        format!(
+            "⏹️ Cancelling run {}: its processes are being stopped; the result will say who cancelled it.",
+            run_name(f, run)
+        )
+    } else {
+        format!("⏹️ Cancelled run {} before it started.", run_name(f, run))
+    }
+}
+
+/// A command that could not be done: `text` is already written for the platform.
+pub fn notice(text: &str) -> String {
+    format!("⚠️ {text}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::samples;
+
+    #[test]
+    fn status_says_where_a_run_is() {
+        let mut run = samples::run(RunStatus::Running);
+        run.finished_at = None;
+        run.args = "branch=main".into();
+        let steps = vec![
+            samples::step(0, "Server", StepStatus::Succeeded, Some(0)),
+            StepRow {
+                finished_at: None,
+                ..samples::step(1, "Web | Client", StepStatus::Running, None)
+            },
+        ];
+        assert_eq!(
+            status(
+                Flavor::Markdown,
+                &run,
+                &steps,
+                None,
+                "http://ci/runs/42",
+                66_000
+            ),
+            "⚙️ Run **#42** of **build** (branch=main), asked by alice: running step 2/2 (Web \\| Client), 1m 05s so far. Details: http://ci/runs/42"
+        );
+        let failed = samples::run(RunStatus::Failed);
+        let steps = vec![samples::step(0, "Server", StepStatus::Failed, Some(2))];
+        assert_eq!(
+            status(Flavor::Teams, &failed, &steps, None, "L", 0),
+            "❌ Run **#42** of **build**, asked by alice: failed in 3.5s (Server: failed (exit 2)). Details: L"
+        );
+        let queued = samples::run(RunStatus::Queued);
+        assert!(
+            status(Flavor::Teams, &queued, &[], Some(3), "L", 0).contains("queued, position 3")
+        );
+    }
+
+    #[test]
+    fn queue_lists_running_and_queued_runs_with_positions() {
+        let mut running = samples::run(RunStatus::Running);
+        running.finished_at = None;
+        let mut queued = samples::run(RunStatus::Queued);
+        queued.user_name = "<bob>".into();
+        let text = queue(
+            Flavor::Teams,
+            &[&running],
+            &[(2, &queued)],
+            "http://ci",
+            66_000,
+        );
+        assert_eq!(
+            text,
+            "**Running here:**<br>\n• **#42** of **build** for alice, 1m 05s: http://ci/runs/42<br>\n**Queued here:**<br>\n• 2. **#42** of **build** for &lt;bob&gt;"
+        );
+        assert_eq!(
+            queue(Flavor::Markdown, &[], &[], "x", 0),
+            "Nothing is running or queued in this channel."
+        );
+    }
+}
