@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)] // test helpers fail the test on any error, by design
 
 mod cli;
+mod commands;
 mod helpers;
 mod history;
 mod mattermost;

@@ -1,0 +1,243 @@
+//! Chat commands and permissions, on both platforms.
+
+use chatrun::store::{RunId, StepStatus};
+use serde_json::Value;
+
+use crate::helpers::{
+    BUILD_JOB, TEAMS_TOKEN, TestApp, body, spawn_app_with, teams_activity, teams_signature,
+    wait_for,
+};
+
+/// A job whose step leaves a grandchild running, writing its pid; it runs until cancelled.
+const SLOW_JOB: &str = r#"
+description = "Takes its time"
+[[steps]]
+name = "Wait"
+run = ["sh", "-c", "sleep 100 & echo $! > grandchild-$CHATRUN_RUN_ID.pid; wait"]
+"#;
+
+/// Only alice, only in ci-builds; root may cancel anyone's run.
+const GUARDED_JOB: &str = r#"
+description = "Deploy to production"
+[allow]
+users = ["alice"]
+channels = ["ci-builds"]
+admins = ["root"]
+[[steps]]
+name = "Deploy"
+run = ["true"]
+"#;
+
+async fn app() -> TestApp {
+    spawn_app_with(&[
+        ("build", BUILD_JOB),
+        ("slow", SLOW_JOB),
+        ("deploy", GUARDED_JOB),
+    ])
+    .await
+}
+
+/// Sends `text` as `user` in Mattermost and returns the reply text.
+async fn say(app: &TestApp, user: &str, text: &str, post_id: &str) -> String {
+    let mut fields = app.payload(text, post_id);
+    for field in fields.iter_mut() {
+        match field.0 {
+            "user_name" => field.1 = user.into(),
+            "user_id" => field.1 = format!("{user}-id"),
+            _ => {}
+        }
+    }
+    let reply: Value = app.post_form(&fields).await.json().await.unwrap();
+    reply["text"].as_str().unwrap_or_default().to_string()
+}
+
+/// Sends `text` after the mention in Teams and returns the reply text.
+async fn say_teams(app: &TestApp, text: &str, id: &str) -> String {
+    let body = teams_activity(id, text);
+    let response = app
+        .post_teams(
+            "/hooks/teams",
+            Some(&teams_signature(TEAMS_TOKEN, &body)),
+            &body,
+        )
+        .await;
+    let reply: Value = response.json().await.unwrap();
+    reply["text"].as_str().unwrap().to_string()
+}
+
+fn process_gone(pid: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat.contains(") Z "),
+    }
+}
+
+#[tokio::test]
+async fn help_details_a_job_with_its_parameters_on_both_platforms() {
+    let app = app().await;
+    let text = say(&app, "alice", "#ci help build", "p1").await;
+    assert!(text.contains("**build**: Build everything"), "{text}");
+    assert!(
+        text.contains("• **branch** (position 2, default main)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Usage: **\\#ci build all main** or **\\#ci build branch=…**"),
+        "{text}"
+    );
+
+    let text = say_teams(&app, "help build", "1001").await;
+    assert!(text.contains("**build**: Build everything<br>"), "{text}");
+    assert!(
+        text.contains("Usage: **@BuildBot build all main**"),
+        "{text}"
+    );
+
+    let text = say(&app, "alice", "#ci help biuld", "p2").await;
+    assert!(text.contains("Did you mean **build**?"), "{text}");
+}
+
+#[tokio::test]
+async fn status_and_queue_follow_a_run_and_cancel_kills_its_grandchildren() {
+    let app = app().await;
+    let ack = say(&app, "alice", "#slow", "p1").await;
+    assert!(ack.contains("Queued run **#1**"), "{ack}");
+    wait_for(|| async {
+        let steps = app.store.steps(RunId(1)).await.unwrap();
+        (steps.first()?.status == StepStatus::Running).then_some(())
+    })
+    .await;
+    let pid_file = app.dir.path().join("jobs/grandchild-1.pid");
+    let pid = wait_for(|| async {
+        std::fs::read_to_string(&pid_file)
+            .ok()
+            .filter(|p| !p.trim().is_empty())
+    })
+    .await
+    .trim()
+    .to_string();
+
+    let text = say(&app, "bob", "#ci status 1", "p2").await;
+    assert!(
+        text.contains("Run **#1** of **slow**, asked by alice: running step 1/1 (Wait)"),
+        "{text}"
+    );
+    let text = say(&app, "bob", "#ci queue", "p3").await;
+    assert!(
+        text.contains("**Running here:**\n• **#1** of **slow** for alice"),
+        "{text}"
+    );
+
+    // Only the requester (or an admin) may cancel.
+    let text = say(&app, "bob", "#ci cancel 1", "p4").await;
+    assert!(
+        text.contains("only alice (who asked for run #1) and the admins of slow may cancel it"),
+        "{text}"
+    );
+    let text = say(&app, "alice", "#ci cancel #1", "p5").await;
+    assert!(text.contains("Cancelling run **#1** of **slow**"), "{text}");
+
+    let run = app.finished_run(1).await;
+    assert_eq!(run.status.as_str(), "cancelled");
+    assert_eq!(run.error.as_deref(), Some("cancelled by alice"));
+    wait_for(|| async { process_gone(&pid).then_some(()) }).await;
+    let result = body(&app.posts(1).await[0])["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        result.starts_with(":black_square_for_stop: **slow** run #1 cancelled"),
+        "{result}"
+    );
+    assert!(result.contains("> cancelled by alice"), "{result}");
+
+    let text = say(&app, "alice", "#ci status 1", "p6").await;
+    assert!(text.contains("cancelled"), "{text}");
+    let text = say(&app, "alice", "#ci status 99", "p7").await;
+    assert!(text.contains("there is no run #99"), "{text}");
+}
+
+#[tokio::test]
+async fn retry_runs_the_same_job_with_the_same_arguments_and_cancel_stops_a_queued_run() {
+    let app = app().await;
+    say(&app, "alice", "#build web feature/x", "p1").await;
+    let first = app.finished_run(1).await;
+    assert_eq!(first.args, "branch=feature/x target=web");
+
+    let text = say_teams(&app, "rerun 1", "1002").await;
+    assert!(
+        text.contains("Queued run **#2** of **build** (branch=feature/x target=web)"),
+        "{text}"
+    );
+    let second = app.finished_run(2).await;
+    assert_eq!(
+        (second.args.as_str(), second.platform.as_str()),
+        (first.args.as_str(), "teams")
+    );
+
+    // Two workers: two slow runs take them, the third waits.
+    say(&app, "alice", "#slow", "p2").await;
+    say(&app, "alice", "#slow", "p3").await;
+    say(&app, "alice", "#slow", "p4").await;
+    let text = say(&app, "alice", "#ci queue", "p5").await;
+    assert!(
+        text.contains("**Queued here:**\n• 1. **#5** of **slow** for alice"),
+        "{text}"
+    );
+    let text = say(&app, "alice", "#ci cancel 5", "p6").await;
+    assert!(
+        text.contains("Cancelled run **#5** of **slow** before it started"),
+        "{text}"
+    );
+    let cancelled = app.finished_run(5).await;
+    assert_eq!(cancelled.error.as_deref(), Some("cancelled by alice"));
+    assert!(cancelled.started_at.is_none());
+    for run in [3, 4] {
+        say(
+            &app,
+            "alice",
+            &format!("#ci cancel {run}"),
+            &format!("c{run}"),
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn denied_requests_are_refused_recorded_and_hidden_from_help() {
+    let app = app().await;
+    let text = say(&app, "bob", "#deploy", "p1").await;
+    assert_eq!(
+        text,
+        ":no_entry_sign: Not running **deploy**: bob is not in the job's allow.users. Nothing was started."
+    );
+    let run = app.store.get_run(RunId(1)).await.unwrap().unwrap();
+    assert_eq!(run.status.as_str(), "denied");
+    assert_eq!(
+        (run.user_name.as_str(), run.channel_name.as_str()),
+        ("bob", "ci-builds")
+    );
+    let list = app.get("/").await.text().await.unwrap();
+    assert!(list.contains("denied"), "{list}");
+
+    let help = say(&app, "bob", "#ci help", "p2").await;
+    assert!(!help.contains("deploy"), "{help}");
+    let help = say(&app, "alice", "#ci help", "p3").await;
+    assert!(
+        help.contains("| **deploy** | Deploy to production |"),
+        "{help}"
+    );
+
+    // Teams users are Entra ids, and the channel is not ci-builds.
+    let text = say_teams(&app, "deploy", "1003").await;
+    assert!(
+        text.contains("Not running **deploy**: Ada Lovelace is not in the job"),
+        "{text}"
+    );
+
+    // An admin of deploy may cancel alice's run of it; bob may not.
+    let text = say(&app, "alice", "#deploy", "p4").await;
+    assert!(text.contains("Queued run **#3** of **deploy**"), "{text}");
+    let text = say(&app, "root", "#ci cancel 3", "p5").await;
+    assert!(!text.contains("may cancel it"), "{text}");
+}
