@@ -95,6 +95,7 @@ impl App {
             wake_workers: Arc::new(Notify::new()),
             wake_outbox: Arc::new(Notify::new()),
             cancels: Arc::new(crate::queue::Cancels::default()),
+            rate: Arc::new(crate::http::RateLimit::default()),
         };
         Ok(Self {
             listener,

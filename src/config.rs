@@ -79,6 +79,8 @@ pub struct RawConfig {
     lease_secs: u64,
     #[serde(default = "default_kill_grace_secs", deserialize_with = "de::number")]
     kill_grace_secs: u64,
+    #[serde(default = "default_rate_limit", deserialize_with = "de::number")]
+    rate_limit_per_minute: u64,
     #[serde(default)]
     mattermost: RawMattermost,
     #[serde(default)]
@@ -160,6 +162,9 @@ fn default_lease_secs() -> u64 {
 fn default_kill_grace_secs() -> u64 {
     5
 }
+fn default_rate_limit() -> u64 {
+    10
+}
 fn default_retry_base_ms() -> u64 {
     1000
 }
@@ -189,6 +194,8 @@ pub struct Config {
     pub lease: Duration,
     /// Time between SIGTERM and SIGKILL when a step is stopped.
     pub kill_grace: Duration,
+    /// Requests that start runs one user may make per minute; 0 for no limit.
+    pub rate_limit_per_minute: usize,
     /// Mattermost settings.
     pub mattermost: Mattermost,
     /// Microsoft Teams outgoing webhooks, one per team.
@@ -493,6 +500,7 @@ impl Config {
             workers: usize::try_from(raw.workers).expect("validated to at most 256"),
             lease: Duration::from_secs(raw.lease_secs),
             kill_grace: Duration::from_secs(raw.kill_grace_secs),
+            rate_limit_per_minute: usize::try_from(raw.rate_limit_per_minute).unwrap_or(usize::MAX),
             mattermost: Mattermost {
                 tokens,
                 url: url.map(|u| u.trim_end_matches('/').to_string()),

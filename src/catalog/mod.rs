@@ -21,6 +21,9 @@ pub use args::ParamDef;
 /// Words that are chat commands, never job names (`#ci help`).
 pub const BUILT_INS: &[&str] = &["help", "status", "queue", "cancel", "retry", "rerun"];
 
+/// Runs of one job that may wait, unless the job says otherwise.
+pub const DEFAULT_QUEUE_LIMIT: usize = 10;
+
 /// Timeout of a job that does not set one.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
@@ -41,6 +44,25 @@ pub struct JobDef {
     pub params: Vec<ParamDef>,
     /// Who may run it, where.
     pub allow: Allow,
+    /// Runs of this job that may execute at once.
+    pub concurrency: usize,
+    /// Runs of this job that may wait; further requests are refused.
+    pub queue_limit: usize,
+    /// What a new request does to runs of the job already there.
+    pub on_new: OnNew,
+}
+
+/// What a new request does to the job's other runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnNew {
+    /// Wait in line.
+    #[default]
+    Queue,
+    /// Replace a still-queued run with the same arguments.
+    Replace,
+    /// Cancel the running ones: the latest request wins.
+    CancelRunning,
 }
 
 /// Who may run a job, and where. An empty list allows everyone (or everywhere).
@@ -192,6 +214,12 @@ struct RawJob {
     params: BTreeMap<String, RawParam>,
     #[serde(default)]
     allow: Allow,
+    #[serde(default)]
+    concurrency: Option<usize>,
+    #[serde(default)]
+    queue_limit: Option<usize>,
+    #[serde(default)]
+    on_new: OnNew,
 }
 
 #[derive(Deserialize)]
@@ -365,6 +393,11 @@ pub fn parse_job(name: &str, text: &str, base: &Path) -> Result<JobDef, Vec<(Str
         });
     }
     let params = parse_params(raw.params, &mut problems);
+    let concurrency = raw.concurrency.unwrap_or(1);
+    if concurrency == 0 {
+        problems.push(("concurrency".into(), "must be at least 1".into()));
+    }
+    let queue_limit = raw.queue_limit.unwrap_or(DEFAULT_QUEUE_LIMIT);
     for (i, step) in steps.iter().enumerate() {
         for arg in &step.run {
             for placeholder in placeholders(arg) {
@@ -388,6 +421,9 @@ pub fn parse_job(name: &str, text: &str, base: &Path) -> Result<JobDef, Vec<(Str
         steps,
         params,
         allow: raw.allow,
+        concurrency,
+        queue_limit,
+        on_new: raw.on_new,
     })
 }
 

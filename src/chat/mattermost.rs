@@ -221,6 +221,7 @@ pub fn render_ack(
     job: &str,
     user_name: &str,
     position: i64,
+    wait: Option<i64>,
     args: &str,
     link: &str,
 ) -> String {
@@ -230,6 +231,7 @@ pub fn render_ack(
         job,
         mention: &mention,
         position,
+        wait: wait.map(render::duration),
         args,
         link,
     }
@@ -500,13 +502,14 @@ mod tests {
 
     #[test]
     fn renders_the_acknowledgement_as_checked_in() {
-        let text = render_ack(42, "build", "alice", 1, "", "http://ci/runs/42");
+        let text = render_ack(42, "build", "alice", 1, None, "", "http://ci/runs/42");
         assert_matches_fixture(&text, "ack.md");
         let text = render_ack(
             7,
             "build",
             "alice",
             2,
+            Some(95_000),
             "target=web note=@channel",
             "http://ci/runs/7",
         );

@@ -386,6 +386,7 @@ struct AckText<'a> {
     job: &'a str,
     user: &'a str,
     position: i64,
+    wait: Option<String>,
     args: &'a str,
     link: &'a str,
 }
@@ -396,6 +397,7 @@ pub fn render_ack(
     job: &str,
     user: &str,
     position: i64,
+    wait: Option<i64>,
     args: &str,
     link: &str,
 ) -> String {
@@ -404,6 +406,7 @@ pub fn render_ack(
         job,
         user,
         position,
+        wait: wait.map(render::duration),
         args,
         link,
     }
@@ -1281,7 +1284,15 @@ mod tests {
 
     #[test]
     fn replies_are_text_messages() {
-        let text = render_ack(7, "build", "José <b>", 2, "target=web", "http://ci/runs/7");
+        let text = render_ack(
+            7,
+            "build",
+            "José <b>",
+            2,
+            None,
+            "target=web",
+            "http://ci/runs/7",
+        );
         assert_eq!(
             text,
             "⏳ Queued run **#7** of **build** (target=web) for José &#60;b&#62;, position 2 in the \

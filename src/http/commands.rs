@@ -4,12 +4,12 @@
 //! is shared, so the two platforms cannot drift apart.
 
 use super::{AppState, Error};
-use crate::catalog::{Caller, args};
+use crate::catalog::{Caller, OnNew, args};
 use crate::chat::Command;
 use crate::chat::parse_run_id;
 use crate::render::command::{self as words, Flavor};
 use crate::store::runs::{Ack, Inserted};
-use crate::store::{NewRun, RunId, RunStatus, now_ms};
+use crate::store::{Insert, NewRun, Position, RunId, RunStatus, now_ms};
 
 /// A platform's wording of the replies that have templates of their own.
 pub trait Replies {
@@ -17,8 +17,16 @@ pub trait Replies {
     fn flavor(&self) -> Flavor;
     /// How a user starts `job` here: `#build`, `@BuildBot build`.
     fn usage(&self, job: &str) -> String;
-    /// The acknowledgement of a queued run (with a delivery, when it must go through the outbox).
-    fn ack(&self, run_id: RunId, position: i64, new: &NewRun, link: &str) -> Ack;
+    /// The acknowledgement of a queued run (with a delivery, when it must go through the
+    /// outbox); `wait` is the expected wait in ms, when the job has history.
+    fn ack(
+        &self,
+        run_id: RunId,
+        position: Position,
+        wait: Option<i64>,
+        new: &NewRun,
+        link: &str,
+    ) -> Ack;
     /// The list of jobs, after an unknown word (and the closest name) or for `help`.
     fn jobs(
         &self,
@@ -67,6 +75,18 @@ pub async fn execute(
             .map(|job| (job.name.as_str(), job.description.as_str()))
             .collect()
     };
+    if matches!(command, Command::Run { .. } | Command::Retry { .. })
+        && let Err(wait) = state.rate.check(
+            &format!("{}:{}", base.platform, base.user_id),
+            state.config.rate_limit_per_minute,
+        )
+    {
+        return Ok(Answer::Text(words::notice(&format!(
+            "slow down, please: {} runs a minute at most; try again in {}s",
+            state.config.rate_limit_per_minute,
+            wait.as_secs().max(1)
+        ))));
+    }
     let text = match command {
         Command::Run { job, args } => {
             return run_job(state, base, &caller, &job, &args, replies).await;
@@ -167,14 +187,17 @@ async fn run_job(
         };
         let text = replies.refusal(job, &reason);
         tracing::info!(job, user = %new.user_name, channel = %new.channel_name, %reason, "request denied");
-        let inserted = state
+        let stored = state
             .store
             .insert_run(&new, now, |_, _| Ack {
                 text: text.clone(),
                 delivery: None,
             })
             .await?;
-        return Ok(Answer::Text(inserted.ack_text));
+        return Ok(Answer::Text(match stored {
+            Insert::Stored(inserted) => inserted.ack_text,
+            Insert::QueueFull(_) => text,
+        }));
     }
     let values = match args::bind(job, &def.params, args) {
         Ok(values) => values,
@@ -183,27 +206,89 @@ async fn run_job(
     let new = NewRun {
         job: job.to_string(),
         args: args::canonical(&values),
+        concurrency: i64::try_from(def.concurrency).unwrap_or(i64::MAX),
+        queue_limit: i64::try_from(def.queue_limit).unwrap_or(i64::MAX),
         ..base
     };
+    let median = median(&state.store.recent_durations(job, 20).await?);
     let public_url = &state.config.public_url;
-    let inserted = state
+    let stored = state
         .store
         .insert_run(&new, now, |run_id, position| {
+            let wait = median
+                .map(|m| m * ((position.place - 1 + position.running) / new.concurrency.max(1)));
             replies.ack(
                 run_id,
                 position,
+                wait.filter(|w| *w > 0),
                 &new,
                 &format!("{public_url}/runs/{run_id}"),
             )
         })
         .await?;
+    let inserted = match stored {
+        Insert::Stored(inserted) => inserted,
+        Insert::QueueFull(waiting) => {
+            let reason = format!(
+                "{waiting} runs of it are already waiting, its limit (queue_limit); try again when some have run"
+            );
+            return Ok(Answer::Text(replies.refusal(job, &reason)));
+        }
+    };
     if inserted.created {
         tracing::info!(run = %inserted.run_id, job = %new.job, user = %new.user_name,
             channel = %new.channel_name, platform = %new.platform, "run queued");
+        supersede(state, def.on_new, &new, inserted.run_id).await?;
         state.wake_workers.notify_waiters();
         state.wake_outbox.notify_one();
     }
     Ok(Answer::Ack(inserted))
+}
+
+/// The median of `durations`, when there are any.
+fn median(durations: &[i64]) -> Option<i64> {
+    let mut sorted = durations.to_vec();
+    sorted.sort_unstable();
+    sorted.get(sorted.len() / 2).copied()
+}
+
+/// Applies the job's `on_new` policy to its other runs, now that `new_run` is queued: replace a
+/// still-queued run with the same arguments, or cancel the running ones. Their threads are told
+/// why.
+async fn supersede(
+    state: &AppState,
+    policy: OnNew,
+    new: &NewRun,
+    new_run: RunId,
+) -> Result<(), Error> {
+    if policy == OnNew::Queue {
+        return Ok(());
+    }
+    let reason = format!("superseded by run #{new_run}");
+    for run in state.store.active_runs().await? {
+        if run.job != new.job || run.run_id == new_run {
+            continue;
+        }
+        match (policy, run.status) {
+            (OnNew::Replace, RunStatus::Queued) if run.args == new.args => {
+                let now = now_ms();
+                let mut replaced = run.clone();
+                replaced.status = RunStatus::Cancelled;
+                replaced.error = Some(reason.clone());
+                replaced.finished_at = Some(now);
+                let reply = crate::queue::result_reply(&state.config, &replaced, &[], &[]);
+                state
+                    .store
+                    .cancel_queued(run.run_id, &reason, now, reply.as_ref())
+                    .await?;
+            }
+            (OnNew::CancelRunning, RunStatus::Running) => {
+                state.cancels.cancel(run.run_id, &reason);
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// The run a command names, or the reply saying it cannot be found.
@@ -279,7 +364,10 @@ async fn cancel(
 }
 
 fn cancel_running(state: &AppState, run: &crate::store::RunRow, by: &str, f: Flavor) -> String {
-    if state.cancels.cancel(run.run_id, by) {
+    if state
+        .cancels
+        .cancel(run.run_id, &format!("cancelled by {by}"))
+    {
         words::cancelled(f, run, true)
     } else {
         words::notice(&format!(

@@ -21,7 +21,7 @@ use crate::chat::{Command, Platform, parse_after_trigger, parse_command};
 use crate::config::TeamsWebhook;
 use crate::render::command::Flavor;
 use crate::store::runs::Ack;
-use crate::store::{NewRun, RunId, now_ms};
+use crate::store::{NewRun, Position, RunId, now_ms};
 
 /// The longest a webhook request may take, body included.
 const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
@@ -137,12 +137,20 @@ impl Replies for MattermostReplies<'_> {
         }
     }
 
-    fn ack(&self, run_id: RunId, position: i64, new: &NewRun, link: &str) -> Ack {
+    fn ack(
+        &self,
+        run_id: RunId,
+        position: Position,
+        wait: Option<i64>,
+        new: &NewRun,
+        link: &str,
+    ) -> Ack {
         let text = mattermost::render_ack(
             run_id.0,
             &new.job,
             &new.user_name,
-            position,
+            position.place,
+            wait,
             &new.args,
             link,
         );
@@ -252,13 +260,21 @@ impl Replies for TeamsReplies<'_> {
         format!("@{} {job}", self.mention)
     }
 
-    fn ack(&self, run_id: RunId, position: i64, new: &NewRun, link: &str) -> Ack {
+    fn ack(
+        &self,
+        run_id: RunId,
+        position: Position,
+        wait: Option<i64>,
+        new: &NewRun,
+        link: &str,
+    ) -> Ack {
         Ack {
             text: teams::render_ack(
                 run_id.0,
                 &new.job,
                 &new.user_name,
-                position,
+                position.place,
+                wait,
                 &new.args,
                 link,
             ),

@@ -96,13 +96,13 @@ impl Cancels {
             .filter(|by| !by.is_empty())
     }
 
-    /// Stops run `run_id` (its steps' process groups are killed), recording who asked. False
-    /// when it is not running here.
-    pub fn cancel(&self, run_id: RunId, by: &str) -> bool {
+    /// Stops run `run_id` (its steps' process groups are killed); `reason` (`cancelled by
+    /// alice`) becomes the run's error. False when it is not running here.
+    pub fn cancel(&self, run_id: RunId, reason: &str) -> bool {
         let mut running = self.lock();
         match running.get_mut(&run_id) {
-            Some((stop, who)) => {
-                *who = by.to_string();
+            Some((stop, why)) => {
+                *why = reason.to_string();
                 stop.cancel();
                 true
             }
@@ -222,12 +222,12 @@ impl Worker {
 
         self.cancels.register(run_id, stop.clone());
         let result = self.execute(&run, &job, &values, &stop).await;
-        let cancelled_by = self.cancels.unregister(run_id);
+        let cancelled_because = self.cancels.unregister(run_id);
         let mut result = result?;
-        if let Some(by) = cancelled_by
+        if let Some(reason) = cancelled_because
             && result.status == RunStatus::Cancelled
         {
-            result.error = Some(format!("cancelled by {by}"));
+            result.error = Some(reason);
         }
         if lost.load(Ordering::SeqCst) {
             tracing::warn!(run = %run_id, attempt = run.attempt, "lease lost; result discarded");

@@ -367,6 +367,8 @@ pub struct AckMessage<'a> {
     pub job: &'a str,
     pub mention: &'a str,
     pub position: i64,
+    /// The expected wait, from the job's recent durations.
+    pub wait: Option<String>,
     pub args: &'a str,
     pub link: &'a str,
 }

@@ -15,7 +15,9 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 pub use outbox::DeliveryRow;
-pub use runs::{NewRun, RunId, RunRow, RunStatus, StepRow, StepStatus, TestFailureRow};
+pub use runs::{
+    Insert, NewRun, Position, RunId, RunRow, RunStatus, StepRow, StepStatus, TestFailureRow,
+};
 
 /// Failures of the store.
 #[derive(Debug, thiserror::Error)]

@@ -192,7 +192,7 @@ mod tests {
             job: "build".into(),
             ..NewRun::default()
         };
-        let inserted = store
+        let crate::store::Insert::Stored(inserted) = store
             .insert_run(&new, 100, |_, _| Ack {
                 text: "queued".into(),
                 delivery: Some(Delivery {
@@ -201,7 +201,10 @@ mod tests {
                 }),
             })
             .await
-            .unwrap();
+            .unwrap()
+        else {
+            panic!("stored")
+        };
 
         assert_eq!(store.next_delivery_at().await.unwrap(), Some(100));
         let row = store.try_claim_delivery(100, 200).await.unwrap().unwrap();

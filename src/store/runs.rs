@@ -136,6 +136,19 @@ pub struct NewRun {
     /// Set when permissions refused the request: it is recorded as `denied`, with this reason,
     /// and never runs.
     pub denied: Option<String>,
+    /// Runs of the job that may execute at once (at least 1).
+    pub concurrency: i64,
+    /// Runs of the job that may wait; 0 for no limit.
+    pub queue_limit: i64,
+}
+
+/// Where a new run stands, for its acknowledgement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    /// 1 for the next run of its job to start.
+    pub place: i64,
+    /// Runs of its job running now.
+    pub running: i64,
 }
 
 /// The acknowledgement of a newly stored run, made once its number and position are known.
@@ -154,8 +167,17 @@ pub struct Inserted {
     pub run_id: RunId,
     /// The acknowledgement (the stored one, for a duplicate).
     pub ack_text: String,
-    /// False when the trigger had been seen before.
+    /// False when the trigger had been seen before (or the queue was full).
     pub created: bool,
+}
+
+/// What [`Store::insert_run`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Insert {
+    /// Stored (or found again, for a trigger delivered twice).
+    Stored(Inserted),
+    /// Not stored: this many runs of the job already wait, the job's limit.
+    QueueFull(i64),
 }
 
 /// A `run` row.
@@ -270,14 +292,30 @@ impl Store {
         &self,
         new: &NewRun,
         now: i64,
-        ack: impl FnOnce(RunId, i64) -> Ack,
-    ) -> Result<Inserted> {
-        let mut tx = self.pool.begin().await?;
+        ack: impl FnOnce(RunId, Position) -> Ack,
+    ) -> Result<Insert> {
+        // IMMEDIATE: this transaction reads, then writes. Taking the write lock first makes a
+        // concurrent writer wait (busy_timeout) instead of failing our late upgrade.
+        let mut tx = self.pool.begin_with("begin immediate").await?;
+        if let Some(existing) = find_message(&mut tx, new).await? {
+            tx.commit().await?;
+            return Ok(Insert::Stored(existing));
+        }
+        if new.denied.is_none() && new.queue_limit > 0 {
+            let (waiting,): (i64,) =
+                sqlx::query_as("select count(*) from run where job = ? and status = 'queued'")
+                    .bind(&new.job)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if waiting >= new.queue_limit {
+                return Ok(Insert::QueueFull(waiting));
+            }
+        }
         let inserted: Option<(RunId,)> = sqlx::query_as(
             "insert into run (platform, team_id, team_name, channel_id, channel_name, user_id,
                  user_name, message_id, thread_root_id, message, job, args, hook, ack_text,
-                 created_at, status, error, finished_at)
-             values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?)
+                 created_at, status, error, finished_at, concurrency)
+             values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?, ?)
              on conflict (platform, message_id) do nothing
              returning run_id",
         )
@@ -302,26 +340,20 @@ impl Store {
         })
         .bind(&new.denied)
         .bind(new.denied.as_ref().map(|_| now))
+        .bind(new.concurrency.max(1))
         .fetch_optional(&mut *tx)
         .await?;
 
         let Some((run_id,)) = inserted else {
-            let (run_id, ack_text): (RunId, String) = sqlx::query_as(
-                "select run_id, ack_text from run where platform = ? and message_id = ?",
-            )
-            .bind(&new.platform)
-            .bind(&new.message_id)
-            .fetch_one(&mut *tx)
-            .await?;
+            // The same message, stored by a concurrent request since we looked.
+            let existing = find_message(&mut tx, new).await?;
             tx.commit().await?;
-            return Ok(Inserted {
-                run_id,
-                ack_text,
-                created: false,
-            });
+            return existing
+                .map(Insert::Stored)
+                .ok_or(super::Error::Sqlx(sqlx::Error::RowNotFound));
         };
 
-        let position = queue_position(&mut tx, run_id).await?;
+        let position = job_position(&mut tx, &new.job, run_id).await?;
         let ack = ack(run_id, position);
         sqlx::query("update run set ack_text = ? where run_id = ?")
             .bind(&ack.text)
@@ -332,11 +364,30 @@ impl Store {
             outbox::insert(&mut tx, Some(run_id), delivery, now).await?;
         }
         tx.commit().await?;
-        Ok(Inserted {
+        Ok(Insert::Stored(Inserted {
             run_id,
             ack_text: ack.text,
             created: true,
-        })
+        }))
+    }
+
+    /// Durations of the job's last `limit` finished runs that ran, newest first.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn recent_durations(&self, job: &str, limit: i64) -> Result<Vec<i64>> {
+        let rows: Vec<(i64,)> = sqlx::query_as(
+            "select finished_at - started_at from run
+             where job = ? and status in ('succeeded', 'failed') and started_at is not null
+                 and finished_at is not null
+             order by run_id desc limit ?",
+        )
+        .bind(job)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(d,)| d).collect())
     }
 
     /// Takes the oldest run that is queued, or whose worker's lease expired, for `owner`:
@@ -355,14 +406,19 @@ impl Store {
             "update run set status = 'running', attempt = attempt + 1, lease_owner = ?,
                  lease_expires_at = ?, started_at = ?
              where run_id = (
-                 select run_id from run
-                 where status = 'queued' or (status = 'running' and lease_expires_at < ?)
-                 order by run_id limit 1)
+                 select r.run_id from run r
+                 where (r.status = 'queued'
+                        and (select count(*) from run x
+                             where x.job = r.job and x.status = 'running'
+                                 and x.lease_expires_at >= ?) < r.concurrency)
+                    or (r.status = 'running' and r.lease_expires_at < ?)
+                 order by r.run_id limit 1)
              returning {RUN_COLUMNS}"
         );
         let row = sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(sql))
             .bind(owner)
             .bind(lease_until)
+            .bind(now)
             .bind(now)
             .bind(now)
             .fetch_optional(&self.pool)
@@ -711,14 +767,37 @@ impl Store {
     }
 }
 
-/// 1 for the next run to start: the queued runs up to and including this one.
-async fn queue_position(tx: &mut Transaction<'_, Sqlite>, run_id: RunId) -> Result<i64> {
-    let (position,): (i64,) =
-        sqlx::query_as("select count(*) from run where status = 'queued' and run_id <= ?")
-            .bind(run_id)
-            .fetch_one(&mut **tx)
+/// The run stored for this trigger message, if any.
+async fn find_message(tx: &mut Transaction<'_, Sqlite>, new: &NewRun) -> Result<Option<Inserted>> {
+    let found: Option<(RunId, String)> =
+        sqlx::query_as("select run_id, ack_text from run where platform = ? and message_id = ?")
+            .bind(&new.platform)
+            .bind(&new.message_id)
+            .fetch_optional(&mut **tx)
             .await?;
-    Ok(position)
+    Ok(found.map(|(run_id, ack_text)| Inserted {
+        run_id,
+        ack_text,
+        created: false,
+    }))
+}
+
+/// Where a run of `job` stands: 1 for the next of its job to start, and how many run now.
+async fn job_position(
+    tx: &mut Transaction<'_, Sqlite>,
+    job: &str,
+    run_id: RunId,
+) -> Result<Position> {
+    let (place, running): (i64, i64) = sqlx::query_as(
+        "select coalesce(sum(status = 'queued' and run_id <= ?), 0),
+                coalesce(sum(status = 'running'), 0)
+         from run where job = ? and status in ('queued', 'running')",
+    )
+    .bind(run_id)
+    .bind(job)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(Position { place, running })
 }
 
 #[cfg(test)]
@@ -743,10 +822,17 @@ mod tests {
         }
     }
 
-    fn ack(run_id: RunId, position: i64) -> Ack {
+    fn ack(run_id: RunId, position: Position) -> Ack {
         Ack {
-            text: format!("#{run_id} at {position}"),
+            text: format!("#{run_id} at {}", position.place),
             delivery: None,
+        }
+    }
+
+    fn stored(insert: Insert) -> Inserted {
+        match insert {
+            Insert::Stored(inserted) => inserted,
+            Insert::QueueFull(n) => panic!("queue full at {n}"),
         }
     }
 
@@ -765,9 +851,9 @@ mod tests {
     #[tokio::test]
     async fn the_same_message_makes_one_run_with_the_same_acknowledgement() {
         let (_dir, store) = store().await;
-        let first = store.insert_run(&new_run("p1"), 1, ack).await.unwrap();
-        let second = store.insert_run(&new_run("p2"), 2, ack).await.unwrap();
-        let again = store.insert_run(&new_run("p1"), 3, ack).await.unwrap();
+        let first = stored(store.insert_run(&new_run("p1"), 1, ack).await.unwrap());
+        let second = stored(store.insert_run(&new_run("p2"), 2, ack).await.unwrap());
+        let again = stored(store.insert_run(&new_run("p1"), 3, ack).await.unwrap());
         assert!(first.created && second.created && !again.created);
         assert_eq!(first.ack_text, "#1 at 1");
         assert_eq!(second.ack_text, "#2 at 2");
@@ -784,7 +870,7 @@ mod tests {
             denied: Some("bob is not in the job's allow.users".into()),
             ..new_run("p3")
         };
-        let third = store.insert_run(&denied, 4, ack).await.unwrap();
+        let third = stored(store.insert_run(&denied, 4, ack).await.unwrap());
         let row = store.get_run(third.run_id).await.unwrap().unwrap();
         assert_eq!(row.status, RunStatus::Denied);
         assert_eq!(row.finished_at, Some(4));
@@ -799,7 +885,17 @@ mod tests {
     async fn claims_oldest_first_and_a_lost_lease_cannot_finish() {
         let (_dir, store) = store().await;
         store.insert_run(&new_run("p1"), 1, ack).await.unwrap();
-        store.insert_run(&new_run("p2"), 2, ack).await.unwrap();
+        store
+            .insert_run(
+                &NewRun {
+                    job: "lint".into(),
+                    ..new_run("p2")
+                },
+                2,
+                ack,
+            )
+            .await
+            .unwrap();
 
         let run = store.try_claim("w1", 10, 20).await.unwrap().unwrap();
         assert_eq!(

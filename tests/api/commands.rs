@@ -175,13 +175,15 @@ async fn retry_runs_the_same_job_with_the_same_arguments_and_cancel_stops_a_queu
         (first.args.as_str(), "teams")
     );
 
-    // Two workers: two slow runs take them, the third waits.
+    // One slow run at a time (the job's default concurrency): the next two wait.
     say(&app, "alice", "#slow", "p2").await;
     say(&app, "alice", "#slow", "p3").await;
     say(&app, "alice", "#slow", "p4").await;
     let text = say(&app, "alice", "#ci queue", "p5").await;
     assert!(
-        text.contains("**Queued here:**\n• 1. **#5** of **slow** for alice"),
+        text.contains(
+            "**Queued here:**\n• 1. **#4** of **slow** for alice\n• 2. **#5** of **slow** for alice"
+        ),
         "{text}"
     );
     let text = say(&app, "alice", "#ci cancel 5", "p6").await;

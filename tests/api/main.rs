@@ -8,5 +8,6 @@ mod commands;
 mod helpers;
 mod history;
 mod mattermost;
+mod policies;
 mod queue;
 mod teams;

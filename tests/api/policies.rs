@@ -1,0 +1,184 @@
+//! Queue policies: concurrency, queue limits, what a new request does to older runs, the
+//! expected wait, and the per-user rate limit.
+
+use chatrun::store::RunId;
+use serde_json::Value;
+
+use crate::helpers::{TestApp, spawn_app_with, wait_for};
+
+const SLOW: &str = "[[steps]]\nname = \"Wait\"\nrun = [\"sleep\", \"30\"]\n";
+
+async fn say(app: &TestApp, user: &str, text: &str, post_id: &str) -> String {
+    let mut fields = app.payload(text, post_id);
+    for field in fields.iter_mut() {
+        match field.0 {
+            "user_name" => field.1 = user.into(),
+            "user_id" => field.1 = format!("{user}-id"),
+            _ => {}
+        }
+    }
+    let reply: Value = app.post_form(&fields).await.json().await.unwrap();
+    reply["text"].as_str().unwrap_or_default().to_string()
+}
+
+async fn status_of(app: &TestApp, id: i64) -> String {
+    app.store
+        .get_run(RunId(id))
+        .await
+        .unwrap()
+        .map(|r| r.status.as_str().to_string())
+        .unwrap_or_default()
+}
+
+async fn wait_status(app: &TestApp, id: i64, status: &str) {
+    wait_for(|| async { (status_of(app, id).await == status).then_some(()) }).await;
+}
+
+#[tokio::test]
+async fn concurrency_and_queue_limit_bound_a_jobs_runs() {
+    let job = format!("concurrency = 1\nqueue_limit = 2\n{SLOW}");
+    let app = spawn_app_with(&[("one", &job)]).await;
+
+    let (a, b, c, d) = tokio::join!(
+        say(&app, "u1", "#one", "q1"),
+        say(&app, "u2", "#one", "q2"),
+        say(&app, "u3", "#one", "q3"),
+        say(&app, "u4", "#one", "q4"),
+    );
+    let replies = [a, b, c, d];
+    let refused: Vec<&String> = replies
+        .iter()
+        .filter(|r| r.contains("Not running"))
+        .collect();
+    assert_eq!(refused.len(), 1, "{replies:?}");
+    assert!(
+        refused[0].contains("2 runs of it are already waiting, its limit \\(queue\\_limit\\)"),
+        "{}",
+        refused[0]
+    );
+    assert_eq!(app.store.list_runs(None, 10).await.unwrap().len(), 3);
+    wait_for(|| async { (app.store.counts().await.unwrap() == (2, 1)).then_some(()) }).await;
+    // Still one at a time after a while: the queued ones wait for the running one.
+    let text = say(&app, "u1", "#ci queue", "q5").await;
+    assert_eq!(text.matches("**#").count(), 3, "{text}");
+    for id in 1..=3 {
+        say(
+            &app,
+            &format!("u{id}"),
+            &format!("#ci cancel {id}"),
+            &format!("c{id}"),
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn replace_supersedes_a_queued_run_with_the_same_arguments() {
+    let job = format!(
+        "on_new = \"replace\"\n[params.branch]\ndefault = \"main\"\npositional = 1\n{SLOW}"
+    );
+    let app = spawn_app_with(&[("deploy", &job)]).await;
+    say(&app, "alice", "#deploy", "r1").await;
+    wait_status(&app, 1, "running").await;
+    say(&app, "alice", "#deploy feature", "r2").await;
+    say(&app, "bob", "#deploy main", "r3").await;
+    say(&app, "bob", "#deploy feature", "r4").await;
+
+    wait_status(&app, 2, "cancelled").await;
+    let replaced = app.store.get_run(RunId(2)).await.unwrap().unwrap();
+    assert_eq!(replaced.error.as_deref(), Some("superseded by run #4"));
+    assert_eq!(
+        status_of(&app, 1).await,
+        "running",
+        "running runs are left alone"
+    );
+    assert_eq!(
+        status_of(&app, 3).await,
+        "queued",
+        "other arguments are left alone"
+    );
+    // The superseded run's thread is told why.
+    let posts = app.posts(1).await;
+    let message = crate::helpers::body(&posts[0])["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.contains("run #2 cancelled") && message.contains("superseded by run \\#4"),
+        "{message}"
+    );
+    for id in [1, 3, 4] {
+        say(
+            &app,
+            "alice",
+            &format!("#ci cancel {id}"),
+            &format!("c{id}"),
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn cancel_running_lets_the_latest_request_win() {
+    let job = format!("on_new = \"cancel_running\"\n{SLOW}");
+    let app = spawn_app_with(&[("preview", &job)]).await;
+    say(&app, "alice", "#preview", "w1").await;
+    wait_status(&app, 1, "running").await;
+    say(&app, "bob", "#preview", "w2").await;
+
+    wait_status(&app, 1, "cancelled").await;
+    let first = app.store.get_run(RunId(1)).await.unwrap().unwrap();
+    assert_eq!(first.error.as_deref(), Some("superseded by run #2"));
+    wait_status(&app, 2, "running").await;
+    say(&app, "bob", "#ci cancel 2", "c2").await;
+}
+
+#[tokio::test]
+async fn the_acknowledgement_gives_the_expected_wait_once_the_job_has_history() {
+    let app = spawn_app_with(&[(
+        "nap",
+        "[[steps]]\nname = \"Nap\"\nrun = [\"sleep\", \"0.3\"]\n",
+    )])
+    .await;
+    let first = say(&app, "alice", "#nap", "n1").await;
+    assert!(!first.contains("expected"), "no history yet: {first}");
+    app.finished_run(1).await;
+
+    say(&app, "alice", "#nap", "n2").await;
+    wait_status(&app, 2, "running").await;
+    let third = say(&app, "alice", "#nap", "n3").await;
+    assert!(
+        third.contains("position 1 in the queue, expected to start in about 0.3s"),
+        "{third}"
+    );
+}
+
+#[tokio::test]
+async fn a_user_who_starts_too_many_runs_is_asked_to_slow_down() {
+    let app = spawn_app_with(&[("quick", "[[steps]]\nname = \"x\"\nrun = [\"true\"]\n")]).await;
+    for i in 0..10 {
+        let text = say(&app, "alice", "#quick", &format!("f{i}")).await;
+        assert!(text.contains("Queued run"), "{i}: {text}");
+    }
+    let text = say(&app, "alice", "#quick", "f10").await;
+    assert!(
+        text.contains("slow down, please: 10 runs a minute at most; try again in"),
+        "{text}"
+    );
+    // Others, and commands that start nothing, are not limited.
+    assert!(
+        say(&app, "bob", "#quick", "f11")
+            .await
+            .contains("Queued run")
+    );
+    assert!(
+        !say(&app, "alice", "#ci queue", "f12")
+            .await
+            .contains("slow down")
+    );
+    assert!(
+        say(&app, "alice", "#ci help", "f13")
+            .await
+            .contains("Jobs you can run")
+    );
+}
