@@ -266,7 +266,8 @@ async fn supersede(
     }
     let reason = format!("superseded by run #{new_run}");
     for run in state.store.active_runs().await? {
-        if run.job != new.job || run.run_id == new_run {
+        // Only older runs: two requests racing must not supersede each other.
+        if run.job != new.job || run.run_id >= new_run {
             continue;
         }
         match (policy, run.status) {

@@ -243,3 +243,39 @@ async fn denied_requests_are_refused_recorded_and_hidden_from_help() {
     let text = say(&app, "root", "#ci cancel 3", "p5").await;
     assert!(!text.contains("may cancel it"), "{text}");
 }
+
+#[tokio::test]
+async fn status_queue_and_cancel_work_from_teams_too() {
+    let app = app().await;
+    let ack = say_teams(&app, "slow", "2001").await;
+    assert!(
+        ack.contains("Queued run **#1** of **slow** for Ada Lovelace"),
+        "{ack}"
+    );
+    wait_for(|| async {
+        let steps = app.store.steps(RunId(1)).await.unwrap();
+        (steps.first()?.status == StepStatus::Running).then_some(())
+    })
+    .await;
+
+    let text = say_teams(&app, "status 1", "2002").await;
+    assert!(
+        text.contains("Run **#1** of **slow**, asked by Ada Lovelace: running step 1/1 (Wait)"),
+        "{text}"
+    );
+    let text = say_teams(&app, "queue", "2003").await;
+    assert!(
+        text.starts_with("**Running here:**<br>\n• **#1** of **slow** for Ada Lovelace"),
+        "{text}"
+    );
+    let text = say_teams(&app, "cancel 1", "2004").await;
+    assert!(text.contains("Cancelling run **#1** of **slow**"), "{text}");
+    let run = app.finished_run(1).await;
+    assert_eq!(run.error.as_deref(), Some("cancelled by Ada Lovelace"));
+    // The result card says so.
+    let cards = app.cards(1).await;
+    let card = String::from_utf8_lossy(&cards[0].body).to_string();
+    assert!(card.contains("cancelled by Ada Lovelace"), "{card}");
+    let text = say_teams(&app, "stauts 1", "2005").await;
+    assert!(text.contains("Did you mean **status**?"), "{text}");
+}

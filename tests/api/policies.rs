@@ -119,6 +119,36 @@ async fn replace_supersedes_a_queued_run_with_the_same_arguments() {
 }
 
 #[tokio::test]
+async fn replace_under_concurrent_triggers_keeps_exactly_one_of_the_same_request() {
+    let job = format!("on_new = \"replace\"\n{SLOW}");
+    let app = spawn_app_with(&[("deploy", &job)]).await;
+    say(&app, "alice", "#deploy", "k1").await;
+    wait_status(&app, 1, "running").await;
+
+    tokio::join!(
+        say(&app, "alice", "#deploy", "k2"),
+        say(&app, "bob", "#deploy", "k3"),
+        say(&app, "carol", "#deploy", "k4"),
+    );
+
+    // Runs 2 to 4 ask for the same thing: each newer one replaced the one before.
+    wait_status(&app, 2, "cancelled").await;
+    wait_status(&app, 3, "cancelled").await;
+    assert_eq!(status_of(&app, 4).await, "queued");
+    let second = app.store.get_run(RunId(2)).await.unwrap().unwrap();
+    assert!(second.error.unwrap().starts_with("superseded by run #"));
+    for id in [1, 4] {
+        say(
+            &app,
+            "alice",
+            &format!("#ci cancel {id}"),
+            &format!("c{id}"),
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
 async fn cancel_running_lets_the_latest_request_win() {
     let job = format!("on_new = \"cancel_running\"\n{SLOW}");
     let app = spawn_app_with(&[("preview", &job)]).await;
