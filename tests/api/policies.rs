@@ -39,13 +39,16 @@ async fn concurrency_and_queue_limit_bound_a_jobs_runs() {
     let job = format!("concurrency = 1\nqueue_limit = 2\n{SLOW}");
     let app = spawn_app_with(&[("one", &job)]).await;
 
-    let (a, b, c, d) = tokio::join!(
+    say(&app, "u0", "#one", "q0").await;
+    wait_status(&app, 1, "running").await;
+
+    // Three more at once: two may wait (queue_limit), the third is refused.
+    let (a, b, c) = tokio::join!(
         say(&app, "u1", "#one", "q1"),
         say(&app, "u2", "#one", "q2"),
         say(&app, "u3", "#one", "q3"),
-        say(&app, "u4", "#one", "q4"),
     );
-    let replies = [a, b, c, d];
+    let replies = [a, b, c];
     let refused: Vec<&String> = replies
         .iter()
         .filter(|r| r.contains("Not running"))
@@ -57,7 +60,7 @@ async fn concurrency_and_queue_limit_bound_a_jobs_runs() {
         refused[0]
     );
     assert_eq!(app.store.list_runs(None, 10).await.unwrap().len(), 3);
-    wait_for(|| async { (app.store.counts().await.unwrap() == (2, 1)).then_some(()) }).await;
+    assert_eq!(app.store.counts().await.unwrap(), (2, 1));
     // Still one at a time after a while: the queued ones wait for the running one.
     let text = say(&app, "u1", "#ci queue", "q5").await;
     assert_eq!(text.matches("**#").count(), 3, "{text}");
