@@ -174,6 +174,12 @@ async fn retry_runs_the_same_job_with_the_same_arguments_and_cancel_stops_a_queu
         (second.args.as_str(), second.platform.as_str()),
         (first.args.as_str(), "teams")
     );
+    let text = say(&app, "bob", "#ci retry #2", "p1b").await;
+    assert!(
+        text.contains("Queued run **#3** of **build** (branch=feature/x target=web) for @bob"),
+        "{text}"
+    );
+    app.finished_run(3).await;
 
     // One slow run at a time (the job's default concurrency): the next two wait.
     say(&app, "alice", "#slow", "p2").await;
@@ -182,19 +188,19 @@ async fn retry_runs_the_same_job_with_the_same_arguments_and_cancel_stops_a_queu
     let text = say(&app, "alice", "#ci queue", "p5").await;
     assert!(
         text.contains(
-            "**Queued here:**\n• 1. **#4** of **slow** for alice\n• 2. **#5** of **slow** for alice"
+            "**Queued here:**\n• 1. **#5** of **slow** for alice\n• 2. **#6** of **slow** for alice"
         ),
         "{text}"
     );
-    let text = say(&app, "alice", "#ci cancel 5", "p6").await;
+    let text = say(&app, "alice", "#ci cancel 6", "p6").await;
     assert!(
-        text.contains("Cancelled run **#5** of **slow** before it started"),
+        text.contains("Cancelled run **#6** of **slow** before it started"),
         "{text}"
     );
-    let cancelled = app.finished_run(5).await;
+    let cancelled = app.finished_run(6).await;
     assert_eq!(cancelled.error.as_deref(), Some("cancelled by alice"));
     assert!(cancelled.started_at.is_none());
-    for run in [3, 4] {
+    for run in [4, 5] {
         say(
             &app,
             "alice",
@@ -278,4 +284,26 @@ async fn status_queue_and_cancel_work_from_teams_too() {
     assert!(card.contains("cancelled by Ada Lovelace"), "{card}");
     let text = say_teams(&app, "stauts 1", "2005").await;
     assert!(text.contains("Did you mean **status**?"), "{text}");
+}
+
+#[tokio::test]
+async fn injection_attempts_from_teams_are_refused_too() {
+    let app = app().await;
+    for (i, attack) in [
+        "\"$(id)\"",
+        "web;id",
+        "--force",
+        "`id`",
+        "&quot;a&quot;&amp;&amp;id",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let text = say_teams(&app, &format!("build {attack}"), &format!("30{i}")).await;
+        assert!(
+            text.starts_with("🚫 Not running **build**:"),
+            "{attack}: {text}"
+        );
+    }
+    assert!(app.store.list_runs(None, 10).await.unwrap().is_empty());
 }
