@@ -39,16 +39,7 @@ async fn app() -> TestApp {
 
 /// Sends `text` as `user` in Mattermost and returns the reply text.
 async fn say(app: &TestApp, user: &str, text: &str, post_id: &str) -> String {
-    let mut fields = app.payload(text, post_id);
-    for field in fields.iter_mut() {
-        match field.0 {
-            "user_name" => field.1 = user.into(),
-            "user_id" => field.1 = format!("{user}-id"),
-            _ => {}
-        }
-    }
-    let reply: Value = app.post_form(&fields).await.json().await.unwrap();
-    reply["text"].as_str().unwrap_or_default().to_string()
+    app.say(user, text, post_id).await
 }
 
 /// Sends `text` after the mention in Teams and returns the reply text.

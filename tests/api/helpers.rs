@@ -231,6 +231,20 @@ impl TestApp {
             .expect("chatrun answers")
     }
 
+    /// Sends `text` as Mattermost user `user` (id `<user>-id`) and returns the reply text.
+    pub async fn say(&self, user: &str, text: &str, post_id: &str) -> String {
+        let mut fields = self.payload(text, post_id);
+        for field in fields.iter_mut() {
+            match field.0 {
+                "user_name" => field.1 = user.into(),
+                "user_id" => field.1 = format!("{user}-id"),
+                _ => {}
+            }
+        }
+        let reply: serde_json::Value = self.post_form(&fields).await.json().await.unwrap();
+        reply["text"].as_str().unwrap_or_default().to_string()
+    }
+
     /// Sends `text` as post `post_id`, form-encoded, and returns the reply JSON.
     pub async fn trigger(&self, text: &str, post_id: &str) -> serde_json::Value {
         let response = self.post_form(&self.payload(text, post_id)).await;
