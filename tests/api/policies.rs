@@ -206,3 +206,32 @@ async fn a_user_who_starts_too_many_runs_is_asked_to_slow_down() {
             .contains("Jobs you can run")
     );
 }
+
+#[tokio::test]
+async fn cancel_running_under_concurrent_triggers_never_cancels_the_newest() {
+    let job = format!("on_new = \"cancel_running\"\n{SLOW}");
+    let app = spawn_app_with(&[("preview", &job)]).await;
+    say(&app, "alice", "#preview", "z1").await;
+    wait_status(&app, 1, "running").await;
+
+    tokio::join!(
+        say(&app, "bob", "#preview", "z2"),
+        say(&app, "carol", "#preview", "z3"),
+    );
+
+    wait_status(&app, 1, "cancelled").await;
+    wait_for(|| async {
+        let two = status_of(&app, 2).await;
+        let three = status_of(&app, 3).await;
+        (two == "running" || three == "running").then_some(())
+    })
+    .await;
+    assert_ne!(
+        status_of(&app, 3).await,
+        "cancelled",
+        "the newest request stays"
+    );
+    for (id, user) in [(2, "bob"), (3, "carol")] {
+        say(&app, user, &format!("#ci cancel {id}"), &format!("c{id}")).await;
+    }
+}
