@@ -86,6 +86,8 @@ pub struct Allow {
 /// Who asks, and where: what permissions are checked against.
 #[derive(Debug, Clone, Default)]
 pub struct Caller {
+    /// `mattermost` or `teams`: Teams display names are not unique, so there only ids count.
+    pub platform: String,
     pub user_id: String,
     pub user_name: String,
     pub channel_id: String,
@@ -134,9 +136,10 @@ impl Allow {
     }
 
     fn user_in(list: &[String], caller: &Caller) -> bool {
+        let by_name = caller.platform != "teams";
         list.iter().any(|entry| {
             let entry = entry.strip_prefix("aad:").unwrap_or(entry);
-            !entry.is_empty() && (entry == caller.user_name || entry == caller.user_id)
+            !entry.is_empty() && (entry == caller.user_id || (by_name && entry == caller.user_name))
         })
     }
 }
@@ -688,12 +691,20 @@ run = ["deploy", "{target}"]
             Some("channel random is not in the job's allow.channels")
         );
         let teams_user = Caller {
+            platform: "teams".into(),
             user_id: "3a7c".into(),
             user_name: "Ada".into(),
             channel_name: "ci".into(),
             ..Caller::default()
         };
         assert_eq!(allow.denies(&teams_user), None);
+        // A Teams display name is not an identity.
+        let impostor = Caller {
+            user_id: "other".into(),
+            user_name: "alice".into(),
+            ..teams_user
+        };
+        assert!(allow.denies(&impostor).is_some());
         assert!(allow.is_admin(&caller("root", "x")));
         assert!(!allow.is_admin(&caller("alice", "x")));
         assert_eq!(Allow::default().denies(&caller("anyone", "anywhere")), None);

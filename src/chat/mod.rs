@@ -93,6 +93,20 @@ pub fn parse_command(text: &str, jobs: &[&str]) -> Command {
     if crate::catalog::BUILT_INS.contains(&bare) {
         return parse_after_trigger(&format!("{bare} {rest}"), jobs);
     }
+    // `#biuld` alone: a mistyped job as the trigger word, not a generic one like `#ci`.
+    if rest.trim().is_empty()
+        && let Some(suggestion) = closest(
+            bare,
+            jobs.iter()
+                .copied()
+                .chain(crate::catalog::BUILT_INS.iter().copied()),
+        )
+    {
+        return Command::Unknown {
+            word: bare.to_string(),
+            suggestion: Some(suggestion),
+        };
+    }
     parse_after_trigger(rest, jobs)
 }
 
@@ -235,6 +249,13 @@ mod tests {
         );
         assert_eq!(parse("#status 4"), Command::Status { run: "4".into() });
         assert_eq!(parse("#ci"), Command::Help { job: None });
+        assert_eq!(
+            parse("#biuld"),
+            Command::Unknown {
+                word: "biuld".into(),
+                suggestion: Some("build".into())
+            }
+        );
         assert_eq!(parse(""), Command::Help { job: None });
     }
 

@@ -59,6 +59,7 @@ pub async fn execute(
     replies: &impl Replies,
 ) -> Result<Answer, Error> {
     let caller = Caller {
+        platform: base.platform.clone(),
         user_id: base.user_id.clone(),
         user_name: base.user_name.clone(),
         channel_id: base.channel_id.clone(),
@@ -102,8 +103,15 @@ pub async fn execute(
                 replies.jobs(Some(&name), suggestion.as_deref(), jobs)
             }
         },
-        Command::Unknown { word, suggestion } => {
-            replies.jobs(Some(&word), suggestion.as_deref(), visible())
+        Command::Unknown { word, .. } => {
+            // Suggest only what this caller may run (or a command).
+            let jobs = visible();
+            let names = jobs
+                .iter()
+                .map(|j| j.0)
+                .chain(crate::catalog::BUILT_INS.iter().copied());
+            let suggestion = crate::chat::closest(&word, names);
+            replies.jobs(Some(&word), suggestion.as_deref(), jobs)
         }
         Command::Queue => {
             let active = state.store.active_runs().await?;

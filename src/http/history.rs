@@ -15,9 +15,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
+use super::api::FilterQuery;
 use super::{AppState, Error};
 use crate::render;
 use crate::runner::output::TAIL_BYTES;
@@ -32,11 +32,6 @@ pub fn router() -> Router<AppState> {
         .route("/", get(runs_page))
         .route("/runs/{id}", get(run_page))
         .route("/runs/{id}/log", get(run_log))
-}
-
-#[derive(Deserialize)]
-struct PageQuery {
-    before: Option<i64>,
 }
 
 struct RunItem {
@@ -57,16 +52,23 @@ struct RunsPage {
     queued: i64,
     running: i64,
     first_page: bool,
-    next_before: Option<i64>,
+    /// The query string of the next (older) page, filters kept.
+    next_page: Option<String>,
+    /// The query string of the first page with the same filters.
+    first_page_query: String,
+    /// The filter form's values.
+    form: FilterQuery,
+    statuses: &'static [&'static str],
 }
 
 async fn runs_page(
     State(state): State<AppState>,
-    Query(query): Query<PageQuery>,
+    Query(query): Query<FilterQuery>,
 ) -> Result<RunsPage, Error> {
+    let (filter, _, cursor) = query.parse()?;
     let rows = state
         .store
-        .list_runs(query.before.map(RunId), PAGE_SIZE + 1)
+        .search_runs(&filter, cursor, PAGE_SIZE + 1)
         .await?;
     let (queued, running) = state.store.counts().await?;
     let more = rows.len() > usize::try_from(PAGE_SIZE).unwrap_or(usize::MAX);
@@ -85,16 +87,43 @@ async fn runs_page(
             duration: render::run_duration(run, now).map_or_else(String::new, render::duration),
         })
         .collect();
+    let with_cursor = |cursor: Option<i64>| {
+        let pairs: Vec<(&str, String)> = [
+            ("job", &query.job),
+            ("status", &query.status),
+            ("user", &query.user),
+            ("channel", &query.channel),
+            ("platform", &query.platform),
+            ("since", &query.since),
+            ("until", &query.until),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.clone().filter(|v| !v.is_empty()).map(|v| (k, v)))
+        .chain(cursor.map(|c| ("cursor", c.to_string())))
+        .collect();
+        serde_urlencoded::to_string(pairs).unwrap_or_default()
+    };
     Ok(RunsPage {
-        next_before: if more {
-            runs.last().map(|r| r.id)
+        next_page: if more {
+            runs.last().map(|r| with_cursor(Some(r.id)))
         } else {
             None
         },
+        first_page_query: with_cursor(None),
         runs,
         queued,
         running,
-        first_page: query.before.is_none(),
+        first_page: cursor.is_none(),
+        form: query,
+        statuses: &[
+            "queued",
+            "running",
+            "succeeded",
+            "failed",
+            "timed_out",
+            "cancelled",
+            "denied",
+        ],
     })
 }
 

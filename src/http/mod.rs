@@ -3,6 +3,7 @@
 //! Each file has its own `router()`; [`router`] merges them. Handlers only translate between
 //! HTTP and the pure modules and the store; [`Error`] is the one error that becomes a response.
 
+pub mod api;
 pub mod commands;
 pub mod error;
 pub mod health;
@@ -91,6 +92,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(webhooks::router())
         .merge(history::router())
+        .merge(api::router())
         .merge(health::router())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)

@@ -75,10 +75,10 @@ async fn mattermost_hook(
 
     let jobs: Vec<&str> = state.catalog.jobs().map(|j| j.name.as_str()).collect();
     let command = parse_command(&payload.text, &jobs);
-    // A channel-bound webhook without trigger words sees every message of its channel:
-    // answer only what is meant for us.
+    // A channel-bound webhook without trigger words sees every message of its channel: answer
+    // only a job's name or `help` ("queue is long today" is not a command).
     if payload.trigger_word.is_empty()
-        && matches!(command, Command::Help { .. } | Command::Unknown { .. })
+        && !matches!(command, Command::Run { .. })
         && !asks_for_help(&payload.text)
     {
         return Ok(json("{}".into()));

@@ -208,13 +208,16 @@ pub fn help_job(f: Flavor, job: &JobDef, usage: &str) -> String {
             })
             .collect();
         if let Some(first) = job.params.first() {
-            lines.push(format!(
-                "Usage: **{} {}** or **{} {}=…**",
-                f.escape(usage),
-                example_positional.join(" "),
-                f.escape(usage),
-                f.escape(&first.name)
-            ));
+            let named = format!("**{} {}=…**", f.escape(usage), f.escape(&first.name));
+            lines.push(if example_positional.is_empty() {
+                format!("Usage: {named}")
+            } else {
+                format!(
+                    "Usage: **{} {}** or {named}",
+                    f.escape(usage),
+                    example_positional.join(" ")
+                )
+            });
         }
     }
     f.lines(&lines)

@@ -16,7 +16,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 pub use outbox::DeliveryRow;
 pub use runs::{
-    Insert, NewRun, Position, RunId, RunRow, RunStatus, StepRow, StepStatus, TestFailureRow,
+    Insert, NewRun, Position, RunFilter, RunId, RunRow, RunStatus, StepRow, StepStatus,
+    TestFailureRow,
 };
 
 /// Failures of the store.

@@ -180,6 +180,20 @@ pub enum Insert {
     QueueFull(i64),
 }
 
+/// Which runs a history page or `/api/runs` shows; unset fields match every run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunFilter {
+    pub job: Option<String>,
+    pub status: Option<RunStatus>,
+    pub user: Option<String>,
+    pub channel: Option<String>,
+    pub platform: Option<String>,
+    /// Created at or after (ms).
+    pub since: Option<i64>,
+    /// Created before (ms).
+    pub until: Option<i64>,
+}
+
 /// A `run` row.
 #[derive(Debug, Clone, FromRow, Serialize)]
 pub struct RunRow {
@@ -736,20 +750,69 @@ impl Store {
         .await?)
     }
 
-    /// Up to `limit` runs older than `before` (all when `None`), newest first: keyset paging,
-    /// so a deep page costs what the first does.
+    /// Up to `limit` runs older than `before` (all when `None`), newest first.
     ///
     /// # Errors
     ///
     /// The database failed.
     pub async fn list_runs(&self, before: Option<RunId>, limit: i64) -> Result<Vec<RunRow>> {
-        let sql =
-            format!("select {RUN_COLUMNS} from run where run_id < ? order by run_id desc limit ?");
-        Ok(sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(sql))
-            .bind(before.map_or(i64::MAX, |id| id.0))
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?)
+        self.search_runs(&RunFilter::default(), before, limit).await
+    }
+
+    /// Up to `limit` runs matching `filter` and older than `before`, newest first: keyset
+    /// paging (`run_id < before`, never OFFSET), so a deep page costs what the first does.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn search_runs(
+        &self,
+        filter: &RunFilter,
+        before: Option<RunId>,
+        limit: i64,
+    ) -> Result<Vec<RunRow>> {
+        // Only the conditions that are set, so SQLite can use its indexes for them.
+        let mut conditions = vec!["run_id < ?"];
+        let mut texts: Vec<&str> = Vec::new();
+        for (value, condition) in [
+            (&filter.job, "job = ?"),
+            (&filter.user, "user_name = ?"),
+            (&filter.channel, "channel_name = ?"),
+            (&filter.platform, "platform = ?"),
+        ] {
+            if let Some(value) = value {
+                conditions.push(condition);
+                texts.push(value);
+            }
+        }
+        if filter.status.is_some() {
+            conditions.push("status = ?");
+        }
+        if filter.since.is_some() {
+            conditions.push("created_at >= ?");
+        }
+        if filter.until.is_some() {
+            conditions.push("created_at < ?");
+        }
+        let sql = format!(
+            "select {RUN_COLUMNS} from run where {} order by run_id desc limit ?",
+            conditions.join(" and ")
+        );
+        let mut query = sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(sql))
+            .bind(before.map_or(i64::MAX, |id| id.0));
+        for text in texts {
+            query = query.bind(text);
+        }
+        if let Some(status) = filter.status {
+            query = query.bind(status);
+        }
+        if let Some(since) = filter.since {
+            query = query.bind(since);
+        }
+        if let Some(until) = filter.until {
+            query = query.bind(until);
+        }
+        Ok(query.bind(limit).fetch_all(&self.pool).await?)
     }
 
     /// How many runs wait in the queue and how many are running.
@@ -1012,6 +1075,27 @@ mod tests {
         assert_eq!(stored.status, RunStatus::Failed);
         assert_eq!(stored.log_head, "out");
 
+        let filter = RunFilter {
+            job: Some("build".into()),
+            status: Some(RunStatus::Failed),
+            user: Some("alice".into()),
+            platform: Some("mattermost".into()),
+            since: Some(0),
+            until: Some(2),
+            ..RunFilter::default()
+        };
+        assert_eq!(store.search_runs(&filter, None, 10).await.unwrap().len(), 1);
+        let other = RunFilter {
+            channel: Some("elsewhere".into()),
+            ..filter
+        };
+        assert!(
+            store
+                .search_runs(&other, None, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         let page = store.list_runs(None, 10).await.unwrap();
         assert_eq!(page.len(), 1);
         assert!(

@@ -55,3 +55,129 @@ async fn an_unknown_run_is_a_404() {
     assert_eq!(app.get("/runs/999").await.status(), 404);
     assert_eq!(app.get("/runs/abc").await.status(), 400);
 }
+
+#[tokio::test]
+async fn the_json_api_filters_pages_with_a_cursor_and_serves_runs_and_logs() {
+    let app = spawn_app_with(&[
+        ("build", crate::helpers::BUILD_JOB),
+        (
+            "fail",
+            "[[steps]]\nname = \"x\"\nrun = [\"sh\", \"-c\", \"echo broken; exit 1\"]\n",
+        ),
+    ])
+    .await;
+    for i in 0..5 {
+        app.say(
+            if i % 2 == 0 { "alice" } else { "bob" },
+            "#build",
+            &format!("b{i}"),
+        )
+        .await;
+    }
+    app.say("alice", "#fail", "f0").await;
+    for id in 1..=6 {
+        app.finished_run(id).await;
+    }
+    let app = &app;
+    let get = |path: String| async move {
+        let response = app.get(&path).await;
+        let status = response.status().as_u16();
+        (
+            status,
+            response
+                .json::<serde_json::Value>()
+                .await
+                .unwrap_or_default(),
+        )
+    };
+
+    let (status, page) = get("/api/runs?limit=4".into()).await;
+    assert_eq!(status, 200);
+    let ids: Vec<i64> = page["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![6, 5, 4, 3]);
+    let cursor = page["next_cursor"].as_str().unwrap().to_string();
+    let (_, rest) = get(format!("/api/runs?limit=4&cursor={cursor}")).await;
+    let ids: Vec<i64> = rest["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![2, 1]);
+    assert!(rest["next_cursor"].is_null(), "the last page has no cursor");
+    // Exactly a page: no empty page after it.
+    let (_, exact) = get("/api/runs?limit=6".into()).await;
+    assert!(exact["next_cursor"].is_null());
+
+    let (_, alice) =
+        get("/api/runs?user=alice&job=build&status=succeeded&platform=mattermost".into()).await;
+    let ids: Vec<i64> = alice["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![5, 3, 1]);
+    let run = &alice["runs"][0];
+    for field in [
+        "id",
+        "job",
+        "status",
+        "user",
+        "channel",
+        "platform",
+        "created_at",
+        "started_at",
+        "finished_at",
+    ] {
+        assert!(!run[field].is_null(), "{field} in {run}");
+    }
+    let (_, failed) = get("/api/runs?status=failed".into()).await;
+    assert_eq!(failed["runs"][0]["job"], "fail");
+    let (_, none) = get("/api/runs?since=2999-01-01T00:00:00Z".into()).await;
+    assert!(none["runs"].as_array().unwrap().is_empty());
+    let (_, all) = get("/api/runs?until=2999-01-01T00:00:00Z&channel=ci-builds".into()).await;
+    assert_eq!(all["runs"].as_array().unwrap().len(), 6);
+
+    for bad in [
+        "status=done",
+        "since=yesterday",
+        "limit=0",
+        "limit=501",
+        "cursor=abc",
+    ] {
+        let (status, _) = get(format!("/api/runs?{bad}")).await;
+        assert_eq!(status, 400, "{bad}");
+    }
+
+    let (status, one) = get("/api/runs/6".into()).await;
+    assert_eq!(status, 200);
+    assert_eq!(one["run"]["status"], "failed");
+    assert_eq!(one["steps"][0]["exit_code"], 1);
+    assert_eq!(get("/api/runs/99".into()).await.0, 404);
+
+    let (_, log) = get("/api/runs/6/log?offset=0&length=10".into()).await;
+    assert_eq!(log["offset"], 0);
+    assert_eq!(log["text"].as_str().unwrap().len(), 10);
+    let next = log["next_offset"].as_u64().unwrap();
+    let (_, rest) = get(format!("/api/runs/6/log?offset={next}&length=100000")).await;
+    let whole = format!(
+        "{}{}",
+        log["text"].as_str().unwrap(),
+        rest["text"].as_str().unwrap()
+    );
+    assert!(whole.contains("broken\n"), "{whole}");
+    assert!(rest["next_offset"].is_null());
+    assert_eq!(rest["size"].as_u64().unwrap() as usize, whole.len());
+
+    // The page takes the same filters, and its paging keeps them.
+    let page = app.get("/?user=bob&job=build").await.text().await.unwrap();
+    assert!(page.contains(r#"<a href="/runs/4">build</a>"#), "{page}");
+    assert!(!page.contains(r#"<a href="/runs/5">build</a>"#), "{page}");
+    assert_eq!(app.get("/?status=done").await.status(), 400);
+}
