@@ -32,6 +32,7 @@ pub fn router() -> Router<AppState> {
         .route("/", get(runs_page))
         .route("/runs/{id}", get(run_page))
         .route("/runs/{id}/log", get(run_log))
+        .route("/runs/{id}/log/stream", get(log_stream))
 }
 
 struct RunItem {
@@ -302,4 +303,115 @@ async fn read_tail(path: &std::path::Path) -> (String, i64) {
 /// A CSS class from a status word: `timed out` → `timed-out`.
 fn class(status: &str) -> String {
     status.replace(' ', "-")
+}
+
+#[derive(serde::Deserialize)]
+struct StreamQuery {
+    /// Start at this byte offset (the end of what the page already shows).
+    from: Option<u64>,
+}
+
+/// How often a followed log is checked for new output.
+const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// `GET /runs/{id}/log/stream`: the log as Server-Sent Events, one event per line, each with
+/// its end offset as the event id, so a client that reconnects (sending `Last-Event-ID`)
+/// resumes after the last line it got, losing and repeating nothing. Ends with an `end`
+/// event once the run has finished and every line was sent.
+async fn log_stream(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    Query(query): Query<StreamQuery>,
+    headers: axum::http::HeaderMap,
+) -> Result<
+    axum::response::sse::Sse<
+        impl futures_util::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
+    >,
+    Error,
+> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+
+    let run = state
+        .store
+        .get_run(RunId(id))
+        .await?
+        .ok_or(Error::NotFound)?;
+    // A reconnecting client says where it stopped; a page says where its text ends.
+    let start = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .or(query.from)
+        .unwrap_or(0);
+    let path = log_path(&state, run.run_id);
+    struct Follow {
+        state: AppState,
+        run_id: RunId,
+        path: PathBuf,
+        offset: u64,
+        pending: std::collections::VecDeque<Event>,
+        done: bool,
+    }
+    let follow = Follow {
+        state,
+        run_id: run.run_id,
+        path,
+        offset: start,
+        pending: std::collections::VecDeque::new(),
+        done: false,
+    };
+    let stream = futures_util::stream::unfold(follow, |mut f| async move {
+        loop {
+            if let Some(event) = f.pending.pop_front() {
+                return Some((Ok(event), f));
+            }
+            if f.done {
+                return None;
+            }
+            // Read what is new, up to the last complete line.
+            let finished = f
+                .state
+                .store
+                .get_run(f.run_id)
+                .await
+                .ok()
+                .flatten()
+                .is_none_or(|r| r.status.is_finished());
+            let chunk = read_from(&f.path, f.offset).await;
+            let complete = match chunk.iter().rposition(|b| *b == b'\n') {
+                Some(last) => &chunk[..=last],
+                // At the end of a finished run, a last line without a newline is still a line.
+                None if finished => &chunk[..],
+                None => &[][..],
+            };
+            for line in complete.split_inclusive(|b| *b == b'\n') {
+                f.offset += line.len() as u64;
+                let text = String::from_utf8_lossy(line);
+                let text = render::strip_ansi(text.trim_end_matches(['\n', '\r']));
+                f.pending
+                    .push_back(Event::default().id(f.offset.to_string()).data(text));
+            }
+            if f.pending.is_empty() {
+                if finished && complete.len() == chunk.len() {
+                    f.done = true;
+                    return Some((Ok(Event::default().event("end").data("finished")), f));
+                }
+                tokio::time::sleep(FOLLOW_EVERY).await;
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// What a log file holds from `offset` on, at most 256 KiB.
+async fn read_from(path: &std::path::Path, offset: u64) -> Vec<u8> {
+    let Ok(mut file) = tokio::fs::File::open(path).await else {
+        return Vec::new();
+    };
+    if file.seek(SeekFrom::Start(offset)).await.is_err() {
+        return Vec::new();
+    }
+    let mut bytes = Vec::new();
+    let _ = file.take(256 * 1024).read_to_end(&mut bytes).await;
+    bytes
 }

@@ -181,3 +181,78 @@ async fn the_json_api_filters_pages_with_a_cursor_and_serves_runs_and_logs() {
     assert!(!page.contains(r#"<a href="/runs/5">build</a>"#), "{page}");
     assert_eq!(app.get("/?status=done").await.status(), 400);
 }
+
+/// Reads a Server-Sent Events stream to its `end` event: `(id, data)` of each message.
+async fn read_events(response: reqwest::Response) -> Vec<(String, String)> {
+    let mut response = response;
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !text.contains("event: end") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no end event: {text}"
+        );
+        match response.chunk().await.unwrap() {
+            Some(chunk) => text.push_str(&String::from_utf8_lossy(&chunk)),
+            None => break,
+        }
+    }
+    text.split("\n\n")
+        .filter(|block| !block.contains("event: end") && block.contains("data:"))
+        .map(|block| {
+            let field = |name: &str| {
+                block
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .unwrap_or_default()
+                    .trim_start()
+                    .to_string()
+            };
+            (field("id:"), field("data:"))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_log_streams_live_and_a_reconnect_resumes_without_loss_or_repeats() {
+    let app = spawn_app_with(&[(
+        "ticker",
+        "[[steps]]\nname = \"Tick\"\nrun = [\"sh\", \"-c\", \"for i in 1 2 3 4 5; do echo line $i; sleep 0.2; done\"]\n",
+    )])
+    .await;
+    app.trigger("#ticker", "tickpost1").await;
+
+    // Connected while the job prints: every line, in order, then the end.
+    let url = format!("{}/runs/1/log/stream", app.base);
+    let live = read_events(reqwest::get(&url).await.unwrap()).await;
+    let lines: Vec<&str> = live
+        .iter()
+        .map(|(_, data)| data.as_str())
+        .filter(|d| d.starts_with("line"))
+        .collect();
+    assert_eq!(
+        lines,
+        vec!["line 1", "line 2", "line 3", "line 4", "line 5"],
+        "{live:?}"
+    );
+
+    // Reconnecting after the third line gives the rest, once.
+    let third = live.iter().find(|(_, d)| d == "line 3").unwrap().0.clone();
+    let resumed = read_events(
+        reqwest::Client::new()
+            .get(&url)
+            .header("Last-Event-ID", &third)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let lines: Vec<&str> = resumed
+        .iter()
+        .map(|(_, data)| data.as_str())
+        .filter(|d| d.starts_with("line"))
+        .collect();
+    assert_eq!(lines, vec!["line 4", "line 5"], "{resumed:?}");
+    let ids: Vec<u64> = resumed.iter().map(|(id, _)| id.parse().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "offsets grow: {ids:?}");
+}
