@@ -96,6 +96,7 @@ impl App {
             wake_outbox: Arc::new(Notify::new()),
             cancels: Arc::new(crate::queue::Cancels::default()),
             rate: Arc::new(crate::http::RateLimit::default()),
+            sessions: Arc::new(crate::http::auth::Sessions::default()),
         };
         Ok(Self {
             listener,

@@ -42,6 +42,10 @@ enum Cmd {
         #[arg(long, short, value_name = "PATH")]
         config: Option<PathBuf>,
     },
+    /// Print an Argon2 hash of a password read from standard input, for `web.users`.
+    ///
+    /// `chatrun hash-password < file` or type the password and press Enter; nothing is stored.
+    HashPassword,
     /// Send a trigger to a running chatrun, exactly as Mattermost (or Teams) would, and print
     /// the reply.
     ///
@@ -92,6 +96,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
     match cli.command {
         Cmd::Serve { config } => runtime.block_on(serve(config)),
         Cmd::Check { config } => Ok(check(config)),
+        Cmd::HashPassword => hash_password(),
         Cmd::Trigger {
             url,
             teams,
@@ -189,6 +194,27 @@ fn check(config: Option<PathBuf>) -> ExitCode {
         }
         ExitCode::FAILURE
     }
+}
+
+fn hash_password() -> anyhow::Result<ExitCode> {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        eprintln!("Password (it is shown as you type; press Enter):");
+    }
+    let mut password = String::new();
+    std::io::stdin()
+        .read_line(&mut password)
+        .context("cannot read the password")?;
+    let password = password.trim_end_matches(['\n', '\r']);
+    if password.len() < 12 {
+        bail!("the password is too short: at least 12 characters");
+    }
+    let hash = crate::http::auth::hash_password(password)?;
+    println!("{hash}");
+    eprintln!(
+        "Put it in the configuration:\n  [[web.users]]\n  name = \"…\"\n  password_hash = \"{hash}\""
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 struct TriggerArgs {

@@ -87,6 +87,30 @@ pub struct RawConfig {
     teams: RawTeams,
     #[serde(default)]
     outbox: RawOutbox,
+    #[serde(default)]
+    web: RawWeb,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWeb {
+    #[serde(default)]
+    open: Option<bool>,
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default)]
+    users: Vec<RawWebUser>,
+    #[serde(default)]
+    trust_header: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebUser {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    password_hash: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -202,6 +226,8 @@ pub struct Config {
     pub teams: Vec<TeamsWebhook>,
     /// Reply delivery settings.
     pub outbox: Outbox,
+    /// Who may see the history pages and the API.
+    pub web: Web,
     /// Where the configuration came from, for messages.
     pub source: String,
 }
@@ -249,6 +275,40 @@ impl std::fmt::Debug for TeamsWebhook {
                 &self.follow_up_url.as_ref().map(|_| "<secret>"),
             )
             .finish()
+    }
+}
+
+/// Access to the history pages and the JSON API (webhooks have their own authentication).
+#[derive(Clone, Default)]
+pub struct Web {
+    /// No login needed: by default when `listen` is a loopback address.
+    pub open: bool,
+    /// A shared password (any user name).
+    pub password: Option<String>,
+    /// Users and their Argon2 password hashes (`chatrun hash-password`).
+    pub users: Vec<(String, String)>,
+    /// A header a reverse proxy sets to the signed-in user, trusted as is.
+    pub trust_header: Option<String>,
+}
+
+impl std::fmt::Debug for Web {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Web")
+            .field("open", &self.open)
+            .field("password", &self.password.as_ref().map(|_| "<secret>"))
+            .field(
+                "users",
+                &self.users.iter().map(|u| &u.0).collect::<Vec<_>>(),
+            )
+            .field("trust_header", &self.trust_header)
+            .finish()
+    }
+}
+
+impl Web {
+    /// Whether any way to log in is configured.
+    pub fn has_login(&self) -> bool {
+        self.password.is_some() || !self.users.is_empty() || self.trust_header.is_some()
     }
 }
 
@@ -481,6 +541,34 @@ impl Config {
                 follow_up_url,
             });
         }
+        let mut web_users = Vec::new();
+        for (i, user) in raw.web.users.into_iter().enumerate() {
+            let key = |field: &str| format!("web.users[{i}].{field}");
+            if user.name.trim().is_empty() {
+                problem(&key("name"), "is missing".into());
+            }
+            if !user.password_hash.starts_with("$argon2") {
+                problem(
+                    &key("password_hash"),
+                    "must be an Argon2 hash: make one with `chatrun hash-password`".into(),
+                );
+            }
+            web_users.push((user.name.trim().to_string(), user.password_hash));
+        }
+        let password = raw.web.password.filter(|p| !p.is_empty());
+        if password.as_ref().is_some_and(|p| p.len() < 12) {
+            problem(
+                "web.password",
+                "is too short: at least 12 characters".into(),
+            );
+        }
+        let web = Web {
+            // A raw value, so that `listen` problems above do not hide this one.
+            open: raw.web.open.unwrap_or_else(|| listen.ip().is_loopback()),
+            password,
+            users: web_users,
+            trust_header: raw.web.trust_header.filter(|h| !h.trim().is_empty()),
+        };
         if raw.outbox.max_attempts == 0 {
             problem("outbox.max_attempts", "must be at least 1".into());
         }
@@ -508,6 +596,7 @@ impl Config {
                 bot_user_id: raw.mattermost.bot_user_id.filter(|id| !id.is_empty()),
             },
             teams,
+            web,
             outbox: Outbox {
                 retry_base: Duration::from_millis(raw.outbox.retry_base_ms),
                 retry_max: Duration::from_secs(raw.outbox.retry_max_secs.max(1)),
@@ -898,6 +987,22 @@ mod tests {
             ]
         );
         assert!(err.to_string().contains("not valid base64"), "{err}");
+    }
+
+    #[test]
+    fn the_pages_are_open_on_loopback_only_unless_configured() {
+        let local = Config::parse("c", "", env(&[])).unwrap();
+        assert!(local.web.open && !local.web.has_login());
+        let public = Config::parse("c", "listen = \"0.0.0.0:8080\"\n", env(&[])).unwrap();
+        assert!(!public.web.open);
+        let err = Config::parse(
+            "c",
+            "[web]\npassword = \"short\"\nusers = [{ name = \"a\", password_hash = \"plain\" }]\n",
+            env(&[]),
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = err.0.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, vec!["web.users[0].password_hash", "web.password"]);
     }
 
     #[test]

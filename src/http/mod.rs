@@ -4,6 +4,7 @@
 //! HTTP and the pure modules and the store; [`Error`] is the one error that becomes a response.
 
 pub mod api;
+pub mod auth;
 pub mod commands;
 pub mod error;
 pub mod health;
@@ -48,6 +49,8 @@ pub struct AppState {
     pub cancels: Arc<crate::queue::Cancels>,
     /// Requests that started runs, per user, for the rate limit.
     pub rate: Arc<RateLimit>,
+    /// Signed-in users of the pages.
+    pub sessions: Arc<auth::Sessions>,
 }
 
 /// A sliding one-minute window of requests per user.
@@ -89,11 +92,23 @@ impl RateLimit {
 
 /// Every route.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .merge(webhooks::router())
+    // The pages and the API sit behind the login; webhooks, /healthz and /login do not.
+    let guarded = Router::new()
         .merge(history::router())
         .merge(api::router())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_login,
+        ));
+    Router::new()
+        .merge(webhooks::router())
+        .merge(guarded)
         .merge(health::router())
+        .route(
+            "/login",
+            axum::routing::get(auth::login_page).post(auth::login),
+        )
+        .route("/logout", axum::routing::post(auth::logout))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }

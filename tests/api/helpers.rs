@@ -107,6 +107,23 @@ async fn workflows_server() -> MockServer {
 
 /// Starts chatrun in `dir` (keeping what a previous start left there: the database).
 pub async fn start(dir: TempDir, mattermost: MockServer, jobs: &[(&str, &str)]) -> TestApp {
+    start_with(dir, mattermost, jobs, "").await
+}
+
+/// A chatrun with the `build` job and `extra` appended to its configuration.
+pub async fn spawn_app_configured(extra: &str) -> TestApp {
+    let app = spawn_app().await;
+    let (dir, mattermost) = app.stop().await;
+    start_with(dir, mattermost, &[("build", BUILD_JOB)], extra).await
+}
+
+/// [`start`], with `extra` appended to the configuration.
+pub async fn start_with(
+    dir: TempDir,
+    mattermost: MockServer,
+    jobs: &[(&str, &str)],
+    extra: &str,
+) -> TestApp {
     let jobs_dir = dir.path().join("jobs");
     std::fs::create_dir_all(&jobs_dir).unwrap();
     for (name, text) in jobs {
@@ -137,6 +154,7 @@ name = "ops"
 secret = "{OPS_TOKEN}"
 [outbox]
 retry_base_ms = 50
+{extra}
 "#,
             dir = dir.path().display(),
             url = mattermost.uri(),

@@ -256,3 +256,124 @@ async fn the_log_streams_live_and_a_reconnect_resumes_without_loss_or_repeats() 
     let ids: Vec<u64> = resumed.iter().map(|(id, _)| id.parse().unwrap()).collect();
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "offsets grow: {ids:?}");
 }
+
+#[tokio::test]
+async fn closed_pages_need_a_login_and_webhooks_do_not() {
+    let hash = chatrun::http::auth::hash_password("correct horse battery").unwrap();
+    let app = crate::helpers::spawn_app_configured(&format!(
+        "[web]\nopen = false\npassword = \"a shared secret\"\ntrust_header = \"X-Forwarded-User\"\n\
+         [[web.users]]\nname = \"alice\"\npassword_hash = \"{hash}\"\n"
+    ))
+    .await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let get = |path: &str| client.get(format!("{}{path}", app.base));
+
+    let page = get("/runs/1").send().await.unwrap();
+    assert_eq!(page.status(), 303);
+    assert_eq!(page.headers()["location"], "/login?next=%2Fruns%2F1");
+    let api = get("/api/runs").send().await.unwrap();
+    assert_eq!(api.status(), 401);
+    assert_eq!(api.headers()["www-authenticate"], "Basic realm=\"chatrun\"");
+
+    // Scripts: HTTP Basic with a user's password or the shared one.
+    let ok = get("/api/runs")
+        .basic_auth("alice", Some("correct horse battery"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let ok = get("/api/runs")
+        .basic_auth("ci-bot", Some("a shared secret"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let bad = get("/api/runs")
+        .basic_auth("alice", Some("wrong"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 401);
+    // A trusted reverse proxy.
+    let proxied = get("/")
+        .header("X-Forwarded-User", "carol")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(proxied.status(), 200);
+
+    // People: the login form sets a session cookie.
+    let login = |user: &str, password: &str| {
+        client
+            .post(format!("{}/login", app.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(
+                serde_urlencoded::to_string([
+                    ("user", user),
+                    ("password", password),
+                    ("next", "/?job=build"),
+                ])
+                .unwrap(),
+            )
+            .send()
+    };
+    assert_eq!(login("alice", "wrong").await.unwrap().status(), 401);
+    let signed_in = login("alice", "correct horse battery").await.unwrap();
+    assert_eq!(signed_in.status(), 303);
+    assert_eq!(signed_in.headers()["location"], "/?job=build");
+    let cookie = signed_in.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let session = cookie.split(';').next().unwrap().to_string();
+    let page = get("/").header("cookie", &session).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let out = client
+        .post(format!("{}/logout", app.base))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 303);
+    assert_eq!(
+        get("/")
+            .header("cookie", &session)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        303
+    );
+    // An open redirect is not followed.
+    let evil = client
+        .post(format!("{}/login", app.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(
+            serde_urlencoded::to_string([
+                ("password", "a shared secret"),
+                ("next", "//evil.example/"),
+            ])
+            .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(evil.headers()["location"], "/");
+
+    // Webhooks and the health check keep their own rules.
+    assert_eq!(get("/healthz").send().await.unwrap().status(), 200);
+    let reply = app.trigger("#build", "loginpost1").await;
+    assert!(
+        reply["text"]
+            .as_str()
+            .unwrap()
+            .contains("Queued run **#1**")
+    );
+}

@@ -1,0 +1,300 @@
+//! Who may see the history pages and the JSON API.
+//!
+//! Open without a login when `listen` is a loopback address (or `web.open = true`). Otherwise a
+//! request needs one of: the header a trusted reverse proxy sets (`web.trust_header`), HTTP
+//! Basic credentials (for scripts), or the session cookie `/login` sets. Passwords are the
+//! shared `web.password` (compared in constant time) or a user's Argon2 hash. Sessions live in
+//! memory: a restart signs everyone out. Webhooks keep their own authentication and never pass
+//! through here.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Form;
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use base64::Engine as _;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::AppState;
+use crate::config::Web;
+
+/// The session cookie's name.
+pub const COOKIE: &str = "chatrun_session";
+/// How long a session lasts.
+const SESSION: Duration = Duration::from_secs(12 * 3600);
+
+/// Signed-in sessions: token → (user, expiry).
+#[derive(Debug, Default)]
+pub struct Sessions {
+    map: Mutex<HashMap<String, (String, Instant)>>,
+}
+
+impl Sessions {
+    fn create(&self, user: &str) -> String {
+        let mut bytes = [0u8; 32];
+        // N.B. a failing random source must not yield a guessable token: refuse instead.
+        if getrandom::fill(&mut bytes).is_err() {
+            return String::new();
+        }
+        let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        self.lock()
+            .insert(token.clone(), (user.to_string(), Instant::now() + SESSION));
+        token
+    }
+
+    fn user(&self, token: &str) -> Option<String> {
+        let mut map = self.lock();
+        let now = Instant::now();
+        map.retain(|_, (_, expires)| *expires > now);
+        map.get(token).map(|(user, _)| user.clone())
+    }
+
+    fn remove(&self, token: &str) {
+        self.lock().remove(token);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, Instant)>> {
+        self.map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Whether `user` with `password` may sign in.
+pub fn check_password(web: &Web, user: &str, password: &str) -> bool {
+    if let Some(shared) = &web.password {
+        let given = Sha256::digest(password.as_bytes());
+        let expected = Sha256::digest(shared.as_bytes());
+        if bool::from(given.as_slice().ct_eq(expected.as_slice())) {
+            return true;
+        }
+    }
+    use argon2::password_hash::PasswordVerifier;
+    web.users.iter().any(|(name, hash)| {
+        name == user
+            && argon2::password_hash::phc::PasswordHash::new(hash).is_ok_and(|hash| {
+                argon2::Argon2::default()
+                    .verify_password(password.as_bytes(), &hash)
+                    .is_ok()
+            })
+    })
+}
+
+/// An Argon2id hash of `password`, for `web.users`.
+///
+/// # Errors
+///
+/// The system's random source failed.
+pub fn hash_password(password: &str) -> anyhow::Result<String> {
+    use argon2::password_hash::PasswordHasher;
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|hash| hash.to_string())
+        .map_err(|err| anyhow::anyhow!("cannot hash the password: {err}"))
+}
+
+/// Who a request comes from, if anyone signed in.
+fn signed_in(state: &AppState, headers: &HeaderMap) -> Option<String> {
+    let web = &state.config.web;
+    if let Some(name) = &web.trust_header
+        && let Some(user) = headers.get(name.as_str()).and_then(|v| v.to_str().ok())
+        && !user.trim().is_empty()
+    {
+        return Some(user.trim().to_string());
+    }
+    if let Some(basic) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        && let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(basic.trim())
+        && let Ok(decoded) = String::from_utf8(decoded)
+        && let Some((user, password)) = decoded.split_once(':')
+        && check_password(web, user, password)
+    {
+        return Some(user.to_string());
+    }
+    cookie(headers, COOKIE).and_then(|token| state.sessions.user(&token))
+}
+
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (key, value) = pair.trim().split_once('=')?;
+            (key == name).then(|| value.to_string())
+        })
+}
+
+/// The middleware in front of the pages and the API.
+pub async fn require_login(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if state.config.web.open || signed_in(&state, request.headers()).is_some() {
+        return next.run(request).await;
+    }
+    let path = request.uri().path().to_string();
+    if path.starts_with("/api/") {
+        let message = if state.config.web.has_login() {
+            "login required: send HTTP Basic credentials (a web.users name, or any name with web.password)"
+        } else {
+            "the history is closed: chatrun listens on a public address and [web] configures no login"
+        };
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Basic realm=\"chatrun\"")],
+            axum::Json(serde_json::json!({ "error": message })),
+        )
+            .into_response();
+    }
+    let next_page = request
+        .uri()
+        .path_and_query()
+        .map_or_else(|| "/".to_string(), ToString::to_string);
+    let query = serde_urlencoded::to_string([("next", next_page)]).unwrap_or_default();
+    Redirect::to(&format!("/login?{query}")).into_response()
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "web/login.html")]
+struct LoginPage {
+    next: String,
+    error: Option<&'static str>,
+    configured: bool,
+    users: bool,
+}
+
+#[derive(Deserialize)]
+pub struct NextQuery {
+    next: Option<String>,
+}
+
+/// Only a path of this site: no `//host` or `https://…` (an open redirect).
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(next) if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') => {
+            next.to_string()
+        }
+        _ => "/".to_string(),
+    }
+}
+
+/// `GET /login`.
+pub async fn login_page(State(state): State<AppState>, Query(query): Query<NextQuery>) -> Response {
+    LoginPage {
+        next: safe_next(query.next.as_deref()),
+        error: None,
+        configured: state.config.web.password.is_some() || !state.config.web.users.is_empty(),
+        users: !state.config.web.users.is_empty(),
+    }
+    .into_response()
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    #[serde(default)]
+    user: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    next: Option<String>,
+}
+
+/// `POST /login`.
+pub async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Response {
+    let next = safe_next(form.next.as_deref());
+    let user = if form.user.trim().is_empty() {
+        "web"
+    } else {
+        form.user.trim()
+    };
+    if !check_password(&state.config.web, user, &form.password) {
+        tracing::warn!(user, "failed login");
+        return (
+            StatusCode::UNAUTHORIZED,
+            LoginPage {
+                next,
+                error: Some("That user name and password do not match."),
+                configured: true,
+                users: !state.config.web.users.is_empty(),
+            },
+        )
+            .into_response();
+    }
+    let token = state.sessions.create(user);
+    if token.is_empty() {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    let secure = if state.config.public_url.starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    };
+    (
+        [(
+            header::SET_COOKIE,
+            format!(
+                "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+                SESSION.as_secs()
+            ),
+        )],
+        Redirect::to(&next),
+    )
+        .into_response()
+}
+
+/// `POST /logout`.
+pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(token) = cookie(&headers, COOKIE) {
+        state.sessions.remove(&token);
+    }
+    (
+        [(
+            header::SET_COOKIE,
+            format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+        )],
+        Redirect::to("/login"),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_checked_against_the_shared_one_and_user_hashes() {
+        let hash = hash_password("correct horse").unwrap();
+        let web = Web {
+            open: false,
+            password: Some("a shared secret".into()),
+            users: vec![("alice".into(), hash)],
+            trust_header: None,
+        };
+        assert!(check_password(&web, "anyone", "a shared secret"));
+        assert!(check_password(&web, "alice", "correct horse"));
+        assert!(!check_password(&web, "bob", "correct horse"));
+        assert!(!check_password(&web, "alice", "wrong"));
+    }
+
+    #[test]
+    fn only_local_paths_are_followed_after_login() {
+        assert_eq!(safe_next(Some("/runs/4?x=1")), "/runs/4?x=1");
+        assert_eq!(safe_next(Some("//evil.example")), "/");
+        assert_eq!(safe_next(Some("https://evil.example")), "/");
+        assert_eq!(safe_next(Some("/\\evil.example")), "/");
+        assert_eq!(safe_next(None), "/");
+    }
+}
