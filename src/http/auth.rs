@@ -31,13 +31,46 @@ pub const COOKIE: &str = "chatrun_session";
 /// How long a session lasts.
 const SESSION: Duration = Duration::from_secs(12 * 3600);
 
-/// Signed-in sessions: token → (user, expiry).
-#[derive(Debug, Default)]
+/// Signed-in sessions: token → (user, expiry); and the key of the forms' cross-site tokens.
+#[derive(Debug)]
 pub struct Sessions {
     map: Mutex<HashMap<String, (String, Instant)>>,
+    form_key: [u8; 32],
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        let mut form_key = [0u8; 32];
+        // Without randomness every token would be guessable: then no form is ever accepted.
+        if getrandom::fill(&mut form_key).is_err() {
+            form_key = [0; 32];
+        }
+        Self {
+            map: Mutex::default(),
+            form_key,
+        }
+    }
 }
 
 impl Sessions {
+    /// The token a form of `user` carries, so that another site cannot post it for them.
+    pub fn form_token(&self, user: &str) -> String {
+        let mut hasher = Sha256::new();
+        hasher.update(self.form_key);
+        hasher.update(user.as_bytes());
+        hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// Whether `token` is `user`'s form token (constant time).
+    pub fn check_form_token(&self, user: &str, token: &str) -> bool {
+        self.form_key != [0; 32]
+            && bool::from(self.form_token(user).as_bytes().ct_eq(token.as_bytes()))
+    }
+
     fn create(&self, user: &str) -> String {
         let mut bytes = [0u8; 32];
         // N.B. a failing random source must not yield a guessable token: refuse instead.
@@ -102,7 +135,7 @@ pub fn hash_password(password: &str) -> anyhow::Result<String> {
 }
 
 /// Who a request comes from, if anyone signed in.
-fn signed_in(state: &AppState, headers: &HeaderMap) -> Option<String> {
+pub fn signed_in(state: &AppState, headers: &HeaderMap) -> Option<String> {
     let web = &state.config.web;
     if let Some(name) = &web.trust_header
         && let Some(user) = headers.get(name.as_str()).and_then(|v| v.to_str().ok())
@@ -134,6 +167,20 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
             let (key, value) = pair.trim().split_once('=')?;
             (key == name).then(|| value.to_string())
         })
+}
+
+/// Whether a form post comes from our own pages: its `Origin` (when the browser sends one)
+/// names the host it was sent to.
+pub fn same_origin(headers: &HeaderMap) -> bool {
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        None => true,
+        Some(origin) => host.is_some_and(|host| {
+            origin
+                .split_once("://")
+                .is_some_and(|(_, rest)| rest.trim_end_matches('/') == host)
+        }),
+    }
 }
 
 /// The middleware in front of the pages and the API.

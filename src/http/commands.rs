@@ -278,23 +278,13 @@ async fn supersede(
         if run.job != new.job || run.run_id >= new_run {
             continue;
         }
-        match (policy, run.status) {
-            (OnNew::Replace, RunStatus::Queued) if run.args == new.args => {
-                let now = now_ms();
-                let mut replaced = run.clone();
-                replaced.status = RunStatus::Cancelled;
-                replaced.error = Some(reason.clone());
-                replaced.finished_at = Some(now);
-                let reply = crate::queue::result_reply(&state.config, &replaced, &[], &[]);
-                state
-                    .store
-                    .cancel_queued(run.run_id, &reason, now, reply.as_ref())
-                    .await?;
-            }
-            (OnNew::CancelRunning, RunStatus::Running) => {
-                state.cancels.cancel(run.run_id, &reason);
-            }
-            _ => {}
+        let stale = match (policy, run.status) {
+            (OnNew::Replace, RunStatus::Queued) => run.args == new.args,
+            (OnNew::CancelRunning, RunStatus::Running) => true,
+            _ => false,
+        };
+        if stale {
+            stop(state, &run, &reason).await?;
         }
     }
     Ok(())
@@ -343,45 +333,69 @@ async fn cancel(
     } else {
         caller.user_name.clone()
     };
-    match run.status {
-        RunStatus::Queued => {
-            let now = now_ms();
-            let reason = format!("cancelled by {by}");
-            let mut cancelled = run.clone();
-            cancelled.status = RunStatus::Cancelled;
-            cancelled.error = Some(reason.clone());
-            cancelled.finished_at = Some(now);
-            let reply = crate::queue::result_reply(&state.config, &cancelled, &[], &[]);
-            if state
-                .store
-                .cancel_queued(run.run_id, &reason, now, reply.as_ref())
-                .await?
-            {
-                state.wake_outbox.notify_one();
-                return Ok(words::cancelled(f, &run, false));
-            }
-            // It started meanwhile: stop it where it runs.
-            Ok(cancel_running(state, &run, &by, f))
-        }
-        RunStatus::Running => Ok(cancel_running(state, &run, &by, f)),
-        status => Ok(words::notice(&format!(
-            "run #{} has already finished ({})",
-            run.run_id,
-            status.as_str()
-        ))),
-    }
+    Ok(
+        match stop(state, &run, &format!("cancelled by {by}")).await? {
+            Stopped::BeforeStart => words::cancelled(f, &run, false),
+            Stopped::Stopping => words::cancelled(f, &run, true),
+            Stopped::NotHere => words::notice(&format!(
+                "run #{} is not running in this chatrun (another instance runs it)",
+                run.run_id
+            )),
+            Stopped::AlreadyFinished(status) => words::notice(&format!(
+                "run #{} has already finished ({})",
+                run.run_id,
+                status.as_str()
+            )),
+        },
+    )
 }
 
-fn cancel_running(state: &AppState, run: &crate::store::RunRow, by: &str, f: Flavor) -> String {
-    if state
-        .cancels
-        .cancel(run.run_id, &format!("cancelled by {by}"))
-    {
-        words::cancelled(f, run, true)
-    } else {
-        words::notice(&format!(
-            "run #{} is not running in this chatrun (another instance runs it)",
-            run.run_id
-        ))
+/// What [`stop`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// It was queued: cancelled, its reply queued.
+    BeforeStart,
+    /// It was running: its process groups are being stopped.
+    Stopping,
+    /// It runs in another chatrun process.
+    NotHere,
+    /// Nothing to stop.
+    AlreadyFinished(RunStatus),
+}
+
+/// Stops a run for `reason` (`cancelled by alice`, `superseded by run #7`), which its result
+/// and reply will give.
+///
+/// # Errors
+///
+/// The database failed.
+pub async fn stop(
+    state: &AppState,
+    run: &crate::store::RunRow,
+    reason: &str,
+) -> Result<Stopped, Error> {
+    if run.status == RunStatus::Queued {
+        let now = now_ms();
+        let mut cancelled = run.clone();
+        cancelled.status = RunStatus::Cancelled;
+        cancelled.error = Some(reason.to_string());
+        cancelled.finished_at = Some(now);
+        let reply = crate::queue::result_reply(&state.config, &cancelled, &[], &[]);
+        if state
+            .store
+            .cancel_queued(run.run_id, reason, now, reply.as_ref())
+            .await?
+        {
+            state.wake_outbox.notify_one();
+            return Ok(Stopped::BeforeStart);
+        }
+        // It started meanwhile: stop it where it runs.
+    } else if run.status != RunStatus::Running {
+        return Ok(Stopped::AlreadyFinished(run.status));
     }
+    Ok(if state.cancels.cancel(run.run_id, reason) {
+        Stopped::Stopping
+    } else {
+        Stopped::NotHere
+    })
 }

@@ -33,6 +33,8 @@ pub fn router() -> Router<AppState> {
         .route("/runs/{id}", get(run_page))
         .route("/runs/{id}/log", get(run_log))
         .route("/runs/{id}/log/stream", get(log_stream))
+        .route("/runs/{id}/cancel", axum::routing::post(cancel_run))
+        .route("/runs/{id}/rerun", axum::routing::post(rerun_run))
 }
 
 struct RunItem {
@@ -166,9 +168,20 @@ struct RunPage {
     log_bytes: i64,
     has_log_file: bool,
     replies: Vec<ReplyItem>,
+    /// The signed-in user, who may cancel and rerun.
+    user: Option<String>,
+    /// The cross-site token of the forms.
+    form_token: String,
+    /// Whether signing in is possible (to offer it).
+    can_sign_in: bool,
 }
 
-async fn run_page(State(state): State<AppState>, Path(id): Path<i64>) -> Result<RunPage, Error> {
+async fn run_page(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    headers: axum::http::HeaderMap,
+) -> Result<RunPage, Error> {
+    let user = super::auth::signed_in(&state, &headers);
     let run = state
         .store
         .get_run(RunId(id))
@@ -253,6 +266,12 @@ async fn run_page(State(state): State<AppState>, Path(id): Path<i64>) -> Result<
         log_bytes,
         has_log_file: tokio::fs::try_exists(&path).await.unwrap_or(false),
         replies,
+        form_token: user
+            .as_deref()
+            .map(|u| state.sessions.form_token(u))
+            .unwrap_or_default(),
+        user,
+        can_sign_in: state.config.web.password.is_some() || !state.config.web.users.is_empty(),
         run,
     };
     Ok(page)
@@ -414,4 +433,111 @@ async fn read_from(path: &std::path::Path, offset: u64) -> Vec<u8> {
     let mut bytes = Vec::new();
     let _ = file.take(256 * 1024).read_to_end(&mut bytes).await;
     bytes
+}
+
+#[derive(serde::Deserialize)]
+struct ActionForm {
+    #[serde(default)]
+    token: String,
+}
+
+/// The signed-in user of a form post, after the cross-site checks.
+fn form_user(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+    token: &str,
+) -> Result<String, Response> {
+    use axum::http::StatusCode;
+    let Some(user) = super::auth::signed_in(state, headers) else {
+        return Err((StatusCode::FORBIDDEN, "sign in to cancel or rerun runs\n").into_response());
+    };
+    if !super::auth::same_origin(headers) || !state.sessions.check_form_token(&user, token) {
+        return Err((
+            StatusCode::FORBIDDEN,
+            "this form was not sent from chatrun's own page; reload the page and try again\n",
+        )
+            .into_response());
+    }
+    Ok(user)
+}
+
+/// `POST /runs/{id}/cancel`: a signed-in user stops a run.
+async fn cancel_run(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    headers: axum::http::HeaderMap,
+    axum::Form(form): axum::Form<ActionForm>,
+) -> Result<Response, Error> {
+    let user = match form_user(&state, &headers, &form.token) {
+        Ok(user) => user,
+        Err(response) => return Ok(response),
+    };
+    let run = state
+        .store
+        .get_run(RunId(id))
+        .await?
+        .ok_or(Error::NotFound)?;
+    super::commands::stop(&state, &run, &format!("cancelled by {user} (web)")).await?;
+    tracing::info!(run = id, %user, "cancelled from the web");
+    Ok(axum::response::Redirect::to(&format!("/runs/{id}")).into_response())
+}
+
+/// `POST /runs/{id}/rerun`: a signed-in user queues the same job with the same arguments.
+async fn rerun_run(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    headers: axum::http::HeaderMap,
+    axum::Form(form): axum::Form<ActionForm>,
+) -> Result<Response, Error> {
+    let user = match form_user(&state, &headers, &form.token) {
+        Ok(user) => user,
+        Err(response) => return Ok(response),
+    };
+    let run = state
+        .store
+        .get_run(RunId(id))
+        .await?
+        .ok_or(Error::NotFound)?;
+    let job = state
+        .catalog
+        .get(&run.job)
+        .ok_or_else(|| Error::BadRequest(format!("the job {} no longer exists", run.job)))?;
+    let values = crate::catalog::args::bind(&job.name, &job.params, &run.args)
+        .map_err(|err| Error::BadRequest(format!("its arguments no longer fit the job: {err}")))?;
+    let new = crate::store::NewRun {
+        platform: "web".into(),
+        channel_name: "web".into(),
+        user_id: format!("web:{user}"),
+        user_name: user.clone(),
+        message_id: crate::app::random_id()
+            .map_err(|_| Error::BadRequest("no randomness".into()))?,
+        message: format!("rerun of #{id} from the web"),
+        job: job.name.clone(),
+        args: crate::catalog::args::canonical(&values),
+        concurrency: i64::try_from(job.concurrency).unwrap_or(i64::MAX),
+        queue_limit: i64::try_from(job.queue_limit).unwrap_or(i64::MAX),
+        ..crate::store::NewRun::default()
+    };
+    let stored = state
+        .store
+        .insert_run(&new, now_ms(), |run_id, _| crate::store::runs::Ack {
+            text: format!("queued run #{run_id} from the web"),
+            delivery: None,
+        })
+        .await?;
+    match stored {
+        crate::store::Insert::Stored(inserted) => {
+            tracing::info!(run = %inserted.run_id, rerun_of = id, %user, "queued from the web");
+            state.wake_workers.notify_waiters();
+            Ok(axum::response::Redirect::to(&format!("/runs/{}", inserted.run_id)).into_response())
+        }
+        crate::store::Insert::QueueFull(waiting) => Ok((
+            axum::http::StatusCode::CONFLICT,
+            format!(
+                "{waiting} runs of {} are already waiting, its limit; try again later\n",
+                job.name
+            ),
+        )
+            .into_response()),
+    }
 }
