@@ -15,6 +15,9 @@ pub enum Error {
     /// The request cannot be understood; the message is shown to the caller.
     #[error("{0}")]
     BadRequest(String),
+    /// Not allowed; the message says why.
+    #[error("{0}")]
+    Forbidden(&'static str),
     /// No such page or run.
     #[error("not found")]
     NotFound,
@@ -29,6 +32,7 @@ impl IntoResponse for Error {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::Store(err) => {
                 tracing::error!(error = ?err, "request failed");
                 StatusCode::INTERNAL_SERVER_ERROR

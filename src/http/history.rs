@@ -446,17 +446,13 @@ fn form_user(
     state: &AppState,
     headers: &axum::http::HeaderMap,
     token: &str,
-) -> Result<String, Response> {
-    use axum::http::StatusCode;
-    let Some(user) = super::auth::signed_in(state, headers) else {
-        return Err((StatusCode::FORBIDDEN, "sign in to cancel or rerun runs\n").into_response());
-    };
+) -> Result<String, Error> {
+    let user = super::auth::signed_in(state, headers)
+        .ok_or(Error::Forbidden("sign in to cancel or rerun runs"))?;
     if !super::auth::same_origin(headers) || !state.sessions.check_form_token(&user, token) {
-        return Err((
-            StatusCode::FORBIDDEN,
-            "this form was not sent from chatrun's own page; reload the page and try again\n",
-        )
-            .into_response());
+        return Err(Error::Forbidden(
+            "this form was not sent from chatrun's own page; reload the page and try again",
+        ));
     }
     Ok(user)
 }
@@ -468,10 +464,7 @@ async fn cancel_run(
     headers: axum::http::HeaderMap,
     axum::Form(form): axum::Form<ActionForm>,
 ) -> Result<Response, Error> {
-    let user = match form_user(&state, &headers, &form.token) {
-        Ok(user) => user,
-        Err(response) => return Ok(response),
-    };
+    let user = form_user(&state, &headers, &form.token)?;
     let run = state
         .store
         .get_run(RunId(id))
@@ -489,10 +482,7 @@ async fn rerun_run(
     headers: axum::http::HeaderMap,
     axum::Form(form): axum::Form<ActionForm>,
 ) -> Result<Response, Error> {
-    let user = match form_user(&state, &headers, &form.token) {
-        Ok(user) => user,
-        Err(response) => return Ok(response),
-    };
+    let user = form_user(&state, &headers, &form.token)?;
     let run = state
         .store
         .get_run(RunId(id))
