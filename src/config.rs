@@ -94,7 +94,7 @@ pub struct RawConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawWeb {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "de::optional_bool")]
     open: Option<bool>,
     #[serde(default)]
     password: Option<String>,
@@ -562,12 +562,18 @@ impl Config {
                 "is too short: at least 12 characters".into(),
             );
         }
+        let trust_header = raw.web.trust_header.filter(|h| !h.trim().is_empty());
+        let has_login = password.is_some() || !web_users.is_empty() || trust_header.is_some();
         let web = Web {
-            // A raw value, so that `listen` problems above do not hide this one.
-            open: raw.web.open.unwrap_or_else(|| listen.ip().is_loopback()),
+            // Open without a login only where nobody else can reach it, and only when no login
+            // is configured (configuring one means wanting it used, also behind a local proxy).
+            open: raw
+                .web
+                .open
+                .unwrap_or_else(|| listen.ip().is_loopback() && !has_login),
             password,
             users: web_users,
-            trust_header: raw.web.trust_header.filter(|h| !h.trim().is_empty()),
+            trust_header,
         };
         if raw.outbox.max_attempts == 0 {
             problem("outbox.max_attempts", "must be at least 1".into());
@@ -794,6 +800,25 @@ mod de {
         String(String),
     }
 
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum BoolOrString {
+        Bool(bool),
+        String(String),
+    }
+
+    pub fn optional_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+        match BoolOrString::deserialize(d)? {
+            BoolOrString::Bool(b) => Ok(Some(b)),
+            BoolOrString::String(s) => match s.trim() {
+                "true" => Ok(Some(true)),
+                "false" => Ok(Some(false)),
+                "" => Ok(None),
+                other => Err(D::Error::custom(format!("`{other}` is not true or false"))),
+            },
+        }
+    }
+
     pub fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
         Ok(match ListOrString::deserialize(d)? {
             ListOrString::List(list) => list,
@@ -995,6 +1020,18 @@ mod tests {
         assert!(local.web.open && !local.web.has_login());
         let public = Config::parse("c", "listen = \"0.0.0.0:8080\"\n", env(&[])).unwrap();
         assert!(!public.web.open);
+        let with_login = Config::parse(
+            "c",
+            "[web]\npassword = \"a long shared secret\"\n",
+            env(&[]),
+        )
+        .unwrap();
+        assert!(
+            !with_login.web.open,
+            "a configured login is used, also on loopback"
+        );
+        let forced = Config::parse("c", "", env(&[("CHATRUN_WEB__OPEN", "false")])).unwrap();
+        assert!(!forced.web.open);
         let err = Config::parse(
             "c",
             "[web]\npassword = \"short\"\nusers = [{ name = \"a\", password_hash = \"plain\" }]\n",

@@ -170,16 +170,24 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 }
 
 /// Whether a form post comes from our own pages: its `Origin` (when the browser sends one)
-/// names the host it was sent to.
-pub fn same_origin(headers: &HeaderMap) -> bool {
+/// is the host it was sent to, or the origin of `public_url` (behind a reverse proxy that
+/// rewrites `Host`).
+pub fn same_origin(headers: &HeaderMap, public_url: &str) -> bool {
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
     match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
         None => true,
-        Some(origin) => host.is_some_and(|host| {
-            origin
-                .split_once("://")
-                .is_some_and(|(_, rest)| rest.trim_end_matches('/') == host)
-        }),
+        Some(origin) => {
+            let origin = origin.trim_end_matches('/');
+            let public = public_url.split_once("://").map(|(scheme, rest)| {
+                format!("{scheme}://{}", rest.split('/').next().unwrap_or(""))
+            });
+            public.as_deref() == Some(origin)
+                || host.is_some_and(|host| {
+                    origin
+                        .split_once("://")
+                        .is_some_and(|(_, rest)| rest == host)
+                })
+        }
     }
 }
 
@@ -223,6 +231,17 @@ struct LoginPage {
     users: bool,
 }
 
+impl LoginPage {
+    fn new(state: &AppState, next: String, error: Option<&'static str>) -> Self {
+        Self {
+            next,
+            error,
+            configured: state.config.web.password.is_some() || !state.config.web.users.is_empty(),
+            users: !state.config.web.users.is_empty(),
+        }
+    }
+}
+
 #[derive(Deserialize)]
 pub struct NextQuery {
     next: Option<String>,
@@ -240,13 +259,7 @@ fn safe_next(next: Option<&str>) -> String {
 
 /// `GET /login`.
 pub async fn login_page(State(state): State<AppState>, Query(query): Query<NextQuery>) -> Response {
-    LoginPage {
-        next: safe_next(query.next.as_deref()),
-        error: None,
-        configured: state.config.web.password.is_some() || !state.config.web.users.is_empty(),
-        users: !state.config.web.users.is_empty(),
-    }
-    .into_response()
+    LoginPage::new(&state, safe_next(query.next.as_deref()), None).into_response()
 }
 
 #[derive(Deserialize)]
@@ -271,12 +284,11 @@ pub async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -
         tracing::warn!(user, "failed login");
         return (
             StatusCode::UNAUTHORIZED,
-            LoginPage {
+            LoginPage::new(
+                &state,
                 next,
-                error: Some("That user name and password do not match."),
-                configured: true,
-                users: !state.config.web.users.is_empty(),
-            },
+                Some("That user name and password do not match."),
+            ),
         )
             .into_response();
     }

@@ -1,8 +1,9 @@
 //! The history pages: `GET /` (runs, newest first, keyset paging), `GET /runs/{id}` (one run:
 //! trigger, steps, output) and `GET /runs/{id}/log` (the whole log, streamed).
 //!
-//! Every value is HTML-escaped by askama; ANSI escape codes are stripped from output. Pages of
-//! unfinished runs refresh themselves, so people waiting see progress without JavaScript.
+//! Every value is HTML-escaped by askama; ANSI escape codes are stripped from output. The page
+//! of an unfinished run follows its log through Server-Sent Events (a few lines of plain
+//! JavaScript) and reloads when the run ends.
 
 use std::io::SeekFrom;
 use std::path::PathBuf;
@@ -33,6 +34,7 @@ pub fn router() -> Router<AppState> {
         .route("/runs/{id}", get(run_page))
         .route("/runs/{id}/log", get(run_log))
         .route("/runs/{id}/log/stream", get(log_stream))
+        .route("/jobs/{name}", get(job_page))
         .route("/runs/{id}/cancel", axum::routing::post(cancel_run))
         .route("/runs/{id}/rerun", axum::routing::post(rerun_run))
 }
@@ -79,16 +81,7 @@ async fn runs_page(
     let runs: Vec<RunItem> = rows
         .iter()
         .take(usize::try_from(PAGE_SIZE).unwrap_or(usize::MAX))
-        .map(|run| RunItem {
-            id: run.run_id.0,
-            job: run.job.clone(),
-            status: run.status.as_str(),
-            status_class: class(run.status.as_str()),
-            user: run.user_name.clone(),
-            channel: run.channel_name.clone(),
-            when: render::timestamp(run.created_at),
-            duration: render::run_duration(run, now).map_or_else(String::new, render::duration),
-        })
+        .map(|run| run_item(run, now))
         .collect();
     let with_cursor = |cursor: Option<i64>| {
         let pairs: Vec<(&str, String)> = [
@@ -449,7 +442,9 @@ fn form_user(
 ) -> Result<String, Error> {
     let user = super::auth::signed_in(state, headers)
         .ok_or(Error::Forbidden("sign in to cancel or rerun runs"))?;
-    if !super::auth::same_origin(headers) || !state.sessions.check_form_token(&user, token) {
+    if !super::auth::same_origin(headers, &state.config.public_url)
+        || !state.sessions.check_form_token(&user, token)
+    {
         return Err(Error::Forbidden(
             "this form was not sent from chatrun's own page; reload the page and try again",
         ));
@@ -529,5 +524,115 @@ async fn rerun_run(
             ),
         )
             .into_response()),
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "web/job.html")]
+struct JobPage {
+    job: crate::catalog::JobDef,
+    timeout: String,
+    runs: Vec<RunItem>,
+    finished: usize,
+    succeeded: usize,
+    median: String,
+    on_new: &'static str,
+    /// An inline SVG of the recent durations, oldest left; bars coloured by result.
+    chart: String,
+}
+
+/// `GET /jobs/{name}`: the job's definition, its recent runs, success rate and durations.
+async fn job_page(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<JobPage, Error> {
+    let job = state.catalog.get(&name).cloned().ok_or(Error::NotFound)?;
+    let filter = crate::store::RunFilter {
+        job: Some(job.name.clone()),
+        ..crate::store::RunFilter::default()
+    };
+    let rows = state.store.search_runs(&filter, None, 50).await?;
+    let now = now_ms();
+    let done: Vec<&RunRow> = rows
+        .iter()
+        .filter(|r| r.status.is_finished() && r.started_at.is_some())
+        .collect();
+    let succeeded = done
+        .iter()
+        .filter(|r| r.status == crate::store::RunStatus::Succeeded)
+        .count();
+    let mut durations: Vec<i64> = done
+        .iter()
+        .filter_map(|r| render::run_duration(r, now))
+        .collect();
+    let chart = duration_chart(&done, now);
+    durations.sort_unstable();
+    let median = durations
+        .get(durations.len() / 2)
+        .map_or_else(|| "—".into(), |d| render::duration(*d));
+    Ok(JobPage {
+        timeout: humantime::format_duration(job.timeout).to_string(),
+        runs: rows.iter().take(20).map(|run| run_item(run, now)).collect(),
+        finished: done.len(),
+        succeeded,
+        median,
+        chart,
+        on_new: match job.on_new {
+            crate::catalog::OnNew::Queue => "wait in the queue",
+            crate::catalog::OnNew::Replace => "replace a queued run with the same arguments",
+            crate::catalog::OnNew::CancelRunning => "cancel the running ones",
+        },
+        job,
+    })
+}
+
+/// Bars of the finished runs' durations, oldest left, green for success and red otherwise.
+/// Numbers only: nothing a user typed goes into the SVG.
+fn duration_chart(runs: &[&RunRow], now: i64) -> String {
+    let bars: Vec<(i64, bool, i64)> = runs
+        .iter()
+        .rev()
+        .filter_map(|r| {
+            Some((
+                render::run_duration(r, now)?,
+                r.status == crate::store::RunStatus::Succeeded,
+                r.run_id.0,
+            ))
+        })
+        .collect();
+    if bars.is_empty() {
+        return String::new();
+    }
+    let (width, height, gap) = (600_i64, 80_i64, 2_i64);
+    let longest = bars.iter().map(|b| b.0).max().unwrap_or(1).max(1);
+    let bar = (width / i64::try_from(bars.len()).unwrap_or(1)).clamp(3, 40);
+    let mut svg = format!(
+        r#"<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" aria-label="durations of recent runs">"#
+    );
+    for (i, (duration, ok, id)) in bars.iter().enumerate() {
+        let h = (duration * (height - 4) / longest).max(2);
+        let x = i64::try_from(i).unwrap_or(0) * bar;
+        let colour = if *ok { "#16a34a" } else { "#dc2626" };
+        svg.push_str(&format!(
+            r#"<a href="/runs/{id}"><rect x="{x}" y="{}" width="{}" height="{h}" fill="{colour}"><title>#{id}: {}</title></rect></a>"#,
+            height - h,
+            (bar - gap).max(1),
+            render::duration(*duration)
+        ));
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+fn run_item(run: &RunRow, now: i64) -> RunItem {
+    RunItem {
+        id: run.run_id.0,
+        job: run.job.clone(),
+        status: run.status.as_str(),
+        status_class: class(run.status.as_str()),
+        user: run.user_name.clone(),
+        channel: run.channel_name.clone(),
+        when: render::timestamp(run.created_at),
+        duration: render::run_duration(run, now).map_or_else(String::new, render::duration),
     }
 }

@@ -23,7 +23,8 @@ run = ["sh", "-c", '''echo '<script>alert(1)</script>'; printf '\033[31mred\033[
     let list = app.get("/").await;
     assert_eq!(list.status(), 200);
     let list = list.text().await.unwrap();
-    assert!(list.contains(r#"<a href="/runs/1">xss</a>"#), "{list}");
+    assert!(list.contains(r#"<a href="/jobs/xss">xss</a>"#), "{list}");
+    assert!(list.contains(r#"<a href="/runs/1">1</a>"#), "{list}");
     assert!(list.contains("alice"));
     assert!(list.contains("succeeded"));
 
@@ -177,8 +178,8 @@ async fn the_json_api_filters_pages_with_a_cursor_and_serves_runs_and_logs() {
 
     // The page takes the same filters, and its paging keeps them.
     let page = app.get("/?user=bob&job=build").await.text().await.unwrap();
-    assert!(page.contains(r#"<a href="/runs/4">build</a>"#), "{page}");
-    assert!(!page.contains(r#"<a href="/runs/5">build</a>"#), "{page}");
+    assert!(page.contains(r#"<a href="/runs/4">4</a>"#), "{page}");
+    assert!(!page.contains(r#"<a href="/runs/5">5</a>"#), "{page}");
     assert_eq!(app.get("/?status=done").await.status(), 400);
 }
 
@@ -375,5 +376,51 @@ async fn closed_pages_need_a_login_and_webhooks_do_not() {
             .as_str()
             .unwrap()
             .contains("Queued run **#1**")
+    );
+}
+
+#[tokio::test]
+async fn a_job_page_shows_its_definition_success_rate_and_durations() {
+    let app = spawn_app_with(&[
+        ("build", crate::helpers::BUILD_JOB),
+        ("fail", "[[steps]]\nname = \"x\"\nrun = [\"false\"]\n"),
+    ])
+    .await;
+    for i in 0..3 {
+        app.say("alice", "#build", &format!("j{i}")).await;
+    }
+    app.say("alice", "#fail", "jf").await;
+    for id in 1..=4 {
+        app.finished_run(id).await;
+    }
+
+    let page = app.get("/jobs/build").await;
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.unwrap();
+    assert!(
+        page.contains("3 of 3 finished runs succeeded (100%)"),
+        "{page}"
+    );
+    assert_eq!(
+        page.matches("<rect ").count(),
+        3,
+        "one bar per finished run: {page}"
+    );
+    assert!(page.contains(r#"<a href="/runs/3">"#), "{page}");
+    assert!(
+        page.contains("<code>branch</code>"),
+        "parameters are listed: {page}"
+    );
+    let fail = app.get("/jobs/fail").await.text().await.unwrap();
+    assert!(
+        fail.contains("0 of 1 finished runs succeeded (0%)"),
+        "{fail}"
+    );
+    assert!(fail.contains("#dc2626"), "a failed run's bar is red");
+    assert_eq!(app.get("/jobs/nope").await.status(), 404);
+    let list = app.get("/").await.text().await.unwrap();
+    assert!(
+        list.contains(r#"<a href="/jobs/build">build</a>"#),
+        "{list}"
     );
 }
