@@ -64,6 +64,9 @@ struct RunsPage {
     /// The filter form's values.
     form: FilterQuery,
     statuses: &'static [&'static str],
+    /// What runs now and what waits, in queue order (position, run).
+    active_running: Vec<RunItem>,
+    active_queued: Vec<(usize, RunItem)>,
 }
 
 async fn runs_page(
@@ -76,6 +79,19 @@ async fn runs_page(
         .search_runs(&filter, cursor, PAGE_SIZE + 1)
         .await?;
     let (queued, running) = state.store.counts().await?;
+    let active = state.store.active_runs().await?;
+    let now_active = now_ms();
+    let active_running: Vec<RunItem> = active
+        .iter()
+        .filter(|r| r.status == crate::store::RunStatus::Running)
+        .map(|r| run_item(r, now_active))
+        .collect();
+    let active_queued: Vec<(usize, RunItem)> = active
+        .iter()
+        .filter(|r| r.status == crate::store::RunStatus::Queued)
+        .enumerate()
+        .map(|(i, r)| (i + 1, run_item(r, now_active)))
+        .collect();
     let more = rows.len() > usize::try_from(PAGE_SIZE).unwrap_or(usize::MAX);
     let now = now_ms();
     let runs: Vec<RunItem> = rows
@@ -111,6 +127,8 @@ async fn runs_page(
         running,
         first_page: cursor.is_none(),
         form: query,
+        active_running,
+        active_queued,
         statuses: &[
             "queued",
             "running",
@@ -167,6 +185,8 @@ struct RunPage {
     form_token: String,
     /// Whether signing in is possible (to offer it).
     can_sign_in: bool,
+    /// The trigger's post in its chat, where the platform gives a link.
+    chat_link: Option<String>,
 }
 
 async fn run_page(
@@ -265,6 +285,7 @@ async fn run_page(
             .unwrap_or_default(),
         user,
         can_sign_in: state.config.web.password.is_some() || !state.config.web.users.is_empty(),
+        chat_link: chat_link(&state, &run),
         run,
     };
     Ok(page)
@@ -635,4 +656,17 @@ fn run_item(run: &RunRow, now: i64) -> RunItem {
         when: render::timestamp(run.created_at),
         duration: render::run_duration(run, now).map_or_else(String::new, render::duration),
     }
+}
+
+/// A Mattermost permalink to the trigger post (`{url}/{team}/pl/{post}`); Teams gives no link
+/// an outgoing webhook could build.
+fn chat_link(state: &AppState, run: &RunRow) -> Option<String> {
+    let url = state.config.mattermost.url.as_deref()?;
+    let usable = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    };
+    (run.platform == "mattermost" && usable(&run.team_name) && usable(&run.message_id))
+        .then(|| format!("{url}/{}/pl/{}", run.team_name, run.message_id))
 }

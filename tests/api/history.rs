@@ -30,6 +30,13 @@ run = ["sh", "-c", '''echo '<script>alert(1)</script>'; printf '\033[31mred\033[
 
     let page = app.get("/runs/1").await.text().await.unwrap();
     assert!(
+        page.contains(&format!(
+            r#"<a href="{}/engineering/pl/xsspost1">open the message in chat</a>"#,
+            app.mattermost.uri()
+        )),
+        "{page}"
+    );
+    assert!(
         page.contains("&#60;script&#62;alert(1)&#60;/script&#62;")
             || page.contains("&lt;script&gt;"),
         "{page}"
