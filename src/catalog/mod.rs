@@ -50,6 +50,9 @@ pub struct JobDef {
     pub queue_limit: usize,
     /// What a new request does to runs of the job already there.
     pub on_new: OnNew,
+    /// Environment variables (of a step's `env`, or of chatrun's own environment) whose values
+    /// are masked in logs and replies.
+    pub secret_env: Vec<String>,
 }
 
 /// What a new request does to the job's other runs.
@@ -223,6 +226,8 @@ struct RawJob {
     queue_limit: Option<usize>,
     #[serde(default)]
     on_new: OnNew,
+    #[serde(default)]
+    secret_env: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -427,6 +432,7 @@ pub fn parse_job(name: &str, text: &str, base: &Path) -> Result<JobDef, Vec<(Str
         concurrency,
         queue_limit,
         on_new: raw.on_new,
+        secret_env: raw.secret_env,
     })
 }
 

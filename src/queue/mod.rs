@@ -260,6 +260,14 @@ impl Worker {
             tracing::warn!(error = %err, dir = %logs.display(), "cannot create the logs folder");
         }
         let mut log = LogSink::create(&logs.join(format!("{run_id}.log"))).await;
+        // Values of the job's secret variables, wherever the steps get them from.
+        log.set_secrets(job.secret_env.iter().flat_map(|name| {
+            job.steps
+                .iter()
+                .filter_map(|step| step.env.get(name).cloned())
+                .chain(std::env::var(name).ok())
+                .collect::<Vec<_>>()
+        }));
         let mut env = vec![
             ("CHATRUN_RUN_ID".to_string(), run_id.to_string()),
             ("CHATRUN_JOB".to_string(), run.job.clone()),
@@ -330,7 +338,17 @@ impl Worker {
                 (Some(pattern), outcome) if !matches!(outcome, StepOutcome::SpawnFailed { .. }) => {
                     let pattern = pattern.replace("{run_id}", &run_id.to_string());
                     match read_reports(step.workdir.clone(), pattern.clone(), started).await {
-                        Ok(summary) => {
+                        Ok(mut summary) => {
+                            for failure in &mut summary.failures {
+                                for text in [
+                                    &mut failure.suite,
+                                    &mut failure.name,
+                                    &mut failure.message,
+                                    &mut failure.detail,
+                                ] {
+                                    *text = log.mask(text);
+                                }
+                            }
                             log.note(&format!(
                                 "{}: {} tests, {} failed, {} skipped ({pattern})",
                                 step.name, summary.tests, summary.failed, summary.skipped

@@ -138,6 +138,7 @@ pub async fn run_step(
         }
     })
     .await;
+    log.end_step().await;
     if drained.is_err() {
         // A descendant left the group (setsid) and holds the pipe open: stop reading.
         for reader in readers.into_iter().flatten() {

@@ -24,6 +24,37 @@ pub struct LogSink {
     step_tail: Vec<u8>,
     /// Why the log file could not be written, if it could not.
     file_error: Option<String>,
+    /// Values never to be written: replaced by [`MASK`] in everything a step prints.
+    secrets: Vec<Vec<u8>>,
+    /// Step output held back until its line is complete, so a secret split across two reads
+    /// is still found.
+    pending: Vec<u8>,
+}
+
+/// What a secret value is replaced with.
+pub const MASK: &str = "••••••";
+
+/// Held-back output beyond which it is written anyway (a very long line).
+const PENDING_BYTES: usize = 64 * 1024;
+
+/// `text` with every occurrence of each secret replaced by [`MASK`].
+pub fn mask_secrets(text: &[u8], secrets: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = text.to_vec();
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        let mut masked = Vec::with_capacity(out.len());
+        let mut i = 0;
+        while i < out.len() {
+            if out[i..].starts_with(secret) {
+                masked.extend_from_slice(MASK.as_bytes());
+                i += secret.len();
+            } else {
+                masked.push(out[i]);
+                i += 1;
+            }
+        }
+        out = masked;
+    }
+    out
 }
 
 /// Bytes kept of the current step's output, for its last lines.
@@ -59,6 +90,8 @@ impl LogSink {
             total: 0,
             step_tail: Vec::new(),
             file_error,
+            secrets: Vec::new(),
+            pending: Vec::new(),
         }
     }
 
@@ -92,8 +125,55 @@ impl LogSink {
         self.step_tail.clear();
     }
 
-    /// Appends a step's output (which [`LogSink::step_tail`] keeps the end of).
+    /// Values to mask in everything steps print from now on (values shorter than 4 bytes are
+    /// left alone: masking every `a` would hide the log, not a secret).
+    pub fn set_secrets(&mut self, secrets: impl IntoIterator<Item = String>) {
+        self.secrets = secrets
+            .into_iter()
+            .filter(|s| s.len() >= 4)
+            .map(String::into_bytes)
+            .collect();
+        // Longest first, so a secret that contains another is masked whole.
+        self.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    }
+
+    /// `text` with the secrets masked (for test reports and other text a step produced).
+    pub fn mask(&self, text: &str) -> String {
+        if self.secrets.is_empty() {
+            return text.to_string();
+        }
+        String::from_utf8_lossy(&mask_secrets(text.as_bytes(), &self.secrets)).into_owned()
+    }
+
+    /// Appends a step's output (which [`LogSink::step_tail`] keeps the end of), secrets masked.
     pub async fn write_step(&mut self, bytes: &[u8]) {
+        if self.secrets.is_empty() {
+            return self.emit_step(bytes).await;
+        }
+        self.pending.extend_from_slice(bytes);
+        let longest = self.secrets.first().map_or(0, Vec::len);
+        let cut = match self.pending.iter().rposition(|b| *b == b'\n') {
+            Some(newline) => newline + 1,
+            None if self.pending.len() > PENDING_BYTES => self.pending.len() - longest,
+            None => 0,
+        };
+        if cut > 0 {
+            let ready: Vec<u8> = self.pending.drain(..cut).collect();
+            let masked = mask_secrets(&ready, &self.secrets);
+            self.emit_step(&masked).await;
+        }
+    }
+
+    /// Writes what a step printed last without a newline (at the end of the step).
+    pub async fn end_step(&mut self) {
+        if !self.pending.is_empty() {
+            let rest = std::mem::take(&mut self.pending);
+            let masked = mask_secrets(&rest, &self.secrets);
+            self.emit_step(&masked).await;
+        }
+    }
+
+    async fn emit_step(&mut self, bytes: &[u8]) {
         self.write(bytes).await;
         self.step_tail.extend_from_slice(bytes);
         if self.step_tail.len() > 2 * STEP_TAIL_BYTES {
@@ -170,6 +250,23 @@ mod tests {
         assert!(tail.starts_with("line 10\n"), "{tail}");
         assert!(tail.ends_with("line 29"), "{tail}");
         assert!(!tail.contains("first step") && !tail.contains("[chatrun]"));
+    }
+
+    #[tokio::test]
+    async fn secrets_are_masked_even_when_split_across_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("4.log");
+        let mut sink = LogSink::create(&path).await;
+        sink.set_secrets(["hunter2hunter2".to_string(), "ab".to_string()]);
+        sink.write_step(b"token=hunter2").await;
+        sink.write_step(b"hunter2 ok ab\nlast hunter2hunter2").await;
+        sink.end_step().await;
+        let tail = sink.step_tail(5);
+        let (summary, _) = sink.finish().await;
+        assert_eq!(summary.head, "token=•••••• ok ab\nlast ••••••");
+        assert_eq!(tail, "token=•••••• ok ab\nlast ••••••");
+        let file = std::fs::read_to_string(&path).unwrap();
+        assert!(!file.contains("hunter2"), "{file}");
     }
 
     #[tokio::test]

@@ -436,3 +436,40 @@ run = ["sh", "-c", "printf '%s|%s|%s' \"$1\" \"$CHATRUN_PARAM_MSG\" \"$CHATRUN_P
     );
     assert_eq!(app.store.list_runs(None, 10).await.unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn secret_values_are_masked_in_logs_pages_and_replies() {
+    let app = spawn_app_with(&[(
+        "deploy",
+        r#"
+secret_env = ["DEPLOY_TOKEN"]
+[[steps]]
+name = "Deploy"
+run = ["sh", "-c", "echo using token $DEPLOY_TOKEN; printf 'last %s' \"$DEPLOY_TOKEN\"; exit 1"]
+env = { DEPLOY_TOKEN = "s3cr3t-deploy-token" }
+"#,
+    )])
+    .await;
+    app.trigger("#deploy", "secretpost1").await;
+    let run = app.finished_run(1).await;
+
+    let message = body(&app.posts(1).await[0])["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(message.contains("using token ••••••"), "{message}");
+    assert!(message.contains("last ••••••"), "{message}");
+    let page = app.get("/runs/1").await.text().await.unwrap();
+    let log = app.get("/runs/1/log").await.text().await.unwrap();
+    for (place, text) in [
+        ("reply", &message),
+        ("page", &page),
+        ("log", &log),
+        ("stored head", &run.log_head),
+    ] {
+        assert!(
+            !text.contains("s3cr3t-deploy-token"),
+            "the secret is in the {place}: {text}"
+        );
+    }
+}
