@@ -103,11 +103,17 @@ impl LogSink {
     /// Appends bytes.
     pub async fn write(&mut self, mut bytes: &[u8]) {
         self.total += bytes.len() as u64;
-        if let Some(file) = &mut self.file
-            && let Err(err) = file.write_all(bytes).await
-        {
-            self.file_error = Some(format!("cannot write {}: {err}", self.path.display()));
-            self.file = None;
+        // Flushed with every chunk: the run page and the live stream read the file while the
+        // run goes (a chunk is up to 32 KiB, so this is no write per byte).
+        if let Some(file) = &mut self.file {
+            let written = match file.write_all(bytes).await {
+                Ok(()) => file.flush().await,
+                Err(err) => Err(err),
+            };
+            if let Err(err) = written {
+                self.file_error = Some(format!("cannot write {}: {err}", self.path.display()));
+                self.file = None;
+            }
         }
         if self.head.len() < HEAD_BYTES {
             let take = bytes.len().min(HEAD_BYTES - self.head.len());
