@@ -174,9 +174,14 @@ struct RunPage {
     duration: String,
     steps: Vec<StepItem>,
     log_head: String,
-    log_tail: String,
     omitted: i64,
     log_bytes: i64,
+    /// A finished run's output, numbered: `(line number, text)`; the tail's numbers count
+    /// from the end of the whole log, so `#L1234` names the same line whatever is shown.
+    head_lines: Vec<(i64, String)>,
+    tail_lines: Vec<(i64, String)>,
+    /// Where the part between head and tail starts, for "load it".
+    gap_offset: usize,
     has_log_file: bool,
     replies: Vec<ReplyItem>,
     /// The signed-in user, who may cancel and rerun.
@@ -238,7 +243,22 @@ async fn run_page(
         (tail, String::new(), size)
     };
     let shown = i64::try_from(log_head.len() + log_tail.len()).unwrap_or(i64::MAX);
+    // At most HEAD_LINES + TAIL_LINES lines on the page; the middle loads on demand.
+    let head_kept: Vec<&str> = log_head.split_inclusive('\n').take(HEAD_LINES).collect();
+    let tail_all: Vec<&str> = log_tail.split_inclusive('\n').collect();
+    let tail_kept = &tail_all[tail_all.len().saturating_sub(TAIL_LINES)..];
+    let head_bytes: usize = head_kept.iter().map(|l| l.len()).sum();
+    let tail_bytes: usize = tail_kept.iter().map(|l| l.len()).sum();
+    let head_lines = numbered(&head_kept, 1);
+    let tail_count = i64::try_from(tail_kept.len()).unwrap_or(0);
+    let tail_lines = numbered(tail_kept, (run.log_lines - tail_count + 1).max(1));
+    let gap_end = usize::try_from(log_bytes)
+        .unwrap_or(0)
+        .saturating_sub(tail_bytes);
     let page = RunPage {
+        head_lines,
+        tail_lines,
+        gap_offset: head_bytes,
         status_class: class(run.status.as_str()),
         finished,
         created: render::timestamp(run.created_at),
@@ -274,8 +294,11 @@ async fn run_page(
             })
             .collect(),
         log_head: render::strip_ansi(&log_head),
-        log_tail: render::strip_ansi(&log_tail),
-        omitted: (log_bytes - shown).max(0),
+        omitted: if finished {
+            i64::try_from(gap_end.saturating_sub(head_bytes)).unwrap_or(0)
+        } else {
+            (log_bytes - shown).max(0)
+        },
         log_bytes,
         has_log_file: tokio::fs::try_exists(&path).await.unwrap_or(false),
         replies,
@@ -331,6 +354,19 @@ async fn read_tail(path: &std::path::Path) -> (String, i64) {
         String::from_utf8_lossy(&bytes).into_owned(),
         i64::try_from(size).unwrap_or(i64::MAX),
     )
+}
+
+/// Lines of a finished run's output shown from its start and from its end.
+const HEAD_LINES: usize = 200;
+const TAIL_LINES: usize = 1000;
+
+/// `lines`, numbered from `first`, colour codes removed.
+fn numbered(lines: &[&str], first: i64) -> Vec<(i64, String)> {
+    lines
+        .iter()
+        .zip(first..)
+        .map(|(line, n)| (n, render::strip_ansi(line.trim_end_matches(['\n', '\r']))))
+        .collect()
 }
 
 /// A CSS class from a status word: `timed out` → `timed-out`.

@@ -397,6 +397,7 @@ impl Worker {
             log_head: summary.head,
             log_tail: summary.tail,
             log_bytes: i64::try_from(summary.total).unwrap_or(i64::MAX),
+            log_lines: i64::try_from(summary.lines).unwrap_or(i64::MAX),
             log_path: Some(path),
             finished_at: now_ms(),
         })
@@ -410,6 +411,7 @@ impl Worker {
             log_head: String::new(),
             log_tail: String::new(),
             log_bytes: 0,
+            log_lines: 0,
             log_path: None,
             finished_at: now_ms(),
         };

@@ -26,6 +26,7 @@ pub fn run(status: RunStatus) -> RunRow {
         log_head: String::new(),
         log_tail: String::new(),
         log_bytes: 0,
+        log_lines: 0,
         log_path: None,
         created_at: 0,
         started_at: Some(1_000),

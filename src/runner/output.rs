@@ -20,6 +20,8 @@ pub struct LogSink {
     /// The last bytes after the head; trimmed to `TAIL_BYTES` when it doubles.
     tail: Vec<u8>,
     total: u64,
+    /// Newlines written.
+    lines: u64,
     /// The current step's last bytes (see [`LogSink::begin_step`]); trimmed to `STEP_TAIL_BYTES`.
     step_tail: Vec<u8>,
     /// Why the log file could not be written, if it could not.
@@ -69,6 +71,8 @@ pub struct LogSummary {
     pub tail: String,
     /// Every byte written.
     pub total: u64,
+    /// Lines in the whole log (a last line without a newline counts).
+    pub lines: u64,
 }
 
 impl LogSink {
@@ -88,6 +92,7 @@ impl LogSink {
             head: Vec::new(),
             tail: Vec::new(),
             total: 0,
+            lines: 0,
             step_tail: Vec::new(),
             file_error,
             secrets: Vec::new(),
@@ -103,6 +108,7 @@ impl LogSink {
     /// Appends bytes.
     pub async fn write(&mut self, mut bytes: &[u8]) {
         self.total += bytes.len() as u64;
+        self.lines += bytes.iter().filter(|b| **b == b'\n').count() as u64;
         // Flushed with every chunk: the run page and the live stream read the file while the
         // run goes (a chunk is up to 32 KiB, so this is no write per byte).
         if let Some(file) = &mut self.file {
@@ -212,6 +218,13 @@ impl LogSink {
             head: String::from_utf8_lossy(&self.head).into_owned(),
             tail: String::from_utf8_lossy(&self.tail[tail_start..]).into_owned(),
             total: self.total,
+            lines: self.lines
+                + u64::from(
+                    self.tail
+                        .last()
+                        .or(self.head.last())
+                        .is_some_and(|b| *b != b'\n'),
+                ),
         };
         (summary, self.file_error)
     }

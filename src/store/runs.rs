@@ -218,6 +218,7 @@ pub struct RunRow {
     pub log_head: String,
     pub log_tail: String,
     pub log_bytes: i64,
+    pub log_lines: i64,
     pub log_path: Option<String>,
     pub created_at: i64,
     pub started_at: Option<i64>,
@@ -286,13 +287,15 @@ pub struct RunResult {
     pub log_head: String,
     pub log_tail: String,
     pub log_bytes: i64,
+    pub log_lines: i64,
     pub log_path: Option<String>,
     pub finished_at: i64,
 }
 
 const RUN_COLUMNS: &str = "run_id, platform, team_id, team_name, channel_id, channel_name, \
     user_id, user_name, message_id, thread_root_id, message, job, args, hook, status, attempt, \
-    ack_text, error, log_head, log_tail, log_bytes, log_path, created_at, started_at, finished_at";
+    ack_text, error, log_head, log_tail, log_bytes, log_lines, log_path, created_at, started_at, \
+    finished_at";
 
 impl Store {
     /// Stores a trigger's run, queued (or denied, see [`NewRun::denied`]), unless the same
@@ -601,6 +604,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "update run set status = ?, error = ?, log_head = ?, log_tail = ?, log_bytes = ?,
+                 log_lines = ?,
                  log_path = ?, finished_at = ?, lease_owner = null, lease_expires_at = null
              where run_id = ? and attempt = ? and status = 'running'",
         )
@@ -609,6 +613,7 @@ impl Store {
         .bind(&result.log_head)
         .bind(&result.log_tail)
         .bind(result.log_bytes)
+        .bind(result.log_lines)
         .bind(&result.log_path)
         .bind(result.finished_at)
         .bind(run_id)
@@ -906,6 +911,7 @@ mod tests {
             log_head: "out".into(),
             log_tail: String::new(),
             log_bytes: 3,
+            log_lines: 1,
             log_path: None,
             finished_at: 50,
         }

@@ -431,3 +431,37 @@ async fn a_job_page_shows_its_definition_success_rate_and_durations() {
         "{list}"
     );
 }
+
+#[tokio::test]
+async fn a_long_log_has_numbered_lines_and_the_middle_on_demand() {
+    let app = spawn_app_with(&[(
+        "seq",
+        "[[steps]]\nname = \"Seq\"\nrun = [\"seq\", \"1\", \"20000\"]\n",
+    )])
+    .await;
+    app.trigger("#seq", "seqpost1").await;
+    let run = app.finished_run(1).await;
+    // The step's header line, 20000 numbers, the step's result line.
+    assert_eq!(run.log_lines, 20002);
+
+    let page = app.get("/runs/1").await.text().await.unwrap();
+    assert!(
+        page.contains(r##"<span class="line" id="L2"><a class="ln" href="#L2">2</a>1"##),
+        "the head is numbered from 1"
+    );
+    assert!(
+        page.contains(
+            r##"<span class="line" id="L20001"><a class="ln" href="#L20001">20001</a>20000"##
+        ),
+        "the tail keeps the lines' own numbers"
+    );
+    assert!(
+        page.contains(r#"id="load-gap""#),
+        "the middle is offered, not loaded"
+    );
+    assert!(
+        page.len() < 200_000,
+        "the page stays small: {} bytes",
+        page.len()
+    );
+}
