@@ -86,9 +86,9 @@ async fn main() {
     .await;
 
     let filtered = RunFilter {
-        job: Some("job-7".into()),
+        job: Some("job-10".into()),
         status: Some(RunStatus::Failed),
-        user: Some("user-7".into()),
+        user: Some("user-10".into()),
         ..RunFilter::default()
     };
     let by_user = RunFilter {
