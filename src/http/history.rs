@@ -173,13 +173,14 @@ struct RunPage {
     finished_at: String,
     duration: String,
     steps: Vec<StepItem>,
-    log_head: String,
     omitted: i64,
     log_bytes: i64,
     /// A finished run's output, numbered: `(line number, text)`; the tail's numbers count
     /// from the end of the whole log, so `#L1234` names the same line whatever is shown.
     head_lines: Vec<(i64, String)>,
     tail_lines: Vec<(i64, String)>,
+    /// An unfinished run's tail, numbered, which the live stream continues.
+    live_lines: Vec<(i64, String)>,
     /// Where the part between head and tail starts, for "load it".
     gap_offset: usize,
     has_log_file: bool,
@@ -242,6 +243,15 @@ async fn run_page(
         let (tail, size) = read_tail(&path).await;
         (tail, String::new(), size)
     };
+    // The live tail's lines keep their numbers too: count the lines before it.
+    let live_lines = if finished {
+        Vec::new()
+    } else {
+        let before = u64::try_from(log_bytes).unwrap_or(0) - log_head.len() as u64;
+        let first = count_lines(&path, before).await + 1;
+        let lines: Vec<&str> = log_head.split_inclusive('\n').collect();
+        numbered(&lines, i64::try_from(first).unwrap_or(1))
+    };
     let shown = i64::try_from(log_head.len() + log_tail.len()).unwrap_or(i64::MAX);
     // At most HEAD_LINES + TAIL_LINES lines on the page; the middle loads on demand.
     let head_kept: Vec<&str> = log_head.split_inclusive('\n').take(HEAD_LINES).collect();
@@ -256,6 +266,7 @@ async fn run_page(
         .unwrap_or(0)
         .saturating_sub(tail_bytes);
     let page = RunPage {
+        live_lines,
         head_lines,
         tail_lines,
         gap_offset: head_bytes,
@@ -293,7 +304,6 @@ async fn run_page(
                 position: step.position,
             })
             .collect(),
-        log_head: render::strip_ansi(&log_head),
         omitted: if finished {
             i64::try_from(gap_end.saturating_sub(head_bytes)).unwrap_or(0)
         } else {
@@ -409,15 +419,19 @@ async fn log_stream(
     let start = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(':').next())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .or(query.from)
         .unwrap_or(0);
     let path = log_path(&state, run.run_id);
+    let line = count_lines(&path, start).await;
     struct Follow {
         state: AppState,
         run_id: RunId,
         path: PathBuf,
         offset: u64,
+        /// Lines before `offset`.
+        line: u64,
         pending: std::collections::VecDeque<Event>,
         done: bool,
     }
@@ -426,6 +440,7 @@ async fn log_stream(
         run_id: run.run_id,
         path,
         offset: start,
+        line,
         pending: std::collections::VecDeque::new(),
         done: false,
     };
@@ -457,8 +472,13 @@ async fn log_stream(
                 f.offset += line.len() as u64;
                 let text = String::from_utf8_lossy(line);
                 let text = render::strip_ansi(text.trim_end_matches(['\n', '\r']));
-                f.pending
-                    .push_back(Event::default().id(f.offset.to_string()).data(text));
+                f.line += 1;
+                // `offset:line`: where to resume, and the line's number for its anchor.
+                f.pending.push_back(
+                    Event::default()
+                        .id(format!("{}:{}", f.offset, f.line))
+                        .data(text),
+                );
             }
             if f.pending.is_empty() {
                 if finished && complete.len() == chunk.len() {
@@ -470,6 +490,23 @@ async fn log_stream(
         }
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// Newlines in the first `end` bytes of a log file: the number of the line at `end`, less one.
+async fn count_lines(path: &std::path::Path, end: u64) -> u64 {
+    let Ok(file) = tokio::fs::File::open(path).await else {
+        return 0;
+    };
+    let mut reader = file.take(end);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut lines = 0;
+    while let Ok(n) = reader.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        lines += buf[..n].iter().filter(|b| **b == b'\n').count() as u64;
+    }
+    lines
 }
 
 /// What a log file holds from `offset` on, at most 256 KiB.

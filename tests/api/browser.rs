@@ -174,7 +174,7 @@ async fn a_browser_filters_the_list_and_sees_a_running_runs_lines_appear() {
 
     // The running run: lines appear while the page is open.
     driver.open(&format!("{}/runs/2", app.base)).await;
-    let count = "return (document.getElementById('live') || {textContent: ''}).textContent.split('\\n').filter(l => l.startsWith('tick')).length";
+    let count = "return document.querySelectorAll('#live .line').length";
     let first = driver.script(count).await.as_u64().unwrap_or(0);
     wait_for(|| async {
         let now = driver.script(count).await.as_u64().unwrap_or(0);
@@ -188,6 +188,26 @@ async fn a_browser_filters_the_list_and_sees_a_running_runs_lines_appear() {
         still_loaded,
         json!(1),
         "the page was not reloaded: the lines came live"
+    );
+    // Every line has its anchor, live ones too, numbered as in the whole log.
+    let ids = driver
+        .script("return [...document.querySelectorAll('#live .line')].map(l => l.id)")
+        .await;
+    let ids: Vec<u64> = ids
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| {
+            id.as_str()
+                .unwrap()
+                .trim_start_matches('L')
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert!(
+        ids.windows(2).all(|w| w[1] == w[0] + 1),
+        "consecutive: {ids:?}"
     );
     driver.screenshot("browser-run.png").await;
 

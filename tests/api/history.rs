@@ -261,8 +261,19 @@ async fn the_log_streams_live_and_a_reconnect_resumes_without_loss_or_repeats() 
         .filter(|d| d.starts_with("line"))
         .collect();
     assert_eq!(lines, vec!["line 4", "line 5"], "{resumed:?}");
-    let ids: Vec<u64> = resumed.iter().map(|(id, _)| id.parse().unwrap()).collect();
-    assert!(ids.windows(2).all(|w| w[0] < w[1]), "offsets grow: {ids:?}");
+    let ids: Vec<(u64, u64)> = resumed
+        .iter()
+        .map(|(id, _)| {
+            let (offset, line) = id.split_once(':').unwrap();
+            (offset.parse().unwrap(), line.parse().unwrap())
+        })
+        .collect();
+    assert!(
+        ids.windows(2).all(|w| w[0].0 < w[1].0),
+        "offsets grow: {ids:?}"
+    );
+    // Line 1 is chatrun's note of the step; "line 4" is the fifth line of the log.
+    assert_eq!(ids[0].1, 5, "{resumed:?}");
 }
 
 #[tokio::test]
