@@ -108,29 +108,13 @@ impl Allow {
                 display(&caller.user_name, &caller.user_id)
             ));
         }
-        if !self.channels.is_empty()
-            && !self
-                .channels
-                .iter()
-                .any(|c| c == &caller.channel_name || c == &caller.channel_id)
-        {
-            return Some(format!(
-                "channel {} is not in the job's allow.channels",
-                display(&caller.channel_name, &caller.channel_id)
-            ));
-        }
-        if !self.teams.is_empty()
-            && !self
-                .teams
-                .iter()
-                .any(|t| t == &caller.team_name || t == &caller.team_id)
-        {
-            return Some(format!(
-                "team {} is not in the job's allow.teams",
-                display(&caller.team_name, &caller.team_id)
-            ));
-        }
-        None
+        place_denied(
+            &self.channels,
+            "channel",
+            &caller.channel_name,
+            &caller.channel_id,
+        )
+        .or_else(|| place_denied(&self.teams, "team", &caller.team_name, &caller.team_id))
     }
 
     /// Whether `caller` is one of the job's admins.
@@ -145,6 +129,16 @@ impl Allow {
             !entry.is_empty() && (entry == caller.user_id || (by_name && entry == caller.user_name))
         })
     }
+}
+
+/// Why a caller in place `name`/`id` is denied by `list` (`channels`, `teams`), if it is.
+fn place_denied(list: &[String], what: &str, name: &str, id: &str) -> Option<String> {
+    (!list.is_empty() && !list.iter().any(|entry| entry == name || entry == id)).then(|| {
+        format!(
+            "{what} {} is not in the job's allow.{what}s",
+            display(name, id)
+        )
+    })
 }
 
 fn display(name: &str, id: &str) -> String {
