@@ -185,7 +185,6 @@ async fn run_job(
     let Some(def) = state.catalog.get(job) else {
         return Ok(Answer::Text(replies.jobs(Some(job), None, Vec::new())));
     };
-    let now = now_ms();
     if let Some(reason) = def.allow.denies(caller) {
         let new = NewRun {
             job: job.to_string(),
@@ -197,7 +196,7 @@ async fn run_job(
         tracing::info!(job, user = %new.user_name, channel = %new.channel_name, %reason, "request denied");
         let stored = state
             .store
-            .insert_run(&new, now, |_, _| Ack {
+            .insert_run(&new, now_ms(), |_, _| Ack {
                 text: text.clone(),
                 delivery: None,
             })
@@ -207,25 +206,70 @@ async fn run_job(
             Insert::QueueFull(_) => text,
         }));
     }
-    let values = match args::bind(job, &def.params, args) {
+    let stored = enqueue(
+        state,
+        def,
+        base,
+        args,
+        |run_id, position, wait, new, link| replies.ack(run_id, position, wait, new, link),
+    )
+    .await?;
+    Ok(match stored {
+        Ok(inserted) => Answer::Ack(inserted),
+        Err(Refusal::Arguments(reason)) => Answer::Text(replies.refusal(job, &reason)),
+        Err(Refusal::QueueFull(waiting)) => Answer::Text(replies.refusal(
+            job,
+            &format!(
+                "{waiting} runs of it are already waiting, its limit (queue_limit); try again when some have run"
+            ),
+        )),
+    })
+}
+
+/// Why [`enqueue`] stored nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The arguments do not fit the job's parameters: the reason, naming the parameter.
+    Arguments(String),
+    /// This many runs of the job already wait: its `queue_limit`.
+    QueueFull(i64),
+}
+
+/// Queues a run of `def` for `base` (who, where, which message) with `args`: checks the
+/// arguments, stores the run under the job's queue policy, applies its `on_new` and wakes the
+/// workers. `ack` words the acknowledgement from the run's number, its position, the expected
+/// wait (ms, once the job has history) and its link. Chat requests and the web's "Run again"
+/// both come through here; permissions are the caller's to check first.
+///
+/// # Errors
+///
+/// The database failed.
+pub async fn enqueue(
+    state: &AppState,
+    def: &crate::catalog::JobDef,
+    base: NewRun,
+    args: &str,
+    ack: impl FnOnce(RunId, Position, Option<i64>, &NewRun, &str) -> Ack,
+) -> Result<Result<Inserted, Refusal>, Error> {
+    let values = match args::bind(&def.name, &def.params, args) {
         Ok(values) => values,
-        Err(err) => return Ok(Answer::Text(replies.refusal(job, &err.to_string()))),
+        Err(err) => return Ok(Err(Refusal::Arguments(err.to_string()))),
     };
     let new = NewRun {
-        job: job.to_string(),
+        job: def.name.clone(),
         args: args::canonical(&values),
         concurrency: i64::try_from(def.concurrency).unwrap_or(i64::MAX),
         queue_limit: i64::try_from(def.queue_limit).unwrap_or(i64::MAX),
         ..base
     };
-    let median = median(&state.store.recent_durations(job, 20).await?);
+    let median = median(&state.store.recent_durations(&def.name, 20).await?);
     let public_url = &state.config.public_url;
     let stored = state
         .store
-        .insert_run(&new, now, |run_id, position| {
+        .insert_run(&new, now_ms(), |run_id, position| {
             let wait = median
                 .map(|m| m * ((position.place - 1 + position.running) / new.concurrency.max(1)));
-            replies.ack(
+            ack(
                 run_id,
                 position,
                 wait.filter(|w| *w > 0),
@@ -236,12 +280,7 @@ async fn run_job(
         .await?;
     let inserted = match stored {
         Insert::Stored(inserted) => inserted,
-        Insert::QueueFull(waiting) => {
-            let reason = format!(
-                "{waiting} runs of it are already waiting, its limit (queue_limit); try again when some have run"
-            );
-            return Ok(Answer::Text(replies.refusal(job, &reason)));
-        }
+        Insert::QueueFull(waiting) => return Ok(Err(Refusal::QueueFull(waiting))),
     };
     if inserted.created {
         tracing::info!(run = %inserted.run_id, job = %new.job, user = %new.user_name,
@@ -250,7 +289,7 @@ async fn run_job(
         state.wake_workers.notify_waiters();
         state.wake_outbox.notify_one();
     }
-    Ok(Answer::Ack(inserted))
+    Ok(Ok(inserted))
 }
 
 /// The median of `durations`, when there are any.

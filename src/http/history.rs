@@ -581,9 +581,7 @@ async fn rerun_run(
         .catalog
         .get(&run.job)
         .ok_or_else(|| Error::BadRequest(format!("the job {} no longer exists", run.job)))?;
-    let values = crate::catalog::args::bind(&job.name, &job.params, &run.args)
-        .map_err(|err| Error::BadRequest(format!("its arguments no longer fit the job: {err}")))?;
-    let new = crate::store::NewRun {
+    let base = crate::store::NewRun {
         platform: "web".into(),
         channel_name: "web".into(),
         user_id: format!("web:{user}"),
@@ -591,26 +589,24 @@ async fn rerun_run(
         message_id: crate::app::random_id()
             .map_err(|_| Error::BadRequest("no randomness".into()))?,
         message: format!("rerun of #{id} from the web"),
-        job: job.name.clone(),
-        args: crate::catalog::args::canonical(&values),
-        concurrency: i64::try_from(job.concurrency).unwrap_or(i64::MAX),
-        queue_limit: i64::try_from(job.queue_limit).unwrap_or(i64::MAX),
         ..crate::store::NewRun::default()
     };
-    let stored = state
-        .store
-        .insert_run(&new, now_ms(), |run_id, _| crate::store::runs::Ack {
+    let stored = super::commands::enqueue(&state, job, base, &run.args, |run_id, _, _, _, _| {
+        crate::store::runs::Ack {
             text: format!("queued run #{run_id} from the web"),
             delivery: None,
-        })
-        .await?;
+        }
+    })
+    .await?;
     match stored {
-        crate::store::Insert::Stored(inserted) => {
+        Ok(inserted) => {
             tracing::info!(run = %inserted.run_id, rerun_of = id, %user, "queued from the web");
-            state.wake_workers.notify_waiters();
             Ok(axum::response::Redirect::to(&format!("/runs/{}", inserted.run_id)).into_response())
         }
-        crate::store::Insert::QueueFull(waiting) => Ok((
+        Err(super::commands::Refusal::Arguments(reason)) => Err(Error::BadRequest(format!(
+            "its arguments no longer fit the job: {reason}"
+        ))),
+        Err(super::commands::Refusal::QueueFull(waiting)) => Ok((
             axum::http::StatusCode::CONFLICT,
             format!(
                 "{waiting} runs of {} are already waiting, its limit; try again later\n",
