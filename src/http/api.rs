@@ -8,7 +8,6 @@ use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::{AppState, Error};
 use crate::store::{RunFilter, RunId, RunRow, RunStatus};
@@ -226,23 +225,10 @@ async fn log(
         .get_run(RunId(id))
         .await?
         .ok_or(Error::NotFound)?;
-    let path = state.config.logs_dir().join(format!("{}.log", run.run_id));
-    let Ok(mut file) = tokio::fs::File::open(&path).await else {
-        return Ok(Json(
-            json!({ "size": 0, "offset": 0, "text": "", "next_offset": null }),
-        ));
-    };
-    let size = file.metadata().await.map(|m| m.len()).unwrap_or(0);
-    let offset = query.offset.unwrap_or(0).min(size);
+    let path = super::history::log_path(&state, run.run_id);
     let length = query.length.unwrap_or(64 * 1024).min(MAX_LOG_CHUNK);
-    file.seek(std::io::SeekFrom::Start(offset))
-        .await
-        .map_err(|_| Error::NotFound)?;
-    let mut bytes = Vec::new();
-    file.take(length)
-        .read_to_end(&mut bytes)
-        .await
-        .map_err(|_| Error::NotFound)?;
+    let (bytes, offset, size) =
+        super::history::read_log(&path, Some(query.offset.unwrap_or(0)), length).await;
     let end = offset + bytes.len() as u64;
     Ok(Json(json!({
         "size": size,

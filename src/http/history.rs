@@ -240,8 +240,12 @@ async fn run_page(
     let (log_head, log_tail, log_bytes) = if finished {
         (run.log_head.clone(), run.log_tail.clone(), run.log_bytes)
     } else {
-        let (tail, size) = read_tail(&path).await;
-        (tail, String::new(), size)
+        let (tail, _, size) = read_log(&path, None, TAIL_BYTES as u64).await;
+        (
+            String::from_utf8_lossy(&tail).into_owned(),
+            String::new(),
+            i64::try_from(size).unwrap_or(i64::MAX),
+        )
     };
     // The live tail's lines keep their numbers too: count the lines before it.
     let live_lines = if finished {
@@ -344,26 +348,29 @@ async fn run_log(State(state): State<AppState>, Path(id): Path<i64>) -> Result<R
         .into_response())
 }
 
-fn log_path(state: &AppState, run_id: RunId) -> PathBuf {
+pub(super) fn log_path(state: &AppState, run_id: RunId) -> PathBuf {
     state.config.logs_dir().join(format!("{run_id}.log"))
 }
 
-/// The last bytes of a log file that is still being written, and its size.
-async fn read_tail(path: &std::path::Path) -> (String, i64) {
+/// Up to `length` bytes of a log file, from `offset` (clamped to the file) or, with `None`,
+/// its last `length` bytes: `(bytes, where they start, the file's size)`. Nothing when the
+/// file does not exist yet (a queued run) or cannot be read.
+pub(super) async fn read_log(
+    path: &std::path::Path,
+    offset: Option<u64>,
+    length: u64,
+) -> (Vec<u8>, u64, u64) {
     let Ok(mut file) = tokio::fs::File::open(path).await else {
-        return (String::new(), 0);
+        return (Vec::new(), 0, 0);
     };
     let size = file.metadata().await.map(|m| m.len()).unwrap_or(0);
-    let start = size.saturating_sub(TAIL_BYTES as u64);
+    let start = offset.map_or(size.saturating_sub(length), |o| o.min(size));
     if file.seek(SeekFrom::Start(start)).await.is_err() {
-        return (String::new(), 0);
+        return (Vec::new(), start, size);
     }
     let mut bytes = Vec::new();
-    let _ = file.take(TAIL_BYTES as u64).read_to_end(&mut bytes).await;
-    (
-        String::from_utf8_lossy(&bytes).into_owned(),
-        i64::try_from(size).unwrap_or(i64::MAX),
-    )
+    let _ = file.take(length).read_to_end(&mut bytes).await;
+    (bytes, start, size)
 }
 
 /// Lines of a finished run's output shown from its start and from its end.
@@ -461,7 +468,7 @@ async fn log_stream(
                 .ok()
                 .flatten()
                 .is_none_or(|r| r.status.is_finished());
-            let chunk = read_from(&f.path, f.offset).await;
+            let (chunk, _, _) = read_log(&f.path, Some(f.offset), 256 * 1024).await;
             let complete = match chunk.iter().rposition(|b| *b == b'\n') {
                 Some(last) => &chunk[..=last],
                 // At the end of a finished run, a last line without a newline is still a line.
@@ -507,19 +514,6 @@ async fn count_lines(path: &std::path::Path, end: u64) -> u64 {
         lines += buf[..n].iter().filter(|b| **b == b'\n').count() as u64;
     }
     lines
-}
-
-/// What a log file holds from `offset` on, at most 256 KiB.
-async fn read_from(path: &std::path::Path, offset: u64) -> Vec<u8> {
-    let Ok(mut file) = tokio::fs::File::open(path).await else {
-        return Vec::new();
-    };
-    if file.seek(SeekFrom::Start(offset)).await.is_err() {
-        return Vec::new();
-    }
-    let mut bytes = Vec::new();
-    let _ = file.take(256 * 1024).read_to_end(&mut bytes).await;
-    bytes
 }
 
 #[derive(serde::Deserialize)]
