@@ -26,10 +26,7 @@ impl Flavor {
                 let _ = Markdown.write_escaped_str(&mut out, text);
                 out
             }
-            Self::Teams => text
-                .replace('&', "&amp;")
-                .replace('<', "&lt;")
-                .replace('>', "&gt;"),
+            Self::Teams => crate::chat::teams::escape_text(text),
         }
     }
 
