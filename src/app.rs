@@ -17,7 +17,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::{Config, default_public_url};
 use crate::http::AppState;
 use crate::outbox::Sender;
-use crate::queue::Worker;
+use crate::queue::{Reaper, Worker};
 use crate::store::Store;
 use crate::{catalog, http};
 
@@ -97,6 +97,7 @@ impl App {
             cancels: Arc::new(crate::queue::Cancels::default()),
             rate: Arc::new(crate::http::RateLimit::default()),
             sessions: Arc::new(crate::http::auth::Sessions::default()),
+            draining: CancellationToken::new(),
         };
         Ok(Self {
             listener,
@@ -115,8 +116,9 @@ impl App {
         &self.state
     }
 
-    /// Serves and works until `shutdown` is cancelled, then stops every loop: running steps are
-    /// stopped and their runs go back to the queue.
+    /// Serves and works until `shutdown` is cancelled, then shuts down in order: webhooks are
+    /// refused (503) at once, running steps get `shutdown_grace` to finish and are then stopped
+    /// (their runs end interrupted), the replies that are due are sent, and the server stops.
     ///
     /// # Errors
     ///
@@ -124,50 +126,83 @@ impl App {
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let state = self.state;
         let config = state.config.clone();
-        let tracker = TaskTracker::new();
+        let workers = TaskTracker::new();
+        let worker = |n: usize| Worker {
+            store: state.store.clone(),
+            catalog: state.catalog.clone(),
+            config: config.clone(),
+            wake: state.wake_workers.clone(),
+            outbox_wake: state.wake_outbox.clone(),
+            owner: crate::queue::owner_name(n),
+            cancels: state.cancels.clone(),
+        };
 
-        match crate::queue::release_dead_owners(&state.store).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(runs = n, "picked up runs a stopped chatrun left running"),
-            Err(err) => tracing::warn!(error = ?err, "cannot look for runs left running"),
+        // Before any worker claims: settle what a stopped chatrun left running.
+        let reaper = Reaper { worker: worker(0) };
+        if let Err(err) = reaper.reap().await {
+            tracing::warn!(error = ?err, "cannot look for runs left running");
         }
-
         for n in 0..config.workers {
-            let worker = Worker {
-                store: state.store.clone(),
-                catalog: state.catalog.clone(),
-                config: config.clone(),
-                wake: state.wake_workers.clone(),
-                outbox_wake: state.wake_outbox.clone(),
-                owner: crate::queue::owner_name(n),
-                cancels: state.cancels.clone(),
-            };
-            tracker.spawn(worker.run(shutdown.clone()));
+            workers.spawn(worker(n).run(shutdown.clone()));
         }
+        workers.spawn(reaper.run(shutdown.clone()));
+
         let sender = Sender {
             store: state.store.clone(),
             config: config.clone(),
             client: state.client.clone(),
             wake: state.wake_outbox.clone(),
         };
-        tracker.spawn(sender.run(shutdown.clone()));
+        let stop_sending = CancellationToken::new();
+        let sending = tokio::spawn(sender.clone().run(stop_sending.clone()));
+        let background = TaskTracker::new();
         if config.mattermost.bot_user_id.is_none() && config.mattermost.rest().is_some() {
-            tracker.spawn(resolve_bot_user(state.clone(), shutdown.clone()));
+            background.spawn(resolve_bot_user(state.clone(), shutdown.clone()));
         }
 
         let store = state.store.clone();
-        let served = http::serve(self.listener, state, shutdown.clone()).await;
-        // The server only returns on shutdown or failure; either way everything stops.
+        let draining = state.draining.clone();
+        let stop_serving = CancellationToken::new();
+        let mut server = tokio::spawn(http::serve(self.listener, state, stop_serving.clone()));
+        let failed = tokio::select! {
+            () = shutdown.cancelled() => None,
+            served = &mut server => Some(served),
+        };
+        // From here on webhooks get 503; the pages still answer.
+        draining.cancel();
         shutdown.cancel();
-        tracker.close();
-        let grace = config.kill_grace + Duration::from_secs(10);
-        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
-            tracing::warn!("some tasks did not stop in time");
+
+        workers.close();
+        let wait = config.shutdown_grace + config.kill_grace + Duration::from_secs(10);
+        if tokio::time::timeout(wait, workers.wait()).await.is_err() {
+            tracing::warn!("some runs did not stop in time");
         }
+        stop_sending.cancel();
+        let _ = sending.await;
+        let until = tokio::time::Instant::now() + FLUSH_TIME;
+        match sender.drain(until).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(replies = n, "sent the replies that were due"),
+            Err(err) => tracing::warn!(error = ?err, "cannot send the replies that were due"),
+        }
+        background.close();
+        let _ = tokio::time::timeout(Duration::from_secs(1), background.wait()).await;
+
+        stop_serving.cancel();
+        let served = match failed {
+            Some(served) => served,
+            None => server.await,
+        };
         store.close().await;
-        served.context("the HTTP server failed")
+        tracing::info!("stopped");
+        served
+            .context("the HTTP server panicked")?
+            .context("the HTTP server failed")
     }
 }
+
+/// How long shutdown may spend sending the replies that are due.
+pub const FLUSH_TIME: Duration = Duration::from_secs(10);
 
 /// Reads the local token, creating it (26 random letters and digits, readable only by this
 /// user) on first start.

@@ -79,6 +79,11 @@ pub struct RawConfig {
     lease_secs: u64,
     #[serde(default = "default_kill_grace_secs", deserialize_with = "de::number")]
     kill_grace_secs: u64,
+    #[serde(
+        default = "default_shutdown_grace_secs",
+        deserialize_with = "de::number"
+    )]
+    shutdown_grace_secs: u64,
     #[serde(default = "default_rate_limit", deserialize_with = "de::number")]
     rate_limit_per_minute: u64,
     #[serde(default)]
@@ -186,6 +191,9 @@ fn default_lease_secs() -> u64 {
 fn default_kill_grace_secs() -> u64 {
     5
 }
+fn default_shutdown_grace_secs() -> u64 {
+    30
+}
 fn default_rate_limit() -> u64 {
     10
 }
@@ -218,6 +226,8 @@ pub struct Config {
     pub lease: Duration,
     /// Time between SIGTERM and SIGKILL when a step is stopped.
     pub kill_grace: Duration,
+    /// On SIGTERM or SIGINT, how long running steps may go on before they are stopped.
+    pub shutdown_grace: Duration,
     /// Requests that start runs one user may make per minute; 0 for no limit.
     pub rate_limit_per_minute: usize,
     /// Mattermost settings.
@@ -594,6 +604,7 @@ impl Config {
             workers: usize::try_from(raw.workers).expect("validated to at most 256"),
             lease: Duration::from_secs(raw.lease_secs),
             kill_grace: Duration::from_secs(raw.kill_grace_secs),
+            shutdown_grace: Duration::from_secs(raw.shutdown_grace_secs),
             rate_limit_per_minute: usize::try_from(raw.rate_limit_per_minute).unwrap_or(usize::MAX),
             mattermost: Mattermost {
                 tokens,

@@ -18,7 +18,7 @@ pub fn on_signal() -> std::io::Result<CancellationToken> {
             _ = interrupt.recv() => {}
             _ = terminate.recv() => {}
         }
-        tracing::info!("shutting down: stopping running steps, their runs go back to the queue");
+        tracing::info!("shutting down: new webhooks get 503; running steps get their grace period");
         cancel.cancel();
     });
     Ok(token)

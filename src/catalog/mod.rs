@@ -38,6 +38,9 @@ pub struct JobDef {
     pub timeout: Duration,
     /// Run every step even after one failed (a test matrix).
     pub keep_going: bool,
+    /// Run it once more when chatrun stopped under it (crash, shutdown); otherwise such a run
+    /// ends `interrupted`. For jobs that are safe to repeat.
+    pub retry_interrupted: bool,
     /// At least one.
     pub steps: Vec<StepDef>,
     /// What chat text may set, by name.
@@ -208,6 +211,8 @@ struct RawJob {
     timeout: Option<String>,
     #[serde(default)]
     keep_going: bool,
+    #[serde(default)]
+    retry_interrupted: bool,
     #[serde(default)]
     steps: Vec<RawStep>,
     #[serde(default)]
@@ -420,6 +425,7 @@ pub fn parse_job(name: &str, text: &str, base: &Path) -> Result<JobDef, Vec<(Str
         description: raw.description.trim().to_string(),
         timeout,
         keep_going: raw.keep_going,
+        retry_interrupted: raw.retry_interrupted,
         steps,
         params,
         allow: raw.allow,

@@ -580,7 +580,9 @@ fn run_colour(status: RunStatus) -> (&'static str, &'static str) {
     match status {
         RunStatus::Succeeded => ("Good", "good"),
         RunStatus::Failed => ("Attention", "attention"),
-        RunStatus::TimedOut | RunStatus::Cancelled | RunStatus::Denied => ("Warning", "warning"),
+        RunStatus::TimedOut | RunStatus::Cancelled | RunStatus::Denied | RunStatus::Interrupted => {
+            ("Warning", "warning")
+        }
         RunStatus::Queued | RunStatus::Running => ("Default", "emphasis"),
     }
 }
@@ -589,7 +591,7 @@ fn step_colour(status: StepStatus) -> &'static str {
     match status {
         StepStatus::Succeeded => "Good",
         StepStatus::Failed | StepStatus::Error => "Attention",
-        StepStatus::TimedOut | StepStatus::Cancelled => "Warning",
+        StepStatus::TimedOut | StepStatus::Cancelled | StepStatus::Interrupted => "Warning",
         StepStatus::Pending | StepStatus::Running | StepStatus::Skipped => "Default",
     }
 }

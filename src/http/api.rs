@@ -77,7 +77,7 @@ impl FilterQuery {
             .map(|s| {
                 parse_status(&s).ok_or_else(|| {
                     Error::BadRequest(format!(
-                        "status: `{s}` is not one of queued, running, succeeded, failed, timed_out, cancelled, denied"
+                        "status: `{s}` is not one of queued, running, succeeded, failed, timed_out, cancelled, denied, interrupted"
                     ))
                 })
             })
@@ -117,6 +117,7 @@ fn parse_status(text: &str) -> Option<RunStatus> {
         "timed_out" | "timed out" => RunStatus::TimedOut,
         "cancelled" => RunStatus::Cancelled,
         "denied" => RunStatus::Denied,
+        "interrupted" => RunStatus::Interrupted,
         _ => return None,
     })
 }

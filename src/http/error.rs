@@ -21,6 +21,9 @@ pub enum Error {
     /// No such page or run.
     #[error("not found")]
     NotFound,
+    /// chatrun is shutting down and takes no new requests.
+    #[error("chatrun is shutting down and takes no new requests; try again in a minute")]
+    ShuttingDown,
     /// The store failed.
     #[error(transparent)]
     Store(#[from] crate::store::Error),
@@ -33,6 +36,7 @@ impl IntoResponse for Error {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             Self::Store(err) => {
                 tracing::error!(error = ?err, "request failed");
                 StatusCode::INTERNAL_SERVER_ERROR

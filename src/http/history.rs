@@ -137,6 +137,7 @@ async fn runs_page(
             "timed_out",
             "cancelled",
             "denied",
+            "interrupted",
         ],
     })
 }

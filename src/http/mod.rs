@@ -51,6 +51,8 @@ pub struct AppState {
     pub rate: Arc<RateLimit>,
     /// Signed-in users of the pages.
     pub sessions: Arc<auth::Sessions>,
+    /// Cancelled when chatrun starts shutting down: webhooks are refused from then on.
+    pub draining: CancellationToken,
 }
 
 /// A sliding one-minute window of requests per user.

@@ -48,6 +48,7 @@ async fn mattermost_hook(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Error> {
+    refuse_while_draining(&state)?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
@@ -197,6 +198,7 @@ async fn teams_trigger(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, Error> {
+    refuse_while_draining(state)?;
     let hooks: Vec<&TeamsWebhook> = state
         .config
         .teams
@@ -294,6 +296,15 @@ impl Replies for TeamsReplies<'_> {
     fn refusal(&self, job: &str, reason: &str) -> String {
         teams::render_refusal(job, reason)
     }
+}
+
+/// Once shutdown began, a trigger is refused rather than acknowledged and left for a later
+/// start: the user sees at once that it did not go through.
+fn refuse_while_draining(state: &AppState) -> Result<(), Error> {
+    if state.draining.is_cancelled() {
+        return Err(Error::ShuttingDown);
+    }
+    Ok(())
 }
 
 /// `help`, `#help`, `!help`…: the first word asks for the list of jobs.

@@ -103,6 +103,25 @@ impl Sender {
         Ok(true)
     }
 
+    /// Sends every delivery that is due, one after another, until none is or `until` passes
+    /// (on shutdown). A delivery that fails stays queued for the next start. Returns how many
+    /// it tried.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn drain(&self, until: tokio::time::Instant) -> store::Result<usize> {
+        let mut tried = 0;
+        while tokio::time::Instant::now() < until {
+            match tokio::time::timeout_at(until, self.try_send_one()).await {
+                Ok(Ok(true)) => tried += 1,
+                Ok(Ok(false)) | Err(_) => break,
+                Ok(Err(err)) => return Err(err),
+            }
+        }
+        Ok(tried)
+    }
+
     async fn failed(&self, row: &DeliveryRow, err: DeliveryError) -> store::Result<()> {
         let outbox = &self.config.outbox;
         match err {

@@ -1,15 +1,18 @@
-//! Workers: claim a queued run, run its steps, record the result and queue the reply.
+//! Workers: claim a queued run, run its steps, record the result and queue the reply; and the
+//! reaper, which settles runs whose worker stopped under them.
 //!
-//! - A worker sleeps until woken by an enqueue (no polling delay); it also looks every
-//!   [`IDLE_CHECK`] for runs whose worker died (their lease expired).
+//! - A worker sleeps until woken by an enqueue (no polling delay).
 //! - The claim is committed before anything runs; no transaction is held while a job runs.
 //! - A heartbeat renews the lease. When a renew finds the run is no longer ours, the steps are
-//!   stopped and the result is discarded: the other attempt owns it now.
+//!   stopped and the result is discarded: the run was settled elsewhere.
 //! - The result and its reply are written in one transaction ([`Store::finish_run`]), so there
 //!   is never a reply without a stored result, nor a result whose reply is lost.
-//! - On shutdown a running step is stopped and the run goes back to the queue.
-//! - A run claimed more than [`MAX_ATTEMPTS`] times (chatrun died under it each time) is failed
-//!   with a reply instead of being tried forever.
+//! - On shutdown, running steps get `shutdown_grace` to finish; then their process groups are
+//!   killed and the run ends [`RunStatus::Interrupted`] (or goes back to the queue once, see
+//!   [`after_interrupt`]).
+//! - The [`Reaper`] looks at start-up and every [`REAP_EVERY`] for runs whose lease expired
+//!   (chatrun was killed, or lost the database): it kills what a dead chatrun of this host left
+//!   running and settles each run the same way, with a reply. No run stays `running`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,11 +29,37 @@ use crate::runner::{self, LogSink, StepOutcome};
 use crate::store::runs::{RunResult, StepResult};
 use crate::store::{self, RunId, RunRow, RunStatus, StepStatus, Store, ms, now_ms};
 
-/// Claims of one run before it is failed rather than tried again.
-pub const MAX_ATTEMPTS: i64 = 3;
+/// How often the reaper looks for runs whose lease expired.
+pub const REAP_EVERY: Duration = Duration::from_secs(5);
 
-/// How often an idle worker looks for runs whose lease expired.
-pub const IDLE_CHECK: Duration = Duration::from_secs(5);
+/// What becomes of a run chatrun stopped under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterInterrupt {
+    /// Queued again, to run from its first step.
+    Requeue,
+    /// Ends `interrupted`, with a reply saying so.
+    Interrupted,
+}
+
+/// A run is run again after an interruption only when its job says it is safe to repeat
+/// (`retry_interrupted = true`), and only once: `attempt` is the attempt that was stopped.
+pub fn after_interrupt(retry_interrupted: bool, attempt: i64) -> AfterInterrupt {
+    if retry_interrupted && attempt < 2 {
+        AfterInterrupt::Requeue
+    } else {
+        AfterInterrupt::Interrupted
+    }
+}
+
+/// The error shown for a run that ends interrupted, in replies and on its page.
+pub fn interrupted_error(cause: &str, retried: bool) -> String {
+    let again = if retried {
+        "it was already run again once and is not run a third time"
+    } else {
+        "it is not run again (the job does not set `retry_interrupted`)"
+    };
+    format!("{cause}; {again}. Start it again with `retry`.")
+}
 
 /// The lease owner name of worker `n` of this process: `host:pid#n`, so that a restarted
 /// chatrun can tell its dead predecessor's runs from a live neighbour's.
@@ -46,36 +75,21 @@ fn hostname() -> String {
         .unwrap_or_else(|| "chatrun".into())
 }
 
-/// Ends at once the leases held by chatrun processes of this host that no longer exist, so a
-/// restart picks up what a crash left running without waiting for the leases to run out.
-/// Leases of other hosts, or of live processes, are left to expire on their own.
-///
-/// # Errors
-///
-/// The database failed.
-pub async fn release_dead_owners(store: &Store) -> store::Result<usize> {
-    let host = hostname();
-    let mut released = 0;
-    for (run_id, owner) in store.running_leases().await? {
-        let Some(owner) = owner else { continue };
-        let Some((owner_host, rest)) = owner.split_once(':') else {
-            continue;
-        };
-        let pid = rest.split('#').next().and_then(|p| p.parse::<i32>().ok());
-        let Some(pid) = pid else { continue };
-        if owner_host != host || pid == i32::try_from(std::process::id()).unwrap_or(0) {
-            continue;
-        }
-        let gone = matches!(
-            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
-            Err(nix::errno::Errno::ESRCH)
-        );
-        if gone && store.expire_lease(run_id, &owner).await? {
-            tracing::info!(run = %run_id, %owner, "the chatrun that ran this is gone: running it again");
-            released += 1;
-        }
+/// True when `owner` (`host:pid#n`) names a process of this host that no longer exists.
+fn owner_is_dead_here(owner: &str) -> bool {
+    let Some((owner_host, rest)) = owner.split_once(':') else {
+        return false;
+    };
+    let Some(pid) = rest.split('#').next().and_then(|p| p.parse::<i32>().ok()) else {
+        return false;
+    };
+    if owner_host != hostname() || pid == i32::try_from(std::process::id()).unwrap_or(0) {
+        return false;
     }
-    Ok(released)
+    matches!(
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+        Err(nix::errno::Errno::ESRCH)
+    )
 }
 
 /// The runs executing in this process, so that `cancel` can stop them.
@@ -161,7 +175,8 @@ impl Worker {
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = woken => {}
-                () = tokio::time::sleep(IDLE_CHECK) => {}
+                // Runs the reaper put back, or whose job's slot freed up elsewhere.
+                () = tokio::time::sleep(REAP_EVERY) => {}
             }
         }
     }
@@ -186,14 +201,6 @@ impl Worker {
         let run_id = run.run_id;
         tracing::info!(run = %run_id, job = %run.job, attempt = run.attempt, "run started");
 
-        if run.attempt > MAX_ATTEMPTS {
-            let error = format!(
-                "chatrun stopped {} times while this run was going; it is not tried again",
-                run.attempt - 1
-            );
-            self.finish_without_steps(run, error).await?;
-            return Ok(Step::Ran(run_id));
-        }
         let Some(job) = self.catalog.get(&run.job).cloned() else {
             let error = format!("the job `{}` no longer exists on this server", run.job);
             self.finish_without_steps(run, error).await?;
@@ -209,7 +216,16 @@ impl Worker {
             }
         };
 
-        let stop = shutdown.child_token();
+        // On shutdown the steps get `shutdown_grace` before they are stopped.
+        let stop = CancellationToken::new();
+        let interrupted = Arc::new(AtomicBool::new(false));
+        let _grace = AbortOnDropHandle::new(tokio::spawn(stop_after_grace(
+            shutdown.clone(),
+            self.config.shutdown_grace,
+            run_id,
+            stop.clone(),
+            interrupted.clone(),
+        )));
         let lost = Arc::new(AtomicBool::new(false));
         let _heartbeat = AbortOnDropHandle::new(tokio::spawn(heartbeat(
             self.store.clone(),
@@ -221,7 +237,7 @@ impl Worker {
         )));
 
         self.cancels.register(run_id, stop.clone());
-        let result = self.execute(&run, &job, &values, &stop).await;
+        let result = self.execute(&run, &job, &values, &stop, &interrupted).await;
         let cancelled_because = self.cancels.unregister(run_id);
         let mut result = result?;
         if let Some(reason) = cancelled_because
@@ -231,12 +247,22 @@ impl Worker {
         }
         if lost.load(Ordering::SeqCst) {
             tracing::warn!(run = %run_id, attempt = run.attempt, "lease lost; result discarded");
-        } else if shutdown.is_cancelled()
-            && result.error.is_none()
-            && result.status == RunStatus::Cancelled
-        {
-            self.store.requeue(run_id, run.attempt).await?;
-            tracing::info!(run = %run_id, "shutting down: run goes back to the queue");
+        } else if result.status == RunStatus::Interrupted {
+            match after_interrupt(job.retry_interrupted, run.attempt) {
+                AfterInterrupt::Requeue => {
+                    self.store.requeue(run_id, run.attempt).await?;
+                    tracing::info!(run = %run_id, "shutting down: the run goes back to the queue");
+                }
+                AfterInterrupt::Interrupted => {
+                    let cause = format!(
+                        "chatrun was shut down while this run was going, and its steps were \
+                         stopped after the {} grace period",
+                        humantime::format_duration(self.config.shutdown_grace)
+                    );
+                    result.error = Some(interrupted_error(&cause, run.attempt > 1));
+                    self.finish(run, result).await?;
+                }
+            }
         } else {
             self.finish(run, result).await?;
         }
@@ -250,6 +276,7 @@ impl Worker {
         job: &JobDef,
         values: &std::collections::BTreeMap<String, String>,
         stop: &CancellationToken,
+        interrupted: &AtomicBool,
     ) -> store::Result<RunResult> {
         let run_id = run.run_id;
         let names: Vec<&str> = job.steps.iter().map(|s| s.name.as_str()).collect();
@@ -324,6 +351,11 @@ impl Worker {
                         humantime::format_duration(job.timeout)
                     )),
                 ),
+                StepOutcome::Cancelled if interrupted.load(Ordering::SeqCst) => (
+                    StepStatus::Interrupted,
+                    None,
+                    Some("chatrun was shut down".to_string()),
+                ),
                 StepOutcome::Cancelled => (StepStatus::Cancelled, None, None),
                 StepOutcome::SpawnFailed { reason } => {
                     (StepStatus::Error, None, Some(reason.clone()))
@@ -376,14 +408,18 @@ impl Worker {
                 report_error,
             };
             self.store.finish_step(run_id, position, &result).await?;
-            status = match outcome {
-                StepOutcome::Succeeded => status,
-                StepOutcome::TimedOut => RunStatus::TimedOut,
-                StepOutcome::Cancelled => RunStatus::Cancelled,
+            status = match step_status {
+                StepStatus::Succeeded => status,
+                StepStatus::TimedOut => RunStatus::TimedOut,
+                StepStatus::Cancelled => RunStatus::Cancelled,
+                StepStatus::Interrupted => RunStatus::Interrupted,
                 _ if status == RunStatus::Succeeded => RunStatus::Failed,
                 _ => status,
             };
-            if matches!(status, RunStatus::TimedOut | RunStatus::Cancelled) {
+            if matches!(
+                status,
+                RunStatus::TimedOut | RunStatus::Cancelled | RunStatus::Interrupted
+            ) {
                 break;
             }
         }
@@ -514,5 +550,148 @@ async fn heartbeat(
             // The next tick tries again; the lease outlives a few failed renewals.
             Err(err) => tracing::warn!(error = ?err, run = %run_id, "cannot renew the lease"),
         }
+    }
+}
+
+/// On shutdown, lets run `run_id` go on for `grace`, then stops it as interrupted.
+async fn stop_after_grace(
+    shutdown: CancellationToken,
+    grace: Duration,
+    run_id: RunId,
+    stop: CancellationToken,
+    interrupted: Arc<AtomicBool>,
+) {
+    shutdown.cancelled().await;
+    tracing::info!(run = %run_id, grace = %humantime::format_duration(grace),
+        "shutting down: waiting for the running steps");
+    tokio::time::sleep(grace).await;
+    tracing::warn!(run = %run_id, "shutting down: grace period over, stopping the steps");
+    interrupted.store(true, Ordering::SeqCst);
+    stop.cancel();
+}
+
+/// Settles runs whose lease expired: their worker, or the whole chatrun, stopped under them.
+#[derive(Debug, Clone)]
+pub struct Reaper {
+    pub worker: Worker,
+}
+
+impl Reaper {
+    /// Reaps now, then every [`REAP_EVERY`], until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) {
+        loop {
+            match self.reap().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(runs = n, "settled runs whose chatrun stopped under them"),
+                Err(err) => tracing::error!(error = ?err, "reaper cannot reach the database"),
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(REAP_EVERY) => {}
+            }
+        }
+    }
+
+    /// One pass: ends the leases of dead chatruns of this host (killing the process groups
+    /// their steps left behind), then requeues or interrupts every run whose lease expired.
+    /// Returns how many runs it settled.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn reap(&self) -> store::Result<usize> {
+        let store = &self.worker.store;
+        for (run_id, owner) in store.running_leases().await? {
+            let Some(owner) = owner.filter(|owner| owner_is_dead_here(owner)) else {
+                continue;
+            };
+            for pgid in store.step_groups(run_id).await? {
+                if runner::orphans::kill_group(pgid, run_id.0) {
+                    tracing::warn!(run = %run_id, pgid, "killed the processes a stopped chatrun left running");
+                }
+            }
+            store.expire_lease(run_id, &owner).await?;
+        }
+
+        let now = now_ms();
+        let mut settled = 0;
+        for run in store.expired_runs(now).await? {
+            let retry = self
+                .worker
+                .catalog
+                .get(&run.job)
+                .is_some_and(|job| job.retry_interrupted);
+            let done = match after_interrupt(retry, run.attempt) {
+                AfterInterrupt::Requeue => {
+                    let requeued = store.requeue_expired(run.run_id, run.attempt, now).await?;
+                    if requeued {
+                        tracing::warn!(run = %run.run_id, "chatrun stopped under this run: running it once more");
+                        self.worker.wake.notify_waiters();
+                    }
+                    requeued
+                }
+                AfterInterrupt::Interrupted => self.interrupt(run, now).await?,
+            };
+            settled += usize::from(done);
+        }
+        Ok(settled)
+    }
+
+    async fn interrupt(&self, mut run: RunRow, now: i64) -> store::Result<bool> {
+        let store = &self.worker.store;
+        let error = interrupted_error(
+            "chatrun stopped while this run was going (it was killed, or lost its database)",
+            run.attempt > 1,
+        );
+        let mut steps = store.steps(run.run_id).await?;
+        for step in &mut steps {
+            match step.status {
+                StepStatus::Running => {
+                    step.status = StepStatus::Interrupted;
+                    step.finished_at = Some(now);
+                }
+                StepStatus::Pending => step.status = StepStatus::Skipped,
+                _ => {}
+            }
+        }
+        let failures = store.test_failures(run.run_id).await?;
+        let attempt = run.attempt;
+        run.status = RunStatus::Interrupted;
+        run.finished_at = Some(now);
+        run.error = Some(error.clone());
+        let reply = result_reply(&self.worker.config, &run, &steps, &failures);
+        let done = store
+            .interrupt_run(run.run_id, attempt, now, &error, reply.as_ref())
+            .await?;
+        if done {
+            tracing::warn!(run = %run.run_id, "chatrun stopped under this run: it ends interrupted");
+            if reply.is_some() {
+                self.worker.outbox_wake.notify_one();
+            }
+        }
+        Ok(done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_interrupted_run_is_run_again_once_and_only_when_its_job_allows() {
+        assert_eq!(after_interrupt(false, 1), AfterInterrupt::Interrupted);
+        assert_eq!(after_interrupt(true, 1), AfterInterrupt::Requeue);
+        assert_eq!(after_interrupt(true, 2), AfterInterrupt::Interrupted);
+        assert_eq!(after_interrupt(true, 7), AfterInterrupt::Interrupted);
+    }
+
+    #[test]
+    fn only_dead_owners_of_this_host_are_dead() {
+        let me = owner_name(0);
+        assert!(!owner_is_dead_here(&me));
+        assert!(!owner_is_dead_here("elsewhere:1#0"));
+        assert!(!owner_is_dead_here("garbage"));
+        // pid_max is at most 2^22: this pid cannot exist.
+        assert!(owner_is_dead_here(&format!("{}:9999999#0", hostname())));
     }
 }

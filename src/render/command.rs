@@ -48,6 +48,7 @@ fn run_emoji(status: RunStatus) -> &'static str {
         RunStatus::TimedOut => "⏰",
         RunStatus::Cancelled => "⏹️",
         RunStatus::Denied => "🚫",
+        RunStatus::Interrupted => "⚡",
     }
 }
 
@@ -98,7 +99,10 @@ pub fn status(
                 .filter(|s| {
                     matches!(
                         s.status,
-                        StepStatus::Failed | StepStatus::TimedOut | StepStatus::Error
+                        StepStatus::Failed
+                            | StepStatus::TimedOut
+                            | StepStatus::Error
+                            | StepStatus::Interrupted
                     )
                 })
                 .map(|s| format!("{}: {}", f.escape(&s.name), step_result(s)))

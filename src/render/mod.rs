@@ -129,6 +129,7 @@ pub fn run_emoji(status: RunStatus) -> &'static str {
         RunStatus::TimedOut => ":alarm_clock:",
         RunStatus::Cancelled => ":black_square_for_stop:",
         RunStatus::Denied => ":no_entry_sign:",
+        RunStatus::Interrupted => ":zap:",
     }
 }
 
@@ -143,6 +144,7 @@ pub fn step_emoji(status: StepStatus) -> &'static str {
         StepStatus::Cancelled => ":black_square_for_stop:",
         StepStatus::Skipped => ":fast_forward:",
         StepStatus::Error => ":warning:",
+        StepStatus::Interrupted => ":zap:",
     }
 }
 

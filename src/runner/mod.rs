@@ -14,6 +14,7 @@
 //!
 //! A failed step is data ([`StepOutcome`]), not an error.
 
+pub mod orphans;
 pub mod output;
 
 use std::process::{ExitStatus, Stdio};

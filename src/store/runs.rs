@@ -43,6 +43,8 @@ pub enum RunStatus {
     Cancelled,
     /// Refused by the job's permissions; recorded, never run.
     Denied,
+    /// chatrun stopped (crash, kill, shutdown) while it ran, and it is not run again.
+    Interrupted,
 }
 
 impl RunStatus {
@@ -56,6 +58,7 @@ impl RunStatus {
             Self::TimedOut => "timed out",
             Self::Cancelled => "cancelled",
             Self::Denied => "denied",
+            Self::Interrupted => "interrupted",
         }
     }
 
@@ -86,6 +89,8 @@ pub enum StepStatus {
     Skipped,
     /// Could not be started (no such program, bad working directory).
     Error,
+    /// chatrun stopped while it ran; its processes were killed.
+    Interrupted,
 }
 
 impl StepStatus {
@@ -100,6 +105,7 @@ impl StepStatus {
             Self::Cancelled => "cancelled",
             Self::Skipped => "skipped",
             Self::Error => "could not start",
+            Self::Interrupted => "interrupted",
         }
     }
 }
@@ -407,8 +413,9 @@ impl Store {
         Ok(rows.into_iter().map(|(d,)| d).collect())
     }
 
-    /// Takes the oldest run that is queued, or whose worker's lease expired, for `owner`:
-    /// `attempt` goes up by one and the lease runs until `lease_until`.
+    /// Takes the oldest queued run whose job has a free slot, for `owner`: `attempt` goes up
+    /// by one and the lease runs until `lease_until`. (Runs whose lease expired are settled by
+    /// [`Store::interrupt_run`] or [`Store::requeue_expired`] first.)
     ///
     /// # Errors
     ///
@@ -424,18 +431,16 @@ impl Store {
                  lease_expires_at = ?, started_at = ?
              where run_id = (
                  select r.run_id from run r
-                 where (r.status = 'queued'
-                        and (select count(*) from run x
-                             where x.job = r.job and x.status = 'running'
-                                 and x.lease_expires_at >= ?) < r.concurrency)
-                    or (r.status = 'running' and r.lease_expires_at < ?)
+                 where r.status = 'queued'
+                     and (select count(*) from run x
+                          where x.job = r.job and x.status = 'running'
+                              and x.lease_expires_at >= ?) < r.concurrency
                  order by r.run_id limit 1)
              returning {RUN_COLUMNS}"
         );
         let row = sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(sql))
             .bind(owner)
             .bind(lease_until)
-            .bind(now)
             .bind(now)
             .bind(now)
             .fetch_optional(&self.pool)
@@ -519,7 +524,7 @@ impl Store {
         sqlx::query(
             "update step set status = ?, exit_code = ?, detail = ?, finished_at = ?,
                  tests_run = ?, tests_failed = ?, tests_skipped = ?, tests_duration_ms = ?,
-                 report_error = ?, output_tail = ?
+                 report_error = ?, output_tail = ?, pgid = null
              where run_id = ? and position = ?",
         )
         .bind(result.status)
@@ -628,6 +633,124 @@ impl Store {
         }
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// Runs whose lease ran out before `now`: their worker (or chatrun) stopped under them.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn expired_runs(&self, now: i64) -> Result<Vec<RunRow>> {
+        let sql = format!(
+            "select {RUN_COLUMNS} from run
+             where status = 'running' and lease_expires_at < ? order by run_id"
+        );
+        Ok(sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(sql))
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// Ends a run whose lease expired before `now` as `interrupted`, with `error` and its
+    /// reply, in one transaction: its running step becomes `interrupted`, the steps after it
+    /// `skipped`. False (nothing written) when the run was settled or renewed meanwhile.
+    ///
+    /// # Errors
+    ///
+    /// The database failed; nothing was written.
+    pub async fn interrupt_run(
+        &self,
+        run_id: RunId,
+        attempt: i64,
+        now: i64,
+        error: &str,
+        reply: Option<&Delivery>,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin_with("begin immediate").await?;
+        let done = sqlx::query(
+            "update run set status = 'interrupted', error = ?, finished_at = ?,
+                 lease_owner = null, lease_expires_at = null
+             where run_id = ? and attempt = ? and status = 'running' and lease_expires_at < ?",
+        )
+        .bind(error)
+        .bind(now)
+        .bind(run_id)
+        .bind(attempt)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "update step set status = case status when 'running' then 'interrupted' else 'skipped' end,
+                 finished_at = case status when 'running' then ? else finished_at end, pgid = null
+             where run_id = ? and status in ('running', 'pending')",
+        )
+        .bind(now)
+        .bind(run_id)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(reply) = reply {
+            outbox::insert(&mut tx, Some(run_id), reply, now).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Puts a run whose lease expired before `now` back in the queue, to be run again from
+    /// its first step. False when the run was settled or renewed meanwhile.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn requeue_expired(&self, run_id: RunId, attempt: i64, now: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "update run set status = 'queued', lease_owner = null, lease_expires_at = null
+             where run_id = ? and attempt = ? and status = 'running' and lease_expires_at < ?",
+        )
+        .bind(run_id)
+        .bind(attempt)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Records the process group of a step's running command (`None` once it is over), so a
+    /// restarted chatrun can stop what a crashed one left behind.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn set_step_group(
+        &self,
+        run_id: RunId,
+        position: usize,
+        pgid: Option<i32>,
+    ) -> Result<()> {
+        sqlx::query("update step set pgid = ? where run_id = ? and position = ?")
+            .bind(pgid)
+            .bind(run_id)
+            .bind(i64::try_from(position).unwrap_or(i64::MAX))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The process groups of a run's running steps.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn step_groups(&self, run_id: RunId) -> Result<Vec<i32>> {
+        let rows: Vec<(i32,)> = sqlx::query_as(
+            "select pgid from step where run_id = ? and status = 'running' and pgid is not null",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(pgid,)| pgid).collect())
     }
 
     /// The running runs and who holds them: `(run_id, lease_owner)`.
@@ -973,7 +1096,18 @@ mod tests {
         );
         assert!(store.renew(run.run_id, 1, 30).await.unwrap());
 
-        // The lease ran out (the worker died): the next claim after expiry takes run 1 again.
+        // The lease ran out (the worker died): it is not claimed as it is, but it is expired,
+        // and once requeued the next claim takes run 1 again.
+        let expired: Vec<RunId> = store
+            .expired_runs(31)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.run_id)
+            .collect();
+        assert_eq!(expired, vec![RunId(1)]);
+        assert!(!store.requeue_expired(run.run_id, 1, 30).await.unwrap());
+        assert!(store.requeue_expired(run.run_id, 1, 31).await.unwrap());
         let second = store.try_claim("w2", 31, 60).await.unwrap().unwrap();
         assert_eq!((second.run_id, second.attempt), (RunId(1), 2));
         assert!(!store.renew(run.run_id, 1, 70).await.unwrap());
@@ -1022,6 +1156,59 @@ mod tests {
         );
         assert!(store.active_runs().await.unwrap().is_empty());
         assert_eq!(store.counts().await.unwrap(), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn an_expired_run_is_interrupted_once_with_its_reply_and_its_steps_settled() {
+        let (_dir, store) = store().await;
+        store.insert_run(&new_run("p1"), 1, ack).await.unwrap();
+        let run = store.try_claim("w1", 10, 100).await.unwrap().unwrap();
+        store.reset_steps(run.run_id, &["a", "b"]).await.unwrap();
+        store.start_step(run.run_id, 0, 11).await.unwrap();
+        store
+            .set_step_group(run.run_id, 0, Some(4242))
+            .await
+            .unwrap();
+        assert_eq!(store.step_groups(run.run_id).await.unwrap(), vec![4242]);
+        let reply = Delivery {
+            target: "mattermost.post".into(),
+            body: "{}".into(),
+        };
+
+        // Still leased: not interrupted.
+        assert!(
+            !store
+                .interrupt_run(run.run_id, 1, 100, "stopped", Some(&reply))
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .interrupt_run(run.run_id, 1, 101, "stopped", Some(&reply))
+                .await
+                .unwrap()
+        );
+        // A second reaper (another chatrun on the same database) finds nothing to do.
+        assert!(
+            !store
+                .interrupt_run(run.run_id, 1, 102, "stopped", Some(&reply))
+                .await
+                .unwrap()
+        );
+        let row = store.get_run(run.run_id).await.unwrap().unwrap();
+        assert_eq!(
+            (row.status, row.error.as_deref(), row.finished_at),
+            (RunStatus::Interrupted, Some("stopped"), Some(101))
+        );
+        let steps = store.steps(run.run_id).await.unwrap();
+        assert_eq!(
+            (steps[0].status, steps[1].status),
+            (StepStatus::Interrupted, StepStatus::Skipped)
+        );
+        assert!(store.step_groups(run.run_id).await.unwrap().is_empty());
+        assert_eq!(store.deliveries(run.run_id).await.unwrap().len(), 1);
+        // The old worker, if it still runs somewhere, cannot write over it.
+        assert!(!store.renew(run.run_id, 1, 200).await.unwrap());
     }
 
     #[tokio::test]

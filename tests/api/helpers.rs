@@ -59,7 +59,8 @@ pub struct TestApp {
     /// Plays the Teams Workflows webhook that result cards are posted to.
     pub workflows: MockServer,
     pub dir: TempDir,
-    shutdown: CancellationToken,
+    /// Cancel to start chatrun's shutdown (as SIGTERM does).
+    pub shutdown: CancellationToken,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
@@ -117,7 +118,7 @@ pub async fn spawn_app_configured(extra: &str) -> TestApp {
     start_with(dir, mattermost, &[("build", BUILD_JOB)], extra).await
 }
 
-/// [`start`], with `extra` appended to the configuration.
+/// [`start`], with `extra` added to the configuration (its top-level keys at the top).
 pub async fn start_with(
     dir: TempDir,
     mattermost: MockServer,
@@ -130,6 +131,29 @@ pub async fn start_with(
         std::fs::write(jobs_dir.join(format!("{name}.toml")), text).unwrap();
     }
     let workflows = workflows_server().await;
+    // Top-level keys of `extra` (the lines before its first table) replace the defaults here.
+    let tables_at = extra
+        .lines()
+        .position(|line| line.trim_start().starts_with('['))
+        .unwrap_or(extra.lines().count());
+    let top: Vec<&str> = extra.lines().take(tables_at).collect();
+    let tables: Vec<&str> = extra.lines().skip(tables_at).collect();
+    let defaults = [
+        "workers = 2",
+        "kill_grace_secs = 1",
+        "shutdown_grace_secs = 1",
+    ];
+    let mut top_level: Vec<&str> = defaults
+        .into_iter()
+        .filter(|line| {
+            let key = line.split('=').next().unwrap_or_default().trim();
+            !top.iter()
+                .any(|t| t.split('=').next().unwrap_or_default().trim() == key)
+        })
+        .collect();
+    top_level.extend(top);
+    let top_level = top_level.join("\n");
+    let extra = tables.join("\n");
     let config = Config::parse(
         "test",
         &format!(
@@ -138,8 +162,7 @@ listen = "127.0.0.1:0"
 database_url = "sqlite://{dir}/chatrun.db"
 jobs_dir = "{dir}/jobs"
 data_dir = "{dir}/data"
-workers = 2
-kill_grace_secs = 1
+{top_level}
 [mattermost]
 tokens = ["{TOKEN}"]
 url = "{url}"

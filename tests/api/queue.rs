@@ -1,4 +1,7 @@
-//! Runs and the queue: timeouts kill whole process trees; a crash does not strand a run.
+//! Runs and the queue: timeouts kill whole process trees; a crash or a shutdown does not strand
+//! a run.
+
+use std::os::unix::process::CommandExt;
 
 use chatrun::store::runs::Ack;
 use chatrun::store::{NewRun, RunId, StepStatus, now_ms};
@@ -80,7 +83,7 @@ run = ["sh", "-c", "echo B ran"]
 }
 
 #[tokio::test]
-async fn a_run_left_running_by_a_crashed_chatrun_is_run_after_restart() {
+async fn a_run_left_running_by_a_crashed_chatrun_ends_interrupted_with_a_reply() {
     // A first chatrun acknowledged a run, claimed it and died; its lease ran out.
     let long_ago = now_ms() - 60_000;
     let (dir, mattermost) =
@@ -89,13 +92,38 @@ async fn a_run_left_running_by_a_crashed_chatrun_is_run_after_restart() {
     let app = start(dir, mattermost, &[("build", BUILD_JOB)]).await;
 
     let run = app.finished_run(1).await;
+    assert_eq!(run.status.as_str(), "interrupted");
+    assert_eq!(run.attempt, 1, "it was not run again");
+    let error = run.error.unwrap_or_default();
+    assert!(
+        error.contains("chatrun stopped while this run was going"),
+        "{error}"
+    );
+    let message = crate::helpers::body(&app.posts(1).await[0])["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(message.contains("interrupted"), "{message}");
+    assert!(message.contains("it is not run again"), "{message}");
+}
+
+#[tokio::test]
+async fn a_job_that_allows_it_is_run_once_more_after_a_crash() {
+    let long_ago = now_ms() - 60_000;
+    let (dir, mattermost) =
+        leave_a_claimed_run(spawn_app().await, "dead-worker", long_ago, long_ago + 1).await;
+    let job = format!("retry_interrupted = true\n{BUILD_JOB}");
+
+    let app = start(dir, mattermost, &[("build", &job)]).await;
+
+    let run = app.finished_run(1).await;
     assert_eq!(run.status.as_str(), "succeeded");
     assert_eq!(run.attempt, 2);
     assert_eq!(app.posts(1).await.len(), 1);
 }
 
 #[tokio::test]
-async fn a_stopped_chatrun_puts_its_running_run_back_in_the_queue() {
+async fn on_shutdown_a_step_that_outlives_the_grace_period_is_stopped_and_reported() {
     let app = spawn_app_with(&[(
         "slow",
         "[[steps]]\nname = \"Wait\"\nrun = [\"sleep\", \"30\"]\n",
@@ -108,14 +136,77 @@ async fn a_stopped_chatrun_puts_its_running_run_back_in_the_queue() {
     })
     .await;
 
-    let (dir, _mattermost) = app.stop().await;
+    // The helpers' configuration gives steps one second.
+    let (dir, mattermost) = app.stop().await;
 
     let store =
         chatrun::store::Store::connect(&format!("sqlite://{}/chatrun.db", dir.path().display()))
             .await
             .unwrap();
     let run = store.get_run(RunId(1)).await.unwrap().unwrap();
-    assert_eq!(run.status.as_str(), "queued");
+    assert_eq!(run.status.as_str(), "interrupted");
+    let error = run.error.unwrap_or_default();
+    assert!(error.contains("shut down"), "{error}");
+    let steps = store.steps(RunId(1)).await.unwrap();
+    assert_eq!(steps[0].status, StepStatus::Interrupted);
+    // The reply went out before chatrun exited.
+    let posts: Vec<_> = mattermost
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.url.path() == "/api/v4/posts")
+        .collect();
+    assert_eq!(posts.len(), 1);
+    let message = crate::helpers::body(&posts[0])["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(message.contains("interrupted"), "{message}");
+}
+
+#[tokio::test]
+async fn on_shutdown_webhooks_get_503_while_a_running_step_finishes_in_its_grace_period() {
+    let app = spawn_app().await;
+    let (dir, mattermost) = app.stop().await;
+    let app = crate::helpers::start_with(
+        dir,
+        mattermost,
+        &[(
+            "slow",
+            "[[steps]]\nname = \"Wait\"\nrun = [\"sh\", \"-c\", \"while [ ! -e go ]; do sleep 0.05; done\"]\n",
+        )],
+        "shutdown_grace_secs = 60",
+    )
+    .await;
+    app.trigger("#slow", "slowpost1").await;
+    wait_for(|| async {
+        let steps = app.store.steps(RunId(1)).await.unwrap();
+        (steps.first()?.status == StepStatus::Running).then_some(())
+    })
+    .await;
+
+    app.shutdown.cancel();
+    let refused = wait_for(|| async {
+        let response = app.post_form(&app.payload("#slow", "slowpost2")).await;
+        (response.status() == 503).then_some(response)
+    })
+    .await;
+    let reason = refused.text().await.unwrap();
+    assert!(reason.contains("shutting down"), "{reason}");
+    // The pages still answer while the step finishes.
+    assert_eq!(app.get("/runs/1").await.status(), 200);
+    std::fs::write(app.dir.path().join("jobs/go"), "").unwrap();
+
+    // chatrun exits once the step is done, well before its 60 s grace period is over.
+    let (dir, _mattermost) = app.stop().await;
+    let store =
+        chatrun::store::Store::connect(&format!("sqlite://{}/chatrun.db", dir.path().display()))
+            .await
+            .unwrap();
+    let run = store.get_run(RunId(1)).await.unwrap().unwrap();
+    assert_eq!(run.status.as_str(), "succeeded");
+    assert!(store.get_run(RunId(2)).await.unwrap().is_none());
 }
 
 #[tokio::test]
@@ -140,8 +231,61 @@ async fn a_restart_takes_over_at_once_the_runs_of_a_dead_chatrun_on_this_host() 
     let app = start(dir, mattermost, &[("build", BUILD_JOB)]).await;
 
     let run = app.finished_run(1).await;
-    assert_eq!(run.status.as_str(), "succeeded");
-    assert_eq!(run.attempt, 2);
+    assert_eq!(run.status.as_str(), "interrupted");
+    assert_eq!(run.attempt, 1);
+}
+
+#[tokio::test]
+async fn a_restart_kills_the_processes_a_dead_chatrun_left_running_and_only_those() {
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let owner = chatrun::queue::owner_name(0)
+        .replace(&format!(":{}#", std::process::id()), &format!(":{dead}#"));
+    let now = now_ms();
+    let (dir, mattermost) =
+        leave_a_claimed_run(spawn_app().await, &owner, now, now + 3_600_000).await;
+    // What the dead chatrun's step left: a process group carrying the run's number, and an
+    // unrelated group that happens to have the next id on record.
+    let left = std::process::Command::new("sleep")
+        .arg("300")
+        .process_group(0)
+        .env("CHATRUN_RUN_ID", "1")
+        .spawn()
+        .unwrap();
+    let mut other = std::process::Command::new("sleep")
+        .arg("300")
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    {
+        let store = chatrun::store::Store::connect(&format!(
+            "sqlite://{}/chatrun.db",
+            dir.path().display()
+        ))
+        .await
+        .unwrap();
+        store.reset_steps(RunId(1), &["Build"]).await.unwrap();
+        store.start_step(RunId(1), 0, now).await.unwrap();
+        let pgid = i32::try_from(left.id()).unwrap();
+        store.set_step_group(RunId(1), 0, Some(pgid)).await.unwrap();
+        store.close().await;
+    }
+
+    let app = start(dir, mattermost, &[("build", BUILD_JOB)]).await;
+
+    let run = app.finished_run(1).await;
+    assert_eq!(run.status.as_str(), "interrupted");
+    let left = std::sync::Mutex::new(left);
+    wait_for(|| async { left.lock().unwrap().try_wait().unwrap() }).await;
+    assert!(
+        other.try_wait().unwrap().is_none(),
+        "not the run's: left alone"
+    );
+    other.kill().unwrap();
+    other.wait().unwrap();
+    let steps = app.store.steps(RunId(1)).await.unwrap();
+    assert_eq!(steps[0].status, StepStatus::Interrupted);
 }
 
 /// Stops `app` and leaves in its database a run claimed by `owner` whose lease ends at
