@@ -3,8 +3,6 @@
 -- SQLite cannot change a CHECK constraint in place, so `run` and `step` are rebuilt the way
 -- https://www.sqlite.org/lang_altertable.html#otheralter describes: foreign keys off (outside
 -- the transaction, where the pragma works), copy, drop, rename, re-index, check, on again.
--- The step table also gains `pgid`: the process group of its running command, so a restarted
--- chatrun can kill what a crashed one left behind.
 pragma foreign_keys = off;
 begin immediate;
 
@@ -71,7 +69,6 @@ create table step_new (
     tests_duration_ms integer,
     report_error      text,                             -- "report missing: …" / "report unreadable: …"
     output_tail       text,                             -- the step's last output lines, for failed steps
-    pgid              integer,                          -- process group of the running command; null once it ended
     primary key (run_id, position)
 );
 insert into step_new (run_id, position, name, status, exit_code, detail, started_at, finished_at,

@@ -300,6 +300,8 @@ impl Worker {
             ("CHATRUN_JOB".to_string(), run.job.clone()),
             ("CHATRUN_USER".to_string(), run.user_name.clone()),
             ("CHATRUN_CHANNEL".to_string(), run.channel_name.clone()),
+            // With CHATRUN_RUN_ID, how a restarted chatrun finds what a killed one left running.
+            ("CHATRUN_OWNER".to_string(), self.owner.clone()),
         ];
         env.extend(
             job.params
@@ -605,10 +607,13 @@ impl Reaper {
             let Some(owner) = owner.filter(|owner| owner_is_dead_here(owner)) else {
                 continue;
             };
-            for pgid in store.step_groups(run_id).await? {
-                if runner::orphans::kill_group(pgid, run_id.0) {
-                    tracing::warn!(run = %run_id, pgid, "killed the processes a stopped chatrun left running");
-                }
+            let (id, who) = (run_id.0, owner.clone());
+            let killed = tokio::task::spawn_blocking(move || runner::orphans::kill_run(id, &who))
+                .await
+                .unwrap_or(0);
+            if killed > 0 {
+                tracing::warn!(run = %run_id, processes = killed,
+                    "killed the processes a stopped chatrun left running");
             }
             store.expire_lease(run_id, &owner).await?;
         }

@@ -1,46 +1,69 @@
-//! The processes a crashed chatrun left behind. Each step runs in its own process group, whose
-//! id is stored while it runs; a restarted chatrun kills that group, but only after checking
-//! that its processes are still the run's (they carry `CHATRUN_RUN_ID`), since a process group
-//! id can be reused once the group is gone.
+//! The processes a killed chatrun left behind. Every step process gets `CHATRUN_RUN_ID` and
+//! `CHATRUN_OWNER` (the lease owner, `host:pid#worker`) in its environment, and its children
+//! inherit them, even those that left the step's process group. A restarted chatrun finds them
+//! by those two values and kills them with their process groups: nothing else is touched, and a
+//! reused process or group id cannot be hit by mistake.
 
-use nix::sys::signal::{Signal, killpg};
+use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
-/// Kills process group `pgid` when one of its processes belongs to run `run_id`. True when it
-/// did.
-pub fn kill_group(pgid: i32, run_id: i64) -> bool {
-    let marker = format!("CHATRUN_RUN_ID={run_id}");
-    let ours = members(pgid).into_iter().any(|pid| {
-        std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| {
-            environ
-                .split(|b| *b == 0)
-                .any(|var| var == marker.as_bytes())
-        })
-    });
-    ours && killpg(Pid::from_raw(pgid), Signal::SIGKILL).is_ok()
+/// Kills every process of run `run_id` started by `owner`, and their process groups. Returns
+/// how many processes it found.
+pub fn kill_run(run_id: i64, owner: &str) -> usize {
+    let markers = [
+        format!("CHATRUN_RUN_ID={run_id}"),
+        format!("CHATRUN_OWNER={owner}"),
+    ];
+    let mut found = std::collections::HashSet::new();
+    // A step may still be forking while we look: look again until nothing is left.
+    for _ in 0..10 {
+        let pids = matching(&markers);
+        if pids.is_empty() {
+            break;
+        }
+        for (pid, pgid) in pids {
+            found.insert(pid);
+            if let Some(pgid) = pgid {
+                let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+            }
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    found.len()
 }
 
-/// The processes whose process group is `pgid`.
-fn members(pgid: i32) -> Vec<i32> {
+/// The live processes (not zombies) whose environment holds every marker: `(pid, pgid)`.
+fn matching(markers: &[String]) -> Vec<(i32, Option<i32>)> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     entries
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|stat| group_of(&stat))
-                == Some(pgid)
+            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| {
+                markers.iter().all(|marker| {
+                    environ
+                        .split(|b| *b == 0)
+                        .any(|var| var == marker.as_bytes())
+                })
+            })
+        })
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let (state, pgid) = state_and_group(&stat)?;
+            (state != "Z").then_some((pid, pgid))
         })
         .collect()
 }
 
-/// The process group in a `/proc/<pid>/stat` line: `pid (comm) state ppid pgrp …`, where
-/// `comm` may hold spaces and parentheses.
-fn group_of(stat: &str) -> Option<i32> {
+/// The state and process group in a `/proc/<pid>/stat` line: `pid (comm) state ppid pgrp …`,
+/// where `comm` may hold spaces and parentheses.
+fn state_and_group(stat: &str) -> Option<(&str, Option<i32>)> {
     let (_, after) = stat.rsplit_once(')')?;
-    after.split_whitespace().nth(2)?.parse().ok()
+    let mut fields = after.split_whitespace();
+    let state = fields.next()?;
+    Some((state, fields.nth(1).and_then(|g| g.parse().ok())))
 }
 
 #[cfg(test)]
@@ -50,25 +73,42 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_group_is_read_after_the_last_parenthesis() {
-        assert_eq!(group_of("12 (sleep) S 1 12 12 0 -1"), Some(12));
-        assert_eq!(group_of("13 (a) b (c)) R 1 77 13 0"), Some(77));
-        assert_eq!(group_of("garbage"), None);
+    fn the_state_and_group_are_read_after_the_last_parenthesis() {
+        assert_eq!(
+            state_and_group("12 (sleep) S 1 12 12 0 -1"),
+            Some(("S", Some(12)))
+        );
+        assert_eq!(
+            state_and_group("13 (a) b (c)) R 1 77 13 0"),
+            Some(("R", Some(77)))
+        );
+        assert_eq!(state_and_group("garbage"), None);
     }
 
     #[test]
-    fn a_group_that_is_not_the_runs_is_left_alone() {
-        let mut child = std::process::Command::new("sleep")
-            .arg("30")
-            .process_group(0)
-            .env("CHATRUN_RUN_ID", "41")
-            .spawn()
-            .unwrap();
-        let pgid = i32::try_from(child.id()).unwrap();
-        assert!(!kill_group(pgid, 42), "another run's marker");
-        assert!(child.try_wait().unwrap().is_none());
-        assert!(kill_group(pgid, 41));
-        let status = child.wait().unwrap();
-        assert!(!status.success());
+    fn only_the_processes_of_that_run_and_owner_are_killed() {
+        let spawn = |run: &str, owner: &str| {
+            std::process::Command::new("sleep")
+                .arg("30")
+                .process_group(0)
+                .env("CHATRUN_RUN_ID", run)
+                .env("CHATRUN_OWNER", owner)
+                .spawn()
+                .unwrap()
+        };
+        let owner = "test-host:1#0";
+        let mut ours = spawn("41", owner);
+        let mut other_run = spawn("42", owner);
+        let mut other_owner = spawn("41", "test-host:2#0");
+
+        assert_eq!(kill_run(41, owner), 1);
+
+        assert!(!ours.wait().unwrap().success());
+        assert!(other_run.try_wait().unwrap().is_none());
+        assert!(other_owner.try_wait().unwrap().is_none());
+        for mut child in [other_run, other_owner] {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
     }
 }

@@ -524,7 +524,7 @@ impl Store {
         sqlx::query(
             "update step set status = ?, exit_code = ?, detail = ?, finished_at = ?,
                  tests_run = ?, tests_failed = ?, tests_skipped = ?, tests_duration_ms = ?,
-                 report_error = ?, output_tail = ?, pgid = null
+                 report_error = ?, output_tail = ?
              where run_id = ? and position = ?",
         )
         .bind(result.status)
@@ -684,7 +684,7 @@ impl Store {
         }
         sqlx::query(
             "update step set status = case status when 'running' then 'interrupted' else 'skipped' end,
-                 finished_at = case status when 'running' then ? else finished_at end, pgid = null
+                 finished_at = case status when 'running' then ? else finished_at end
              where run_id = ? and status in ('running', 'pending')",
         )
         .bind(now)
@@ -715,42 +715,6 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
-    }
-
-    /// Records the process group of a step's running command (`None` once it is over), so a
-    /// restarted chatrun can stop what a crashed one left behind.
-    ///
-    /// # Errors
-    ///
-    /// The database failed.
-    pub async fn set_step_group(
-        &self,
-        run_id: RunId,
-        position: usize,
-        pgid: Option<i32>,
-    ) -> Result<()> {
-        sqlx::query("update step set pgid = ? where run_id = ? and position = ?")
-            .bind(pgid)
-            .bind(run_id)
-            .bind(i64::try_from(position).unwrap_or(i64::MAX))
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// The process groups of a run's running steps.
-    ///
-    /// # Errors
-    ///
-    /// The database failed.
-    pub async fn step_groups(&self, run_id: RunId) -> Result<Vec<i32>> {
-        let rows: Vec<(i32,)> = sqlx::query_as(
-            "select pgid from step where run_id = ? and status = 'running' and pgid is not null",
-        )
-        .bind(run_id)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(|(pgid,)| pgid).collect())
     }
 
     /// The running runs and who holds them: `(run_id, lease_owner)`.
@@ -1165,11 +1129,6 @@ mod tests {
         let run = store.try_claim("w1", 10, 100).await.unwrap().unwrap();
         store.reset_steps(run.run_id, &["a", "b"]).await.unwrap();
         store.start_step(run.run_id, 0, 11).await.unwrap();
-        store
-            .set_step_group(run.run_id, 0, Some(4242))
-            .await
-            .unwrap();
-        assert_eq!(store.step_groups(run.run_id).await.unwrap(), vec![4242]);
         let reply = Delivery {
             target: "mattermost.post".into(),
             body: "{}".into(),
@@ -1205,7 +1164,6 @@ mod tests {
             (steps[0].status, steps[1].status),
             (StepStatus::Interrupted, StepStatus::Skipped)
         );
-        assert!(store.step_groups(run.run_id).await.unwrap().is_empty());
         assert_eq!(store.deliveries(run.run_id).await.unwrap().len(), 1);
         // The old worker, if it still runs somewhere, cannot write over it.
         assert!(!store.renew(run.run_id, 1, 200).await.unwrap());
