@@ -2,9 +2,10 @@
 //!
 //! It claims the delivery due first, resolves its target (URL and credentials come from the
 //! configuration at send time, so no secret is in the database), POSTs it and records the
-//! outcome: sent; retried with exponential backoff and jitter (connection errors, timeouts, 408,
-//! 429, 5xx); or dead (any other 4xx, or too many attempts). It sleeps until the next delivery
-//! is due or it is woken by a new one.
+//! outcome: sent; retried with exponential backoff and jitter, or when `Retry-After` asks
+//! (connection errors, timeouts, 408, 429, 5xx); or dead (any other 4xx, or still failing
+//! `outbox.give_up_after` after it was queued). It sleeps until the next delivery is due or it
+//! is woken by a new one.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -105,21 +106,26 @@ impl Sender {
 
     async fn failed(&self, row: &DeliveryRow, err: DeliveryError) -> store::Result<()> {
         let outbox = &self.config.outbox;
-        match err {
-            DeliveryError::Retryable { message, after }
-                if row.attempts < i64::from(outbox.max_attempts) =>
-            {
-                let delay = after.unwrap_or_else(|| backoff(outbox, row.attempts));
-                tracing::warn!(outbox = row.outbox_id, attempt = row.attempts, error = %message,
-                    retry_in = ?delay, "reply not delivered; will retry");
+        let now = now_ms();
+        match retry_at(outbox, row, &err, now) {
+            Some(at) => {
+                tracing::warn!(outbox = row.outbox_id, attempt = row.attempts, error = %err,
+                    retry_in_ms = at - now, "reply not delivered; will retry");
                 self.store
-                    .mark_retry(row.outbox_id, now_ms() + ms(delay), &message)
+                    .mark_retry(row.outbox_id, at, &err.to_string())
                     .await
             }
-            DeliveryError::Retryable { message, .. } | DeliveryError::Permanent(message) => {
-                tracing::error!(outbox = row.outbox_id, attempt = row.attempts, error = %message,
+            None => {
+                let reason = match err {
+                    DeliveryError::Retryable { message, .. } => format!(
+                        "gave up after {}: {message}",
+                        humantime::format_duration(outbox.give_up_after)
+                    ),
+                    DeliveryError::Permanent(message) => message,
+                };
+                tracing::error!(outbox = row.outbox_id, attempt = row.attempts, error = %reason,
                     "reply given up");
-                self.store.mark_dead(row.outbox_id, &message).await
+                self.store.mark_dead(row.outbox_id, &reason).await
             }
         }
     }
@@ -174,8 +180,7 @@ impl Sender {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(|secs| Duration::from_secs(secs.min(3600)));
+            .and_then(|v| parse_retry_after(v, now_ms()));
         let body = response.text().await.unwrap_or_default();
         let message = format!("{status}: {}", body.chars().take(300).collect::<String>());
         if status == StatusCode::TOO_MANY_REQUESTS
@@ -187,6 +192,113 @@ impl Sender {
             Err(DeliveryError::permanent(message))
         }
     }
+}
+
+/// When a failed delivery is tried again, or `None` when it is given up: at once for a
+/// permanent error, and for a retryable one when `give_up_after` has passed since it was queued.
+/// The next attempt is after the server's `Retry-After` (never sooner than `retry_base`) or the
+/// backoff, and no later than the give-up time, so the last attempt falls on it.
+fn retry_at(
+    outbox: &crate::config::Outbox,
+    row: &DeliveryRow,
+    err: &DeliveryError,
+    now: i64,
+) -> Option<i64> {
+    let DeliveryError::Retryable { after, .. } = err else {
+        return None;
+    };
+    let give_up_at = row.created_at.saturating_add(ms(outbox.give_up_after));
+    if now >= give_up_at {
+        return None;
+    }
+    let delay = after.map_or_else(
+        || backoff(outbox, row.attempts),
+        |after| after.max(outbox.retry_base),
+    );
+    Some(now.saturating_add(ms(delay)).min(give_up_at))
+}
+
+/// The longest `Retry-After` honoured; a longer one is cut to this.
+const RETRY_AFTER_MAX: Duration = Duration::from_secs(3600);
+
+/// A `Retry-After` value (RFC 9110 10.2.3): a number of seconds, or an HTTP date (IMF-fixdate,
+/// `Wed, 21 Oct 2015 07:28:00 GMT`) taken relative to `now` (ms since the epoch); at most
+/// [`RETRY_AFTER_MAX`], and zero for a date in the past. `None` when it is neither.
+pub fn parse_retry_after(value: &str, now: i64) -> Option<Duration> {
+    let value = value.trim();
+    let delay = if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // All digits: too many of them is still "a long time".
+        Duration::from_secs(value.parse::<u64>().unwrap_or(u64::MAX))
+    } else {
+        let at = parse_http_date(value)?;
+        let wait = at.saturating_mul(1000).saturating_sub(now).max(0);
+        Duration::from_millis(u64::try_from(wait).unwrap_or(0))
+    };
+    Some(delay.min(RETRY_AFTER_MAX))
+}
+
+/// An IMF-fixdate (RFC 9110 5.6.7), `Sun, 06 Nov 1994 08:49:37 GMT`, as seconds since the Unix
+/// epoch. The day name must be one, but is not checked against the date.
+pub fn parse_http_date(text: &str) -> Option<i64> {
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let (day_name, rest) = text.split_once(", ")?;
+    if !DAYS.contains(&day_name) {
+        return None;
+    }
+    let mut parts = rest.split(' ');
+    let (day, month, year, time, zone) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
+    if parts.next().is_some() || zone != "GMT" {
+        return None;
+    }
+    let number = |digits: &str, len: usize| -> Option<i64> {
+        (digits.len() == len && digits.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| digits.parse().ok())
+            .flatten()
+    };
+    let day = number(day, 2)?;
+    let month = i64::try_from(MONTHS.iter().position(|m| *m == month)? + 1).ok()?;
+    let year = number(year, 4)?;
+    let mut clock = time.split(':');
+    let (hour, minute, second) = (
+        number(clock.next()?, 2)?,
+        number(clock.next()?, 2)?,
+        number(clock.next()?, 2)?,
+    );
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    if clock.next().is_some()
+        || !(1..=month_days).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    Some(days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second)
+}
+
+/// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
 }
 
 /// `base * 2^(attempt-1)`, at most `retry_max`, less up to a fifth at random so retries of many
@@ -233,7 +345,7 @@ mod tests {
         let outbox = crate::config::Outbox {
             retry_base: Duration::from_secs(1),
             retry_max: Duration::from_secs(300),
-            max_attempts: 20,
+            give_up_after: Duration::from_secs(24 * 3600),
         };
         let first = backoff(&outbox, 1);
         assert!(first <= Duration::from_secs(1) && first >= Duration::from_millis(800));
@@ -241,5 +353,130 @@ mod tests {
         assert!(fourth <= Duration::from_secs(8) && fourth >= Duration::from_millis(6400));
         let late = backoff(&outbox, 25);
         assert!(late <= Duration::from_secs(300) && late >= Duration::from_secs(240));
+    }
+
+    fn outbox() -> crate::config::Outbox {
+        crate::config::Outbox {
+            retry_base: Duration::from_millis(100),
+            retry_max: Duration::from_secs(60),
+            give_up_after: Duration::from_secs(3600),
+        }
+    }
+
+    fn row(attempts: i64, created_at: i64) -> DeliveryRow {
+        DeliveryRow {
+            outbox_id: 1,
+            run_id: None,
+            target: "mattermost.post".into(),
+            body: "{}".into(),
+            attempts,
+            created_at,
+        }
+    }
+
+    #[test]
+    fn a_failing_delivery_is_retried_until_give_up_after_has_passed_then_given_up() {
+        let hour = 3_600_000;
+        let err = DeliveryError::retryable("503 Service Unavailable");
+        let at = retry_at(&outbox(), &row(1, 0), &err, 1000).unwrap();
+        assert!((1080..=1100).contains(&at), "{at}");
+        // The last attempt falls on the give-up time, not after it.
+        assert_eq!(
+            retry_at(&outbox(), &row(30, 0), &err, hour - 5).unwrap(),
+            hour
+        );
+        assert_eq!(retry_at(&outbox(), &row(31, 0), &err, hour), None);
+        assert_eq!(
+            retry_at(
+                &outbox(),
+                &row(1, 0),
+                &DeliveryError::permanent("404"),
+                1000
+            ),
+            None,
+            "a permanent error dies at once"
+        );
+    }
+
+    #[test]
+    fn retry_after_is_honoured_but_never_sooner_than_the_base_delay() {
+        let asked = |secs| DeliveryError::Retryable {
+            message: "429".into(),
+            after: Some(Duration::from_secs(secs)),
+        };
+        assert_eq!(retry_at(&outbox(), &row(1, 0), &asked(7), 1000), Some(8000));
+        assert_eq!(retry_at(&outbox(), &row(1, 0), &asked(0), 1000), Some(1100));
+    }
+
+    #[test]
+    fn retry_after_takes_seconds_or_an_http_date() {
+        let now = 1_445_412_480_000; // Wed, 21 Oct 2015 07:28:00 GMT
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:27:00 GMT", now),
+            Some(Duration::ZERO),
+            "a date in the past: at once"
+        );
+        // Capped at an hour, both ways of asking.
+        assert_eq!(parse_retry_after("86400", now), Some(RETRY_AFTER_MAX));
+        assert_eq!(
+            parse_retry_after("99999999999999999999999", now),
+            Some(RETRY_AFTER_MAX)
+        );
+        assert_eq!(
+            parse_retry_after("Thu, 22 Oct 2015 07:28:00 GMT", now),
+            Some(RETRY_AFTER_MAX)
+        );
+        for bad in ["", "-1", "1.5", "soon", "2015-10-21T07:28:00Z"] {
+            assert_eq!(parse_retry_after(bad, now), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn http_dates_are_read_as_imf_fixdate() {
+        assert_eq!(
+            parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784_111_777)
+        );
+        assert_eq!(
+            parse_http_date("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(1_445_412_480)
+        );
+        assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
+        assert_eq!(
+            parse_http_date("Tue, 29 Feb 2000 23:59:59 GMT"),
+            Some(951_868_799)
+        );
+        assert_eq!(
+            parse_http_date("Fri, 31 Dec 2049 12:00:00 GMT"),
+            Some(2_524_564_800)
+        );
+        for bad in [
+            "Sunday, 06-Nov-94 08:49:37 GMT", // RFC 850, obsolete
+            "Sun Nov  6 08:49:37 1994",       // asctime, obsolete
+            "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Sun, 6 Nov 1994 08:49:37 GMT",
+            "Xyz, 06 Nov 1994 08:49:37 GMT",
+            "Sun, 06 Foo 1994 08:49:37 GMT",
+            "Sun, 29 Feb 1900 08:49:37 GMT",
+            "Sun, 31 Apr 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 24:00:00 GMT",
+            "Sun, 06 Nov 1994 08:49 GMT",
+            "Sun, 06 Nov 1994 08:49:37:00 GMT",
+            "Sun, 06 Nov 1994 08:49:37 GMT extra",
+            "Sun, 06 Nov +994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 08:4é:37 GMT",
+            "",
+        ] {
+            assert_eq!(parse_http_date(bad), None, "{bad}");
+        }
     }
 }

@@ -16,7 +16,26 @@ pub struct DeliveryRow {
     pub run_id: Option<RunId>,
     pub target: String,
     pub body: String,
+    /// Attempts so far, this one included.
     pub attempts: i64,
+    /// When it was queued: the give-up time counts from here.
+    pub created_at: i64,
+}
+
+/// How a delivery of a run went, for the run page and the API.
+#[derive(Debug, Clone, FromRow)]
+pub struct DeliveryState {
+    pub outbox_id: i64,
+    pub target: String,
+    /// `pending`, `sent` or `dead`.
+    pub status: String,
+    pub attempts: i64,
+    /// Why the last attempt failed; for a dead delivery, why it was given up.
+    pub last_error: Option<String>,
+    /// When a pending delivery is tried next.
+    pub next_attempt_at: i64,
+    pub created_at: i64,
+    pub sent_at: Option<i64>,
 }
 
 impl DeliveryRow {
@@ -84,7 +103,7 @@ impl Store {
                  select outbox_id from outbox
                  where status = 'pending' and next_attempt_at <= ?
                  order by next_attempt_at, outbox_id limit 1)
-             returning outbox_id, run_id, target, body, attempts",
+             returning outbox_id, run_id, target, body, attempts, created_at",
         )
         .bind(hold_until)
         .bind(now)
@@ -155,18 +174,16 @@ impl Store {
         Ok(())
     }
 
-    /// The deliveries of a run, oldest first: `(target, status, attempts, last_error)`.
+    /// The deliveries of a run, oldest first.
     ///
     /// # Errors
     ///
     /// The database failed.
-    pub async fn deliveries(
-        &self,
-        run_id: RunId,
-    ) -> Result<Vec<(String, String, i64, Option<String>)>> {
+    pub async fn deliveries(&self, run_id: RunId) -> Result<Vec<DeliveryState>> {
         Ok(sqlx::query_as(
-            "select target, status, attempts, last_error from outbox
-             where run_id = ? order by outbox_id",
+            "select outbox_id, target, status, attempts, last_error, next_attempt_at, created_at,
+                 sent_at
+             from outbox where run_id = ? order by outbox_id",
         )
         .bind(run_id)
         .fetch_all(&self.pool)
@@ -218,11 +235,11 @@ mod tests {
         store.mark_sent(again.outbox_id, 301).await.unwrap();
         assert_eq!(store.next_delivery_at().await.unwrap(), None);
         let list = store.deliveries(inserted.run_id).await.unwrap();
-        assert_eq!(list[0].1, "sent");
+        assert_eq!(list[0].status, "sent");
 
         store.mark_dead(again.outbox_id, "gone").await.unwrap();
         assert_eq!(
-            store.deliveries(inserted.run_id).await.unwrap()[0].1,
+            store.deliveries(inserted.run_id).await.unwrap()[0].status,
             "dead"
         );
     }
