@@ -202,7 +202,8 @@ pub fn render_response(
     }
 }
 
-/// A `POST /api/v4/posts` delivery.
+/// A `POST /api/v4/posts` delivery, in the thread of `root_id` (or at the top of the channel,
+/// whose top-level posts are one thread for ordering).
 pub fn render_post(channel_id: &str, root_id: Option<&str>, message: &str) -> Delivery {
     Delivery {
         target: TARGET_POST.into(),
@@ -212,6 +213,10 @@ pub fn render_post(channel_id: &str, root_id: Option<&str>, message: &str) -> De
             message,
         })
         .expect("a struct of strings serializes"),
+        thread: match root_id {
+            Some(root) => format!("mattermost:{channel_id}/{root}"),
+            None => format!("mattermost:{channel_id}"),
+        },
     }
 }
 
@@ -426,10 +431,13 @@ mod tests {
         assert_eq!(body, r#"{"text":"hi"}"#);
         let (body, delivery) = render_response("hi", &Thread::Reply("r1".into()), "c1");
         assert_eq!(body, "{}");
+        let delivery = delivery.unwrap();
         assert_eq!(
-            delivery.unwrap().body,
+            delivery.body,
             r#"{"channel_id":"c1","root_id":"r1","message":"hi"}"#
         );
+        assert_eq!(delivery.thread, "mattermost:c1/r1");
+        assert_eq!(render_post("c1", None, "hi").thread, "mattermost:c1");
     }
 
     use crate::render::samples::{run, scenarios, step, tested};

@@ -371,6 +371,7 @@ mod tests {
             body: "{}".into(),
             attempts,
             created_at,
+            thread: None,
         }
     }
 

@@ -2,7 +2,9 @@
 //!
 //! Rows are inserted inside the transaction that stores what they report ([`insert`] takes the
 //! caller's transaction). A sender claims a due row by pushing its `next_attempt_at` forward, so
-//! a sender that dies mid-request leaves the row to be tried again later, never lost.
+//! a sender that dies mid-request leaves the row to be tried again later, never lost. Only the
+//! oldest pending row of a thread can be claimed: replies to one thread go out in the order
+//! they were queued, whatever their retries.
 
 use sqlx::{FromRow, Sqlite, Transaction};
 
@@ -20,6 +22,7 @@ pub struct DeliveryRow {
     pub attempts: i64,
     /// When it was queued: the give-up time counts from here.
     pub created_at: i64,
+    pub thread: Option<String>,
 }
 
 /// How a delivery of a run went, for the run page and the API.
@@ -44,6 +47,7 @@ impl DeliveryRow {
         Delivery {
             target: self.target.clone(),
             body: self.body.clone(),
+            thread: self.thread.clone().unwrap_or_default(),
         }
     }
 }
@@ -60,12 +64,13 @@ pub async fn insert(
     now: i64,
 ) -> Result<()> {
     sqlx::query(
-        "insert into outbox (run_id, target, body, next_attempt_at, created_at)
-         values (?, ?, ?, ?, ?)",
+        "insert into outbox (run_id, target, body, thread, next_attempt_at, created_at)
+         values (?, ?, ?, ?, ?, ?)",
     )
     .bind(run_id)
     .bind(&delivery.target)
     .bind(&delivery.body)
+    .bind(Some(&delivery.thread).filter(|t| !t.is_empty()))
     .bind(now)
     .bind(now)
     .execute(&mut **tx)
@@ -86,8 +91,8 @@ impl Store {
         Ok(())
     }
 
-    /// Takes the delivery due first, if any is due at `now`, and holds it until `hold_until`
-    /// (counting the attempt).
+    /// Takes the delivery due first, if any is due at `now` and no earlier delivery to its
+    /// thread is pending, and holds it until `hold_until` (counting the attempt).
     ///
     /// # Errors
     ///
@@ -101,9 +106,11 @@ impl Store {
             "update outbox set next_attempt_at = ?, attempts = attempts + 1
              where outbox_id = (
                  select outbox_id from outbox
-                 where status = 'pending' and next_attempt_at <= ?
+                 where status = 'pending' and next_attempt_at <= ? and (thread is null or
+                     outbox_id in (select min(outbox_id) from outbox
+                                   where status = 'pending' group by thread))
                  order by next_attempt_at, outbox_id limit 1)
-             returning outbox_id, run_id, target, body, attempts, created_at",
+             returning outbox_id, run_id, target, body, attempts, created_at, thread",
         )
         .bind(hold_until)
         .bind(now)
@@ -111,16 +118,21 @@ impl Store {
         .await?)
     }
 
-    /// When the next pending delivery is due, if there is one.
+    /// When the next pending delivery that may be claimed (the first of its thread) is due, if
+    /// there is one.
     ///
     /// # Errors
     ///
     /// The database failed.
     pub async fn next_delivery_at(&self) -> Result<Option<i64>> {
-        let (at,): (Option<i64>,) =
-            sqlx::query_as("select min(next_attempt_at) from outbox where status = 'pending'")
-                .fetch_one(&self.pool)
-                .await?;
+        let (at,): (Option<i64>,) = sqlx::query_as(
+            "select min(next_attempt_at) from outbox
+             where status = 'pending' and (thread is null or
+                 outbox_id in (select min(outbox_id) from outbox
+                               where status = 'pending' group by thread))",
+        )
+        .fetch_one(&self.pool)
+        .await?;
         Ok(at)
     }
 
@@ -215,6 +227,7 @@ mod tests {
                 delivery: Some(Delivery {
                     target: "mattermost.post".into(),
                     body: "{}".into(),
+                    thread: "mattermost:c1/p1".into(),
                 }),
             })
             .await
@@ -242,5 +255,67 @@ mod tests {
             store.deliveries(inserted.run_id).await.unwrap()[0].status,
             "dead"
         );
+    }
+
+    fn post(thread: &str, body: &str) -> Delivery {
+        Delivery {
+            target: "mattermost.post".into(),
+            body: body.into(),
+            thread: thread.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_delivery_waits_while_an_earlier_one_to_its_thread_is_pending() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&format!("sqlite://{}/t.db", dir.path().display()))
+            .await
+            .unwrap();
+        for (thread, body) in [
+            ("a", "a1"),
+            ("a", "a2"),
+            ("b", "b1"),
+            ("", "x1"),
+            ("", "x2"),
+        ] {
+            store
+                .enqueue_delivery(&post(thread, body), 100)
+                .await
+                .unwrap();
+        }
+        let claim = |now| {
+            let store = store.clone();
+            async move { store.try_claim_delivery(now, now + 1000).await.unwrap() }
+        };
+
+        let a1 = claim(100).await.unwrap();
+        assert_eq!(a1.body, "a1");
+        store.mark_retry(a1.outbox_id, 500, "503").await.unwrap();
+        // a2 is due but waits behind a1; the others go.
+        let mut claimed = Vec::new();
+        while let Some(row) = claim(200).await {
+            claimed.push(row.body.clone());
+            store.mark_sent(row.outbox_id, 200).await.unwrap();
+        }
+        assert_eq!(claimed, ["b1", "x1", "x2"]);
+        assert_eq!(
+            store.next_delivery_at().await.unwrap(),
+            Some(500),
+            "the sender sleeps until a1 is due, not a2"
+        );
+
+        let a1 = claim(500).await.unwrap();
+        assert_eq!(a1.body, "a1");
+        assert!(claim(500).await.is_none(), "a1 is held, still pending");
+        store.mark_sent(a1.outbox_id, 501).await.unwrap();
+        assert_eq!(claim(501).await.unwrap().body, "a2");
+
+        // A given-up delivery does not hold its thread up.
+        store.enqueue_delivery(&post("c", "c1"), 600).await.unwrap();
+        store.enqueue_delivery(&post("c", "c2"), 600).await.unwrap();
+        let c1 = claim(600).await.unwrap();
+        store.mark_dead(c1.outbox_id, "404").await.unwrap();
+        let c2 = claim(600).await.unwrap();
+        assert_eq!((c2.body.as_str(), c2.thread.as_deref()), ("c2", Some("c")));
     }
 }
