@@ -6,6 +6,14 @@
 //! (connection errors, timeouts, 408, 429, 5xx); or dead (any other 4xx, or still failing
 //! `outbox.give_up_after` after it was queued). It sleeps until the next delivery is due or it
 //! is woken by a new one.
+//!
+//! Duplicates are bounded. An attempt whose outcome chatrun did not learn (it died between the
+//! POST and recording the answer, the request timed out or the connection was lost after the
+//! request was written, or a gateway timed out) is counted as *unsure* in the row. Before
+//! posting again, [`plan`] decides: a Mattermost post carries `props.chatrun_delivery`
+//! ([`delivery_key`]), so the channel's recent posts are searched for it and a post found there
+//! marks the delivery sent; a Teams card cannot be searched, so it is sent again only while
+//! fewer than two attempts were unsure, and given up after that.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,12 +22,23 @@ use reqwest::StatusCode;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::chat::{Delivery, mattermost, teams};
+use crate::chat::{mattermost, teams};
 use crate::config::Config;
-use crate::store::{self, DeliveryRow, Store, ms, now_ms};
+use crate::store::{self, DeliveryRow, RunId, Store, ms, now_ms};
 
-/// How long one attempt may take, and how long a claimed delivery is held.
+/// How long one POST may take. A claimed delivery is held for twice as long, which covers the
+/// look-up for an earlier attempt ([`LOOKUP_TIMEOUT`]) and the POST.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How long the search for an earlier attempt's Mattermost post may take.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The search for an earlier attempt's post starts this long before the delivery was queued,
+/// in case Mattermost's clock is behind ours.
+const LOOKUP_CLOCK_SKEW: Duration = Duration::from_secs(60);
+
+/// Unsure attempts after which a Teams card is no longer sent: one repeat at most.
+pub const MAX_UNSURE_UNSEARCHABLE: i64 = 2;
 
 /// Why a delivery did not go through.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +49,9 @@ pub enum DeliveryError {
         message: String,
         /// What the server asked for (`Retry-After`).
         after: Option<Duration>,
+        /// The request may have arrived all the same (a timeout once connected, a connection
+        /// lost after the request was written, a gateway timeout).
+        unsure: bool,
     },
     /// Trying again would fail the same way.
     #[error("{0}")]
@@ -41,6 +63,7 @@ impl DeliveryError {
         Self::Retryable {
             message: message.into(),
             after: None,
+            unsure: false,
         }
     }
 
@@ -89,31 +112,53 @@ impl Sender {
     ///
     /// The database failed.
     pub async fn try_send_one(&self) -> store::Result<bool> {
+        Ok(self.attempt_next().await?.is_some())
+    }
+
+    /// Claims the delivery due first and tries it once; what came of it, or `None` when
+    /// none was due.
+    async fn attempt_next(&self) -> store::Result<Option<Outcome>> {
         let now = now_ms();
         let hold = now + ms(SEND_TIMEOUT) * 2;
         let Some(row) = self.store.try_claim_delivery(now, hold).await? else {
-            return Ok(false);
+            return Ok(None);
         };
-        match self.send(&row.delivery()).await {
-            Ok(()) => {
-                tracing::info!(outbox = row.outbox_id, run = ?row.run_id, "reply delivered");
+        let sent = match plan(&row.target, row.unsure) {
+            Plan::Send => self.send(&row).await.map(|()| "reply delivered"),
+            Plan::LookFirst => match self.find_post(&row).await {
+                Ok(true) => Ok("reply found delivered by an earlier attempt; not posted again"),
+                Ok(false) => self.send(&row).await.map(|()| "reply delivered"),
+                Err(err) => Err(err),
+            },
+            Plan::GiveUp => Err(DeliveryError::permanent(format!(
+                "may already be delivered ({} attempts ended without an answer, the last: {}); \
+                 not sent again to avoid a duplicate",
+                row.unsure,
+                row.last_error.as_deref().unwrap_or("unknown")
+            ))),
+        };
+        match sent {
+            Ok(what) => {
+                tracing::info!(outbox = row.outbox_id, run = ?row.run_id, "{what}");
                 self.store.mark_sent(row.outbox_id, now_ms()).await?;
+                Ok(Some(Outcome::Sent))
             }
-            Err(err) => self.failed(&row, err).await?,
+            Err(err) => self.failed(&row, err).await.map(Some),
         }
-        Ok(true)
     }
 
-    async fn failed(&self, row: &DeliveryRow, err: DeliveryError) -> store::Result<()> {
+    async fn failed(&self, row: &DeliveryRow, err: DeliveryError) -> store::Result<Outcome> {
         let outbox = &self.config.outbox;
         let now = now_ms();
         match retry_at(outbox, row, &err, now) {
             Some(at) => {
                 tracing::warn!(outbox = row.outbox_id, attempt = row.attempts, error = %err,
                     retry_in_ms = at - now, "reply not delivered; will retry");
+                let unsure = matches!(err, DeliveryError::Retryable { unsure: true, .. });
                 self.store
-                    .mark_retry(row.outbox_id, at, &err.to_string())
-                    .await
+                    .mark_retry(row.outbox_id, at, &err.to_string(), unsure)
+                    .await?;
+                Ok(Outcome::Retry)
             }
             None => {
                 let reason = match err {
@@ -125,13 +170,58 @@ impl Sender {
                 };
                 tracing::error!(outbox = row.outbox_id, attempt = row.attempts, error = %reason,
                     "reply given up");
-                self.store.mark_dead(row.outbox_id, &reason).await
+                self.store.mark_dead(row.outbox_id, &reason).await?;
+                Ok(Outcome::Dead)
             }
         }
     }
 
-    /// One POST.
-    async fn send(&self, delivery: &Delivery) -> Result<(), DeliveryError> {
+    /// Whether the channel holds a post of this delivery, made by an attempt whose answer was
+    /// lost: `GET /api/v4/channels/{channel_id}/posts?since=…`, the posts made since it was
+    /// queued (less [`LOOKUP_CLOCK_SKEW`]), searched for its [`delivery_key`].
+    async fn find_post(&self, row: &DeliveryRow) -> Result<bool, DeliveryError> {
+        const CANNOT: &str = "cannot look for an earlier attempt's post";
+        let Some((url, token)) = self.config.mattermost.rest() else {
+            return Err(DeliveryError::permanent(
+                "mattermost.url and mattermost.bot_token are not configured",
+            ));
+        };
+        let channel_id = mattermost::post_channel(&row.body)
+            .filter(|id| mattermost::is_id(id))
+            .ok_or_else(|| DeliveryError::permanent("the stored post names no valid channel"))?;
+        let since = row.created_at - ms(LOOKUP_CLOCK_SKEW);
+        let response = self
+            .client
+            .get(format!(
+                "{url}/api/v4/channels/{channel_id}/posts?since={since}"
+            ))
+            .bearer_auth(token)
+            .timeout(LOOKUP_TIMEOUT)
+            .send()
+            .await
+            .map_err(|err| {
+                DeliveryError::retryable(format!("{CANNOT}: {}", describe(&err.without_url())))
+            })?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(DeliveryError::Retryable {
+                message: format!("{CANNOT}: {status}"),
+                after: retry_after(&response),
+                unsure: false,
+            });
+        }
+        let body = response.bytes().await.map_err(|err| {
+            DeliveryError::retryable(format!("{CANNOT}: {}", describe(&err.without_url())))
+        })?;
+        let key = delivery_key(row.run_id, row.outbox_id, row.created_at);
+        mattermost::posts_contain_delivery(&body, &key)
+            .map_err(|err| DeliveryError::retryable(format!("{CANNOT}: unreadable answer: {err}")))
+    }
+
+    /// One POST. A Mattermost post carries the delivery's key in `props.chatrun_delivery`.
+    async fn send(&self, row: &DeliveryRow) -> Result<(), DeliveryError> {
+        let delivery = row.delivery();
+        let mut body = delivery.body;
         let request = match delivery.target.as_str() {
             mattermost::TARGET_POST => {
                 let Some((url, token)) = self.config.mattermost.rest() else {
@@ -139,6 +229,9 @@ impl Sender {
                         "mattermost.url and mattermost.bot_token are not configured",
                     ));
                 };
+                let key = delivery_key(row.run_id, row.outbox_id, row.created_at);
+                body = mattermost::with_delivery_key(&body, &key)
+                    .ok_or_else(|| DeliveryError::permanent("the stored post is not JSON"))?;
                 self.client
                     .post(format!("{url}/api/v4/posts"))
                     .bearer_auth(token)
@@ -167,31 +260,99 @@ impl Sender {
         };
         let response = request
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(delivery.body.clone())
+            .body(body)
             .timeout(SEND_TIMEOUT)
             .send()
             .await
-            .map_err(|err| DeliveryError::retryable(describe(&err.without_url())))?;
+            .map_err(|err| {
+                let err = err.without_url();
+                // Only a connection never made (or a request never built) surely sent nothing.
+                let unsure = !(err.is_connect() || err.is_builder());
+                let message = if unsure {
+                    format!("{} (the request may have arrived)", describe(&err))
+                } else {
+                    describe(&err)
+                };
+                DeliveryError::Retryable {
+                    message,
+                    after: None,
+                    unsure,
+                }
+            })?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
         }
-        let after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_retry_after(v, now_ms()));
+        let after = retry_after(&response);
         let body = response.text().await.unwrap_or_default();
         let message = format!("{status}: {}", body.chars().take(300).collect::<String>());
         if status == StatusCode::TOO_MANY_REQUESTS
             || status == StatusCode::REQUEST_TIMEOUT
             || status.is_server_error()
         {
-            Err(DeliveryError::Retryable { message, after })
+            Err(DeliveryError::Retryable {
+                message,
+                after,
+                // A gateway that timed out may have passed the request on.
+                unsure: status == StatusCode::GATEWAY_TIMEOUT,
+            })
         } else {
             Err(DeliveryError::permanent(message))
         }
     }
+}
+
+/// What came of one attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Sent,
+    Retry,
+    Dead,
+}
+
+/// What to do with a claimed delivery before posting it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// Post it.
+    Send,
+    /// Search the channel for a post an earlier attempt made; post only if there is none.
+    LookFirst,
+    /// Mark it dead: it may already be delivered, and cannot be checked.
+    GiveUp,
+}
+
+/// Decides how to go on with a delivery to `target` after `unsure` attempts whose outcome is
+/// unknown: Mattermost posts can be searched for, so they are looked for first; Teams cards
+/// cannot, so one is sent again only while fewer than [`MAX_UNSURE_UNSEARCHABLE`] attempts were
+/// unsure, which makes at most one duplicate.
+pub fn plan(target: &str, unsure: i64) -> Plan {
+    if unsure <= 0 {
+        Plan::Send
+    } else if target == mattermost::TARGET_POST {
+        Plan::LookFirst
+    } else if unsure < MAX_UNSURE_UNSEARCHABLE {
+        Plan::Send
+    } else {
+        Plan::GiveUp
+    }
+}
+
+/// The key that marks a delivery's Mattermost post (`props.chatrun_delivery`): its run, its
+/// outbox row and when it was queued, so it is unique to the row even across databases.
+pub fn delivery_key(run_id: Option<RunId>, outbox_id: i64, created_at: i64) -> String {
+    format!(
+        "chatrun-{}-{outbox_id}-{created_at}",
+        run_id.map_or(0, |id| id.0)
+    )
+}
+
+/// The response's `Retry-After`, read by [`parse_retry_after`].
+fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_retry_after(v, now_ms()))
 }
 
 /// When a failed delivery is tried again, or `None` when it is given up: at once for a
@@ -372,6 +533,8 @@ mod tests {
             attempts,
             created_at,
             thread: None,
+            unsure: 0,
+            last_error: None,
         }
     }
 
@@ -404,6 +567,7 @@ mod tests {
         let asked = |secs| DeliveryError::Retryable {
             message: "429".into(),
             after: Some(Duration::from_secs(secs)),
+            unsure: false,
         };
         assert_eq!(retry_at(&outbox(), &row(1, 0), &asked(7), 1000), Some(8000));
         assert_eq!(retry_at(&outbox(), &row(1, 0), &asked(0), 1000), Some(1100));
@@ -479,5 +643,27 @@ mod tests {
         ] {
             assert_eq!(parse_http_date(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn an_unsure_mattermost_post_is_looked_for_and_a_teams_card_repeated_at_most_once() {
+        let mattermost = mattermost::TARGET_POST;
+        assert_eq!(plan(mattermost, 0), Plan::Send);
+        assert_eq!(plan(mattermost, 1), Plan::LookFirst);
+        assert_eq!(plan(mattermost, 5), Plan::LookFirst);
+        assert_eq!(plan("teams:ops", 0), Plan::Send);
+        assert_eq!(plan("teams:ops", 1), Plan::Send, "one repeat");
+        assert_eq!(plan("teams:ops", 2), Plan::GiveUp, "no second one");
+        assert_eq!(plan("teams:ops", 3), Plan::GiveUp);
+    }
+
+    #[test]
+    fn delivery_keys_differ_per_row_run_and_queue_time() {
+        let key = delivery_key(Some(RunId(7)), 12, 1_700_000_000_000);
+        assert_eq!(key, "chatrun-7-12-1700000000000");
+        assert_ne!(key, delivery_key(Some(RunId(7)), 13, 1_700_000_000_000));
+        assert_ne!(key, delivery_key(Some(RunId(8)), 12, 1_700_000_000_000));
+        assert_ne!(key, delivery_key(Some(RunId(7)), 12, 1_700_000_000_001));
+        assert_eq!(delivery_key(None, 3, 5), "chatrun-0-3-5");
     }
 }

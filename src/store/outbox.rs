@@ -23,6 +23,10 @@ pub struct DeliveryRow {
     /// When it was queued: the give-up time counts from here.
     pub created_at: i64,
     pub thread: Option<String>,
+    /// Earlier attempts that may have been delivered although no success was recorded.
+    pub unsure: i64,
+    /// Why the previous attempt failed.
+    pub last_error: Option<String>,
 }
 
 /// How a delivery of a run went, for the run page and the API.
@@ -92,7 +96,10 @@ impl Store {
     }
 
     /// Takes the delivery due first, if any is due at `now` and no earlier delivery to its
-    /// thread is pending, and holds it until `hold_until` (counting the attempt).
+    /// thread is pending, and holds it until `hold_until` (counting the attempt). It is marked
+    /// as being sent until [`Store::mark_sent`], [`Store::mark_retry`] or [`Store::mark_dead`];
+    /// a claim that finds it still so (its sender died mid-attempt) counts that attempt as
+    /// unsure.
     ///
     /// # Errors
     ///
@@ -103,14 +110,16 @@ impl Store {
         hold_until: i64,
     ) -> Result<Option<DeliveryRow>> {
         Ok(sqlx::query_as::<_, DeliveryRow>(
-            "update outbox set next_attempt_at = ?, attempts = attempts + 1
+            "update outbox set next_attempt_at = ?, attempts = attempts + 1,
+                 unsure = unsure + sending, sending = 1
              where outbox_id = (
                  select outbox_id from outbox
                  where status = 'pending' and next_attempt_at <= ? and (thread is null or
                      outbox_id in (select min(outbox_id) from outbox
                                    where status = 'pending' group by thread))
                  order by next_attempt_at, outbox_id limit 1)
-             returning outbox_id, run_id, target, body, attempts, created_at, thread",
+             returning outbox_id, run_id, target, body, attempts, created_at, thread, unsure,
+                 last_error",
         )
         .bind(hold_until)
         .bind(now)
@@ -143,7 +152,8 @@ impl Store {
     /// The database failed.
     pub async fn mark_sent(&self, outbox_id: i64, now: i64) -> Result<()> {
         sqlx::query(
-            "update outbox set status = 'sent', sent_at = ?, last_error = null where outbox_id = ?",
+            "update outbox set status = 'sent', sent_at = ?, last_error = null, sending = 0
+             where outbox_id = ?",
         )
         .bind(now)
         .bind(outbox_id)
@@ -152,7 +162,8 @@ impl Store {
         Ok(())
     }
 
-    /// The delivery failed and is tried again at `next_attempt_at`.
+    /// The delivery failed and is tried again at `next_attempt_at`; `unsure` when the attempt
+    /// may have been delivered all the same.
     ///
     /// # Errors
     ///
@@ -162,13 +173,19 @@ impl Store {
         outbox_id: i64,
         next_attempt_at: i64,
         error: &str,
+        unsure: bool,
     ) -> Result<()> {
-        sqlx::query("update outbox set next_attempt_at = ?, last_error = ? where outbox_id = ?")
-            .bind(next_attempt_at)
-            .bind(error)
-            .bind(outbox_id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "update outbox set next_attempt_at = ?, last_error = ?, sending = 0,
+                 unsure = unsure + ?
+             where outbox_id = ?",
+        )
+        .bind(next_attempt_at)
+        .bind(error)
+        .bind(i64::from(unsure))
+        .bind(outbox_id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -178,11 +195,13 @@ impl Store {
     ///
     /// The database failed.
     pub async fn mark_dead(&self, outbox_id: i64, error: &str) -> Result<()> {
-        sqlx::query("update outbox set status = 'dead', last_error = ? where outbox_id = ?")
-            .bind(error)
-            .bind(outbox_id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "update outbox set status = 'dead', last_error = ?, sending = 0 where outbox_id = ?",
+        )
+        .bind(error)
+        .bind(outbox_id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -241,7 +260,10 @@ mod tests {
         assert_eq!((row.run_id, row.attempts), (Some(inserted.run_id), 1));
         assert!(store.try_claim_delivery(150, 250).await.unwrap().is_none());
 
-        store.mark_retry(row.outbox_id, 300, "503").await.unwrap();
+        store
+            .mark_retry(row.outbox_id, 300, "503", false)
+            .await
+            .unwrap();
         assert!(store.try_claim_delivery(299, 400).await.unwrap().is_none());
         let again = store.try_claim_delivery(300, 400).await.unwrap().unwrap();
         assert_eq!(again.attempts, 2);
@@ -290,7 +312,10 @@ mod tests {
 
         let a1 = claim(100).await.unwrap();
         assert_eq!(a1.body, "a1");
-        store.mark_retry(a1.outbox_id, 500, "503").await.unwrap();
+        store
+            .mark_retry(a1.outbox_id, 500, "503", false)
+            .await
+            .unwrap();
         // a2 is due but waits behind a1; the others go.
         let mut claimed = Vec::new();
         while let Some(row) = claim(200).await {
@@ -317,5 +342,39 @@ mod tests {
         store.mark_dead(c1.outbox_id, "404").await.unwrap();
         let c2 = claim(600).await.unwrap();
         assert_eq!((c2.body.as_str(), c2.thread.as_deref()), ("c2", Some("c")));
+    }
+
+    #[tokio::test]
+    async fn an_attempt_whose_outcome_was_never_recorded_counts_as_unsure() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&format!("sqlite://{}/t.db", dir.path().display()))
+            .await
+            .unwrap();
+        store.enqueue_delivery(&post("a", "a1"), 100).await.unwrap();
+
+        let first = store.try_claim_delivery(100, 200).await.unwrap().unwrap();
+        assert_eq!(first.unsure, 0);
+        // The sender died before recording anything: after the hold, the row is claimed again
+        // and the lost attempt is counted.
+        let second = store.try_claim_delivery(200, 300).await.unwrap().unwrap();
+        assert_eq!((second.attempts, second.unsure), (2, 1));
+        // A timeout is recorded as unsure too; a definite failure is not.
+        store
+            .mark_retry(second.outbox_id, 300, "timed out", true)
+            .await
+            .unwrap();
+        let third = store.try_claim_delivery(300, 400).await.unwrap().unwrap();
+        assert_eq!(third.unsure, 2);
+        assert_eq!(third.last_error.as_deref(), Some("timed out"));
+        store
+            .mark_retry(third.outbox_id, 400, "503", false)
+            .await
+            .unwrap();
+        let fourth = store.try_claim_delivery(400, 500).await.unwrap().unwrap();
+        assert_eq!(
+            fourth.unsure, 2,
+            "a recorded outcome leaves nothing in flight"
+        );
+        store.mark_sent(fourth.outbox_id, 450).await.unwrap();
     }
 }
