@@ -106,6 +106,31 @@ impl Sender {
         }
     }
 
+    /// Sends every delivery due now, one after another, until none is due or `until` passes:
+    /// what shutdown calls to flush the outbox. A delivery that fails is retried later as usual
+    /// (after the next start, if that is sooner); one cut off by `until` mid-attempt stays
+    /// claimed for a while and counts as unsure on its next attempt. Returns how many were
+    /// delivered.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    ///
+    /// # Cancel safety
+    ///
+    /// As for `until`: a delivery cut off mid-attempt may have been sent.
+    pub async fn drain(&self, until: tokio::time::Instant) -> store::Result<usize> {
+        let mut delivered = 0;
+        loop {
+            match tokio::time::timeout_at(until, self.attempt_next()).await {
+                Err(_) | Ok(Ok(None)) => return Ok(delivered),
+                Ok(Ok(Some(Outcome::Sent))) => delivered += 1,
+                Ok(Ok(Some(Outcome::Retry | Outcome::Dead))) => {}
+                Ok(Err(err)) => return Err(err),
+            }
+        }
+    }
+
     /// Sends the delivery due first, if one is due. True when there was one.
     ///
     /// # Errors

@@ -262,6 +262,87 @@ async fn replies_arrive_once_and_in_order_per_thread_through_refusal_500_and_429
 }
 
 #[tokio::test]
+async fn drain_sends_what_is_due_leaves_failures_for_later_and_stops_at_its_deadline() {
+    let chat = FakeChat::start(Mode::Ok).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = chatrun::config::Config::parse(
+        "test",
+        &format!(
+            "data_dir = \"{dir}/data\"\n[mattermost]\nurl = \"{url}\"\nbot_token = \"bot\"\n\
+             [outbox]\nretry_base_ms = 60000\n",
+            dir = dir.path().display(),
+            url = chat.url()
+        ),
+        std::iter::empty(),
+    )
+    .unwrap();
+    let store =
+        chatrun::store::Store::connect(&format!("sqlite://{}/chatrun.db", dir.path().display()))
+            .await
+            .unwrap();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let sender = chatrun::outbox::Sender {
+        store: store.clone(),
+        config: Arc::new(config),
+        client: reqwest::Client::new(),
+        wake: Arc::default(),
+    };
+    let post = |root: &str, message: &str| {
+        chatrun::chat::mattermost::render_post("chan1", Some(root), message)
+    };
+    let now = chatrun::store::now_ms();
+    for (root, message) in [("a", "a1"), ("a", "a2"), ("b", "b1")] {
+        store
+            .enqueue_delivery(&post(root, message), now)
+            .await
+            .unwrap();
+    }
+    // In queue order: a1, a2, then b1, which fails.
+    chat.with(|c| c.script.extend([Mode::Ok, Mode::Ok, Mode::Fail]));
+
+    let delivered = sender
+        .drain(Instant::now() + Duration::from_secs(20))
+        .await
+        .unwrap();
+
+    assert_eq!(delivered, 2);
+    let messages: Vec<Value> =
+        chat.with(|c| c.posts.iter().map(|p| p["message"].clone()).collect());
+    assert_eq!(messages, ["a1", "a2"]);
+    assert_eq!(
+        store
+            .next_delivery_at()
+            .await
+            .unwrap()
+            .map(|at| at > now + 50_000),
+        Some(true),
+        "b1 failed once and waits for its retry"
+    );
+
+    // A chat server that never answers does not hold shutdown up past the deadline.
+    chat.set(Mode::Hold);
+    store
+        .enqueue_delivery(&post("c", "c1"), chatrun::store::now_ms())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let delivered = sender
+        .drain(started + Duration::from_millis(300))
+        .await
+        .unwrap();
+    assert_eq!(delivered, 0);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        chat.with(|c| c.seen.iter().filter(|s| s.status == 0).count()),
+        1
+    );
+}
+
+#[tokio::test]
 async fn a_post_whose_answer_was_lost_is_found_in_the_channel_and_not_posted_again() {
     let chat = FakeChat::start(Mode::Ok).await;
     chat.with(|chat| {
