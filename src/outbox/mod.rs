@@ -107,10 +107,10 @@ impl Sender {
     }
 
     /// Sends every delivery due now, one after another, until none is due or `until` passes:
-    /// what shutdown calls to flush the outbox. A delivery that fails is retried later as usual
-    /// (after the next start, if that is sooner); one cut off by `until` mid-attempt stays
-    /// claimed for a while and counts as unsure on its next attempt. Returns how many were
-    /// delivered.
+    /// what shutdown calls to flush the outbox. A delivery that fails keeps its retry time, as
+    /// usual, so the next start tries it again; one cut off by `until` mid-attempt stays
+    /// claimed for [`SEND_TIMEOUT`] twice over and counts as unsure on its next attempt.
+    /// Returns how many were delivered.
     ///
     /// # Errors
     ///

@@ -314,7 +314,7 @@ async fn drain_sends_what_is_due_leaves_failures_for_later_and_stops_at_its_dead
             .next_delivery_at()
             .await
             .unwrap()
-            .map(|at| at > now + 50_000),
+            .map(|at| at > now + 40_000),
         Some(true),
         "b1 failed once and waits for its retry"
     );
