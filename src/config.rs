@@ -156,8 +156,8 @@ struct RawOutbox {
     retry_base_ms: u64,
     #[serde(default = "default_retry_max_secs", deserialize_with = "de::number")]
     retry_max_secs: u64,
-    #[serde(default = "default_max_attempts", deserialize_with = "de::number")]
-    max_attempts: u64,
+    #[serde(default = "default_give_up_after")]
+    give_up_after: String,
 }
 
 impl Default for RawOutbox {
@@ -165,7 +165,7 @@ impl Default for RawOutbox {
         Self {
             retry_base_ms: default_retry_base_ms(),
             retry_max_secs: default_retry_max_secs(),
-            max_attempts: default_max_attempts(),
+            give_up_after: default_give_up_after(),
         }
     }
 }
@@ -203,8 +203,8 @@ fn default_retry_base_ms() -> u64 {
 fn default_retry_max_secs() -> u64 {
     300
 }
-fn default_max_attempts() -> u64 {
-    20
+fn default_give_up_after() -> String {
+    "24h".into()
 }
 
 /// The validated configuration.
@@ -329,8 +329,8 @@ pub struct Outbox {
     pub retry_base: Duration,
     /// Longest delay between two attempts.
     pub retry_max: Duration,
-    /// Attempts before a delivery is given up (marked dead).
-    pub max_attempts: u32,
+    /// How long after it was queued a delivery that still fails is given up (marked dead).
+    pub give_up_after: Duration,
 }
 
 impl Config {
@@ -585,9 +585,23 @@ impl Config {
             users: web_users,
             trust_header,
         };
-        if raw.outbox.max_attempts == 0 {
-            problem("outbox.max_attempts", "must be at least 1".into());
-        }
+        let give_up_after = match humantime::parse_duration(raw.outbox.give_up_after.trim()) {
+            Ok(d) if d.is_zero() => {
+                problem("outbox.give_up_after", "must be longer than 0".into());
+                d
+            }
+            Ok(d) => d,
+            Err(err) => {
+                problem(
+                    "outbox.give_up_after",
+                    format!(
+                        "`{}` is not a duration such as \"24h\" or \"90m\": {err}",
+                        raw.outbox.give_up_after
+                    ),
+                );
+                Duration::ZERO
+            }
+        };
         if raw.outbox.retry_base_ms == 0 {
             problem("outbox.retry_base_ms", "must be at least 1".into());
         }
@@ -617,7 +631,7 @@ impl Config {
             outbox: Outbox {
                 retry_base: Duration::from_millis(raw.outbox.retry_base_ms),
                 retry_max: Duration::from_secs(raw.outbox.retry_max_secs.max(1)),
-                max_attempts: u32::try_from(raw.outbox.max_attempts).unwrap_or(u32::MAX),
+                give_up_after,
             },
             source: source.to_string(),
         })
@@ -888,6 +902,32 @@ mod tests {
     }
 
     #[test]
+    fn replies_are_given_up_after_a_duration_24_hours_unless_configured() {
+        let default = Config::parse("c.toml", "", env(&[])).unwrap();
+        assert_eq!(default.outbox.give_up_after, Duration::from_secs(24 * 3600));
+        let config = Config::parse(
+            "c.toml",
+            "[outbox]\ngive_up_after = \"2h\"\n",
+            env(&[("CHATRUN_OUTBOX__GIVE_UP_AFTER", "90m")]),
+        )
+        .unwrap();
+        assert_eq!(config.outbox.give_up_after, Duration::from_secs(90 * 60));
+
+        for bad in ["soon", "0s", "20"] {
+            let err = Config::parse(
+                "c.toml",
+                &format!("[outbox]\ngive_up_after = \"{bad}\"\n"),
+                env(&[]),
+            )
+            .unwrap_err();
+            let keys: Vec<&str> = err.0.iter().map(|p| p.key.as_str()).collect();
+            assert_eq!(keys, vec!["outbox.give_up_after"], "{bad}: {err}");
+        }
+        let err = Config::parse("c.toml", "[outbox]\nmax_attempts = 20\n", env(&[])).unwrap_err();
+        assert!(err.to_string().contains("max_attempts"), "{err}");
+    }
+
+    #[test]
     fn lists_every_problem_with_its_key() {
         let err = Config::parse(
             "bad.toml",
@@ -964,7 +1004,8 @@ mod tests {
         assert_eq!(config.teams.len(), 1, "the Teams entry is documented");
         assert_eq!(config.teams[0].name, "platform-team");
         assert_eq!(
-            config.outbox.max_attempts, 20,
+            config.outbox.give_up_after,
+            Duration::from_secs(24 * 3600),
             "[outbox] keys stay in [outbox]"
         );
     }

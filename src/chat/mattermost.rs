@@ -202,7 +202,8 @@ pub fn render_response(
     }
 }
 
-/// A `POST /api/v4/posts` delivery.
+/// A `POST /api/v4/posts` delivery, in the thread of `root_id` (or at the top of the channel,
+/// whose top-level posts are one thread for ordering).
 pub fn render_post(channel_id: &str, root_id: Option<&str>, message: &str) -> Delivery {
     Delivery {
         target: TARGET_POST.into(),
@@ -212,7 +213,60 @@ pub fn render_post(channel_id: &str, root_id: Option<&str>, message: &str) -> De
             message,
         })
         .expect("a struct of strings serializes"),
+        thread: match root_id {
+            Some(root) => format!("mattermost:{channel_id}/{root}"),
+            None => format!("mattermost:{channel_id}"),
+        },
     }
+}
+
+/// The post property that marks a post chatrun made for one outbox delivery, so an attempt
+/// whose answer was lost can be found before posting again.
+pub const DELIVERY_PROP: &str = "chatrun_delivery";
+
+/// A `POST /api/v4/posts` body with `props.chatrun_delivery` set to `key` (other props kept);
+/// `None` when `body` is not a JSON object.
+pub fn with_delivery_key(body: &str, key: &str) -> Option<String> {
+    let mut post: serde_json::Value = serde_json::from_str(body).ok()?;
+    let post_map = post.as_object_mut()?;
+    let props = post_map
+        .entry("props")
+        .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+    if !props.is_object() {
+        *props = serde_json::Value::Object(serde_json::Map::new());
+    }
+    props
+        .as_object_mut()?
+        .insert(DELIVERY_PROP.into(), serde_json::Value::String(key.into()));
+    serde_json::to_string(&post).ok()
+}
+
+/// The `channel_id` of a `POST /api/v4/posts` body.
+pub fn post_channel(body: &str) -> Option<String> {
+    let post: serde_json::Value = serde_json::from_str(body).ok()?;
+    post.get("channel_id")?.as_str().map(String::from)
+}
+
+/// Whether a post list, as `GET /api/v4/channels/{id}/posts` answers
+/// (`{"order": [ids], "posts": {id: post}}`), holds a post whose `props.chatrun_delivery` is
+/// `key`.
+///
+/// # Errors
+///
+/// The answer is not such a list.
+pub fn posts_contain_delivery(answer: &[u8], key: &str) -> Result<bool, serde_json::Error> {
+    #[derive(Deserialize)]
+    struct PostList {
+        #[serde(default)]
+        posts: Option<std::collections::HashMap<String, serde_json::Value>>,
+    }
+    let list: PostList = serde_json::from_slice(answer)?;
+    Ok(list.posts.unwrap_or_default().values().any(|post| {
+        post.get("props")
+            .and_then(|props| props.get(DELIVERY_PROP))
+            .and_then(serde_json::Value::as_str)
+            == Some(key)
+    }))
 }
 
 /// The acknowledgement text of a queued run.
@@ -418,6 +472,36 @@ mod tests {
     }
 
     #[test]
+    fn a_post_carries_its_delivery_key_and_is_found_by_it() {
+        let body = render_post("c1", Some("r1"), "hi").body;
+        assert_eq!(post_channel(&body).as_deref(), Some("c1"));
+        let keyed = with_delivery_key(&body, "chatrun-7-12-1700000000000").unwrap();
+        let post: serde_json::Value = serde_json::from_str(&keyed).unwrap();
+        assert_eq!(
+            post["props"]["chatrun_delivery"],
+            "chatrun-7-12-1700000000000"
+        );
+        assert_eq!(post["message"], "hi");
+        assert_eq!(post["root_id"], "r1");
+        let with_props = with_delivery_key(r#"{"props":{"a":1}}"#, "k").unwrap();
+        assert_eq!(with_props, r#"{"props":{"a":1,"chatrun_delivery":"k"}}"#);
+        assert_eq!(with_delivery_key("[1]", "k"), None);
+
+        // As Mattermost answers, with the post among others (props null, missing, other keys).
+        let answer = br#"{"order":["p3","p2","p1"],"posts":{
+            "p1":{"id":"p1","channel_id":"c1","root_id":"","message":"x","props":null},
+            "p2":{"id":"p2","channel_id":"c1","root_id":"r1","message":"y"},
+            "p3":{"id":"p3","channel_id":"c1","root_id":"r1","message":"hi",
+                  "props":{"from_bot":"true","chatrun_delivery":"chatrun-7-12-1700000000000"}}},
+            "next_post_id":"","prev_post_id":""}"#;
+        assert!(posts_contain_delivery(answer, "chatrun-7-12-1700000000000").unwrap());
+        assert!(!posts_contain_delivery(answer, "chatrun-7-13-1700000000000").unwrap());
+        assert!(!posts_contain_delivery(br#"{"order":[],"posts":{}}"#, "k").unwrap());
+        assert!(!posts_contain_delivery(br#"{"order":[],"posts":null}"#, "k").unwrap());
+        assert!(posts_contain_delivery(b"<html>", "k").is_err());
+    }
+
+    #[test]
     fn replies_thread_as_mattermost_allows() {
         let (body, delivery) = render_response("hi", &Thread::Root, "c1");
         assert_eq!(body, r#"{"response_type":"comment","text":"hi"}"#);
@@ -426,10 +510,13 @@ mod tests {
         assert_eq!(body, r#"{"text":"hi"}"#);
         let (body, delivery) = render_response("hi", &Thread::Reply("r1".into()), "c1");
         assert_eq!(body, "{}");
+        let delivery = delivery.unwrap();
         assert_eq!(
-            delivery.unwrap().body,
+            delivery.body,
             r#"{"channel_id":"c1","root_id":"r1","message":"hi"}"#
         );
+        assert_eq!(delivery.thread, "mattermost:c1/r1");
+        assert_eq!(render_post("c1", None, "hi").thread, "mattermost:c1");
     }
 
     use crate::render::samples::{run, scenarios, step, tested};

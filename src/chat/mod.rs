@@ -28,13 +28,17 @@ impl Platform {
 }
 
 /// A reply waiting to be sent: where (a target name, resolved to a URL and credentials from the
-/// configuration when it is sent, so no secret is stored) and the JSON body.
+/// configuration when it is sent, so no secret is stored), the JSON body, and the thread it
+/// goes to, in which replies are delivered in the order they were queued.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
     /// e.g. [`mattermost::TARGET_POST`].
     pub target: String,
     /// The JSON to POST.
     pub body: String,
+    /// Names the thread (or channel) the reply appears in: a reply is not sent while an earlier
+    /// one to the same thread waits. Empty: ordered with nothing.
+    pub thread: String,
 }
 
 /// What a chat message asks for, after the trigger word.

@@ -881,7 +881,9 @@ fn result_message(run: &RunRow, view: &ResultView, link: &str, now: i64) -> Mess
     }
 }
 
-/// The delivery of a run's result card to webhook `hook`'s Workflows URL.
+/// The delivery of a run's result card to webhook `hook`'s Workflows URL, ordered with the
+/// other replies to the trigger's conversation (its channel and thread root, as Teams writes
+/// `conversation.id`) through that webhook.
 pub fn render_follow_up(
     hook: &str,
     run: &RunRow,
@@ -890,10 +892,16 @@ pub fn render_follow_up(
     link: &str,
     now: i64,
 ) -> Delivery {
+    let target = format!("{TARGET_PREFIX}{hook}");
+    let thread = match &run.thread_root_id {
+        Some(root) => format!("{target}|{};messageid={root}", run.channel_id),
+        None => format!("{target}|{}", run.channel_id),
+    };
     Delivery {
-        target: format!("{TARGET_PREFIX}{hook}"),
+        target,
         body: serde_json::to_string(&render_result(run, steps, failures, link, now))
             .expect("a card of strings and numbers serializes"),
+        thread,
     }
 }
 
@@ -1282,6 +1290,16 @@ mod tests {
             "http://ci/runs/7"
         );
         assert_eq!(delivery.target, "teams:team");
+        assert_eq!(
+            delivery.thread, "teams:team|c1",
+            "the conversation orders replies"
+        );
+        let mut in_thread = run(RunStatus::Succeeded);
+        in_thread.thread_root_id = Some("1716220800123".into());
+        assert_eq!(
+            render_follow_up("team", &in_thread, &[], &[], "http://ci/runs/7", 0).thread,
+            "teams:team|c1;messageid=1716220800123"
+        );
     }
 
     #[test]

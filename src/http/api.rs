@@ -196,8 +196,12 @@ async fn one(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<
         .deliveries(run.run_id)
         .await?
         .into_iter()
-        .map(|(target, status, attempts, error)| {
-            json!({ "target": target, "status": status, "attempts": attempts, "last_error": error })
+        .map(|d| {
+            json!({
+                "target": d.target, "status": d.status, "attempts": d.attempts,
+                "last_error": d.last_error,
+                "next_attempt_at": (d.status == "pending").then_some(d.next_attempt_at),
+            })
         })
         .collect();
     Ok(Json(json!({

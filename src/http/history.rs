@@ -158,9 +158,12 @@ struct StepItem {
 
 struct ReplyItem {
     target: String,
+    /// `delivered`, `pending` or `not delivered`.
     status: String,
+    status_class: &'static str,
     attempts: i64,
-    error: String,
+    /// In words: when it was delivered, or why not (yet) and what happens next.
+    detail: String,
 }
 
 #[derive(Template, WebTemplate)]
@@ -196,6 +199,58 @@ struct RunPage {
     chat_link: Option<String>,
 }
 
+/// A delivery as the run page shows it: plainly "not delivered" with the reason when it was
+/// given up, and the next attempt with the last error while it is retried.
+fn reply_item(delivery: crate::store::DeliveryState, now: i64) -> ReplyItem {
+    let target = match delivery
+        .target
+        .strip_prefix(crate::chat::teams::TARGET_PREFIX)
+    {
+        Some(hook) => format!("Teams webhook {hook}"),
+        None if delivery.target == crate::chat::mattermost::TARGET_POST => "Mattermost".into(),
+        None => delivery.target.clone(),
+    };
+    let error = delivery.last_error.unwrap_or_default();
+    let (status, status_class, detail) = match delivery.status.as_str() {
+        "sent" => (
+            "delivered",
+            "s-delivered",
+            delivery
+                .sent_at
+                .map_or_else(String::new, |at| format!("at {}", render::timestamp(at))),
+        ),
+        "dead" => (
+            "not delivered",
+            "s-failed",
+            format!("not delivered: {error}"),
+        ),
+        _ => {
+            let next = if delivery.next_attempt_at <= now {
+                "now".to_string()
+            } else {
+                format!(
+                    "in {} ({})",
+                    render::duration(delivery.next_attempt_at - now),
+                    render::timestamp(delivery.next_attempt_at)
+                )
+            };
+            let detail = if error.is_empty() {
+                format!("not delivered yet; next attempt {next}")
+            } else {
+                format!("not delivered yet: {error}; next attempt {next}")
+            };
+            ("pending", "s-pending", detail)
+        }
+    };
+    ReplyItem {
+        target,
+        status: status.into(),
+        status_class,
+        attempts: delivery.attempts,
+        detail,
+    }
+}
+
 async fn run_page(
     State(state): State<AppState>,
     Path(id): Path<i64>,
@@ -218,20 +273,7 @@ async fn run_page(
         .deliveries(run.run_id)
         .await?
         .into_iter()
-        .map(|(target, status, attempts, error)| ReplyItem {
-            target: match target.strip_prefix(crate::chat::teams::TARGET_PREFIX) {
-                Some(hook) => format!("Teams webhook {hook}"),
-                None if target == crate::chat::mattermost::TARGET_POST => "Mattermost".into(),
-                None => target,
-            },
-            status: match status.as_str() {
-                "sent" => "delivered".into(),
-                "dead" => "failed".into(),
-                _ => status,
-            },
-            attempts,
-            error: error.unwrap_or_default(),
-        })
+        .map(|delivery| reply_item(delivery, now_ms()))
         .collect();
     let now = now_ms();
     let finished = run.status.is_finished();

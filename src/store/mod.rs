@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-pub use outbox::DeliveryRow;
+pub use outbox::{DeliveryRow, DeliveryState};
 pub use runs::{
     Insert, NewRun, Position, RunFilter, RunId, RunRow, RunStatus, StepRow, StepStatus,
     TestFailureRow,

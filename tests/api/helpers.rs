@@ -125,6 +125,25 @@ pub async fn start_with(
     jobs: &[(&str, &str)],
     extra: &str,
 ) -> TestApp {
+    launch(dir, mattermost, jobs, extra, None).await
+}
+
+/// A chatrun with the `build` job whose Mattermost REST API and Teams Workflows URL (for
+/// `platform-team`, at [`WORKFLOW_PATH`]) are both at `chat_url`, a fake the test runs itself,
+/// and `extra` appended to its configuration (in `[outbox]`).
+pub async fn spawn_app_with_chat(chat_url: &str, extra: &str) -> TestApp {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let unused = MockServer::start().await;
+    launch(dir, unused, &[("build", BUILD_JOB)], extra, Some(chat_url)).await
+}
+
+async fn launch(
+    dir: TempDir,
+    mattermost: MockServer,
+    jobs: &[(&str, &str)],
+    extra: &str,
+    chat_url: Option<&str>,
+) -> TestApp {
     let jobs_dir = dir.path().join("jobs");
     std::fs::create_dir_all(&jobs_dir).unwrap();
     for (name, text) in jobs {
@@ -180,8 +199,8 @@ retry_base_ms = 50
 {extra}
 "#,
             dir = dir.path().display(),
-            url = mattermost.uri(),
-            workflows = workflows.uri(),
+            url = chat_url.map_or_else(|| mattermost.uri(), String::from),
+            workflows = chat_url.map_or_else(|| workflows.uri(), String::from),
         ),
         std::iter::empty(),
     )

@@ -248,10 +248,10 @@ async fn a_follow_up_is_retried_until_the_chat_server_takes_it() {
             .deliveries(chatrun::store::RunId(1))
             .await
             .unwrap();
-        (list.first().is_some_and(|d| d.1 == "sent")).then_some(list)
+        (list.first().is_some_and(|d| d.status == "sent")).then_some(list)
     })
     .await;
-    assert_eq!(deliveries[0].2, 3, "three attempts");
+    assert_eq!(deliveries[0].attempts, 3, "three attempts");
 }
 
 #[tokio::test]

@@ -119,12 +119,14 @@ async fn a_throttled_card_is_sent_again_after_retry_after_and_delivered_once() {
             .deliveries(chatrun::store::RunId(1))
             .await
             .unwrap();
-        list.first().is_some_and(|d| d.1 == "sent").then_some(list)
+        list.first()
+            .is_some_and(|d| d.status == "sent")
+            .then_some(list)
     })
     .await;
 
     assert_eq!(deliveries.len(), 1);
-    assert_eq!(deliveries[0].2, 2, "one 429, then one 202");
+    assert_eq!(deliveries[0].attempts, 2, "one 429, then one 202");
     let requests = app.workflows.received_requests().await.unwrap();
     assert_eq!(requests.len(), 2);
     assert_eq!(requests[0].body, requests[1].body);
@@ -148,7 +150,9 @@ async fn a_refused_card_is_recorded_and_shown_on_the_run_page() {
             .deliveries(chatrun::store::RunId(1))
             .await
             .unwrap();
-        list.first().is_some_and(|d| d.1 == "dead").then_some(())
+        list.first()
+            .is_some_and(|d| d.status == "dead")
+            .then_some(())
     })
     .await;
 
