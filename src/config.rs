@@ -25,6 +25,15 @@ pub const DEFAULT_FILE: &str = "chatrun.toml";
 /// parameters); never read as configuration, so a chatrun started from a step still starts.
 const STEP_VARIABLES: &[&str] = &["RUN_ID", "JOB", "USER", "CHANNEL"];
 
+/// Bounds of `max_body_bytes`: a Mattermost payload needs a few KiB; more than 64 MiB is a
+/// mistake.
+const MIN_BODY_BYTES: u64 = 4096;
+const MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Bounds of `replay_window`.
+const MIN_REPLAY_WINDOW: Duration = Duration::from_secs(1);
+const MAX_REPLAY_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// One problem found in the configuration, with where it was found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -81,6 +90,12 @@ pub struct RawConfig {
     kill_grace_secs: u64,
     #[serde(default = "default_rate_limit", deserialize_with = "de::number")]
     rate_limit_per_minute: u64,
+    #[serde(default = "default_max_body_bytes", deserialize_with = "de::number")]
+    max_body_bytes: u64,
+    #[serde(default = "default_replay_window")]
+    replay_window: String,
+    #[serde(default = "default_busy_timeout_ms", deserialize_with = "de::number")]
+    busy_timeout_ms: u64,
     #[serde(default)]
     mattermost: RawMattermost,
     #[serde(default)]
@@ -189,6 +204,15 @@ fn default_kill_grace_secs() -> u64 {
 fn default_rate_limit() -> u64 {
     10
 }
+fn default_max_body_bytes() -> u64 {
+    1024 * 1024
+}
+fn default_replay_window() -> String {
+    "5m".into()
+}
+fn default_busy_timeout_ms() -> u64 {
+    5000
+}
 fn default_retry_base_ms() -> u64 {
     1000
 }
@@ -220,6 +244,13 @@ pub struct Config {
     pub kill_grace: Duration,
     /// Requests that start runs one user may make per minute; 0 for no limit.
     pub rate_limit_per_minute: usize,
+    /// The largest request body accepted, in bytes; a larger one gets 413.
+    pub max_body_bytes: usize,
+    /// How far a webhook message's own timestamp may lie from now, either way, before it is
+    /// refused as a replay (or as sent by a clock that is far off).
+    pub replay_window: Duration,
+    /// How long a database write waits for another writer's lock before it fails.
+    pub busy_timeout: Duration,
     /// Mattermost settings.
     pub mattermost: Mattermost,
     /// Microsoft Teams outgoing webhooks, one per team.
@@ -575,6 +606,41 @@ impl Config {
             users: web_users,
             trust_header,
         };
+        if !(MIN_BODY_BYTES..=MAX_BODY_BYTES).contains(&raw.max_body_bytes) {
+            problem(
+                "max_body_bytes",
+                format!(
+                    "{} is out of range: {MIN_BODY_BYTES} to {MAX_BODY_BYTES}",
+                    raw.max_body_bytes
+                ),
+            );
+        }
+        let replay_window = match humantime::parse_duration(raw.replay_window.trim()) {
+            Ok(window) if (MIN_REPLAY_WINDOW..=MAX_REPLAY_WINDOW).contains(&window) => window,
+            Ok(_) => {
+                problem(
+                    "replay_window",
+                    format!("`{}` is out of range: 1s to 1day", raw.replay_window.trim()),
+                );
+                MIN_REPLAY_WINDOW
+            }
+            Err(_) => {
+                problem(
+                    "replay_window",
+                    format!(
+                        "`{}` is not a duration, e.g. `5m`",
+                        raw.replay_window.trim()
+                    ),
+                );
+                MIN_REPLAY_WINDOW
+            }
+        };
+        if raw.busy_timeout_ms == 0 || raw.busy_timeout_ms > 60_000 {
+            problem(
+                "busy_timeout_ms",
+                format!("{} is out of range: 1 to 60000", raw.busy_timeout_ms),
+            );
+        }
         if raw.outbox.max_attempts == 0 {
             problem("outbox.max_attempts", "must be at least 1".into());
         }
@@ -595,6 +661,10 @@ impl Config {
             lease: Duration::from_secs(raw.lease_secs),
             kill_grace: Duration::from_secs(raw.kill_grace_secs),
             rate_limit_per_minute: usize::try_from(raw.rate_limit_per_minute).unwrap_or(usize::MAX),
+            max_body_bytes: usize::try_from(raw.max_body_bytes)
+                .expect("validated to at most 64 MiB"),
+            replay_window,
+            busy_timeout: Duration::from_millis(raw.busy_timeout_ms),
             mattermost: Mattermost {
                 tokens,
                 url: url.map(|u| u.trim_end_matches('/').to_string()),
@@ -1040,6 +1110,40 @@ mod tests {
         .unwrap_err();
         let keys: Vec<&str> = err.0.iter().map(|p| p.key.as_str()).collect();
         assert_eq!(keys, vec!["web.users[0].password_hash", "web.password"]);
+    }
+
+    #[test]
+    fn request_limits_have_defaults_and_are_checked() {
+        let config = Config::parse("c", "", env(&[])).unwrap();
+        assert_eq!(config.max_body_bytes, 1024 * 1024);
+        assert_eq!(config.replay_window, Duration::from_secs(300));
+        assert_eq!(config.busy_timeout, Duration::from_secs(5));
+        let config = Config::parse(
+            "c",
+            "max_body_bytes = 65536\nreplay_window = \"90s\"\n",
+            env(&[("CHATRUN_BUSY_TIMEOUT_MS", "250")]),
+        )
+        .unwrap();
+        assert_eq!(config.max_body_bytes, 65536);
+        assert_eq!(config.replay_window, Duration::from_secs(90));
+        assert_eq!(config.busy_timeout, Duration::from_millis(250));
+        let err = Config::parse(
+            "c",
+            "max_body_bytes = 10\nreplay_window = \"soon\"\nbusy_timeout_ms = 0\n",
+            env(&[]),
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = err.0.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            vec!["max_body_bytes", "replay_window", "busy_timeout_ms"]
+        );
+        assert!(
+            err.to_string().contains("`soon` is not a duration"),
+            "{err}"
+        );
+        let err = Config::parse("c", "replay_window = \"2days\"\n", env(&[])).unwrap_err();
+        assert!(err.to_string().contains("out of range"), "{err}");
     }
 
     #[test]

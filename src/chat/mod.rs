@@ -178,6 +178,41 @@ fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
+/// How deeply a webhook's JSON may nest. A Teams activity nests 4 levels, a Mattermost payload
+/// 1; serde_json skips unknown fields at any depth, so deeper input is refused up front.
+pub const MAX_JSON_DEPTH: usize = 32;
+
+/// Whether the arrays and objects in `json` nest at most `max` levels deep. Strings are
+/// skipped (brackets in them do not count); the text need not be valid JSON.
+pub fn json_depth_within(json: &[u8], max: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &byte in json {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return false;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    true
+}
+
 /// A run number as typed: `42` or `#42`.
 pub fn parse_run_id(text: &str) -> Option<i64> {
     text.trim()
@@ -204,6 +239,18 @@ fn next_word<'a>(rest: &mut &'a str) -> &'a str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_depth_counts_brackets_outside_strings() {
+        assert!(json_depth_within(br#"{"a":[1,{"b":2}]}"#, 3));
+        assert!(!json_depth_within(br#"{"a":[1,{"b":2}]}"#, 2));
+        assert!(json_depth_within(br#"{"a":"[[[[\"[[[["}"#, 1));
+        assert!(json_depth_within(b"]]]}}}", 0));
+        assert!(!json_depth_within(
+            "[".repeat(33).as_bytes(),
+            MAX_JSON_DEPTH
+        ));
+    }
 
     const JOBS: &[&str] = &["build", "deploy"];
 

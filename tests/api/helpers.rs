@@ -110,7 +110,8 @@ pub async fn start(dir: TempDir, mattermost: MockServer, jobs: &[(&str, &str)]) 
     start_with(dir, mattermost, jobs, "").await
 }
 
-/// A chatrun with the `build` job and `extra` appended to its configuration.
+/// A chatrun with the `build` job and `extra` added to its configuration: its lines before the
+/// first `[section]` are top-level keys, the rest is appended.
 pub async fn spawn_app_configured(extra: &str) -> TestApp {
     let app = spawn_app().await;
     let (dir, mattermost) = app.stop().await;
@@ -130,10 +131,18 @@ pub async fn start_with(
         std::fs::write(jobs_dir.join(format!("{name}.toml")), text).unwrap();
     }
     let workflows = workflows_server().await;
+    let split = extra
+        .lines()
+        .take_while(|line| !line.trim_start().starts_with('['))
+        .map(|line| line.len() + 1)
+        .sum::<usize>()
+        .min(extra.len());
+    let (top, extra) = extra.split_at(split);
     let config = Config::parse(
         "test",
         &format!(
             r#"
+{top}
 listen = "127.0.0.1:0"
 database_url = "sqlite://{dir}/chatrun.db"
 jobs_dir = "{dir}/jobs"

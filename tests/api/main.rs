@@ -8,6 +8,7 @@ mod cli;
 mod commands;
 mod helpers;
 mod history;
+mod input;
 mod mattermost;
 mod policies;
 mod queue;
