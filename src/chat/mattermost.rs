@@ -135,12 +135,21 @@ impl Payload {
         Ok(())
     }
 
-    /// The post's creation time in ms; JSON bodies carry ms, form bodies seconds.
-    pub fn timestamp_ms(&self) -> Option<i64> {
+    /// The post's creation time in ms; JSON bodies carry ms, form bodies seconds (a JSON body
+    /// with the number as text is read as seconds too).
+    ///
+    /// # Errors
+    ///
+    /// `timestamp` is missing (Mattermost always sends it) or not a whole number.
+    pub fn timestamp_ms(&self) -> Result<i64, ParseError> {
         match &self.timestamp {
-            Some(Timestamp::Number(ms)) => Some(*ms),
-            Some(Timestamp::Text(s)) => s.parse::<i64>().ok().map(|s| s.saturating_mul(1000)),
-            None => None,
+            Some(Timestamp::Number(ms)) => Ok(*ms),
+            Some(Timestamp::Text(s)) => s
+                .trim()
+                .parse::<i64>()
+                .map(|s| s.saturating_mul(1000))
+                .map_err(|_| ParseError::Timestamp),
+            None => Err(ParseError::Missing("timestamp")),
         }
     }
 }
@@ -498,7 +507,7 @@ mod tests {
         assert_eq!(payload.user_name, "alice");
         assert_eq!(payload.post_id, "axdygg1957njfe5pu38saikdho");
         assert_eq!(payload.trigger_word, "#build");
-        assert_eq!(payload.timestamp_ms(), Some(1_718_294_400_000));
+        assert_eq!(payload.timestamp_ms(), Ok(1_718_294_400_000));
     }
 
     #[test]
@@ -508,7 +517,7 @@ mod tests {
             payload.text,
             "#build web --env=<staging> && notify @bob\nsecond line"
         );
-        assert_eq!(payload.timestamp_ms(), Some(1_718_294_405_789));
+        assert_eq!(payload.timestamp_ms(), Ok(1_718_294_405_789));
         assert_eq!(payload.channel_name, "ci-builds");
     }
 
@@ -584,6 +593,27 @@ mod tests {
             err.to_string(),
             "the JSON body is not a Mattermost outgoing-webhook payload: nested deeper than 32 levels"
         );
+    }
+
+    #[test]
+    fn a_missing_or_malformed_timestamp_is_an_error() {
+        let payload = parse_payload(FORM, b"post_id=p1").unwrap();
+        assert_eq!(
+            payload.timestamp_ms().unwrap_err().to_string(),
+            "timestamp is missing"
+        );
+        let payload = parse_payload(FORM, b"timestamp=soon").unwrap();
+        assert_eq!(payload.timestamp_ms(), Err(ParseError::Timestamp));
+        let payload = parse_payload(FORM, b"timestamp=99999999999999999").unwrap();
+        assert_eq!(
+            payload.timestamp_ms(),
+            Ok(i64::MAX),
+            "saturates, then is refused as ahead"
+        );
+        assert!(matches!(
+            parse_payload(Some("application/json"), br#"{"timestamp":1.5}"#),
+            Err(ParseError::Json(_))
+        ));
     }
 
     #[test]

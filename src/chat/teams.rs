@@ -118,6 +118,9 @@ pub enum ParseError {
     /// No `from.aadObjectId` or `from.id`: nobody to run the job for.
     #[error("the activity has no sender (from.id)")]
     NoSender,
+    /// `timestamp` is not an ISO 8601 time.
+    #[error("timestamp is not an ISO 8601 date and time")]
+    Timestamp,
     /// A field is longer than Teams makes it.
     #[error("{field} is too long: at most {max} bytes")]
     TooLong {
@@ -302,6 +305,40 @@ impl Activity {
             return Err(ParseError::NoSender);
         }
         Ok(())
+    }
+
+    /// When the message was sent, in ms since the epoch: `timestamp`, UTC ISO 8601 as the
+    /// channel sets it (`2024-05-20T16:00:00.123Z`; an offset such as `+02:00` is applied).
+    /// `None` when the activity has none: the Bot Framework schema makes it optional, and the
+    /// body is signed, so a captured request cannot have had it removed.
+    ///
+    /// # Errors
+    ///
+    /// A `timestamp` that is not such a time.
+    pub fn timestamp_ms(&self) -> Result<Option<i64>, ParseError> {
+        let Some(text) = self.timestamp.as_deref().map(str::trim) else {
+            return Ok(None);
+        };
+        // humantime reads UTC (`Z` or nothing); an explicit offset is applied by hand.
+        let (time, offset_ms) = match text.len().checked_sub(6).map(|i| text.split_at(i)) {
+            Some((time, offset))
+                if offset.starts_with(['+', '-']) && offset.as_bytes().get(3) == Some(&b':') =>
+            {
+                let hours: i64 = offset[1..3].parse().map_err(|_| ParseError::Timestamp)?;
+                let minutes: i64 = offset[4..].parse().map_err(|_| ParseError::Timestamp)?;
+                let sign = if offset.starts_with('-') { -1 } else { 1 };
+                (time, sign * (hours * 60 + minutes) * 60_000)
+            }
+            _ => (text, 0),
+        };
+        let at = humantime::parse_rfc3339_weak(time).map_err(|_| ParseError::Timestamp)?;
+        let ms = at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|_| ParseError::Timestamp)?
+            .as_millis();
+        Ok(Some(
+            i64::try_from(ms).map_err(|_| ParseError::Timestamp)? - offset_ms,
+        ))
     }
 
     /// The longest `text` of a mention entity (what [`Activity::own_mention`] may return).
@@ -1194,6 +1231,32 @@ mod tests {
         assert!(matches!(parse_activity(b"[1"), Err(ParseError::Json(_))));
         assert_eq!(bare.check(), Err(ParseError::NoSender));
         assert_eq!(first.check(), Ok(()));
+    }
+
+    #[test]
+    fn the_timestamp_is_read_as_teams_writes_it() {
+        let mut activity = parse_activity(&sample("sample1.json")).unwrap();
+        assert_eq!(activity.timestamp_ms(), Ok(Some(1_716_220_800_123)));
+        for (text, ms) in [
+            ("2024-05-20T16:00:00Z", Some(1_716_220_800_000)),
+            ("2024-05-20T16:00:00.1234567Z", Some(1_716_220_800_123)),
+            ("2024-05-20T18:00:00.123+02:00", Some(1_716_220_800_123)),
+            ("2024-05-20T14:30:00.123-01:30", Some(1_716_220_800_123)),
+        ] {
+            activity.timestamp = Some(text.into());
+            assert_eq!(activity.timestamp_ms(), Ok(ms), "{text}");
+        }
+        for bad in [
+            "yesterday",
+            "",
+            "2024-05-20T16:00:00+2:000",
+            "1716220800123",
+        ] {
+            activity.timestamp = Some(bad.into());
+            assert_eq!(activity.timestamp_ms(), Err(ParseError::Timestamp), "{bad}");
+        }
+        activity.timestamp = None;
+        assert_eq!(activity.timestamp_ms(), Ok(None));
     }
 
     #[test]

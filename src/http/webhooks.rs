@@ -7,7 +7,8 @@
 //!
 //! Bad input never reaches the store: a body over `max_body_bytes` is 413; another Content-Type,
 //! a body that does not decode (not UTF-8, not JSON or a form, nested too deep), a missing or
-//! oversized field and a message outside the replay window are 400, each with a short reason.
+//! oversized field and a message outside the replay window (its own timestamp more than
+//! `replay_window` from now, either way) are 400, each with a short reason.
 //! A store failure is 503 ([`Error::unavailable`]), never a 500 or an acknowledgement.
 
 use axum::Router;
@@ -23,7 +24,7 @@ use super::commands::{self, Answer, Replies};
 use super::{AppState, Error};
 use crate::chat::mattermost::{self, Thread};
 use crate::chat::teams;
-use crate::chat::{Command, Platform, parse_after_trigger, parse_command};
+use crate::chat::{Command, Platform, check_replay_window, parse_after_trigger, parse_command};
 use crate::config::TeamsWebhook;
 use crate::render::command::Flavor;
 use crate::store::runs::Ack;
@@ -95,6 +96,13 @@ async fn mattermost_trigger(
     payload
         .check()
         .map_err(|err| Error::BadRequest(err.to_string()))?;
+    let sent = payload
+        .timestamp_ms()
+        .map_err(|err| Error::BadRequest(err.to_string()))?;
+    check_replay_window(sent, now_ms(), state.config.replay_window).map_err(|err| {
+        tracing::warn!(post = %payload.post_id, error = %err, "refused a Mattermost message");
+        Error::BadRequest(err.to_string())
+    })?;
 
     let bot = state
         .config
@@ -260,6 +268,16 @@ async fn teams_trigger(
     activity
         .check()
         .map_err(|err| Error::BadRequest(err.to_string()))?;
+    // No timestamp: accepted (see `Activity::timestamp_ms`), the id still de-duplicates.
+    if let Some(sent) = activity
+        .timestamp_ms()
+        .map_err(|err| Error::BadRequest(err.to_string()))?
+    {
+        check_replay_window(sent, now_ms(), state.config.replay_window).map_err(|err| {
+            tracing::warn!(message = activity.message_id(), error = %err, "refused a Teams message");
+            Error::BadRequest(err.to_string())
+        })?;
+    }
 
     let (text, mention) = teams::command_text(
         activity.text.as_deref().unwrap_or_default(),

@@ -236,7 +236,8 @@ impl TestApp {
             ("team_domain", "engineering".into()),
             ("team_id", "team0000000000000000000000".into()),
             ("text", text.into()),
-            ("timestamp", "1718294400".into()),
+            // Now, in seconds as in form bodies: an older one is refused (replay_window).
+            ("timestamp", (chatrun::store::now_ms() / 1000).to_string()),
             ("token", TOKEN.into()),
             (
                 "trigger_word",
@@ -351,10 +352,33 @@ pub fn teams_signature(token: &str, body: &[u8]) -> String {
     )
 }
 
-/// A Teams activity mentioning the webhook with `text`, as message `id`.
+/// The current time as Teams writes an activity's `timestamp`.
+pub fn teams_now() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
+/// A signed request body of the protocol notes (`tests/fixtures/teams/`) as Teams would send
+/// it now: its `timestamp` made current (the same length, every other byte unchanged) and
+/// signed again with `platform-team`'s token. Returns the body and its `Authorization`.
+pub fn fresh_teams(sample: &[u8]) -> (Vec<u8>, String) {
+    let text = std::str::from_utf8(sample).unwrap();
+    let start = text.find(r#""timestamp":""#).unwrap() + r#""timestamp":""#.len();
+    let end = start + text[start..].find('"').unwrap();
+    let now = teams_now();
+    assert_eq!(
+        now.len(),
+        end - start,
+        "same length as the sample's timestamp"
+    );
+    let body = format!("{}{now}{}", &text[..start], &text[end..]).into_bytes();
+    let authorization = teams_signature(TEAMS_TOKEN, &body);
+    (body, authorization)
+}
+
+/// A Teams activity mentioning the webhook with `text`, as message `id`, sent now.
 pub fn teams_activity(id: &str, text: &str) -> Vec<u8> {
     serde_json::to_vec(&json!({
-        "type": "message", "id": id, "timestamp": "2024-05-20T16:00:00.123Z",
+        "type": "message", "id": id, "timestamp": teams_now(),
         "channelId": "msteams",
         "from": {"id": "29:user", "name": "Ada Lovelace", "aadObjectId": "3a7c9e21-aad"},
         "conversation": {"isGroup": true, "id": format!("19:chan@thread.tacv2;messageid={id}")},

@@ -399,3 +399,154 @@ async fn max_body_bytes_sets_the_limit() {
     );
     assert_eq!(app.store.list_runs(None, 10).await.unwrap().len(), 1);
 }
+
+/// `fields` with `timestamp` set to `value`.
+fn dated(mut fields: Vec<(&'static str, String)>, value: &str) -> Vec<u8> {
+    fields.retain(|f| f.0 != "timestamp");
+    if !value.is_empty() {
+        fields.push(("timestamp", value.to_string()));
+    }
+    form(&fields)
+}
+
+#[tokio::test]
+async fn an_old_or_future_mattermost_message_is_refused_and_stores_nothing() {
+    let app = spawn_app().await;
+    let now_s = chatrun::store::now_ms() / 1000;
+    let now_ms = chatrun::store::now_ms();
+    let fields = app.payload("#build", "replayed1");
+    let form_of = |body: Vec<u8>| Request::mattermost(Some(FORM), body);
+    let json_of = |body: Vec<u8>| Request::mattermost(Some(JSON), body);
+    let cases = vec![
+        (
+            "form, 10 minutes old",
+            form_of(dated(fields.clone(), &(now_s - 600).to_string())),
+            400,
+            "the message is 10 minutes old; chatrun takes messages at most 5m old (replay_window), so it looks like a replay: send it again",
+        ),
+        (
+            // The protocol notes' sample, sent again much later.
+            "form, the sample's time",
+            form_of(dated(fields.clone(), "1718294400")),
+            400,
+            "days old; chatrun takes messages at most 5m old",
+        ),
+        (
+            "JSON in ms, 6 minutes old",
+            json_of(mattermost_json(json!({"timestamp": now_ms - 360_000}))),
+            400,
+            "the message is 6 minutes old",
+        ),
+        (
+            "JSON in ms, 10 minutes ahead",
+            json_of(mattermost_json(json!({"timestamp": now_ms + 630_000}))),
+            400,
+            "the message is dated 10 minutes in the future, more than replay_window (5m) allows",
+        ),
+        (
+            "no timestamp",
+            form_of(dated(fields.clone(), "")),
+            400,
+            "timestamp is missing",
+        ),
+        (
+            "timestamp not a number",
+            form_of(dated(fields.clone(), "yesterday")),
+            400,
+            "timestamp is not a whole number",
+        ),
+    ];
+    expect_all(&app, cases).await;
+    assert_no_run(&app).await;
+
+    // Within the window both ways (a clock a little ahead or behind): accepted.
+    for (post, offset) in [("skewed1", -240), ("skewed2", 240)] {
+        let mut fields = app.payload("#build", post);
+        fields.retain(|f| f.0 != "timestamp");
+        let (status, text) = form_of(dated(fields, &(now_s + offset).to_string()))
+            .send(&app)
+            .await;
+        assert_eq!(status, 200, "{offset}s: {text}");
+    }
+    assert_eq!(app.store.list_runs(None, 10).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_replayed_teams_capture_is_refused_and_stores_nothing() {
+    let app = spawn_app().await;
+    // The protocol notes' sample 1 with its own signature: authentic, but from 2024.
+    let sample = include_bytes!("../fixtures/teams/sample1.json").to_vec();
+    let signature = "HMAC cNZs4wJSlBrtQkMUNjd0P4kPpj4p3RXjDQ+4OWfhbSg=".to_string();
+    let replayed = Request {
+        authorization: Some(signature),
+        ..Request::teams("/hooks/teams", sample)
+    };
+    let ahead = |minutes: u64| -> Vec<u8> {
+        let mut activity: Value =
+            serde_json::from_slice(&crate::helpers::teams_activity("1716220800777", "build"))
+                .unwrap();
+        let at = std::time::SystemTime::now() + std::time::Duration::from_secs(60 * minutes + 30);
+        activity["timestamp"] = json!(humantime::format_rfc3339_millis(at).to_string());
+        serde_json::to_vec(&activity).unwrap()
+    };
+    let mut garbled: Value =
+        serde_json::from_slice(&crate::helpers::teams_activity("1716220800778", "build")).unwrap();
+    garbled["timestamp"] = json!("last tuesday");
+    let cases = vec![
+        (
+            "replayed capture",
+            replayed,
+            400,
+            "days old; chatrun takes messages at most 5m old (replay_window)",
+        ),
+        (
+            "20 minutes ahead",
+            Request::teams("/hooks/teams", ahead(20)),
+            400,
+            "the message is dated 20 minutes in the future",
+        ),
+        (
+            "not a time",
+            Request::teams("/hooks/teams", serde_json::to_vec(&garbled).unwrap()),
+            400,
+            "timestamp is not an ISO 8601 date and time",
+        ),
+    ];
+    expect_all(&app, cases).await;
+    assert_no_run(&app).await;
+
+    // No timestamp at all: signed, so not stripped from a capture; the id still de-duplicates.
+    let mut undated: Value =
+        serde_json::from_slice(&crate::helpers::teams_activity("1716220800779", "build")).unwrap();
+    undated.as_object_mut().unwrap().remove("timestamp");
+    let (status, text) = Request::teams("/hooks/teams", serde_json::to_vec(&undated).unwrap())
+        .send(&app)
+        .await;
+    assert_eq!(status, 200, "{text}");
+}
+
+#[tokio::test]
+async fn replay_window_sets_how_old_a_message_may_be() {
+    let app = spawn_app_configured("replay_window = \"1h\"").await;
+    let now_s = chatrun::store::now_ms() / 1000;
+    let mut fields = app.payload("#build", "halfhour1");
+    fields.retain(|f| f.0 != "timestamp");
+    let (status, text) = Request::mattermost(
+        Some(FORM),
+        dated(fields.clone(), &(now_s - 1800).to_string()),
+    )
+    .send(&app)
+    .await;
+    assert_eq!(status, 200, "{text}");
+    fields.iter_mut().find(|f| f.0 == "post_id").unwrap().1 = "twohours1".into();
+    let (status, text) =
+        Request::mattermost(Some(FORM), dated(fields, &(now_s - 7200).to_string()))
+            .send(&app)
+            .await;
+    assert_eq!(status, 400);
+    assert!(
+        text.starts_with("the message is 2 hours old; chatrun takes messages at most 1h old"),
+        "{text}"
+    );
+    assert_eq!(app.store.list_runs(None, 10).await.unwrap().len(), 1);
+}
