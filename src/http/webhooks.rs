@@ -71,9 +71,20 @@ async fn mattermost_hook(
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Error> {
     let bytes = body(&state, bytes)?;
-    mattermost_trigger(&state, &headers, &bytes)
+    match mattermost_trigger(&state, &headers, &bytes)
         .await
         .map_err(Error::unavailable)
+    {
+        // Mattermost ignores the status and posts a JSON reply's `text`: the user sees that
+        // nothing was stored. (Only a request whose token matched can get this far.)
+        Err(err @ Error::Unavailable(_)) => {
+            let text = format!(":warning: {err}");
+            let status = err.into_response().status();
+            let body = serde_json::json!({ "text": text }).to_string();
+            Ok((status, json(body)).into_response())
+        }
+        other => other,
+    }
 }
 
 async fn mattermost_trigger(

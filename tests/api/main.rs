@@ -12,4 +12,6 @@ mod input;
 mod mattermost;
 mod policies;
 mod queue;
+mod spawned;
 mod teams;
+mod unavailable;
