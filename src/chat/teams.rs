@@ -320,12 +320,23 @@ impl Activity {
             return Ok(None);
         };
         // humantime reads UTC (`Z` or nothing); an explicit offset is applied by hand.
-        let (time, offset_ms) = match text.len().checked_sub(6).map(|i| text.split_at(i)) {
+        let split = text
+            .len()
+            .checked_sub(6)
+            .and_then(|i| Some((text.get(..i)?, text.get(i..)?)));
+        let (time, offset_ms) = match split {
             Some((time, offset))
                 if offset.starts_with(['+', '-']) && offset.as_bytes().get(3) == Some(&b':') =>
             {
-                let hours: i64 = offset[1..3].parse().map_err(|_| ParseError::Timestamp)?;
-                let minutes: i64 = offset[4..].parse().map_err(|_| ParseError::Timestamp)?;
+                let number = |range: std::ops::Range<usize>| -> Result<i64, ParseError> {
+                    offset
+                        .get(range)
+                        .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+                        .and_then(|n| n.parse().ok())
+                        .ok_or(ParseError::Timestamp)
+                };
+                let hours = number(1..3)?;
+                let minutes = number(4..6)?;
                 let sign = if offset.starts_with('-') { -1 } else { 1 };
                 (time, sign * (hours * 60 + minutes) * 60_000)
             }
@@ -1246,11 +1257,14 @@ mod tests {
             activity.timestamp = Some(text.into());
             assert_eq!(activity.timestamp_ms(), Ok(ms), "{text}");
         }
+        // The last two put a multi-byte character where an offset would be (no panic).
         for bad in [
             "yesterday",
             "",
             "2024-05-20T16:00:00+2:000",
             "1716220800123",
+            "€aaaaa",
+            "2024-05-20T16:00:00+\u{20ac}:0",
         ] {
             activity.timestamp = Some(bad.into());
             assert_eq!(activity.timestamp_ms(), Err(ParseError::Timestamp), "{bad}");
