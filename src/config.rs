@@ -264,7 +264,7 @@ pub struct Config {
 }
 
 /// Mattermost settings.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Mattermost {
     /// Tokens of the outgoing webhooks we accept. Empty: only the local token is accepted.
     pub tokens: Vec<String>,
@@ -274,6 +274,18 @@ pub struct Mattermost {
     pub bot_token: Option<String>,
     /// The bot account's user id; triggers from it are ignored. Looked up when not set.
     pub bot_user_id: Option<String>,
+}
+
+impl std::fmt::Debug for Mattermost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The webhook tokens and the bot's token stay out of logs.
+        f.debug_struct("Mattermost")
+            .field("tokens", &format!("<{} secret(s)>", self.tokens.len()))
+            .field("url", &self.url)
+            .field("bot_token", &self.bot_token.as_ref().map(|_| "<secret>"))
+            .field("bot_user_id", &self.bot_user_id)
+            .finish()
+    }
 }
 
 impl Mattermost {
@@ -944,6 +956,11 @@ mod tests {
         assert_eq!(config.mattermost.tokens, vec!["tok1", "tok2"]);
         assert_eq!(config.mattermost.url.as_deref(), Some("http://mm:8065"));
         assert_eq!(config.mattermost.bot_token.as_deref(), Some("secret"));
+        let debug = format!("{config:?}");
+        assert!(
+            !debug.contains("tok1") && !debug.contains("\"secret\""),
+            "secrets stay out of Debug: {debug}"
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod input;
 mod mattermost;
 mod policies;
 mod queue;
+mod secrets;
 mod spawned;
 mod teams;
 mod unavailable;
