@@ -57,7 +57,7 @@ impl App {
                 config.data_dir.display()
             )
         })?;
-        let store = Store::connect(&config.database_url)
+        let store = Store::connect_with(&config.database_url, config.busy_timeout)
             .await
             .with_context(|| format!("cannot open the database {}", config.database_url))?;
 

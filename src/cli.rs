@@ -339,9 +339,11 @@ fn teams_request(
         .clone()
         .unwrap_or_else(|| format!("{}/hooks/teams/{name}", local_base(config)));
     let id = crate::store::now_ms().to_string();
+    let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
     let activity = serde_json::json!({
         "type": "message",
         "id": id,
+        "timestamp": now,
         "channelId": "msteams",
         "from": {"id": format!("29:local-{user}"), "name": user, "aadObjectId": format!("local-{user}")},
         "conversation": {"isGroup": true, "id": format!("19:local@thread.tacv2;messageid={id}")},

@@ -25,6 +25,15 @@ pub const DEFAULT_FILE: &str = "chatrun.toml";
 /// parameters); never read as configuration, so a chatrun started from a step still starts.
 const STEP_VARIABLES: &[&str] = &["RUN_ID", "JOB", "USER", "CHANNEL"];
 
+/// Bounds of `max_body_bytes`: a Mattermost payload needs a few KiB; more than 64 MiB is a
+/// mistake.
+const MIN_BODY_BYTES: u64 = 4096;
+const MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Bounds of `replay_window`.
+const MIN_REPLAY_WINDOW: Duration = Duration::from_secs(1);
+const MAX_REPLAY_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// One problem found in the configuration, with where it was found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -86,6 +95,12 @@ pub struct RawConfig {
     shutdown_grace_secs: u64,
     #[serde(default = "default_rate_limit", deserialize_with = "de::number")]
     rate_limit_per_minute: u64,
+    #[serde(default = "default_max_body_bytes", deserialize_with = "de::number")]
+    max_body_bytes: u64,
+    #[serde(default = "default_replay_window")]
+    replay_window: String,
+    #[serde(default = "default_busy_timeout_ms", deserialize_with = "de::number")]
+    busy_timeout_ms: u64,
     #[serde(default)]
     mattermost: RawMattermost,
     #[serde(default)]
@@ -197,6 +212,15 @@ fn default_shutdown_grace_secs() -> u64 {
 fn default_rate_limit() -> u64 {
     10
 }
+fn default_max_body_bytes() -> u64 {
+    1024 * 1024
+}
+fn default_replay_window() -> String {
+    "5m".into()
+}
+fn default_busy_timeout_ms() -> u64 {
+    5000
+}
 fn default_retry_base_ms() -> u64 {
     1000
 }
@@ -230,6 +254,13 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Requests that start runs one user may make per minute; 0 for no limit.
     pub rate_limit_per_minute: usize,
+    /// The largest request body accepted, in bytes; a larger one gets 413.
+    pub max_body_bytes: usize,
+    /// How far a webhook message's own timestamp may lie from now, either way, before it is
+    /// refused as a replay (or as sent by a clock that is far off).
+    pub replay_window: Duration,
+    /// How long a database write waits for another writer's lock before it fails.
+    pub busy_timeout: Duration,
     /// Mattermost settings.
     pub mattermost: Mattermost,
     /// Microsoft Teams outgoing webhooks, one per team.
@@ -243,7 +274,7 @@ pub struct Config {
 }
 
 /// Mattermost settings.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Mattermost {
     /// Tokens of the outgoing webhooks we accept. Empty: only the local token is accepted.
     pub tokens: Vec<String>,
@@ -253,6 +284,18 @@ pub struct Mattermost {
     pub bot_token: Option<String>,
     /// The bot account's user id; triggers from it are ignored. Looked up when not set.
     pub bot_user_id: Option<String>,
+}
+
+impl std::fmt::Debug for Mattermost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The webhook tokens and the bot's token stay out of logs.
+        f.debug_struct("Mattermost")
+            .field("tokens", &format!("<{} secret(s)>", self.tokens.len()))
+            .field("url", &self.url)
+            .field("bot_token", &self.bot_token.as_ref().map(|_| "<secret>"))
+            .field("bot_user_id", &self.bot_user_id)
+            .finish()
+    }
 }
 
 impl Mattermost {
@@ -602,6 +645,41 @@ impl Config {
                 Duration::ZERO
             }
         };
+        if !(MIN_BODY_BYTES..=MAX_BODY_BYTES).contains(&raw.max_body_bytes) {
+            problem(
+                "max_body_bytes",
+                format!(
+                    "{} is out of range: {MIN_BODY_BYTES} to {MAX_BODY_BYTES}",
+                    raw.max_body_bytes
+                ),
+            );
+        }
+        let replay_window = match humantime::parse_duration(raw.replay_window.trim()) {
+            Ok(window) if (MIN_REPLAY_WINDOW..=MAX_REPLAY_WINDOW).contains(&window) => window,
+            Ok(_) => {
+                problem(
+                    "replay_window",
+                    format!("`{}` is out of range: 1s to 1day", raw.replay_window.trim()),
+                );
+                MIN_REPLAY_WINDOW
+            }
+            Err(_) => {
+                problem(
+                    "replay_window",
+                    format!(
+                        "`{}` is not a duration, e.g. `5m`",
+                        raw.replay_window.trim()
+                    ),
+                );
+                MIN_REPLAY_WINDOW
+            }
+        };
+        if raw.busy_timeout_ms == 0 || raw.busy_timeout_ms > 60_000 {
+            problem(
+                "busy_timeout_ms",
+                format!("{} is out of range: 1 to 60000", raw.busy_timeout_ms),
+            );
+        }
         if raw.outbox.retry_base_ms == 0 {
             problem("outbox.retry_base_ms", "must be at least 1".into());
         }
@@ -620,6 +698,10 @@ impl Config {
             kill_grace: Duration::from_secs(raw.kill_grace_secs),
             shutdown_grace: Duration::from_secs(raw.shutdown_grace_secs),
             rate_limit_per_minute: usize::try_from(raw.rate_limit_per_minute).unwrap_or(usize::MAX),
+            max_body_bytes: usize::try_from(raw.max_body_bytes)
+                .expect("validated to at most 64 MiB"),
+            replay_window,
+            busy_timeout: Duration::from_millis(raw.busy_timeout_ms),
             mattermost: Mattermost {
                 tokens,
                 url: url.map(|u| u.trim_end_matches('/').to_string()),
@@ -899,6 +981,11 @@ mod tests {
         assert_eq!(config.mattermost.tokens, vec!["tok1", "tok2"]);
         assert_eq!(config.mattermost.url.as_deref(), Some("http://mm:8065"));
         assert_eq!(config.mattermost.bot_token.as_deref(), Some("secret"));
+        let debug = format!("{config:?}");
+        assert!(
+            !debug.contains("tok1") && !debug.contains("\"secret\""),
+            "secrets stay out of Debug: {debug}"
+        );
     }
 
     #[test]
@@ -1092,6 +1179,40 @@ mod tests {
         .unwrap_err();
         let keys: Vec<&str> = err.0.iter().map(|p| p.key.as_str()).collect();
         assert_eq!(keys, vec!["web.users[0].password_hash", "web.password"]);
+    }
+
+    #[test]
+    fn request_limits_have_defaults_and_are_checked() {
+        let config = Config::parse("c", "", env(&[])).unwrap();
+        assert_eq!(config.max_body_bytes, 1024 * 1024);
+        assert_eq!(config.replay_window, Duration::from_secs(300));
+        assert_eq!(config.busy_timeout, Duration::from_secs(5));
+        let config = Config::parse(
+            "c",
+            "max_body_bytes = 65536\nreplay_window = \"90s\"\n",
+            env(&[("CHATRUN_BUSY_TIMEOUT_MS", "250")]),
+        )
+        .unwrap();
+        assert_eq!(config.max_body_bytes, 65536);
+        assert_eq!(config.replay_window, Duration::from_secs(90));
+        assert_eq!(config.busy_timeout, Duration::from_millis(250));
+        let err = Config::parse(
+            "c",
+            "max_body_bytes = 10\nreplay_window = \"soon\"\nbusy_timeout_ms = 0\n",
+            env(&[]),
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = err.0.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            vec!["max_body_bytes", "replay_window", "busy_timeout_ms"]
+        );
+        assert!(
+            err.to_string().contains("`soon` is not a duration"),
+            "{err}"
+        );
+        let err = Config::parse("c", "replay_window = \"2days\"\n", env(&[])).unwrap_err();
+        assert!(err.to_string().contains("out of range"), "{err}");
     }
 
     #[test]

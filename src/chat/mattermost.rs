@@ -17,9 +17,18 @@ pub const TARGET_POST: &str = "mattermost.post";
 /// Mattermost's longest post, in runes (`PostMessageMaxRunesV2`).
 pub const MAX_RUNES: usize = 16383;
 
-/// Why a request body is not an outgoing-webhook payload.
-#[derive(Debug, thiserror::Error)]
+/// The longest value of a field other than `text` (ids are 26 characters, names at most 64).
+pub const MAX_FIELD_BYTES: usize = 1024;
+
+/// Why a request body is not an outgoing-webhook payload. Every message is short (a parser's
+/// message is cut to [`MAX_REASON`] characters) and safe to show to the sender.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
+    /// Neither `application/x-www-form-urlencoded` nor `application/json`.
+    #[error(
+        "the Content-Type must be application/x-www-form-urlencoded or application/json, not {0}"
+    )]
+    ContentType(String),
     /// `Content-Type: application/json` but not a JSON object of the payload's fields.
     #[error("the JSON body is not a Mattermost outgoing-webhook payload: {0}")]
     Json(String),
@@ -29,6 +38,30 @@ pub enum ParseError {
     /// No `post_id`, or one that is not a Mattermost id.
     #[error("post_id is missing or is not an id")]
     PostId,
+    /// A field chatrun needs is missing or empty.
+    #[error("{0} is missing")]
+    Missing(&'static str),
+    /// A field is longer than Mattermost makes it.
+    #[error("{field} is too long: at most {max} {unit}")]
+    TooLong {
+        /// The field's name.
+        field: &'static str,
+        /// Its limit.
+        max: usize,
+        /// `characters` or `bytes`.
+        unit: &'static str,
+    },
+    /// `timestamp` is not a whole number.
+    #[error("timestamp is not a whole number of seconds (form) or milliseconds (JSON)")]
+    Timestamp,
+}
+
+/// The longest parser message passed on in a [`ParseError`].
+pub const MAX_REASON: usize = 200;
+
+/// A parser's message, cut to [`MAX_REASON`] characters.
+fn reason(err: impl std::fmt::Display) -> String {
+    truncate_runes(&err.to_string(), MAX_REASON)
 }
 
 /// The 12 fields Mattermost sends. Unknown fields are ignored and missing ones are empty, so a
@@ -58,48 +91,140 @@ enum Timestamp {
 }
 
 impl Payload {
-    /// Checks what the rest of chatrun relies on: the post id is an id (it goes into URLs and
-    /// is the idempotency key).
+    /// Checks what the rest of chatrun relies on, once the token matched: the post id is an id
+    /// (it goes into URLs and is the idempotency key), the user is there (permissions and the
+    /// rate limit go by it), and no field is longer than Mattermost makes it (`text` at most [`MAX_RUNES`] characters,
+    /// the others [`MAX_FIELD_BYTES`]).
     ///
     /// # Errors
     ///
-    /// `post_id` is missing or malformed.
+    /// The first field that is missing, malformed or too long.
     pub fn check(&self) -> Result<(), ParseError> {
-        if is_id(&self.post_id) {
-            Ok(())
-        } else {
-            Err(ParseError::PostId)
+        if self.text.chars().count() > MAX_RUNES {
+            return Err(ParseError::TooLong {
+                field: "text",
+                max: MAX_RUNES,
+                unit: "characters",
+            });
         }
+        let fields = [
+            ("token", &self.token),
+            ("team_id", &self.team_id),
+            ("team_domain", &self.team_domain),
+            ("channel_id", &self.channel_id),
+            ("channel_name", &self.channel_name),
+            ("user_id", &self.user_id),
+            ("user_name", &self.user_name),
+            ("post_id", &self.post_id),
+            ("trigger_word", &self.trigger_word),
+            ("file_ids", &self.file_ids),
+        ];
+        if let Some((field, _)) = fields.iter().find(|(_, v)| v.len() > MAX_FIELD_BYTES) {
+            return Err(ParseError::TooLong {
+                field,
+                max: MAX_FIELD_BYTES,
+                unit: "bytes",
+            });
+        }
+        if !is_id(&self.post_id) {
+            return Err(ParseError::PostId);
+        }
+        if self.user_id.trim().is_empty() {
+            return Err(ParseError::Missing("user_id"));
+        }
+        Ok(())
     }
 
-    /// The post's creation time in ms; JSON bodies carry ms, form bodies seconds.
-    pub fn timestamp_ms(&self) -> Option<i64> {
+    /// The post's creation time in ms; JSON bodies carry ms, form bodies seconds (a JSON body
+    /// with the number as text is read as seconds too).
+    ///
+    /// # Errors
+    ///
+    /// `timestamp` is missing (Mattermost always sends it) or not a whole number.
+    pub fn timestamp_ms(&self) -> Result<i64, ParseError> {
         match &self.timestamp {
-            Some(Timestamp::Number(ms)) => Some(*ms),
-            Some(Timestamp::Text(s)) => s.parse::<i64>().ok().map(|s| s.saturating_mul(1000)),
-            None => None,
+            Some(Timestamp::Number(ms)) => Ok(*ms),
+            Some(Timestamp::Text(s)) => s
+                .trim()
+                .parse::<i64>()
+                .map(|s| s.saturating_mul(1000))
+                .map_err(|_| ParseError::Timestamp),
+            None => Err(ParseError::Missing("timestamp")),
         }
     }
 }
 
-/// Parses a request body: JSON when the Content-Type says so, else a form, as Mattermost
-/// decides. Nothing is checked here; see [`token_matches`] and [`Payload::check`].
+/// Parses a request body: JSON or a form, as its Content-Type says (Mattermost sends one of
+/// the two, as the webhook is configured). Only the encoding is checked here (strictly: a form
+/// whose values are not UTF-8 is refused, not patched); see [`token_matches`] and
+/// [`Payload::check`] for the rest.
 ///
 /// # Errors
 ///
-/// The body is not a payload.
+/// Another Content-Type, or a body that does not decode as a payload.
 pub fn parse_payload(content_type: Option<&str>, body: &[u8]) -> Result<Payload, ParseError> {
-    let is_json = content_type.is_some_and(|ct| {
-        ct.trim_start()
-            .to_ascii_lowercase()
-            .starts_with("application/json")
-    });
-    let payload: Payload = if is_json {
-        serde_json::from_slice(body).map_err(|err| ParseError::Json(err.to_string()))?
-    } else {
-        serde_urlencoded::from_bytes(body).map_err(|err| ParseError::Form(err.to_string()))?
-    };
-    Ok(payload)
+    let media = content_type
+        .unwrap_or_default()
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    match media.as_str() {
+        "application/json" => {
+            // serde_json checks UTF-8 only in the strings it keeps, not in skipped ones.
+            if std::str::from_utf8(body).is_err() {
+                return Err(ParseError::Json("the body is not UTF-8".into()));
+            }
+            if !super::json_depth_within(body, super::MAX_JSON_DEPTH) {
+                return Err(ParseError::Json(format!(
+                    "nested deeper than {} levels",
+                    super::MAX_JSON_DEPTH
+                )));
+            }
+            serde_json::from_slice(body).map_err(|err| ParseError::Json(reason(err)))
+        }
+        "application/x-www-form-urlencoded" => {
+            check_form_encoding(body)?;
+            serde_urlencoded::from_bytes(body).map_err(|err| ParseError::Form(reason(err)))
+        }
+        "" => Err(ParseError::ContentType("none".into())),
+        _ => Err(ParseError::ContentType(truncate_runes(&media, 60))),
+    }
+}
+
+/// Refuses a form that is not UTF-8 once decoded (`serde_urlencoded` would replace the bad
+/// bytes with U+FFFD and carry on).
+fn check_form_encoding(body: &[u8]) -> Result<(), ParseError> {
+    for pair in body.split(|b| *b == b'&') {
+        let mut decoded = Vec::with_capacity(pair.len());
+        let mut i = 0;
+        while i < pair.len() {
+            let byte = match pair[i] {
+                b'+' => b' ',
+                b'%' => {
+                    let hex = pair
+                        .get(i + 1..i + 3)
+                        .and_then(|h| std::str::from_utf8(h).ok())
+                        .and_then(|h| u8::from_str_radix(h, 16).ok());
+                    match hex {
+                        Some(byte) => {
+                            i += 2;
+                            byte
+                        }
+                        None => b'%',
+                    }
+                }
+                other => other,
+            };
+            decoded.push(byte);
+            i += 1;
+        }
+        if std::str::from_utf8(&decoded).is_err() {
+            return Err(ParseError::Form("a value is not UTF-8".into()));
+        }
+    }
+    Ok(())
 }
 
 /// True for a Mattermost-style id: 1 to 64 ASCII letters, digits, `-` or `_`.
@@ -436,7 +561,7 @@ mod tests {
         assert_eq!(payload.user_name, "alice");
         assert_eq!(payload.post_id, "axdygg1957njfe5pu38saikdho");
         assert_eq!(payload.trigger_word, "#build");
-        assert_eq!(payload.timestamp_ms(), Some(1_718_294_400_000));
+        assert_eq!(payload.timestamp_ms(), Ok(1_718_294_400_000));
     }
 
     #[test]
@@ -446,7 +571,7 @@ mod tests {
             payload.text,
             "#build web --env=<staging> && notify @bob\nsecond line"
         );
-        assert_eq!(payload.timestamp_ms(), Some(1_718_294_405_789));
+        assert_eq!(payload.timestamp_ms(), Ok(1_718_294_405_789));
         assert_eq!(payload.channel_name, "ci-builds");
     }
 
@@ -458,8 +583,128 @@ mod tests {
         ));
         let payload = parse_payload(Some("application/json"), br#"{"post_id":"../../x"}"#).unwrap();
         assert!(matches!(payload.check(), Err(ParseError::PostId)));
-        let payload = parse_payload(None, b"token=a&text=%23build").unwrap();
+        let payload = parse_payload(FORM, b"token=a&text=%23build").unwrap();
         assert!(matches!(payload.check(), Err(ParseError::PostId)));
+    }
+
+    const FORM: Option<&str> = Some("application/x-www-form-urlencoded");
+
+    #[test]
+    fn only_the_two_content_types_mattermost_sends_are_read() {
+        let body = fixture("form-exact.txt");
+        assert!(
+            parse_payload(
+                Some("Application/X-WWW-Form-Urlencoded; charset=utf-8"),
+                &body
+            )
+            .is_ok()
+        );
+        for other in [
+            None,
+            Some(""),
+            Some("text/plain"),
+            Some("multipart/form-data; boundary=x"),
+        ] {
+            let err = parse_payload(other, &body).unwrap_err();
+            assert!(
+                matches!(err, ParseError::ContentType(_)),
+                "{other:?}: {err}"
+            );
+        }
+        assert_eq!(
+            parse_payload(None, &body).unwrap_err().to_string(),
+            "the Content-Type must be application/x-www-form-urlencoded or application/json, not none"
+        );
+    }
+
+    #[test]
+    fn a_form_or_json_that_is_not_utf8_is_refused_not_patched() {
+        for body in [
+            &b"text=%FF%FE&post_id=p1"[..],
+            b"text=\xff&post_id=p1",
+            b"te%C3xt=a",
+        ] {
+            assert_eq!(
+                parse_payload(FORM, body).unwrap_err(),
+                ParseError::Form("a value is not UTF-8".into()),
+                "{body:?}"
+            );
+        }
+        let payload = parse_payload(FORM, b"text=%C3%A9t%C3%A9+100%&post_id=p1").unwrap();
+        assert_eq!(payload.text, "été 100%");
+        assert!(matches!(
+            parse_payload(Some("application/json"), b"{\"text\":\"\xff\"}"),
+            Err(ParseError::Json(_))
+        ));
+    }
+
+    #[test]
+    fn deeply_nested_json_is_an_error_not_a_stack_overflow() {
+        let depth = 100_000;
+        let body = format!("{{\"x\":{}{}}}", "[".repeat(depth), "]".repeat(depth));
+        let err = parse_payload(Some("application/json"), body.as_bytes()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the JSON body is not a Mattermost outgoing-webhook payload: nested deeper than 32 levels"
+        );
+    }
+
+    #[test]
+    fn a_missing_or_malformed_timestamp_is_an_error() {
+        let payload = parse_payload(FORM, b"post_id=p1").unwrap();
+        assert_eq!(
+            payload.timestamp_ms().unwrap_err().to_string(),
+            "timestamp is missing"
+        );
+        let payload = parse_payload(FORM, b"timestamp=soon").unwrap();
+        assert_eq!(payload.timestamp_ms(), Err(ParseError::Timestamp));
+        let payload = parse_payload(FORM, b"timestamp=99999999999999999").unwrap();
+        assert_eq!(
+            payload.timestamp_ms(),
+            Ok(i64::MAX),
+            "saturates, then is refused as ahead"
+        );
+        assert!(matches!(
+            parse_payload(Some("application/json"), br#"{"timestamp":1.5}"#),
+            Err(ParseError::Json(_))
+        ));
+    }
+
+    #[test]
+    fn missing_and_oversized_fields_are_named() {
+        let good = parse_payload(FORM, &fixture("form-exact.txt")).unwrap();
+        assert_eq!(good.check(), Ok(()));
+        let mut payload = good.clone();
+        payload.channel_id.clear();
+        assert_eq!(
+            payload.check(),
+            Ok(()),
+            "`chatrun trigger` sends no channel id"
+        );
+        let mut payload = good.clone();
+        payload.user_id = " ".into();
+        assert_eq!(
+            payload.check().unwrap_err().to_string(),
+            "user_id is missing"
+        );
+        let mut payload = good.clone();
+        payload.text = "é".repeat(MAX_RUNES);
+        assert_eq!(
+            payload.check(),
+            Ok(()),
+            "the longest post Mattermost allows"
+        );
+        payload.text.push('x');
+        assert_eq!(
+            payload.check().unwrap_err().to_string(),
+            "text is too long: at most 16383 characters"
+        );
+        let mut payload = good;
+        payload.user_name = "a".repeat(MAX_FIELD_BYTES + 1);
+        assert_eq!(
+            payload.check().unwrap_err().to_string(),
+            "user_name is too long: at most 1024 bytes"
+        );
     }
 
     #[test]

@@ -94,15 +94,69 @@ pub fn escape_text(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
-/// Why a verified body is not a usable activity.
-#[derive(Debug, thiserror::Error)]
+/// The longest `text` accepted: a Teams message is at most about 28 KB, HTML included.
+pub const MAX_TEXT_BYTES: usize = MAX_MESSAGE_BYTES;
+
+/// The longest value of any other field used (ids, names, the timestamp).
+pub const MAX_FIELD_BYTES: usize = 1024;
+
+/// The longest parser message passed on in a [`ParseError`].
+pub const MAX_REASON: usize = 200;
+
+/// Why a verified body is not a usable activity. Every message is short and safe to show.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
+    /// A Content-Type other than JSON.
+    #[error("the Content-Type must be application/json, not {0}")]
+    ContentType(String),
     /// Not JSON, or not an object.
     #[error("the body is not a Teams activity: {0}")]
     Json(String),
     /// No `id` to tell one message from another.
     #[error("the activity has no id")]
     NoId,
+    /// No `from.aadObjectId` or `from.id`: nobody to run the job for.
+    #[error("the activity has no sender (from.id)")]
+    NoSender,
+    /// `timestamp` is not an ISO 8601 time.
+    #[error("timestamp is not an ISO 8601 date and time")]
+    Timestamp,
+    /// A field is longer than Teams makes it.
+    #[error("{field} is too long: at most {max} bytes")]
+    TooLong {
+        /// The field, dotted (`from.name`).
+        field: &'static str,
+        /// Its limit in bytes.
+        max: usize,
+    },
+}
+
+/// Checks the Content-Type of a verified request: JSON, or none (the protocol notes have seen
+/// Teams send only `Authorization`, so its absence is tolerated).
+///
+/// # Errors
+///
+/// Any other media type.
+pub fn check_content_type(content_type: Option<&str>) -> Result<(), ParseError> {
+    let Some(content_type) = content_type else {
+        return Ok(());
+    };
+    let media = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if media == "application/json" {
+        Ok(())
+    } else {
+        Err(ParseError::ContentType(
+            crate::chat::mattermost::truncate_runes(
+                if media.is_empty() { "none" } else { &media },
+                60,
+            ),
+        ))
+    }
 }
 
 /// The parts of a Bot Framework activity chatrun uses. Everything is optional and unknown
@@ -163,14 +217,29 @@ pub struct Named {
     pub name: Option<String>,
 }
 
-/// Parses a verified body.
+/// Parses a verified body; see [`Activity::check`] for what a run needs of it.
 ///
 /// # Errors
 ///
-/// The body is not a JSON activity with an id.
+/// The body is not a JSON activity with an id, or nests deeper than
+/// [`super::MAX_JSON_DEPTH`].
 pub fn parse_activity(body: &[u8]) -> Result<Activity, ParseError> {
-    let activity: Activity =
-        serde_json::from_slice(body).map_err(|err| ParseError::Json(err.to_string()))?;
+    // serde_json checks UTF-8 only in the strings it keeps, not in skipped ones.
+    if std::str::from_utf8(body).is_err() {
+        return Err(ParseError::Json("the body is not UTF-8".into()));
+    }
+    if !super::json_depth_within(body, super::MAX_JSON_DEPTH) {
+        return Err(ParseError::Json(format!(
+            "nested deeper than {} levels",
+            super::MAX_JSON_DEPTH
+        )));
+    }
+    let activity: Activity = serde_json::from_slice(body).map_err(|err| {
+        ParseError::Json(crate::chat::mattermost::truncate_runes(
+            &err.to_string(),
+            MAX_REASON,
+        ))
+    })?;
     if activity.id.as_deref().is_none_or(|id| id.trim().is_empty()) {
         return Err(ParseError::NoId);
     }
@@ -178,6 +247,120 @@ pub fn parse_activity(body: &[u8]) -> Result<Activity, ParseError> {
 }
 
 impl Activity {
+    /// Checks what a run needs, once the signature matched: a sender, and no field used
+    /// longer than Teams makes it (`text` at most [`MAX_TEXT_BYTES`], the others
+    /// [`MAX_FIELD_BYTES`]).
+    ///
+    /// # Errors
+    ///
+    /// The first field that is missing or too long.
+    pub fn check(&self) -> Result<(), ParseError> {
+        if self.text.as_ref().is_some_and(|t| t.len() > MAX_TEXT_BYTES) {
+            return Err(ParseError::TooLong {
+                field: "text",
+                max: MAX_TEXT_BYTES,
+            });
+        }
+        let from = self.from.as_ref();
+        let conversation = self.conversation.as_ref();
+        let data = self.channel_data.as_ref();
+        let named =
+            |n: Option<&Named>| (n.and_then(|n| n.id.clone()), n.and_then(|n| n.name.clone()));
+        let (channel_id, channel_name) = named(data.and_then(|d| d.channel.as_ref()));
+        let (team_id, team_name) = named(data.and_then(|d| d.team.as_ref()));
+        let fields: [(&'static str, Option<&String>); 13] = [
+            ("id", self.id.as_ref()),
+            ("timestamp", self.timestamp.as_ref()),
+            ("from.id", from.and_then(|f| f.id.as_ref())),
+            ("from.name", from.and_then(|f| f.name.as_ref())),
+            (
+                "from.aadObjectId",
+                from.and_then(|f| f.aad_object_id.as_ref()),
+            ),
+            ("conversation.id", conversation.and_then(|c| c.id.as_ref())),
+            (
+                "channelData.teamsChannelId",
+                data.and_then(|d| d.teams_channel_id.as_ref()),
+            ),
+            (
+                "channelData.teamsTeamId",
+                data.and_then(|d| d.teams_team_id.as_ref()),
+            ),
+            ("channelData.channel.id", channel_id.as_ref()),
+            ("channelData.channel.name", channel_name.as_ref()),
+            ("channelData.team.id", team_id.as_ref()),
+            ("channelData.team.name", team_name.as_ref()),
+            ("entities[].text", self.own_mention_entity_text()),
+        ];
+        if let Some((field, _)) = fields
+            .iter()
+            .find(|(_, value)| value.is_some_and(|v| v.len() > MAX_FIELD_BYTES))
+        {
+            return Err(ParseError::TooLong {
+                field,
+                max: MAX_FIELD_BYTES,
+            });
+        }
+        if self.user_id().trim().is_empty() {
+            return Err(ParseError::NoSender);
+        }
+        Ok(())
+    }
+
+    /// When the message was sent, in ms since the epoch: `timestamp`, UTC ISO 8601 as the
+    /// channel sets it (`2024-05-20T16:00:00.123Z`; an offset such as `+02:00` is applied).
+    /// `None` when the activity has none: the Bot Framework schema makes it optional, and the
+    /// body is signed, so a captured request cannot have had it removed.
+    ///
+    /// # Errors
+    ///
+    /// A `timestamp` that is not such a time.
+    pub fn timestamp_ms(&self) -> Result<Option<i64>, ParseError> {
+        let Some(text) = self.timestamp.as_deref().map(str::trim) else {
+            return Ok(None);
+        };
+        // humantime reads UTC (`Z` or nothing); an explicit offset is applied by hand.
+        let split = text
+            .len()
+            .checked_sub(6)
+            .and_then(|i| Some((text.get(..i)?, text.get(i..)?)));
+        let (time, offset_ms) = match split {
+            Some((time, offset))
+                if offset.starts_with(['+', '-']) && offset.as_bytes().get(3) == Some(&b':') =>
+            {
+                let number = |range: std::ops::Range<usize>| -> Result<i64, ParseError> {
+                    offset
+                        .get(range)
+                        .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+                        .and_then(|n| n.parse().ok())
+                        .ok_or(ParseError::Timestamp)
+                };
+                let hours = number(1..3)?;
+                let minutes = number(4..6)?;
+                let sign = if offset.starts_with('-') { -1 } else { 1 };
+                (time, sign * (hours * 60 + minutes) * 60_000)
+            }
+            _ => (text, 0),
+        };
+        let at = humantime::parse_rfc3339_weak(time).map_err(|_| ParseError::Timestamp)?;
+        let ms = at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|_| ParseError::Timestamp)?
+            .as_millis();
+        Ok(Some(
+            i64::try_from(ms).map_err(|_| ParseError::Timestamp)? - offset_ms,
+        ))
+    }
+
+    /// The longest `text` of a mention entity (what [`Activity::own_mention`] may return).
+    fn own_mention_entity_text(&self) -> Option<&String> {
+        self.entities
+            .as_deref()?
+            .iter()
+            .filter_map(|e| e.text.as_ref())
+            .max_by_key(|t| t.len())
+    }
+
     /// The message id (checked present by [`parse_activity`]).
     pub fn message_id(&self) -> &str {
         self.id.as_deref().unwrap_or_default()
@@ -1067,6 +1250,73 @@ mod tests {
             Err(ParseError::NoId)
         ));
         assert!(matches!(parse_activity(b"[1"), Err(ParseError::Json(_))));
+        assert_eq!(bare.check(), Err(ParseError::NoSender));
+        assert_eq!(first.check(), Ok(()));
+    }
+
+    #[test]
+    fn the_timestamp_is_read_as_teams_writes_it() {
+        let mut activity = parse_activity(&sample("sample1.json")).unwrap();
+        assert_eq!(activity.timestamp_ms(), Ok(Some(1_716_220_800_123)));
+        for (text, ms) in [
+            ("2024-05-20T16:00:00Z", Some(1_716_220_800_000)),
+            ("2024-05-20T16:00:00.1234567Z", Some(1_716_220_800_123)),
+            ("2024-05-20T18:00:00.123+02:00", Some(1_716_220_800_123)),
+            ("2024-05-20T14:30:00.123-01:30", Some(1_716_220_800_123)),
+        ] {
+            activity.timestamp = Some(text.into());
+            assert_eq!(activity.timestamp_ms(), Ok(ms), "{text}");
+        }
+        // The last two put a multi-byte character where an offset would be (no panic).
+        for bad in [
+            "yesterday",
+            "",
+            "2024-05-20T16:00:00+2:000",
+            "1716220800123",
+            "€aaaaa",
+            "2024-05-20T16:00:00+\u{20ac}:0",
+        ] {
+            activity.timestamp = Some(bad.into());
+            assert_eq!(activity.timestamp_ms(), Err(ParseError::Timestamp), "{bad}");
+        }
+        activity.timestamp = None;
+        assert_eq!(activity.timestamp_ms(), Ok(None));
+    }
+
+    #[test]
+    fn oversized_fields_and_other_content_types_are_refused() {
+        let mut activity = parse_activity(&sample("sample1.json")).unwrap();
+        activity.text = Some("x".repeat(MAX_TEXT_BYTES + 1));
+        assert_eq!(
+            activity.check().unwrap_err().to_string(),
+            "text is too long: at most 28672 bytes"
+        );
+        let mut activity = parse_activity(&sample("sample1.json")).unwrap();
+        activity.from.as_mut().unwrap().name = Some("n".repeat(MAX_FIELD_BYTES + 1));
+        assert_eq!(
+            activity.check().unwrap_err().to_string(),
+            "from.name is too long: at most 1024 bytes"
+        );
+        assert_eq!(check_content_type(None), Ok(()));
+        assert_eq!(
+            check_content_type(Some("Application/JSON; charset=utf-8")),
+            Ok(())
+        );
+        assert_eq!(
+            check_content_type(Some("text/plain"))
+                .unwrap_err()
+                .to_string(),
+            "the Content-Type must be application/json, not text/plain"
+        );
+        let deep = format!(
+            "{{\"id\":\"1\",\"x\":{}{}}}",
+            "[".repeat(50_000),
+            "]".repeat(50_000)
+        );
+        assert_eq!(
+            parse_activity(deep.as_bytes()).unwrap_err().to_string(),
+            "the body is not a Teams activity: nested deeper than 32 levels"
+        );
     }
 
     #[test]

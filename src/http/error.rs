@@ -1,7 +1,9 @@
 //! The one error type handlers return, and the status each kind becomes.
 //!
-//! Bad credentials are 401 and bad input 400 with a message safe to show; a database failure
-//! is logged with its cause and answered with a generic 500.
+//! Bad credentials are 401, bad input 400 and a body over the limit 413, each with a short
+//! message safe to show; a database failure is logged with its cause and answered with a generic
+//! 500 on the pages, and with 503 on the webhooks ([`Error::unavailable`]): there the chat user
+//! must see that nothing was stored, and may try again.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -15,6 +17,9 @@ pub enum Error {
     /// The request cannot be understood; the message is shown to the caller.
     #[error("{0}")]
     BadRequest(String),
+    /// The body is larger than `max_body_bytes`; the message says so.
+    #[error("{0}")]
+    TooLarge(String),
     /// Not allowed; the message says why.
     #[error("{0}")]
     Forbidden(&'static str),
@@ -27,6 +32,20 @@ pub enum Error {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] crate::store::Error),
+    /// The store failed while a webhook was handled: nothing was acknowledged.
+    #[error("chatrun cannot store the request right now; try again")]
+    Unavailable(#[source] crate::store::Error),
+}
+
+impl Error {
+    /// The same error as a webhook answers it: a store failure becomes [`Error::Unavailable`]
+    /// (503), so a chat server never reads a failure as an acknowledgement.
+    pub fn unavailable(self) -> Self {
+        match self {
+            Self::Store(err) => Self::Unavailable(err),
+            other => other,
+        }
+    }
 }
 
 impl IntoResponse for Error {
@@ -37,9 +56,14 @@ impl IntoResponse for Error {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Store(err) => {
                 tracing::error!(error = ?err, "request failed");
                 StatusCode::INTERNAL_SERVER_ERROR
+            }
+            Self::Unavailable(err) => {
+                tracing::error!(error = ?err, "cannot store a webhook request; answered 503");
+                StatusCode::SERVICE_UNAVAILABLE
             }
         };
         let message = match &self {

@@ -26,9 +26,6 @@ use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::store::Store;
 
-/// Largest request body accepted (Mattermost posts are at most 16383 runes, form-encoded).
-pub const MAX_BODY: usize = 256 * 1024;
-
 /// What every handler can reach; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -111,7 +108,9 @@ pub fn router(state: AppState) -> Router {
             axum::routing::get(auth::login_page).post(auth::login),
         )
         .route("/logout", axum::routing::post(auth::logout))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
+        // `max_body_bytes`, 1 MiB unless configured; the webhooks answer a larger body with
+        // 413 and a reason (see `webhooks::body`).
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .with_state(state)
 }
 

@@ -4,9 +4,16 @@
 //! Order matters: the token or HMAC is checked (constant time) before anything in the body is
 //! interpreted or stored; the run is committed before the acknowledgement is sent; the job is
 //! never waited for.
+//!
+//! Bad input never reaches the store: a body over `max_body_bytes` is 413; another Content-Type,
+//! a body that does not decode (not UTF-8, not JSON or a form, nested too deep), a missing or
+//! oversized field and a message outside the replay window (its own timestamp more than
+//! `replay_window` from now, either way) are 400, each with a short reason.
+//! A store failure is 503 ([`Error::unavailable`]), never a 500 or an acknowledgement.
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
@@ -17,7 +24,7 @@ use super::commands::{self, Answer, Replies};
 use super::{AppState, Error};
 use crate::chat::mattermost::{self, Thread};
 use crate::chat::teams;
-use crate::chat::{Command, Platform, parse_after_trigger, parse_command};
+use crate::chat::{Command, Platform, check_replay_window, parse_after_trigger, parse_command};
 use crate::config::TeamsWebhook;
 use crate::render::command::Flavor;
 use crate::store::runs::Ack;
@@ -43,16 +50,56 @@ pub fn router() -> Router<AppState> {
         ))
 }
 
+/// The body, or why it cannot be read: 413 over `max_body_bytes`, else 400.
+fn body(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Bytes, Error> {
+    body.map_err(|rejection| {
+        if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            Error::TooLarge(format!(
+                "the request body is larger than {} bytes (max_body_bytes)",
+                state.config.max_body_bytes
+            ))
+        } else {
+            Error::BadRequest("cannot read the request body".into())
+        }
+    })
+}
+
+/// `POST /hooks/mattermost`.
 async fn mattermost_hook(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Error> {
-    refuse_while_draining(&state)?;
+    let bytes = body(&state, bytes)?;
+    match mattermost_trigger(&state, &headers, &bytes)
+        .await
+        .map_err(Error::unavailable)
+    {
+        // Mattermost ignores the status and posts a JSON reply's `text`: the user sees that
+        // nothing was stored. (Only a request whose token matched, or any request during a
+        // shutdown, gets this far.)
+        Err(err @ (Error::Unavailable(_) | Error::ShuttingDown)) => {
+            let text = format!(":warning: {err}");
+            let status = err.into_response().status();
+            let body = serde_json::json!({ "text": text }).to_string();
+            Ok((status, json(body)).into_response())
+        }
+        other => other,
+    }
+}
+
+async fn mattermost_trigger(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, Error> {
+    refuse_while_draining(state)?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let payload = mattermost::parse_payload(content_type, &body)
+    // N.B. The token is in the body, so the body is decoded first; nothing in it is acted on
+    // before the token matched.
+    let payload = mattermost::parse_payload(content_type, body)
         .map_err(|err| Error::BadRequest(err.to_string()))?;
     if !mattermost::token_matches(&payload.token, &state.mattermost_tokens) {
         return Err(Error::Unauthorized(
@@ -62,6 +109,13 @@ async fn mattermost_hook(
     payload
         .check()
         .map_err(|err| Error::BadRequest(err.to_string()))?;
+    let sent = payload
+        .timestamp_ms()
+        .map_err(|err| Error::BadRequest(err.to_string()))?;
+    check_replay_window(sent, now_ms(), state.config.replay_window).map_err(|err| {
+        tracing::warn!(post = %payload.post_id, error = %err, "refused a Mattermost message");
+        Error::BadRequest(err.to_string())
+    })?;
 
     let bot = state
         .config
@@ -84,7 +138,7 @@ async fn mattermost_hook(
     {
         return Ok(json("{}".into()));
     }
-    let thread = lookup_thread(&state, &payload.post_id).await;
+    let thread = lookup_thread(state, &payload.post_id).await;
     let base = NewRun {
         platform: Platform::Mattermost.as_str().into(),
         team_id: payload.team_id.clone(),
@@ -103,7 +157,7 @@ async fn mattermost_hook(
         channel_id: &payload.channel_id,
         trigger_word: &payload.trigger_word,
     };
-    let (text, queued_with_run) = match commands::execute(&state, base, command, &replies).await? {
+    let (text, queued_with_run) = match commands::execute(state, base, command, &replies).await? {
         Answer::Ack(inserted) => (inserted.ack_text, true),
         Answer::Text(text) => (text, false),
     };
@@ -177,9 +231,12 @@ impl Replies for MattermostReplies<'_> {
 async fn teams_hook(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Error> {
-    teams_trigger(&state, None, &headers, &body).await
+    let bytes = body(&state, bytes)?;
+    teams_trigger(&state, None, &headers, &bytes)
+        .await
+        .map_err(Error::unavailable)
 }
 
 /// `POST /hooks/teams/{name}`: only that webhook's secret.
@@ -187,9 +244,12 @@ async fn teams_named_hook(
     State(state): State<AppState>,
     Path(name): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Error> {
-    teams_trigger(&state, Some(&name), &headers, &body).await
+    let bytes = body(&state, bytes)?;
+    teams_trigger(&state, Some(&name), &headers, &bytes)
+        .await
+        .map_err(Error::unavailable)
 }
 
 async fn teams_trigger(
@@ -214,7 +274,24 @@ async fn teams_trigger(
         Error::Unauthorized("the HMAC signature matches no configured Teams webhook")
     })?;
     let hook = hooks[index];
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or("not text"));
+    teams::check_content_type(content_type).map_err(|err| Error::BadRequest(err.to_string()))?;
     let activity = teams::parse_activity(body).map_err(|err| Error::BadRequest(err.to_string()))?;
+    activity
+        .check()
+        .map_err(|err| Error::BadRequest(err.to_string()))?;
+    // No timestamp: accepted (see `Activity::timestamp_ms`), the id still de-duplicates.
+    if let Some(sent) = activity
+        .timestamp_ms()
+        .map_err(|err| Error::BadRequest(err.to_string()))?
+    {
+        check_replay_window(sent, now_ms(), state.config.replay_window).map_err(|err| {
+            tracing::warn!(message = activity.message_id(), error = %err, "refused a Teams message");
+            Error::BadRequest(err.to_string())
+        })?;
+    }
 
     let (text, mention) = teams::command_text(
         activity.text.as_deref().unwrap_or_default(),

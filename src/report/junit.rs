@@ -200,7 +200,8 @@ impl State {
     fn finish(&mut self, case: Case) {
         let summary = &mut self.summary;
         summary.tests += 1;
-        summary.duration_ms += case.time_ms;
+        // `time="1e300"` is read as i64::MAX ms: a sum of such must not overflow.
+        summary.duration_ms = summary.duration_ms.saturating_add(case.time_ms);
         if case.failed {
             summary.failed += 1;
             let first_line = |text: &str| {
@@ -270,6 +271,16 @@ mod tests {
             .iter()
             .map(|f| (f.suite.as_str(), f.name.as_str(), f.message.as_str()))
             .collect()
+    }
+
+    #[test]
+    fn absurd_times_add_up_without_overflowing() {
+        let summary = parse(
+            br#"<testsuite><testcase name="a" time="1e300"/><testcase name="b" time="1e300"/></testsuite>"#,
+        )
+        .unwrap();
+        assert_eq!(summary.tests, 2);
+        assert_eq!(summary.duration_ms, i64::MAX);
     }
 
     #[test]

@@ -46,7 +46,7 @@ impl TestSummary {
         self.tests += other.tests;
         self.failed += other.failed;
         self.skipped += other.skipped;
-        self.duration_ms += other.duration_ms;
+        self.duration_ms = self.duration_ms.saturating_add(other.duration_ms);
         self.failures.extend(other.failures);
     }
 }

@@ -50,6 +50,9 @@ pub fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// How long a write waits for another writer's lock unless configured.
+pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A handle on the database; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -57,19 +60,30 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating the file and its folder if needed) and migrates the database.
+    /// Opens (creating the file and its folder if needed) and migrates the database; a write
+    /// waits up to [`DEFAULT_BUSY_TIMEOUT`] for another writer.
     ///
     /// # Errors
     ///
     /// The URL is not SQLite, the folder or file cannot be created, or a migration failed.
     pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(url, DEFAULT_BUSY_TIMEOUT).await
+    }
+
+    /// [`Store::connect`], with a write waiting up to `busy_timeout` for another writer's lock
+    /// before it fails (`busy_timeout_ms`).
+    ///
+    /// # Errors
+    ///
+    /// The URL is not SQLite, the folder or file cannot be created, or a migration failed.
+    pub async fn connect_with(url: &str, busy_timeout: Duration) -> Result<Self> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             // N.B. FULL, not NORMAL: an acknowledged run must survive a power cut, not only a
             // crash of this process.
             .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(5))
+            .busy_timeout(busy_timeout)
             .foreign_keys(true);
         let file = options.get_filename();
         if let Some(folder) = file.parent()

@@ -111,7 +111,8 @@ pub async fn start(dir: TempDir, mattermost: MockServer, jobs: &[(&str, &str)]) 
     start_with(dir, mattermost, jobs, "").await
 }
 
-/// A chatrun with the `build` job and `extra` appended to its configuration.
+/// A chatrun with the `build` job and `extra` added to its configuration: its lines before the
+/// first `[section]` are top-level keys, the rest is appended.
 pub async fn spawn_app_configured(extra: &str) -> TestApp {
     let app = spawn_app().await;
     let (dir, mattermost) = app.stop().await;
@@ -130,7 +131,7 @@ pub async fn start_with(
 
 /// A chatrun with the `build` job whose Mattermost REST API and Teams Workflows URL (for
 /// `platform-team`, at [`WORKFLOW_PATH`]) are both at `chat_url`, a fake the test runs itself,
-/// and `extra` appended to its configuration (in `[outbox]`).
+/// and `extra` added to its configuration as in [`start_with`].
 pub async fn spawn_app_with_chat(chat_url: &str, extra: &str) -> TestApp {
     let dir = tempfile::tempdir().expect("a temporary folder");
     let unused = MockServer::start().await;
@@ -172,6 +173,21 @@ async fn launch(
         .collect();
     top_level.extend(top);
     let top_level = top_level.join("\n");
+    // Tests retry fast unless their own `[outbox]` says otherwise.
+    let mut tables: Vec<String> = tables.into_iter().map(String::from).collect();
+    match tables.iter().position(|line| line.trim() == "[outbox]") {
+        Some(at)
+            if !tables
+                .iter()
+                .any(|l| l.trim_start().starts_with("retry_base_ms")) =>
+        {
+            tables.insert(at + 1, "retry_base_ms = 50".into());
+        }
+        Some(_) => {}
+        None => tables
+            .splice(0..0, ["[outbox]".into(), "retry_base_ms = 50".into()])
+            .for_each(drop),
+    }
     let extra = tables.join("\n");
     let config = Config::parse(
         "test",
@@ -194,8 +210,6 @@ follow_up_url = "{workflows}{WORKFLOW_PATH}?api-version=1&sig=secretsig"
 [[teams.webhooks]]
 name = "ops"
 secret = "{OPS_TOKEN}"
-[outbox]
-retry_base_ms = 50
 {extra}
 "#,
             dir = dir.path().display(),
@@ -269,7 +283,8 @@ impl TestApp {
             ("team_domain", "engineering".into()),
             ("team_id", "team0000000000000000000000".into()),
             ("text", text.into()),
-            ("timestamp", "1718294400".into()),
+            // Now, in seconds as in form bodies: an older one is refused (replay_window).
+            ("timestamp", (chatrun::store::now_ms() / 1000).to_string()),
             ("token", TOKEN.into()),
             (
                 "trigger_word",
@@ -384,10 +399,33 @@ pub fn teams_signature(token: &str, body: &[u8]) -> String {
     )
 }
 
-/// A Teams activity mentioning the webhook with `text`, as message `id`.
+/// The current time as Teams writes an activity's `timestamp`.
+pub fn teams_now() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
+/// A signed request body of the protocol notes (`tests/fixtures/teams/`) as Teams would send
+/// it now: its `timestamp` made current (the same length, every other byte unchanged) and
+/// signed again with `platform-team`'s token. Returns the body and its `Authorization`.
+pub fn fresh_teams(sample: &[u8]) -> (Vec<u8>, String) {
+    let text = std::str::from_utf8(sample).unwrap();
+    let start = text.find(r#""timestamp":""#).unwrap() + r#""timestamp":""#.len();
+    let end = start + text[start..].find('"').unwrap();
+    let now = teams_now();
+    assert_eq!(
+        now.len(),
+        end - start,
+        "same length as the sample's timestamp"
+    );
+    let body = format!("{}{now}{}", &text[..start], &text[end..]).into_bytes();
+    let authorization = teams_signature(TEAMS_TOKEN, &body);
+    (body, authorization)
+}
+
+/// A Teams activity mentioning the webhook with `text`, as message `id`, sent now.
 pub fn teams_activity(id: &str, text: &str) -> Vec<u8> {
     serde_json::to_vec(&json!({
-        "type": "message", "id": id, "timestamp": "2024-05-20T16:00:00.123Z",
+        "type": "message", "id": id, "timestamp": teams_now(),
         "channelId": "msteams",
         "from": {"id": "29:user", "name": "Ada Lovelace", "aadObjectId": "3a7c9e21-aad"},
         "conversation": {"isGroup": true, "id": format!("19:chan@thread.tacv2;messageid={id}")},

@@ -33,7 +33,7 @@ async fn a_json_trigger_with_a_millisecond_timestamp_is_accepted() {
         .post(format!("{}/hooks/mattermost", app.base))
         .json(&json!({
             "token": TOKEN, "team_id": "t1", "team_domain": "engineering",
-            "channel_id": "chan1", "channel_name": "ci-builds", "timestamp": 1718294405789_i64,
+            "channel_id": "chan1", "channel_name": "ci-builds", "timestamp": chatrun::store::now_ms(),
             "user_id": "bob1", "user_name": "bob", "post_id": "jsonpost1",
             "text": "#ci build web\nbranch=feature/x", "trigger_word": "#ci", "file_ids": ""
         }))

@@ -35,7 +35,7 @@ async fn first_delivery_when(
 
 #[tokio::test]
 async fn a_reply_still_failing_after_give_up_after_is_shown_as_not_delivered_with_why() {
-    let app = spawn_app_configured("give_up_after = \"1s\"\n").await;
+    let app = spawn_app_configured("[outbox]\ngive_up_after = \"1s\"\n").await;
     Mock::given(method("POST"))
         .and(path("/api/v4/posts"))
         .respond_with(ResponseTemplate::new(500).set_body_string("database unavailable"))
@@ -62,7 +62,7 @@ async fn a_reply_still_failing_after_give_up_after_is_shown_as_not_delivered_wit
 
 #[tokio::test]
 async fn a_reply_being_retried_shows_its_last_error_and_next_attempt() {
-    let app = spawn_app_configured("retry_max_secs = 3600\n").await;
+    let app = spawn_app_configured("[outbox]\nretry_max_secs = 3600\n").await;
     Mock::given(method("POST"))
         .and(path("/api/v4/posts"))
         .respond_with(ResponseTemplate::new(503).set_body_string("maintenance"))
@@ -136,7 +136,7 @@ async fn replies_arrive_once_and_in_order_per_thread_through_refusal_500_and_429
             chat.roots.insert(post.into(), root.into());
         }
     });
-    let app = spawn_app_with_chat(&chat.url(), "retry_max_secs = 1\n").await;
+    let app = spawn_app_with_chat(&chat.url(), "[outbox]\nretry_max_secs = 1\n").await;
 
     // Two runs in each of three threads: runs 1 and 4 in Mattermost thread root1, 2 and 5 in
     // root2 (each run an acknowledgement and a result there), 3 and 6 in one Teams

@@ -5,14 +5,19 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 
 use crate::helpers::{
-    BUILD_JOB, OPS_TOKEN, TEAMS_TOKEN, WORKFLOW_PATH, spawn_app, spawn_app_with, teams_activity,
-    teams_signature,
+    BUILD_JOB, OPS_TOKEN, TEAMS_TOKEN, TestApp, WORKFLOW_PATH, fresh_teams, spawn_app,
+    spawn_app_with, teams_activity, teams_signature,
 };
 
 const SAMPLE1: &[u8] = include_bytes!("../fixtures/teams/sample1.json");
 const SAMPLE1_HMAC: &str = "HMAC cNZs4wJSlBrtQkMUNjd0P4kPpj4p3RXjDQ+4OWfhbSg=";
 const SAMPLE2: &[u8] = include_bytes!("../fixtures/teams/sample2.json");
-const SAMPLE2_HMAC: &str = "HMAC H3dbCL/+f56yJz634HjI5BFbYaPBBlj5OdS37GDtQro=";
+
+/// Posts a sample of the protocol notes as Teams would send it now (see [`fresh_teams`]).
+async fn post_fresh(app: &TestApp, path: &str, sample: &[u8]) -> reqwest::Response {
+    let (body, authorization) = fresh_teams(sample);
+    app.post_teams(path, Some(&authorization), &body).await
+}
 
 fn schema() -> jsonschema::Validator {
     let schema: Value =
@@ -24,9 +29,7 @@ fn schema() -> jsonschema::Validator {
 async fn a_signed_mention_queues_the_job_and_answers_with_a_message() {
     let app = spawn_app().await;
 
-    let response = app
-        .post_teams("/hooks/teams", Some(SAMPLE1_HMAC), SAMPLE1)
-        .await;
+    let response = post_fresh(&app, "/hooks/teams", SAMPLE1).await;
 
     assert_eq!(response.status(), 200);
     assert!(
@@ -55,8 +58,7 @@ async fn a_signed_mention_queues_the_job_and_answers_with_a_message() {
 #[tokio::test]
 async fn the_result_card_reaches_the_workflow_and_is_a_valid_adaptive_card() {
     let app = spawn_app().await;
-    app.post_teams("/hooks/teams", Some(SAMPLE1_HMAC), SAMPLE1)
-        .await;
+    post_fresh(&app, "/hooks/teams", SAMPLE1).await;
 
     let cards = app.cards(1).await;
 
@@ -110,8 +112,7 @@ async fn a_throttled_card_is_sent_again_after_retry_after_and_delivered_once() {
         .with_priority(1)
         .mount(&app.workflows)
         .await;
-    app.post_teams("/hooks/teams", Some(SAMPLE1_HMAC), SAMPLE1)
-        .await;
+    post_fresh(&app, "/hooks/teams", SAMPLE1).await;
 
     let deliveries = crate::helpers::wait_for(|| async {
         let list = app
@@ -141,8 +142,7 @@ async fn a_refused_card_is_recorded_and_shown_on_the_run_page() {
         .with_priority(1)
         .mount(&app.workflows)
         .await;
-    app.post_teams("/hooks/teams", Some(SAMPLE1_HMAC), SAMPLE1)
-        .await;
+    post_fresh(&app, "/hooks/teams", SAMPLE1).await;
 
     crate::helpers::wait_for(|| async {
         let list = app
@@ -193,9 +193,7 @@ async fn bad_or_missing_signatures_get_401_and_store_nothing() {
     }
     assert!(app.store.list_runs(None, 10).await.unwrap().is_empty());
 
-    let response = app
-        .post_teams("/hooks/teams/platform-team", Some(SAMPLE1_HMAC), SAMPLE1)
-        .await;
+    let response = post_fresh(&app, "/hooks/teams/platform-team", SAMPLE1).await;
     assert_eq!(response.status(), 200);
 }
 
@@ -218,9 +216,10 @@ async fn a_signed_body_that_is_not_an_activity_is_a_400() {
 #[tokio::test]
 async fn the_same_activity_twice_makes_one_run() {
     let app = spawn_app().await;
+    let (body, authorization) = fresh_teams(SAMPLE1);
     let (first, second) = tokio::join!(
-        app.post_teams("/hooks/teams", Some(SAMPLE1_HMAC), SAMPLE1),
-        app.post_teams("/hooks/teams", Some(SAMPLE1_HMAC), SAMPLE1)
+        app.post_teams("/hooks/teams", Some(&authorization), &body),
+        app.post_teams("/hooks/teams", Some(&authorization), &body)
     );
     let first: Value = first.json().await.unwrap();
     let second: Value = second.json().await.unwrap();
@@ -235,9 +234,7 @@ async fn an_unknown_job_gets_the_list_of_jobs() {
     let app = spawn_app_with(&[("build", BUILD_JOB)]).await;
 
     // Sample 2 asks for `test`, which is not a job here.
-    let response = app
-        .post_teams("/hooks/teams", Some(SAMPLE2_HMAC), SAMPLE2)
-        .await;
+    let response = post_fresh(&app, "/hooks/teams", SAMPLE2).await;
 
     let reply: Value = response.json().await.unwrap();
     let text = reply["text"].as_str().unwrap();
