@@ -1132,6 +1132,7 @@ mod tests {
         let reply = Delivery {
             target: "mattermost.post".into(),
             body: "{}".into(),
+            thread: String::new(),
         };
 
         // Still leased: not interrupted.

@@ -361,19 +361,28 @@ impl TestApp {
 }
 
 /// Polls `check` until it gives a value, failing the test after the deadline.
-pub async fn wait_for<T, F, Fut>(mut check: F) -> T
+pub async fn wait_for<T, F, Fut>(check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
+    wait_for_within(DEADLINE, check).await
+}
+
+/// [`wait_for`], with another deadline.
+pub async fn wait_for_within<T, F, Fut>(within: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
     loop {
         if let Some(value) = check().await {
             return value;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "condition not met within {DEADLINE:?}"
+            "condition not met within {within:?}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -6,6 +6,7 @@
 mod browser;
 mod cli;
 mod commands;
+mod crash;
 mod helpers;
 mod history;
 mod input;

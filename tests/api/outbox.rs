@@ -97,7 +97,7 @@ async fn trigger_in_thread(app: &TestApp, post_id: &str) {
 /// Mentions the Teams webhook in the thread of `root` with message `id`.
 async fn trigger_teams(app: &TestApp, id: &str, root: &str) {
     let body = serde_json::to_vec(&json!({
-        "type": "message", "id": id, "timestamp": "2024-05-20T16:00:00.123Z",
+        "type": "message", "id": id, "timestamp": crate::helpers::teams_now(),
         "channelId": "msteams",
         "from": {"id": "29:user", "name": "Ada Lovelace", "aadObjectId": "3a7c9e21-aad"},
         "conversation": {"isGroup": true, "id": format!("19:chan@thread.tacv2;messageid={root}")},

@@ -1,0 +1,378 @@
+//! Crash safety, tested on the real binary: a burst of triggers while chatrun is killed with
+//! SIGKILL at random moments and restarted. At the end every acknowledged trigger has exactly
+//! one run, every run is finished, every result reached the fake Mattermost exactly once (or is
+//! listed as undeliverable with a reason), and no process of a killed run is left.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chatrun::store::{RunFilter, RunId, Store};
+use serde_json::{Value, json};
+
+use crate::helpers::{TOKEN, wait_for_within};
+
+/// Distinct triggers in the burst.
+const TRIGGERS: usize = 500;
+/// SIGKILLs during the burst.
+const KILLS: usize = 5;
+/// Marks the step processes of this test in their environment.
+const MARKER: &str = "CHATRUN_CRASH_TEST";
+
+/// Plays Mattermost's REST API: creates posts, lists a channel's posts, knows no trigger post
+/// (so results are posted at the top of the channel).
+#[derive(Clone, Default)]
+struct FakeMattermost {
+    posts: Arc<Mutex<Vec<Value>>>,
+}
+
+impl FakeMattermost {
+    async fn start(self) -> SocketAddr {
+        let app = Router::new()
+            .route("/api/v4/posts", post(create_post))
+            .route(
+                "/api/v4/posts/{id}",
+                get(|| async { StatusCode::NOT_FOUND }),
+            )
+            .route("/api/v4/channels/{channel}/posts", get(channel_posts))
+            .with_state(self);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        addr
+    }
+
+    fn posts(&self) -> Vec<Value> {
+        self.posts.lock().unwrap().clone()
+    }
+}
+
+async fn create_post(
+    State(fake): State<FakeMattermost>,
+    Json(mut post): Json<Value>,
+) -> (StatusCode, Json<Value>) {
+    let mut posts = fake.posts.lock().unwrap();
+    post["id"] = json!(format!("post{:022}", posts.len()));
+    post["create_at"] = json!(chatrun::store::now_ms());
+    posts.push(post.clone());
+    (StatusCode::CREATED, Json(post))
+}
+
+async fn channel_posts(
+    State(fake): State<FakeMattermost>,
+    Path(channel): Path<String>,
+    Query(query): Query<BTreeMap<String, String>>,
+) -> Json<Value> {
+    let since: i64 = query.get("since").and_then(|s| s.parse().ok()).unwrap_or(0);
+    let posts: Vec<Value> = fake
+        .posts()
+        .into_iter()
+        .filter(|p| p["channel_id"] == channel.as_str() && p["create_at"].as_i64() >= Some(since))
+        .collect();
+    let order: Vec<Value> = posts.iter().map(|p| p["id"].clone()).collect();
+    let by_id: serde_json::Map<String, Value> = posts
+        .into_iter()
+        .map(|p| (p["id"].as_str().unwrap_or_default().to_string(), p))
+        .collect();
+    Json(json!({ "order": order, "posts": by_id }))
+}
+
+/// The chatrun process under test, restarted on the same port, folder and database.
+struct Server {
+    dir: std::path::PathBuf,
+    child: Option<tokio::process::Child>,
+    starts: usize,
+}
+
+impl Server {
+    async fn start(&mut self) {
+        self.starts += 1;
+        let log =
+            std::fs::File::create(self.dir.join(format!("chatrun-{}.log", self.starts))).unwrap();
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_chatrun"))
+            .args(["serve", "--config", "chatrun.toml"])
+            .current_dir(&self.dir)
+            .env("RUST_LOG", "info")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the chatrun binary starts");
+        self.child = Some(child);
+    }
+
+    async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.start_kill().unwrap();
+            child.wait().await.unwrap();
+        }
+    }
+
+    /// SIGTERM, and the exit status.
+    async fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        child.wait().await.unwrap()
+    }
+}
+
+fn random_below(n: u64) -> u64 {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).unwrap();
+    u64::from_le_bytes(bytes) % n
+}
+
+/// A form-encoded outgoing webhook for trigger `i`, sent now.
+fn trigger_body(i: usize) -> String {
+    // One in 25 asks for a long step, so that kills find steps running.
+    let (job, secs) = match i % 25 {
+        0 => ("work", "5"),
+        1 => ("again", "5"),
+        n if n % 2 == 0 => ("work", "0.1"),
+        _ => ("again", "0.1"),
+    };
+    let text = format!("#{job} {secs}");
+    serde_urlencoded::to_string([
+        ("channel_id", "chan0000000000000000000000"),
+        ("channel_name", "ci-builds"),
+        ("file_ids", ""),
+        ("post_id", &format!("crash{i:021}")),
+        ("team_domain", "engineering"),
+        ("team_id", "team0000000000000000000000"),
+        ("text", &text),
+        ("timestamp", &(chatrun::store::now_ms() / 1000).to_string()),
+        ("token", TOKEN),
+        ("trigger_word", &format!("#{job}")),
+        ("user_id", &format!("user{:022}", i % 7)),
+        ("user_name", &format!("user{}", i % 7)),
+    ])
+    .unwrap()
+}
+
+/// Step processes of this test still alive (not zombies).
+fn leftover_processes(marker: &str) -> Vec<i32> {
+    let needle = format!("{MARKER}={marker}");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == needle.as_bytes()))
+        })
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                !stat
+                    .rsplit_once(')')
+                    .is_some_and(|(_, s)| s.trim_start().starts_with('Z'))
+            })
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn acknowledged_triggers_survive_sigkill_with_one_run_and_one_reply_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = format!("{}", std::process::id());
+    let fake = FakeMattermost::default();
+    let mattermost = fake.clone().start().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::create_dir(dir.path().join("jobs")).unwrap();
+    let job = |retry: bool| {
+        format!(
+            "retry_interrupted = {retry}\nconcurrency = 8\nqueue_limit = 0\n\
+             [params.secs]\nchoices = [\"0.1\", \"5\"]\npositional = 1\n\
+             [[steps]]\nname = \"Work\"\nrun = [\"sleep\", \"{{secs}}\"]\n\
+             env = {{ {MARKER} = \"{marker}\" }}\n"
+        )
+    };
+    std::fs::write(dir.path().join("jobs/work.toml"), job(false)).unwrap();
+    std::fs::write(dir.path().join("jobs/again.toml"), job(true)).unwrap();
+    std::fs::write(
+        dir.path().join("chatrun.toml"),
+        format!(
+            "listen = \"127.0.0.1:{port}\"\nworkers = 8\nrate_limit_per_minute = 0\n\
+             lease_secs = 3\nkill_grace_secs = 1\nshutdown_grace_secs = 1\n\
+             [mattermost]\ntokens = [\"{TOKEN}\"]\nurl = \"http://{mattermost}\"\n\
+             bot_token = \"bot-token-for-the-crash-test\"\nbot_user_id = \"bot00000000000000000000000\"\n\
+             [outbox]\nretry_base_ms = 50\nretry_max_secs = 1\n"
+        ),
+    )
+    .unwrap();
+    let mut server = Server {
+        dir: dir.path().to_path_buf(),
+        child: None,
+        starts: 0,
+    };
+    server.start().await;
+    let base = format!("http://127.0.0.1:{port}");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let healthy = || async {
+        let ok = client.get(format!("{base}/healthz")).send().await;
+        ok.is_ok_and(|r| r.status().is_success()).then_some(())
+    };
+    wait_for_within(Duration::from_secs(30), healthy).await;
+
+    // The burst: 10 senders, each trigger sent until it is acknowledged (as a chat server or
+    // a user would send it again), paced so that the kills fall in the middle of it.
+    let acked = Arc::new(Mutex::new(BTreeSet::new()));
+    let refused = Arc::new(Mutex::new(Vec::new()));
+    let senders: Vec<_> = (0..10)
+        .map(|sender| {
+            let (client, base, acked, refused) =
+                (client.clone(), base.clone(), acked.clone(), refused.clone());
+            tokio::spawn(async move {
+                for i in (sender..TRIGGERS).step_by(10) {
+                    loop {
+                        let sent = client
+                            .post(format!("{base}/hooks/mattermost"))
+                            .header("content-type", "application/x-www-form-urlencoded")
+                            .body(trigger_body(i))
+                            .send()
+                            .await;
+                        match sent {
+                            Ok(response) if response.status() == 200 => {
+                                let ack: Value = response.json().await.unwrap();
+                                let text = ack["text"].as_str().unwrap_or_default().to_string();
+                                assert!(text.contains("Queued run"), "{text}");
+                                acked.lock().unwrap().insert(format!("crash{i:021}"));
+                                break;
+                            }
+                            Ok(response) => {
+                                // 503 while a shutdown or a full disk: worth sending again.
+                                let status = response.status();
+                                assert!(status.is_server_error(), "trigger {i}: {status}");
+                                refused.lock().unwrap().push(status);
+                            }
+                            Err(_) => {} // chatrun is down: send again once it is back
+                        }
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    tokio::time::sleep(Duration::from_millis(80)).await;
+                }
+            })
+        })
+        .collect();
+
+    for _ in 0..KILLS {
+        tokio::time::sleep(Duration::from_millis(300 + random_below(900))).await;
+        server.kill().await;
+        server.start().await;
+        wait_for_within(Duration::from_secs(30), healthy).await;
+    }
+    for sender in senders {
+        sender.await.unwrap();
+    }
+
+    // Every run finishes and every reply is settled (sent or given up).
+    let store = Store::connect(&format!(
+        "sqlite://{}/data/chatrun.db",
+        dir.path().display()
+    ))
+    .await
+    .unwrap();
+    let runs = wait_for_within(Duration::from_secs(120), || async {
+        let runs = store
+            .search_runs(&RunFilter::default(), None, 10_000)
+            .await
+            .unwrap();
+        if !runs.iter().all(|r| r.status.is_finished()) {
+            return None;
+        }
+        for run in &runs {
+            let deliveries = store.deliveries(run.run_id).await.unwrap();
+            if deliveries.is_empty() || deliveries.iter().any(|d| d.status == "pending") {
+                return None;
+            }
+        }
+        Some(runs)
+    })
+    .await;
+
+    // Exactly one run per acknowledged trigger (and none for triggers never sent).
+    let acked = acked.lock().unwrap().clone();
+    assert_eq!(acked.len(), TRIGGERS);
+    let by_message: BTreeMap<&str, Vec<RunId>> = runs.iter().fold(BTreeMap::new(), |mut m, r| {
+        m.entry(r.message_id.as_str())
+            .or_insert_with(Vec::new)
+            .push(r.run_id);
+        m
+    });
+    for post_id in &acked {
+        assert_eq!(
+            by_message.get(post_id.as_str()).map(Vec::len),
+            Some(1),
+            "{post_id}"
+        );
+    }
+    assert_eq!(runs.len(), acked.len());
+
+    // Exactly one result post per run, or a delivery given up with its reason.
+    let posts = fake.posts();
+    let run_number = regex::Regex::new(r"run #(\d+) ").unwrap();
+    let mut results: BTreeMap<i64, usize> = BTreeMap::new();
+    for post in &posts {
+        let message = post["message"].as_str().unwrap_or_default();
+        let id = run_number
+            .captures(message)
+            .and_then(|c| c[1].parse::<i64>().ok())
+            .unwrap_or_else(|| panic!("a result post: {message}"));
+        *results.entry(id).or_default() += 1;
+    }
+    let mut undelivered = 0;
+    for run in &runs {
+        let deliveries = store.deliveries(run.run_id).await.unwrap();
+        match results.get(&run.run_id.0) {
+            Some(1) => {}
+            Some(n) => panic!("run #{} was reported {n} times", run.run_id),
+            None => {
+                let dead = deliveries
+                    .iter()
+                    .find(|d| d.status == "dead" && d.last_error.is_some());
+                assert!(
+                    dead.is_some(),
+                    "run #{} has no result: {deliveries:?}",
+                    run.run_id
+                );
+                undelivered += 1;
+            }
+        }
+    }
+
+    // Nothing a killed chatrun started is still running.
+    wait_for_within(Duration::from_secs(30), || async {
+        leftover_processes(&marker).is_empty().then_some(())
+    })
+    .await;
+
+    let statuses = runs.iter().fold(BTreeMap::new(), |mut m, r| {
+        *m.entry(r.status.as_str()).or_insert(0) += 1;
+        m
+    });
+    let attempts = runs.iter().filter(|r| r.attempt > 1).count();
+    eprintln!(
+        "{TRIGGERS} triggers, {} chatrun starts, {} refusals: runs {statuses:?}, {attempts} run \
+         again, {} result posts, {undelivered} undelivered",
+        server.starts,
+        refused.lock().unwrap().len(),
+        posts.len()
+    );
+    assert!(statuses.get("succeeded").copied().unwrap_or(0) > TRIGGERS / 2);
+
+    // A clean stop after all that: exit 0.
+    store.close().await;
+    assert!(server.terminate().await.success());
+}
