@@ -130,10 +130,11 @@ fn random_below(n: u64) -> u64 {
 
 /// A form-encoded outgoing webhook for trigger `i`, sent now.
 fn trigger_body(i: usize) -> String {
-    // One in 25 asks for a long step, so that kills find steps running.
+    // One in 25 asks for a step that runs until the job's timeout, so that kills find steps
+    // running, and what a killed chatrun leaves would outlive the test.
     let (job, secs) = match i % 25 {
-        0 => ("work", "5"),
-        1 => ("again", "5"),
+        0 => ("work", "300"),
+        1 => ("again", "300"),
         n if n % 2 == 0 => ("work", "0.1"),
         _ => ("again", "0.1"),
     };
@@ -189,8 +190,8 @@ async fn acknowledged_triggers_survive_sigkill_with_one_run_and_one_reply_each()
     std::fs::create_dir(dir.path().join("jobs")).unwrap();
     let job = |retry: bool| {
         format!(
-            "retry_interrupted = {retry}\nconcurrency = 8\nqueue_limit = 0\n\
-             [params.secs]\nchoices = [\"0.1\", \"5\"]\npositional = 1\n\
+            "retry_interrupted = {retry}\nconcurrency = 8\nqueue_limit = 0\ntimeout = \"4s\"\n\
+             [params.secs]\nchoices = [\"0.1\", \"300\"]\npositional = 1\n\
              [[steps]]\nname = \"Work\"\nrun = [\"sleep\", \"{{secs}}\"]\n\
              env = {{ {MARKER} = \"{marker}\" }}\n"
         )
@@ -352,8 +353,9 @@ async fn acknowledged_triggers_survive_sigkill_with_one_run_and_one_reply_each()
         }
     }
 
-    // Nothing a killed chatrun started is still running.
-    wait_for_within(Duration::from_secs(30), || async {
+    // Nothing a killed chatrun started is still running (left alone, they would sleep for
+    // minutes).
+    wait_for_within(Duration::from_secs(5), || async {
         leftover_processes(&marker).is_empty().then_some(())
     })
     .await;
