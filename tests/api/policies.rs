@@ -159,11 +159,15 @@ async fn cancel_running_lets_the_latest_request_win() {
 
 #[tokio::test]
 async fn the_acknowledgement_gives_the_expected_wait_once_the_job_has_history() {
+    // Each run waits for its own file, so the test decides when it ends.
     let app = spawn_app_with(&[(
         "nap",
-        "[[steps]]\nname = \"Nap\"\nrun = [\"sleep\", \"0.3\"]\n",
+        "[[steps]]\nname = \"Nap\"\n\
+         run = [\"sh\", \"-c\", \"while [ ! -e go-$CHATRUN_RUN_ID ]; do sleep 0.02; done\"]\n",
     )])
     .await;
+    let go = |run: i64| std::fs::write(app.dir.path().join(format!("jobs/go-{run}")), "").unwrap();
+    go(1);
     let first = say(&app, "alice", "#nap", "n1").await;
     assert!(!first.contains("expected"), "no history yet: {first}");
     app.finished_run(1).await;
@@ -172,9 +176,12 @@ async fn the_acknowledgement_gives_the_expected_wait_once_the_job_has_history() 
     wait_status(&app, 2, "running").await;
     let third = say(&app, "alice", "#nap", "n3").await;
     assert!(
-        third.contains("position 1 in the queue, expected to start in about 0.3s"),
+        third.contains("position 1 in the queue, expected to start in about "),
         "{third}"
     );
+    go(2);
+    go(3);
+    app.finished_run(3).await;
 }
 
 #[tokio::test]
