@@ -81,6 +81,8 @@ pub struct RawConfig {
     kill_grace_secs: u64,
     #[serde(default = "default_rate_limit", deserialize_with = "de::number")]
     rate_limit_per_minute: u64,
+    #[serde(default = "default_max_log_bytes", deserialize_with = "de::number")]
+    max_log_bytes: u64,
     #[serde(default)]
     mattermost: RawMattermost,
     #[serde(default)]
@@ -189,6 +191,9 @@ fn default_kill_grace_secs() -> u64 {
 fn default_rate_limit() -> u64 {
     10
 }
+fn default_max_log_bytes() -> u64 {
+    crate::runner::output::DEFAULT_MAX_LOG_BYTES
+}
 fn default_retry_base_ms() -> u64 {
     1000
 }
@@ -220,6 +225,8 @@ pub struct Config {
     pub kill_grace: Duration,
     /// Requests that start runs one user may make per minute; 0 for no limit.
     pub rate_limit_per_minute: usize,
+    /// The most bytes a run's log file keeps: beyond it, its head and tail around a marker.
+    pub max_log_bytes: u64,
     /// Mattermost settings.
     pub mattermost: Mattermost,
     /// Microsoft Teams outgoing webhooks, one per team.
@@ -575,6 +582,16 @@ impl Config {
             users: web_users,
             trust_header,
         };
+        if raw.max_log_bytes < crate::runner::output::MIN_MAX_LOG_BYTES {
+            problem(
+                "max_log_bytes",
+                format!(
+                    "{} is too small: at least {} (64 KiB)",
+                    raw.max_log_bytes,
+                    crate::runner::output::MIN_MAX_LOG_BYTES
+                ),
+            );
+        }
         if raw.outbox.max_attempts == 0 {
             problem("outbox.max_attempts", "must be at least 1".into());
         }
@@ -595,6 +612,7 @@ impl Config {
             lease: Duration::from_secs(raw.lease_secs),
             kill_grace: Duration::from_secs(raw.kill_grace_secs),
             rate_limit_per_minute: usize::try_from(raw.rate_limit_per_minute).unwrap_or(usize::MAX),
+            max_log_bytes: raw.max_log_bytes,
             mattermost: Mattermost {
                 tokens,
                 url: url.map(|u| u.trim_end_matches('/').to_string()),
@@ -896,6 +914,27 @@ mod tests {
             ]
         );
         assert!(err.to_string().contains("bad.toml: listen: `nowhere`"));
+    }
+
+    #[test]
+    fn max_log_bytes_defaults_to_10_mib_and_refuses_less_than_64_kib() {
+        let config = Config::parse("c.toml", "", env(&[])).unwrap();
+        assert_eq!(config.max_log_bytes, 10_485_760);
+        let config = Config::parse("c.toml", "max_log_bytes = 65536\n", env(&[])).unwrap();
+        assert_eq!(config.max_log_bytes, 65_536);
+        let config =
+            Config::parse("c.toml", "", env(&[("CHATRUN_MAX_LOG_BYTES", "1048576")])).unwrap();
+        assert_eq!(config.max_log_bytes, 1_048_576);
+        let err = Config::parse("c.toml", "max_log_bytes = 1000\n", env(&[])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid configuration:\n  - c.toml: max_log_bytes: 1000 is too small: at least 65536 (64 KiB)"
+        );
+        let err = Config::parse("c.toml", "max_log_bytes = \"10MB\"\n", env(&[])).unwrap_err();
+        assert!(
+            err.to_string().contains("`10MB` is not a whole number"),
+            "{err}"
+        );
     }
 
     #[test]

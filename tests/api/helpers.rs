@@ -124,6 +124,18 @@ pub async fn start_with(
     jobs: &[(&str, &str)],
     extra: &str,
 ) -> TestApp {
+    start_with_keys(dir, mattermost, jobs, "", extra).await
+}
+
+/// [`start_with`], with `top` among the configuration's top-level keys (`extra` lands in its
+/// last section).
+pub async fn start_with_keys(
+    dir: TempDir,
+    mattermost: MockServer,
+    jobs: &[(&str, &str)],
+    top: &str,
+    extra: &str,
+) -> TestApp {
     let jobs_dir = dir.path().join("jobs");
     std::fs::create_dir_all(&jobs_dir).unwrap();
     for (name, text) in jobs {
@@ -140,6 +152,7 @@ jobs_dir = "{dir}/jobs"
 data_dir = "{dir}/data"
 workers = 2
 kill_grace_secs = 1
+{top}
 [mattermost]
 tokens = ["{TOKEN}"]
 url = "{url}"

@@ -9,6 +9,7 @@ mod commands;
 mod helpers;
 mod history;
 mod mattermost;
+mod output;
 mod policies;
 mod queue;
 mod teams;
