@@ -101,6 +101,8 @@ pub struct RawConfig {
     replay_window: String,
     #[serde(default = "default_busy_timeout_ms", deserialize_with = "de::number")]
     busy_timeout_ms: u64,
+    #[serde(default = "default_max_log_bytes", deserialize_with = "de::number")]
+    max_log_bytes: u64,
     #[serde(default)]
     mattermost: RawMattermost,
     #[serde(default)]
@@ -221,6 +223,9 @@ fn default_replay_window() -> String {
 fn default_busy_timeout_ms() -> u64 {
     5000
 }
+fn default_max_log_bytes() -> u64 {
+    crate::runner::output::DEFAULT_MAX_LOG_BYTES
+}
 fn default_retry_base_ms() -> u64 {
     1000
 }
@@ -261,6 +266,8 @@ pub struct Config {
     pub replay_window: Duration,
     /// How long a database write waits for another writer's lock before it fails.
     pub busy_timeout: Duration,
+    /// The most bytes a run's log file keeps: beyond it, its head and tail around a marker.
+    pub max_log_bytes: u64,
     /// Mattermost settings.
     pub mattermost: Mattermost,
     /// Microsoft Teams outgoing webhooks, one per team.
@@ -680,6 +687,16 @@ impl Config {
                 format!("{} is out of range: 1 to 60000", raw.busy_timeout_ms),
             );
         }
+        if raw.max_log_bytes < crate::runner::output::MIN_MAX_LOG_BYTES {
+            problem(
+                "max_log_bytes",
+                format!(
+                    "{} is too small: at least {} (64 KiB)",
+                    raw.max_log_bytes,
+                    crate::runner::output::MIN_MAX_LOG_BYTES
+                ),
+            );
+        }
         if raw.outbox.retry_base_ms == 0 {
             problem("outbox.retry_base_ms", "must be at least 1".into());
         }
@@ -702,6 +719,7 @@ impl Config {
                 .expect("validated to at most 64 MiB"),
             replay_window,
             busy_timeout: Duration::from_millis(raw.busy_timeout_ms),
+            max_log_bytes: raw.max_log_bytes,
             mattermost: Mattermost {
                 tokens,
                 url: url.map(|u| u.trim_end_matches('/').to_string()),
@@ -1034,6 +1052,27 @@ mod tests {
             ]
         );
         assert!(err.to_string().contains("bad.toml: listen: `nowhere`"));
+    }
+
+    #[test]
+    fn max_log_bytes_defaults_to_10_mib_and_refuses_less_than_64_kib() {
+        let config = Config::parse("c.toml", "", env(&[])).unwrap();
+        assert_eq!(config.max_log_bytes, 10_485_760);
+        let config = Config::parse("c.toml", "max_log_bytes = 65536\n", env(&[])).unwrap();
+        assert_eq!(config.max_log_bytes, 65_536);
+        let config =
+            Config::parse("c.toml", "", env(&[("CHATRUN_MAX_LOG_BYTES", "1048576")])).unwrap();
+        assert_eq!(config.max_log_bytes, 1_048_576);
+        let err = Config::parse("c.toml", "max_log_bytes = 1000\n", env(&[])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid configuration:\n  - c.toml: max_log_bytes: 1000 is too small: at least 65536 (64 KiB)"
+        );
+        let err = Config::parse("c.toml", "max_log_bytes = \"10MB\"\n", env(&[])).unwrap_err();
+        assert!(
+            err.to_string().contains("`10MB` is not a whole number"),
+            "{err}"
+        );
     }
 
     #[test]

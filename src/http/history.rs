@@ -5,7 +5,6 @@
 //! of an unfinished run follows its log through Server-Sent Events (a few lines of plain
 //! JavaScript) and reloads when the run ends.
 
-use std::io::SeekFrom;
 use std::path::PathBuf;
 
 use askama::Template;
@@ -16,12 +15,12 @@ use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::api::FilterQuery;
 use super::{AppState, Error};
 use crate::render;
-use crate::runner::output::TAIL_BYTES;
+pub(super) use crate::runner::output::read_log;
+use crate::runner::output::{TAIL_BYTES, count_lines, marker};
 use crate::store::{RunId, RunRow, TestFailureRow, now_ms};
 
 /// Runs per page.
@@ -178,7 +177,15 @@ struct RunPage {
     duration: String,
     steps: Vec<StepItem>,
     omitted: i64,
+    /// Where the live stream starts: the end of the output shown.
     log_bytes: i64,
+    /// How much the run printed (`1.0 GiB`), and how much of it its log file keeps.
+    printed: String,
+    kept: String,
+    /// Whether the log file kept less than the run printed.
+    capped: bool,
+    /// For a run that has printed more than the log keeps: what the log will keep.
+    live_note: String,
     /// A finished run's output, numbered: `(line number, text)`; the tail's numbers count
     /// from the end of the whole log, so `#L1234` names the same line whatever is shown.
     head_lines: Vec<(i64, String)>,
@@ -279,37 +286,42 @@ async fn run_page(
     let finished = run.status.is_finished();
     let path = log_path(&state, run.run_id);
 
-    // While a run goes, its output is only in the log file: show the end of it.
-    let (log_head, log_tail, log_bytes) = if finished {
-        (run.log_head.clone(), run.log_tail.clone(), run.log_bytes)
+    let stored = tokio::fs::metadata(&path).await.ok().map(|m| m.len());
+    let stored_file = stored.is_some();
+    let cap = crate::runner::output::Cap::new(state.config.max_log_bytes);
+
+    // While a run goes, its output is only in the log: show the end of it, numbered, which the
+    // live stream continues.
+    let (live_lines, live_size) = if finished {
+        (Vec::new(), 0)
     } else {
-        let (tail, _, size) = read_log(&path, None, TAIL_BYTES as u64).await;
-        (
-            String::from_utf8_lossy(&tail).into_owned(),
-            String::new(),
-            i64::try_from(size).unwrap_or(i64::MAX),
-        )
+        let (tail, start, size) = read_log(&path, None, TAIL_BYTES as u64).await;
+        let text = String::from_utf8_lossy(&tail);
+        let lines: Vec<&str> = text.split_inclusive('\n').collect();
+        let first = count_lines(&path, start).await + 1;
+        (numbered(&lines, i64::try_from(first).unwrap_or(1)), size)
     };
-    // The live tail's lines keep their numbers too: count the lines before it.
-    let live_lines = if finished {
-        Vec::new()
+    let printed = if finished {
+        u64::try_from(run.log_bytes).unwrap_or(0)
     } else {
-        let before = u64::try_from(log_bytes).unwrap_or(0) - log_head.len() as u64;
-        let first = count_lines(&path, before).await + 1;
-        let lines: Vec<&str> = log_head.split_inclusive('\n').collect();
-        numbered(&lines, i64::try_from(first).unwrap_or(1))
+        live_size
     };
-    let shown = i64::try_from(log_head.len() + log_tail.len()).unwrap_or(i64::MAX);
+    // A finished run's log file; the gap's offsets are in it.
+    let stored = stored.filter(|_| finished).unwrap_or(printed);
     // At most HEAD_LINES + TAIL_LINES lines on the page; the middle loads on demand.
-    let head_kept: Vec<&str> = log_head.split_inclusive('\n').take(HEAD_LINES).collect();
-    let tail_all: Vec<&str> = log_tail.split_inclusive('\n').collect();
+    let head_kept: Vec<&str> = run
+        .log_head
+        .split_inclusive('\n')
+        .take(HEAD_LINES)
+        .collect();
+    let tail_all: Vec<&str> = run.log_tail.split_inclusive('\n').collect();
     let tail_kept = &tail_all[tail_all.len().saturating_sub(TAIL_LINES)..];
     let head_bytes: usize = head_kept.iter().map(|l| l.len()).sum();
     let tail_bytes: usize = tail_kept.iter().map(|l| l.len()).sum();
     let head_lines = numbered(&head_kept, 1);
     let tail_count = i64::try_from(tail_kept.len()).unwrap_or(0);
     let tail_lines = numbered(tail_kept, (run.log_lines - tail_count + 1).max(1));
-    let gap_end = usize::try_from(log_bytes)
+    let gap_end = usize::try_from(stored)
         .unwrap_or(0)
         .saturating_sub(tail_bytes);
     let page = RunPage {
@@ -351,13 +363,22 @@ async fn run_page(
                 position: step.position,
             })
             .collect(),
-        omitted: if finished {
-            i64::try_from(gap_end.saturating_sub(head_bytes)).unwrap_or(0)
+        omitted: i64::try_from(gap_end.saturating_sub(head_bytes)).unwrap_or(0),
+        log_bytes: i64::try_from(printed).unwrap_or(i64::MAX),
+        printed: render::bytes(printed),
+        kept: render::bytes(stored),
+        capped: finished && stored < printed,
+        live_note: if !finished && printed > cap.max {
+            format!(
+                "The output has passed {}: the log will keep its first {} and its last {}.",
+                render::bytes(cap.max),
+                render::bytes(cap.head),
+                render::bytes(cap.tail)
+            )
         } else {
-            (log_bytes - shown).max(0)
+            String::new()
         },
-        log_bytes,
-        has_log_file: tokio::fs::try_exists(&path).await.unwrap_or(false),
+        has_log_file: stored_file,
         replies,
         form_token: user
             .as_deref()
@@ -377,10 +398,35 @@ async fn run_log(State(state): State<AppState>, Path(id): Path<i64>) -> Result<R
         .get_run(RunId(id))
         .await?
         .ok_or(Error::NotFound)?;
-    let file = tokio::fs::File::open(log_path(&state, run.run_id))
-        .await
-        .map_err(|_| Error::NotFound)?;
-    let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
+    let path = log_path(&state, run.run_id);
+    if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
+        return Err(Error::NotFound);
+    }
+    // Through read_log, so a running run's log comes whole: its head, then its segments (with
+    // a marker where a part is no longer kept).
+    let chunks = futures_util::stream::unfold(Some((0u64, b'\n')), move |at| {
+        let path = path.clone();
+        async move {
+            let (offset, last) = at?;
+            let (bytes, start, _) = read_log(&path, Some(offset), 256 * 1024).await;
+            let (&end_byte, _) = bytes.split_last()?;
+            let mut chunk = Vec::with_capacity(bytes.len() + 64);
+            if start > offset {
+                if last != b'\n' {
+                    chunk.push(b'\n');
+                }
+                chunk.extend_from_slice(marker(start - offset).as_bytes());
+                chunk.push(b'\n');
+            }
+            let next = start + bytes.len() as u64;
+            chunk.extend_from_slice(&bytes);
+            Some((
+                Ok::<_, std::convert::Infallible>(chunk),
+                Some((next, end_byte)),
+            ))
+        }
+    });
+    let body = Body::from_stream(chunks);
     Ok((
         [
             (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
@@ -393,27 +439,6 @@ async fn run_log(State(state): State<AppState>, Path(id): Path<i64>) -> Result<R
 
 pub(super) fn log_path(state: &AppState, run_id: RunId) -> PathBuf {
     state.config.logs_dir().join(format!("{run_id}.log"))
-}
-
-/// Up to `length` bytes of a log file, from `offset` (clamped to the file) or, with `None`,
-/// its last `length` bytes: `(bytes, where they start, the file's size)`. Nothing when the
-/// file does not exist yet (a queued run) or cannot be read.
-pub(super) async fn read_log(
-    path: &std::path::Path,
-    offset: Option<u64>,
-    length: u64,
-) -> (Vec<u8>, u64, u64) {
-    let Ok(mut file) = tokio::fs::File::open(path).await else {
-        return (Vec::new(), 0, 0);
-    };
-    let size = file.metadata().await.map(|m| m.len()).unwrap_or(0);
-    let start = offset.map_or(size.saturating_sub(length), |o| o.min(size));
-    if file.seek(SeekFrom::Start(start)).await.is_err() {
-        return (Vec::new(), start, size);
-    }
-    let mut bytes = Vec::new();
-    let _ = file.take(length).read_to_end(&mut bytes).await;
-    (bytes, start, size)
 }
 
 /// Lines of a finished run's output shown from its start and from its end.
@@ -439,6 +464,9 @@ struct StreamQuery {
     /// Start at this byte offset (the end of what the page already shows).
     from: Option<u64>,
 }
+
+/// The most bytes a followed log is read at once.
+const FOLLOW_CHUNK: u64 = 256 * 1024;
 
 /// How often a followed log is checked for new output.
 const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
@@ -482,6 +510,8 @@ async fn log_stream(
         offset: u64,
         /// Lines before `offset`.
         line: u64,
+        /// Whether the run was going when the stream started (offsets count printed output).
+        live: bool,
         pending: std::collections::VecDeque<Event>,
         done: bool,
     }
@@ -491,6 +521,7 @@ async fn log_stream(
         path,
         offset: start,
         line,
+        live: !run.status.is_finished(),
         pending: std::collections::VecDeque::new(),
         done: false,
     };
@@ -503,19 +534,40 @@ async fn log_stream(
                 return None;
             }
             // Read what is new, up to the last complete line.
-            let finished = f
-                .state
-                .store
-                .get_run(f.run_id)
-                .await
-                .ok()
-                .flatten()
-                .is_none_or(|r| r.status.is_finished());
-            let (chunk, _, _) = read_log(&f.path, Some(f.offset), 256 * 1024).await;
+            let run = f.state.store.get_run(f.run_id).await.ok().flatten();
+            let finished = run.as_ref().is_none_or(|r| r.status.is_finished());
+            let (chunk, start, size) = read_log(&f.path, Some(f.offset), FOLLOW_CHUNK).await;
+            // A capped log was put together at the run's end: its tail moved, and the page
+            // that followed it reloads to show it.
+            if finished
+                && f.live
+                && run.is_some_and(|r| u64::try_from(r.log_bytes).unwrap_or(0) > size)
+            {
+                f.done = true;
+                return Some((Ok(Event::default().event("end").data("finished")), f));
+            }
+            if start > f.offset {
+                // Output the log no longer keeps (the stream fell behind a capped log).
+                let line = count_lines(&f.path, start).await;
+                f.pending.push_back(
+                    Event::default()
+                        .event("gap")
+                        .id(format!("{start}:{line}"))
+                        .data(marker(start - f.offset)),
+                );
+                f.offset = start;
+                f.line = line;
+            }
             let complete = match chunk.iter().rposition(|b| *b == b'\n') {
                 Some(last) => &chunk[..=last],
-                // At the end of a finished run, a last line without a newline is still a line.
+                // At the end of a finished run, a last line without a newline is still a line;
+                // so is one cut short by output the log no longer keeps.
                 None if finished => &chunk[..],
+                None if (chunk.len() as u64) < FOLLOW_CHUNK
+                    && start + (chunk.len() as u64) < size =>
+                {
+                    &chunk[..]
+                }
                 None => &[][..],
             };
             for line in complete.split_inclusive(|b| *b == b'\n') {
@@ -540,23 +592,6 @@ async fn log_stream(
         }
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
-}
-
-/// Newlines in the first `end` bytes of a log file: the number of the line at `end`, less one.
-async fn count_lines(path: &std::path::Path, end: u64) -> u64 {
-    let Ok(file) = tokio::fs::File::open(path).await else {
-        return 0;
-    };
-    let mut reader = file.take(end);
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut lines = 0;
-    while let Ok(n) = reader.read(&mut buf).await {
-        if n == 0 {
-            break;
-        }
-        lines += buf[..n].iter().filter(|b| **b == b'\n').count() as u64;
-    }
-    lines
 }
 
 #[derive(serde::Deserialize)]

@@ -286,7 +286,11 @@ impl Worker {
         if let Err(err) = tokio::fs::create_dir_all(&logs).await {
             tracing::warn!(error = %err, dir = %logs.display(), "cannot create the logs folder");
         }
-        let mut log = LogSink::create(&logs.join(format!("{run_id}.log"))).await;
+        let mut log = LogSink::create(
+            &logs.join(format!("{run_id}.log")),
+            self.config.max_log_bytes,
+        )
+        .await;
         // Values of the job's secret variables, wherever the steps get them from.
         log.set_secrets(job.secret_env.iter().flat_map(|name| {
             job.steps
@@ -434,7 +438,8 @@ impl Worker {
             error: file_error,
             log_head: summary.head,
             log_tail: summary.tail,
-            log_bytes: i64::try_from(summary.total).unwrap_or(i64::MAX),
+            // What the steps printed; the file (summary.stored) may hold less.
+            log_bytes: i64::try_from(summary.printed).unwrap_or(i64::MAX),
             log_lines: i64::try_from(summary.lines).unwrap_or(i64::MAX),
             log_path: Some(path),
             finished_at: now_ms(),

@@ -75,6 +75,25 @@ pub fn duration(ms: i64) -> String {
     }
 }
 
+/// A size as people read it: `512 bytes`, `1.5 KiB`, `10 MiB`, `1.0 GiB` (one decimal below 10).
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} bytes");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if value < 9.95 {
+        format!("{value:.1} {}", UNITS[unit])
+    } else {
+        format!("{value:.0} {}", UNITS[unit])
+    }
+}
+
 /// A timestamp in UTC: `2026-11-23 16:04:05 UTC`.
 pub fn timestamp(ms: i64) -> String {
     let at = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
@@ -408,6 +427,16 @@ pub struct ResultMessage<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_read_as_people_say_them() {
+        assert_eq!(bytes(0), "0 bytes");
+        assert_eq!(bytes(1023), "1023 bytes");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(10 * 1024 * 1024), "10 MiB");
+        assert_eq!(bytes(1024 * 1024 * 1024), "1.0 GiB");
+        assert_eq!(bytes(5 * 1024 * 1024 - 64), "5.0 MiB");
+    }
 
     #[test]
     fn markdown_escaper_defuses_syntax_and_mentions() {

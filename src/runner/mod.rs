@@ -266,7 +266,7 @@ mod tests {
 
     async fn run(def: &StepDef, secs: u64) -> (StepOutcome, LogSummary) {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = LogSink::create(&dir.path().join("log")).await;
+        let mut log = LogSink::create(&dir.path().join("log"), output::DEFAULT_MAX_LOG_BYTES).await;
         let env = vec![("CHATRUN_RUN_ID".to_string(), "7".to_string())];
         let outcome = run_step(def, &env, limits(secs), &mut log, &CancellationToken::new()).await;
         (outcome, log.finish().await.0)
@@ -315,7 +315,7 @@ mod tests {
     #[tokio::test]
     async fn cancel_stops_the_step() {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = LogSink::create(&dir.path().join("log")).await;
+        let mut log = LogSink::create(&dir.path().join("log"), output::DEFAULT_MAX_LOG_BYTES).await;
         let cancel = CancellationToken::new();
         cancel.cancel();
         let outcome = run_step(&step("sleep 30"), &[], limits(60), &mut log, &cancel).await;

@@ -1,27 +1,102 @@
-//! A run's output: every byte goes to the run's log file; only a capped head and tail stay in
-//! memory (and go to the database), so memory is bounded however much a job prints.
+//! A run's output: the run's log file, capped at `max_log_bytes`, and a head and tail in memory
+//! for the database. Nothing here grows with the output.
+//!
+//! Output that fits under the cap is stored whole. Beyond it, the file keeps the first half (the
+//! head) and the last half (the tail) with one line between them, `[chatrun: N bytes omitted]`,
+//! N being exactly the bytes left out. How, with bounded memory and disk, while pages follow the
+//! log live:
+//!
+//! - The head goes to `<run>.log` as it comes.
+//! - Everything after it goes to segment files in `<run>.log.parts/`, each named
+//!   `<offset>-<lines>` (where its first byte is in the output, and the newlines before it) and
+//!   a sixteenth of the cap long (at most 1 MiB). A segment is deleted once the newer ones hold
+//!   the tail, so the files never hold more than the cap plus one segment.
+//! - When the run ends, [`LogSink::finish`] appends to `<run>.log` every segment (when the output
+//!   fitted) or the marker line and the tail, and removes the folder.
+//! - [`read_log`] and [`count_lines`] serve `<run>.log` followed by the segments as one log,
+//!   addressed by offsets in the output as printed. For a finished run (no segments) that is
+//!   just the file. Where a part is no longer kept, the reader jumps to the next one and says
+//!   so (`start` past the asked offset).
+//!
+//! In memory: the database's head (16 KiB) and tail (up to 96 KiB before trimming), the current
+//! step's tail (up to 16 KiB), output held back for secret masking (up to 64 KiB) and the write
+//! buffers.
+//!
+//! Counts: a run's *printed* bytes and lines are those of its whole output (chatrun's notes
+//! included, secrets already masked); what is *stored* is the file. Line numbers (`#L123`) are
+//! numbers in the printed output, so a line keeps its number whether the page shows it live,
+//! from the head or from the tail.
 
+use std::collections::VecDeque;
+use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
 
 use tokio::fs::File;
-use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufReader, BufWriter};
 
-/// Bytes kept from the start of the output.
+/// Bytes kept from the start of the output, for the database.
 pub const HEAD_BYTES: usize = 16 * 1024;
-/// Bytes kept from the end of the output.
+/// Bytes kept from the end of the output, for the database.
 pub const TAIL_BYTES: usize = 48 * 1024;
+
+/// The default cap of a run's log file: 10 MiB.
+pub const DEFAULT_MAX_LOG_BYTES: u64 = 10 * 1024 * 1024;
+/// The smallest cap: room for the database's head and tail on either side of the marker.
+pub const MIN_MAX_LOG_BYTES: u64 = 64 * 1024;
+
+/// Room left for the marker line (a newline, `[chatrun: ` 20 digits ` bytes omitted]`, a newline).
+const MARKER_ROOM: u64 = 64;
+/// The longest segment file of the tail.
+const MAX_SEGMENT_BYTES: u64 = 1024 * 1024;
+
+/// The line that stands for the output left out of a capped log.
+pub fn marker(omitted: u64) -> String {
+    format!("[chatrun: {omitted} bytes omitted]")
+}
+
+/// How a log file is capped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cap {
+    /// The most bytes the file holds.
+    pub max: u64,
+    /// Bytes kept from the start of the output.
+    pub head: u64,
+    /// Bytes kept from the end, when the output did not fit.
+    pub tail: u64,
+    /// Length of one segment file of the tail.
+    segment: u64,
+}
+
+impl Cap {
+    /// The cap of `max` bytes (raised to [`MIN_MAX_LOG_BYTES`]).
+    pub fn new(max: u64) -> Self {
+        let max = max.max(MIN_MAX_LOG_BYTES);
+        let head = max / 2;
+        Self {
+            max,
+            head,
+            tail: max - head - MARKER_ROOM,
+            segment: (max / 16).min(MAX_SEGMENT_BYTES),
+        }
+    }
+}
 
 /// Where a run's output goes.
 #[derive(Debug)]
 pub struct LogSink {
     path: PathBuf,
-    file: Option<BufWriter<File>>,
+    cap: Cap,
+    /// The files; `None` once one could not be written.
+    disk: Option<Disk>,
     head: Vec<u8>,
     /// The last bytes after the head; trimmed to `TAIL_BYTES` when it doubles.
     tail: Vec<u8>,
+    /// Bytes printed.
     total: u64,
-    /// Newlines written.
+    /// Newlines printed.
     lines: u64,
+    /// The last byte printed.
+    last: Option<u8>,
     /// The current step's last bytes (see [`LogSink::begin_step`]); trimmed to `STEP_TAIL_BYTES`.
     step_tail: Vec<u8>,
     /// Why the log file could not be written, if it could not.
@@ -31,6 +106,29 @@ pub struct LogSink {
     /// Step output held back until its line is complete, so a secret split across two reads
     /// is still found.
     pending: Vec<u8>,
+}
+
+/// The log's files while the run goes.
+#[derive(Debug)]
+struct Disk {
+    /// `<run>.log`: the head.
+    main: BufWriter<File>,
+    main_len: u64,
+    /// The head's last byte, to put the marker on a line of its own.
+    main_last: Option<u8>,
+    /// `<run>.log.parts`: the segments after the head.
+    parts: PathBuf,
+    /// The segments kept, oldest first; the last one is being written to `current`.
+    segments: VecDeque<Segment>,
+    current: Option<BufWriter<File>>,
+}
+
+#[derive(Debug)]
+struct Segment {
+    /// Where its first byte is in the output.
+    offset: u64,
+    len: u64,
+    path: PathBuf,
 }
 
 /// What a secret value is replaced with.
@@ -68,19 +166,51 @@ pub struct LogSummary {
     /// The first bytes (lossy UTF-8).
     pub head: String,
     /// The last bytes that are not in `head` (lossy UTF-8); empty when everything fit in `head`.
+    /// Never reaches back past the marker of a capped log.
     pub tail: String,
-    /// Every byte written.
-    pub total: u64,
-    /// Lines in the whole log (a last line without a newline counts).
+    /// Every byte printed.
+    pub printed: u64,
+    /// The log file's size: `printed` when it fitted under the cap, else the head, the marker
+    /// line and the tail.
+    pub stored: u64,
+    /// Lines printed (a last line without a newline counts).
     pub lines: u64,
 }
 
+fn newlines(bytes: &[u8]) -> u64 {
+    bytes.iter().filter(|b| **b == b'\n').count() as u64
+}
+
+/// `<run>.log.parts`, the folder of a log's segments while its run goes.
+fn parts_dir(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".parts");
+    PathBuf::from(name)
+}
+
 impl LogSink {
-    /// Creates (truncating) the log file at `path`. A file that cannot be created is reported in
-    /// the log summary, not fatal: the head and tail are still kept.
-    pub async fn create(path: &Path) -> Self {
-        let (file, file_error) = match File::create(path).await {
-            Ok(file) => (Some(BufWriter::new(file)), None),
+    /// Creates (truncating) the log file at `path`, capped at `max_bytes`, and removes segments
+    /// a previous attempt of the run left. A file that cannot be created is reported in the log
+    /// summary, not fatal: the head and tail are still kept.
+    pub async fn create(path: &Path, max_bytes: u64) -> Self {
+        let parts = parts_dir(path);
+        if let Err(err) = tokio::fs::remove_dir_all(&parts).await
+            && err.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(error = %err, dir = %parts.display(), "cannot remove old log parts");
+        }
+        let (disk, file_error) = match File::create(path).await {
+            Ok(file) => (
+                Some(Disk {
+                    main: BufWriter::new(file),
+                    main_len: 0,
+                    main_last: None,
+                    parts,
+                    segments: VecDeque::new(),
+                    current: None,
+                }),
+                None,
+            ),
             Err(err) => (
                 None,
                 Some(format!("cannot write {}: {err}", path.display())),
@@ -88,11 +218,13 @@ impl LogSink {
         };
         Self {
             path: path.to_path_buf(),
-            file,
+            cap: Cap::new(max_bytes),
+            disk,
             head: Vec::new(),
             tail: Vec::new(),
             total: 0,
             lines: 0,
+            last: None,
             step_tail: Vec::new(),
             file_error,
             secrets: Vec::new(),
@@ -107,20 +239,23 @@ impl LogSink {
 
     /// Appends bytes.
     pub async fn write(&mut self, mut bytes: &[u8]) {
-        self.total += bytes.len() as u64;
-        self.lines += bytes.iter().filter(|b| **b == b'\n').count() as u64;
-        // Flushed with every chunk: the run page and the live stream read the file while the
+        if bytes.is_empty() {
+            return;
+        }
+        // Flushed with every chunk: the run page and the live stream read the files while the
         // run goes (a chunk is up to 32 KiB, so this is no write per byte).
-        if let Some(file) = &mut self.file {
-            let written = match file.write_all(bytes).await {
-                Ok(()) => file.flush().await,
+        if let Some(disk) = &mut self.disk {
+            let written = match disk.write(&self.cap, bytes, self.total, self.lines).await {
+                Ok(()) => disk.flush().await,
                 Err(err) => Err(err),
             };
             if let Err(err) = written {
-                self.file_error = Some(format!("cannot write {}: {err}", self.path.display()));
-                self.file = None;
+                self.fail(&err);
             }
         }
+        self.total += bytes.len() as u64;
+        self.lines += newlines(bytes);
+        self.last = bytes.last().copied();
         if self.head.len() < HEAD_BYTES {
             let take = bytes.len().min(HEAD_BYTES - self.head.len());
             self.head.extend_from_slice(&bytes[..take]);
@@ -130,6 +265,11 @@ impl LogSink {
         if self.tail.len() > 2 * TAIL_BYTES {
             self.tail.drain(..self.tail.len() - TAIL_BYTES);
         }
+    }
+
+    fn fail(&mut self, err: &std::io::Error) {
+        self.file_error = Some(format!("cannot write {}: {err}", self.path.display()));
+        self.disk = None;
     }
 
     /// Starts a new step: [`LogSink::step_tail`] will show only what it prints.
@@ -206,39 +346,316 @@ impl LogSink {
         self.write(format!("[chatrun] {line}\n").as_bytes()).await;
     }
 
-    /// Flushes the file and returns what is kept.
+    /// Puts the log file together (the head, then everything or the marker and the tail) and
+    /// returns what is kept, with why the file could not be written, if it could not.
     pub async fn finish(mut self) -> (LogSummary, Option<String>) {
-        if let Some(file) = &mut self.file
-            && let Err(err) = file.flush().await
-        {
-            self.file_error = Some(format!("cannot write {}: {err}", self.path.display()));
+        let mut stored = 0;
+        if let Some(disk) = self.disk.take() {
+            let parts = disk.parts.clone();
+            match disk.assemble(&self.cap, self.total).await {
+                Ok(len) => stored = len,
+                Err(err) => {
+                    self.fail(&err);
+                    let _ = tokio::fs::remove_dir_all(&parts).await;
+                }
+            }
         }
-        let tail_start = self.tail.len().saturating_sub(TAIL_BYTES);
+        let capped = self.total > self.cap.max;
+        // The database's tail stays within the file's tail: no marker, no numbering gap.
+        let keep = if capped {
+            TAIL_BYTES.min(usize::try_from(self.cap.tail).unwrap_or(usize::MAX))
+        } else {
+            TAIL_BYTES
+        };
+        let tail_start = self.tail.len().saturating_sub(keep);
         let summary = LogSummary {
             head: String::from_utf8_lossy(&self.head).into_owned(),
             tail: String::from_utf8_lossy(&self.tail[tail_start..]).into_owned(),
-            total: self.total,
-            lines: self.lines
-                + u64::from(
-                    self.tail
-                        .last()
-                        .or(self.head.last())
-                        .is_some_and(|b| *b != b'\n'),
-                ),
+            printed: self.total,
+            stored,
+            lines: self.lines + u64::from(self.last.is_some_and(|b| b != b'\n')),
         };
         (summary, self.file_error)
     }
+}
+
+impl Disk {
+    /// Writes `bytes`, which start at `offset` in the output, after `lines` newlines.
+    async fn write(
+        &mut self,
+        cap: &Cap,
+        bytes: &[u8],
+        offset: u64,
+        lines: u64,
+    ) -> std::io::Result<()> {
+        let mut done = 0;
+        if self.main_len < cap.head {
+            let take = usize::try_from(cap.head - self.main_len)
+                .unwrap_or(usize::MAX)
+                .min(bytes.len());
+            self.main.write_all(&bytes[..take]).await?;
+            self.main_len += take as u64;
+            self.main_last = bytes[..take].last().copied().or(self.main_last);
+            done = take;
+        }
+        while done < bytes.len() {
+            let at = offset + done as u64;
+            if self.segments.back().is_none_or(|s| s.len >= cap.segment) {
+                self.roll(at, lines + newlines(&bytes[..done])).await?;
+                self.forget(cap, at);
+            }
+            let segment = self.segments.back_mut().expect("roll opened a segment");
+            let current = self.current.as_mut().expect("roll opened a segment");
+            let room = usize::try_from(cap.segment - segment.len).unwrap_or(usize::MAX);
+            let take = room.min(bytes.len() - done);
+            current.write_all(&bytes[done..done + take]).await?;
+            segment.len += take as u64;
+            done += take;
+        }
+        Ok(())
+    }
+
+    /// Starts a new segment at `offset`, after `lines` newlines.
+    async fn roll(&mut self, offset: u64, lines: u64) -> std::io::Result<()> {
+        if let Some(mut current) = self.current.take() {
+            current.flush().await?;
+        }
+        if self.segments.is_empty() {
+            tokio::fs::create_dir_all(&self.parts).await?;
+        }
+        let path = self.parts.join(format!("{offset}-{lines}"));
+        self.current = Some(BufWriter::new(File::create(&path).await?));
+        self.segments.push_back(Segment {
+            offset,
+            len: 0,
+            path,
+        });
+        Ok(())
+    }
+
+    /// Deletes the oldest segments while the newer ones hold the tail of output ending at `end`.
+    fn forget(&mut self, cap: &Cap, end: u64) {
+        while self.segments.len() >= 2 && end - self.segments[1].offset >= cap.tail {
+            if let Some(old) = self.segments.pop_front() {
+                // Readers that opened it keep reading; the name goes now.
+                if let Err(err) = std::fs::remove_file(&old.path) {
+                    tracing::warn!(error = %err, file = %old.path.display(), "cannot remove a log part");
+                }
+            }
+        }
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        self.main.flush().await?;
+        if let Some(current) = &mut self.current {
+            current.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Appends the segments (all, or the marker and the tail of `total` bytes printed) to the
+    /// head, removes them, and returns the file's size.
+    async fn assemble(mut self, cap: &Cap, total: u64) -> std::io::Result<u64> {
+        self.flush().await?;
+        self.current = None;
+        let keep_from = if total > cap.max {
+            let mut line = String::new();
+            if self.main_last.is_some_and(|b| b != b'\n') {
+                line.push('\n');
+            }
+            line.push_str(&marker(total - cap.head - cap.tail));
+            line.push('\n');
+            self.main.write_all(line.as_bytes()).await?;
+            self.main_len += line.len() as u64;
+            total - cap.tail
+        } else {
+            0
+        };
+        while let Some(segment) = self.segments.pop_front() {
+            let end = segment.offset + segment.len;
+            if end > keep_from {
+                let skip = keep_from.saturating_sub(segment.offset);
+                let mut file = File::open(&segment.path).await?;
+                file.seek(SeekFrom::Start(skip)).await?;
+                let rest = file.take(segment.len - skip);
+                let mut reader = BufReader::with_capacity(256 * 1024, rest);
+                self.main_len += tokio::io::copy_buf(&mut reader, &mut self.main).await?;
+            }
+            tokio::fs::remove_file(&segment.path).await?;
+        }
+        self.main.flush().await?;
+        match tokio::fs::remove_dir(&self.parts).await {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(err),
+            _ => {}
+        }
+        Ok(self.main_len)
+    }
+}
+
+/// A segment file as readers see it.
+#[derive(Debug)]
+struct Part {
+    offset: u64,
+    /// Newlines before it.
+    lines: u64,
+    len: u64,
+    path: PathBuf,
+}
+
+/// The segments of a log whose run goes, in order, without those already appended to the file.
+async fn parts(path: &Path, main_len: u64) -> Vec<Part> {
+    let Ok(mut dir) = tokio::fs::read_dir(parts_dir(path)).await else {
+        return Vec::new();
+    };
+    let mut parts = Vec::new();
+    while let Ok(Some(entry)) = dir.next_entry().await {
+        let name = entry.file_name();
+        let Some((offset, lines)) = name.to_str().and_then(|n| n.split_once('-')) else {
+            continue;
+        };
+        let (Ok(offset), Ok(lines)) = (offset.parse::<u64>(), lines.parse::<u64>()) else {
+            continue;
+        };
+        // Removed since it was listed: the next part takes over.
+        let Ok(meta) = entry.metadata().await else {
+            continue;
+        };
+        parts.push(Part {
+            offset,
+            lines,
+            len: meta.len(),
+            path: entry.path(),
+        });
+    }
+    parts.retain(|p| p.offset + p.len > main_len);
+    parts.sort_by_key(|p| p.offset);
+    parts
+}
+
+/// Appends up to `length` bytes of `path` from `from` to `out`; how many.
+async fn read_range(path: &Path, from: u64, length: u64, out: &mut Vec<u8>) -> u64 {
+    let Ok(mut file) = File::open(path).await else {
+        return 0;
+    };
+    if file.seek(SeekFrom::Start(from)).await.is_err() {
+        return 0;
+    }
+    let before = out.len();
+    let _ = file.take(length).read_to_end(out).await;
+    (out.len() - before) as u64
+}
+
+/// Up to `length` bytes of a run's log from `offset` (clamped to its end) or, with `None`, its
+/// last `length` bytes: `(bytes, where they start, the log's size so far)`. Offsets count the
+/// output as printed (see the module's notes); when the asked part is no longer kept, the bytes
+/// start at the next part kept. Nothing when the log does not exist yet (a queued run) or
+/// cannot be read.
+pub async fn read_log(path: &Path, offset: Option<u64>, length: u64) -> (Vec<u8>, u64, u64) {
+    let main_len = tokio::fs::metadata(path).await.map(|m| m.len()).ok();
+    let parts = parts(path, main_len.unwrap_or(0)).await;
+    if main_len.is_none() && parts.is_empty() {
+        return (Vec::new(), 0, 0);
+    }
+    let main_len = main_len.unwrap_or(0);
+    let size = parts
+        .last()
+        .map_or(main_len, |p| (p.offset + p.len).max(main_len));
+    let mut start = offset.map_or(size.saturating_sub(length), |o| o.min(size));
+    let mut bytes = Vec::new();
+    let mut at = start;
+    if at < main_len {
+        let want = length.min(main_len - at);
+        at += read_range(path, at, want, &mut bytes).await;
+        if at - start < want {
+            return (bytes, start, size);
+        }
+    }
+    for part in &parts {
+        let left = length - bytes.len() as u64;
+        let end = part.offset + part.len;
+        if left == 0 {
+            break;
+        }
+        if end <= at {
+            continue;
+        }
+        if part.offset > at {
+            if !bytes.is_empty() {
+                // Not contiguous: the caller asks again from where this stops.
+                break;
+            }
+            at = part.offset;
+            start = at;
+        }
+        let want = left.min(end - at);
+        let got = read_range(&part.path, at - part.offset, want, &mut bytes).await;
+        at += got;
+        if got < want {
+            break;
+        }
+    }
+    (bytes, start, size)
+}
+
+/// Newlines in a run's log before offset `end`: the number of the line at `end`, less one.
+pub async fn count_lines(path: &Path, end: u64) -> u64 {
+    let main_len = tokio::fs::metadata(path).await.map_or(0, |m| m.len());
+    let parts = parts(path, main_len).await;
+    let (file, from, before) = if end > main_len && !parts.is_empty() {
+        match parts.iter().rev().find(|p| p.offset <= end) {
+            Some(part) => (part.path.clone(), end - part.offset, part.lines),
+            // In output no longer kept: the first line kept after it.
+            None => return parts[0].lines,
+        }
+    } else {
+        (path.to_path_buf(), end, 0)
+    };
+    let Ok(file) = File::open(&file).await else {
+        return before;
+    };
+    let mut reader = file.take(from);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut lines = before;
+    while let Ok(n) = reader.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        lines += newlines(&buf[..n]);
+    }
+    lines
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const CAP: u64 = MIN_MAX_LOG_BYTES;
+
+    /// Numbered lines, `line 0\n` upwards, `bytes` long in all (the last one cut).
+    fn output(bytes: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(bytes + 16);
+        let mut i = 0;
+        while out.len() < bytes {
+            out.extend_from_slice(format!("line {i}\n").as_bytes());
+            i += 1;
+        }
+        out.truncate(bytes);
+        out
+    }
+
+    /// Bytes in the log's files.
+    fn on_disk(path: &Path) -> u64 {
+        let parts: u64 = std::fs::read_dir(parts_dir(path))
+            .map(|dir| dir.map(|e| e.unwrap().metadata().unwrap().len()).sum())
+            .unwrap_or(0);
+        std::fs::metadata(path).unwrap().len() + parts
+    }
+
     #[tokio::test]
-    async fn keeps_head_and_tail_in_memory_and_everything_in_the_file() {
+    async fn keeps_head_and_tail_in_memory_and_everything_that_fits_in_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("1.log");
-        let mut sink = LogSink::create(&path).await;
+        let mut sink = LogSink::create(&path, DEFAULT_MAX_LOG_BYTES).await;
         let chunk = vec![b'a'; 10_000];
         for _ in 0..100 {
             sink.write(&chunk).await;
@@ -246,17 +663,147 @@ mod tests {
         sink.write(b"THE END").await;
         let (summary, error) = sink.finish().await;
         assert_eq!(error, None);
-        assert_eq!(summary.total, 1_000_007);
+        assert_eq!(summary.printed, 1_000_007);
+        assert_eq!(summary.stored, 1_000_007);
         assert_eq!(summary.head.len(), HEAD_BYTES);
         assert_eq!(summary.tail.len(), TAIL_BYTES);
         assert!(summary.tail.ends_with("THE END"));
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 1_000_007);
+        assert!(!parts_dir(&path).exists());
+    }
+
+    #[tokio::test]
+    async fn output_up_to_the_cap_is_kept_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("5.log");
+        let mut sink = LogSink::create(&path, CAP).await;
+        let all = output(usize::try_from(CAP).unwrap());
+        for chunk in all.chunks(1000) {
+            sink.write(chunk).await;
+        }
+        let (summary, error) = sink.finish().await;
+        assert_eq!(error, None);
+        assert_eq!(std::fs::read(&path).unwrap(), all);
+        assert_eq!((summary.printed, summary.stored), (CAP, CAP));
+        assert_eq!(summary.lines, newlines(&all) + 1);
+        assert!(!parts_dir(&path).exists());
+    }
+
+    #[tokio::test]
+    async fn output_over_the_cap_keeps_head_marker_and_tail_with_the_exact_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("6.log");
+        let mut sink = LogSink::create(&path, CAP).await;
+        let all = output(1_000_000);
+        let cap = Cap::new(CAP);
+        let mut most_on_disk = 0;
+        for chunk in all.chunks(3000) {
+            sink.write(chunk).await;
+            most_on_disk = most_on_disk.max(on_disk(&path));
+        }
+        let (summary, error) = sink.finish().await;
+        assert_eq!(error, None);
+
+        let file = std::fs::read(&path).unwrap();
+        assert!(file.len() as u64 <= CAP, "{} bytes", file.len());
+        assert!(
+            most_on_disk <= CAP + cap.segment,
+            "{most_on_disk} bytes on disk"
+        );
+        let (head, tail) = (cap.head as usize, cap.tail as usize);
+        let omitted = all.len() - head - tail;
+        assert_eq!(&file[..head], &all[..head]);
+        let line = format!("\n[chatrun: {omitted} bytes omitted]\n");
+        assert_eq!(&file[head..head + line.len()], line.as_bytes());
+        assert_eq!(&file[head + line.len()..], &all[all.len() - tail..]);
+
+        assert_eq!(summary.printed, 1_000_000);
+        assert_eq!(summary.stored, file.len() as u64);
+        assert_eq!(summary.lines, newlines(&all) + 1);
+        assert_eq!(summary.head.as_bytes(), &all[..HEAD_BYTES]);
+        assert!(summary.tail.len() <= tail);
+        assert!(all.ends_with(summary.tail.as_bytes()));
+        assert!(!parts_dir(&path).exists());
+    }
+
+    #[tokio::test]
+    async fn a_log_over_the_cap_reads_live_by_printed_offsets_and_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("7.log");
+        let mut sink = LogSink::create(&path, CAP).await;
+        let all = output(500_000);
+        for chunk in all.chunks(4096) {
+            sink.write(chunk).await;
+        }
+        let size = all.len() as u64;
+
+        // The end, as the live page shows it, numbered as printed.
+        let (bytes, start, total) = read_log(&path, None, 1000).await;
+        assert_eq!(total, size);
+        assert_eq!(start, size - 1000);
+        assert_eq!(bytes, &all[all.len() - 1000..]);
+        let before = newlines(&all[..usize::try_from(start).unwrap()]);
+        assert_eq!(count_lines(&path, start).await, before);
+        assert_eq!(count_lines(&path, size).await, newlines(&all));
+
+        // The head is there; the middle is gone, and a reader is sent on to what is kept.
+        let (bytes, start, _) = read_log(&path, Some(10), 100).await;
+        assert_eq!((start, bytes.as_slice()), (10, &all[10..110]));
+        let (bytes, start, _) = read_log(&path, Some(CAP), 100).await;
+        assert!(start > CAP && start < size - Cap::new(CAP).tail, "{start}");
+        let at = usize::try_from(start).unwrap();
+        assert_eq!(bytes, &all[at..at + 100]);
+        // Across a segment's end, in one read.
+        let (bytes, start, _) = read_log(&path, Some(size - 20_000), 10_000).await;
+        assert_eq!(start, size - 20_000);
+        assert_eq!(bytes, &all[all.len() - 20_000..all.len() - 10_000]);
+        sink.finish().await;
+    }
+
+    #[tokio::test]
+    async fn the_marker_gets_a_line_of_its_own_and_secrets_stay_masked_in_the_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("8.log");
+        let mut sink = LogSink::create(&path, CAP).await;
+        sink.set_secrets(["hunter2hunter2".to_string()]);
+        let line = vec![b'x'; 999];
+        for _ in 0..200 {
+            sink.write_step(&line).await;
+            sink.write_step(b"\ntoken=hunter2hunter2\n").await;
+        }
+        sink.end_step().await;
+        let (summary, _) = sink.finish().await;
+        let file = String::from_utf8(std::fs::read(&path).unwrap()).unwrap();
+        assert!(!file.contains("hunter2"));
+        assert!(file.contains("token=••••••\n"));
+        let omitted = summary.printed - Cap::new(CAP).head - Cap::new(CAP).tail;
+        assert!(
+            file.contains(&format!("x\n[chatrun: {omitted} bytes omitted]\n")),
+            "{file}"
+        );
+        assert!(summary.tail.ends_with("token=••••••\n"));
+    }
+
+    #[tokio::test]
+    async fn a_new_attempt_of_a_run_removes_the_parts_the_last_one_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("9.log");
+        let mut sink = LogSink::create(&path, CAP).await;
+        sink.write(&output(200_000)).await;
+        // The process died here: no finish.
+        drop(sink);
+        assert!(parts_dir(&path).exists());
+        let mut sink = LogSink::create(&path, CAP).await;
+        assert!(!parts_dir(&path).exists());
+        sink.write(b"again\n").await;
+        assert_eq!(read_log(&path, Some(0), 100).await.0, b"again\n");
+        sink.finish().await;
     }
 
     #[tokio::test]
     async fn keeps_the_last_lines_of_the_current_step_without_colours() {
         let dir = tempfile::tempdir().unwrap();
-        let mut sink = LogSink::create(&dir.path().join("3.log")).await;
+        let mut sink = LogSink::create(&dir.path().join("3.log"), CAP).await;
         sink.write_step(b"first step\n").await;
         sink.begin_step();
         sink.note("step 2").await;
@@ -275,7 +822,7 @@ mod tests {
     async fn secrets_are_masked_even_when_split_across_reads() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("4.log");
-        let mut sink = LogSink::create(&path).await;
+        let mut sink = LogSink::create(&path, CAP).await;
         sink.set_secrets(["hunter2hunter2".to_string(), "ab".to_string()]);
         sink.write_step(b"token=hunter2").await;
         sink.write_step(b"hunter2 ok ab\nlast hunter2hunter2").await;
@@ -291,17 +838,18 @@ mod tests {
     #[tokio::test]
     async fn short_output_is_all_in_the_head() {
         let dir = tempfile::tempdir().unwrap();
-        let mut sink = LogSink::create(&dir.path().join("2.log")).await;
+        let mut sink = LogSink::create(&dir.path().join("2.log"), CAP).await;
         sink.note("step 1").await;
         sink.write(b"hello\n").await;
         let (summary, _) = sink.finish().await;
         assert_eq!(summary.head, "[chatrun] step 1\nhello\n");
         assert_eq!(summary.tail, "");
+        assert_eq!(summary.lines, 2);
     }
 
     #[tokio::test]
     async fn a_log_file_that_cannot_be_created_is_reported_not_fatal() {
-        let mut sink = LogSink::create(Path::new("/nonexistent/dir/x.log")).await;
+        let mut sink = LogSink::create(Path::new("/nonexistent/dir/x.log"), CAP).await;
         sink.write(b"still kept").await;
         let (summary, error) = sink.finish().await;
         assert_eq!(summary.head, "still kept");

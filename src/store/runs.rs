@@ -221,9 +221,15 @@ pub struct RunRow {
     pub attempt: i64,
     pub ack_text: String,
     pub error: Option<String>,
+    /// The output's first bytes (lossy UTF-8).
     pub log_head: String,
+    /// Its last bytes after the head, never reaching back past a capped log's marker.
     pub log_tail: String,
+    /// Bytes the run printed (steps' output with secrets masked, and chatrun's notes). The log
+    /// file holds as many, or, when they were more than `max_log_bytes`, the head, the marker
+    /// line and the tail.
     pub log_bytes: i64,
+    /// Lines the run printed: the page numbers lines (`#L123`) as they were printed.
     pub log_lines: i64,
     pub log_path: Option<String>,
     pub created_at: i64,

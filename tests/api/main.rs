@@ -12,6 +12,7 @@ mod history;
 mod input;
 mod mattermost;
 mod outbox;
+mod output;
 mod policies;
 mod queue;
 mod secrets;
