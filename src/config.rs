@@ -88,6 +88,8 @@ pub struct RawConfig {
     lease_secs: u64,
     #[serde(default = "default_kill_grace_secs", deserialize_with = "de::number")]
     kill_grace_secs: u64,
+    #[serde(default = "default_job_nice", deserialize_with = "de::number")]
+    job_nice: u64,
     #[serde(
         default = "default_shutdown_grace_secs",
         deserialize_with = "de::number"
@@ -208,6 +210,9 @@ fn default_lease_secs() -> u64 {
 fn default_kill_grace_secs() -> u64 {
     5
 }
+fn default_job_nice() -> u64 {
+    10
+}
 fn default_shutdown_grace_secs() -> u64 {
     30
 }
@@ -255,6 +260,9 @@ pub struct Config {
     pub lease: Duration,
     /// Time between SIGTERM and SIGKILL when a step is stopped.
     pub kill_grace: Duration,
+    /// Added to the server's nice value for every step and what it starts, so acknowledgements
+    /// stay fast while builds load the machine; 0 to 19, 0 leaves steps at the server's priority.
+    pub job_nice: u8,
     /// On SIGTERM or SIGINT, how long running steps may go on before they are stopped.
     pub shutdown_grace: Duration,
     /// Requests that start runs one user may make per minute; 0 for no limit.
@@ -681,6 +689,12 @@ impl Config {
                 MIN_REPLAY_WINDOW
             }
         };
+        if raw.job_nice > 19 {
+            problem(
+                "job_nice",
+                format!("{} is out of range: 0 to 19", raw.job_nice),
+            );
+        }
         if raw.busy_timeout_ms == 0 || raw.busy_timeout_ms > 60_000 {
             problem(
                 "busy_timeout_ms",
@@ -713,6 +727,7 @@ impl Config {
             workers: usize::try_from(raw.workers).expect("validated to at most 256"),
             lease: Duration::from_secs(raw.lease_secs),
             kill_grace: Duration::from_secs(raw.kill_grace_secs),
+            job_nice: u8::try_from(raw.job_nice).expect("validated to at most 19"),
             shutdown_grace: Duration::from_secs(raw.shutdown_grace_secs),
             rate_limit_per_minute: usize::try_from(raw.rate_limit_per_minute).unwrap_or(usize::MAX),
             max_body_bytes: usize::try_from(raw.max_body_bytes)
@@ -1218,6 +1233,16 @@ mod tests {
         .unwrap_err();
         let keys: Vec<&str> = err.0.iter().map(|p| p.key.as_str()).collect();
         assert_eq!(keys, vec!["web.users[0].password_hash", "web.password"]);
+    }
+
+    #[test]
+    fn job_nice_defaults_to_10_and_stays_within_what_nice_accepts() {
+        assert_eq!(Config::parse("c", "", env(&[])).unwrap().job_nice, 10);
+        let config = Config::parse("c", "job_nice = 5", env(&[("CHATRUN_JOB_NICE", "0")]));
+        assert_eq!(config.unwrap().job_nice, 0);
+        let err = Config::parse("c", "job_nice = 20", env(&[])).unwrap_err();
+        let keys: Vec<&str> = err.0.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, vec!["job_nice"]);
     }
 
     #[test]

@@ -315,6 +315,7 @@ impl Worker {
         let limits = runner::Limits {
             deadline: tokio::time::Instant::now() + job.timeout,
             kill_grace: self.config.kill_grace,
+            nice: self.config.job_nice,
         };
 
         let mut status = RunStatus::Succeeded;

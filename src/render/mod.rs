@@ -14,7 +14,8 @@ use askama::Template;
 use askama::filters::Escaper;
 
 pub mod command;
-#[cfg(test)]
+// Sample data for the rendering tests and the micro-benchmarks (`benches/micro.rs`).
+#[doc(hidden)]
 pub mod samples;
 
 use crate::store::{RunRow, RunStatus, StepRow, StepStatus, TestFailureRow};

@@ -8,6 +8,9 @@
 //!   killed too, so no build daemon outlives its step unnoticed.
 //! - stdout and stderr are read concurrently (reading one to its end first can deadlock a child
 //!   blocked on the other, as ripgrep learnt) into one [`LogSink`].
+//! - Steps run at a lower CPU priority than the server: started through `nice -n <job_nice>`,
+//!   which sets the value before the step's program is executed, so whatever it forks inherits
+//!   it (see `step_command` for why not `setpriority` after the spawn).
 //! - The environment is the server's, minus every `CHATRUN_*` variable (the configuration, with
 //!   its secrets), plus the step's `env` and the run's `CHATRUN_RUN_ID`, `CHATRUN_JOB`,
 //!   `CHATRUN_USER`, `CHATRUN_CHANNEL`.
@@ -17,7 +20,11 @@
 pub mod orphans;
 pub mod output;
 
+use std::ffi::OsStr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
@@ -55,13 +62,17 @@ pub enum StepOutcome {
     },
 }
 
-/// Stops a step's process tree: SIGTERM to the group, then SIGKILL after the grace period.
+/// What bounds a step: its CPU priority, and how its process tree is stopped (SIGTERM to the
+/// group, then SIGKILL after the grace period).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// When the whole run must be over.
     pub deadline: Instant,
     /// Between SIGTERM and SIGKILL.
     pub kill_grace: Duration,
+    /// Added to the server's nice value for the step and everything it starts (0 to 19; 0
+    /// leaves the priority alone).
+    pub nice: u8,
 }
 
 /// Runs one step to its end, writing its output to `log`.
@@ -86,9 +97,8 @@ pub async fn run_step(
             ),
         };
     }
-    let mut command = Command::new(&step.run[0]);
+    let mut command = step_command(step, env, limits.nice);
     command
-        .args(&step.run[1..])
         .current_dir(&step.workdir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -241,6 +251,78 @@ async fn drain(mut pipe: impl AsyncReadExt + Unpin, tx: mpsc::Sender<Vec<u8>>) {
     }
 }
 
+/// The step's argv as a [`Command`], run through `nice -n N --` when `nice` > 0, so the server's
+/// acknowledgements stay fast while builds load the machine.
+///
+/// N.B. Why an argv wrapper: the niceness must be set in the child before it execs the step, or
+/// a step that forks at once (`make -j`, `sh -c`) has children that escape it, since children
+/// inherit niceness at fork. `setpriority` on the child's pid after spawn races with exactly
+/// that, and a `pre_exec` hook needs `unsafe`, which this crate forbids. coreutils' `nice` sets
+/// the value, then execs the step in place: same pid, same process group, same environment, so
+/// `killpg` and the orphan search are unaffected. The cost is one extra exec per step, and `nice`
+/// must be on the server's `PATH` (without it steps run unniced and a warning is logged once).
+/// A program that does not exist is still a [`StepOutcome::SpawnFailed`]: it is looked up first,
+/// the way the child would, and not wrapped when absent, so the spawn itself fails as before.
+fn step_command(step: &StepDef, env: &[(String, String)], nice: u8) -> Command {
+    let program = &step.run[0];
+    let wrapper = if nice == 0 {
+        None
+    } else {
+        // The child's PATH: the run's variables override the step's, which override the server's.
+        let path = env
+            .iter()
+            .rev()
+            .find(|(name, _)| name == "PATH")
+            .map(|(_, value)| value.into())
+            .or_else(|| step.env.get("PATH").map(Into::into))
+            .or_else(|| std::env::var_os("PATH"));
+        find_program(program, &step.workdir, path.as_deref()).and(nice_program())
+    };
+    let mut command = match wrapper {
+        Some(nice_path) => {
+            let mut command = Command::new(nice_path);
+            command
+                .arg("-n")
+                .arg(nice.to_string())
+                .arg("--")
+                .arg(program);
+            command
+        }
+        None => Command::new(program),
+    };
+    command.args(&step.run[1..]);
+    command
+}
+
+/// Where coreutils' `nice` is, looked up once on the server's `PATH`.
+fn nice_program() -> Option<&'static Path> {
+    static NICE: OnceLock<Option<PathBuf>> = OnceLock::new();
+    NICE.get_or_init(|| {
+        let found = find_program("nice", Path::new("/"), std::env::var_os("PATH").as_deref());
+        if found.is_none() {
+            tracing::warn!("`nice` is not on PATH: steps run at the server's priority");
+        }
+        found
+    })
+    .as_deref()
+}
+
+/// The executable file `program` names for a child started in `workdir` with `path` as its
+/// `PATH`, as `execvp` finds it: a name with a `/` is a path (relative to `workdir`), any other
+/// is searched in `path`'s folders (`/bin:/usr/bin` when there is no `PATH`).
+fn find_program(program: &str, workdir: &Path, path: Option<&OsStr>) -> Option<PathBuf> {
+    let executable = |file: &Path| {
+        file.metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        return Some(workdir.join(program)).filter(|file| executable(file));
+    }
+    std::env::split_paths(path.unwrap_or(OsStr::new("/bin:/usr/bin")))
+        .map(|folder| workdir.join(folder).join(program))
+        .find(|file| executable(file))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,6 +343,7 @@ mod tests {
         Limits {
             deadline: Instant::now() + Duration::from_secs(secs),
             kill_grace: Duration::from_millis(500),
+            nice: 10,
         }
     }
 
@@ -310,6 +393,50 @@ mod tests {
         assert!(
             matches!(outcome, StepOutcome::SpawnFailed { reason } if reason.contains("does not exist"))
         );
+    }
+
+    /// The nice value of this test process (field 19 of `/proc/self/stat`; the fields after
+    /// `(comm)` start at the 3rd).
+    fn own_niceness() -> i64 {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let after_comm = &stat[stat.rfind(')').unwrap() + 1..];
+        after_comm
+            .split_whitespace()
+            .nth(16)
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_step_and_what_it_forks_run_at_the_configured_niceness() {
+        let own = own_niceness();
+        let script = step("echo step $(nice); sh -c 'echo child $(nice)'");
+        for nice in [10, 0] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut log =
+                LogSink::create(&dir.path().join("log"), output::DEFAULT_MAX_LOG_BYTES).await;
+            let limits = Limits { nice, ..limits(10) };
+            let outcome = run_step(&script, &[], limits, &mut log, &CancellationToken::new()).await;
+            assert_eq!(outcome, StepOutcome::Succeeded);
+            let head = log.finish().await.0.head;
+            let expected = (own + i64::from(nice)).min(19);
+            assert!(
+                head.contains(&format!("step {expected}\nchild {expected}\n")),
+                "nice {nice}: {head:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn finds_programs_the_way_the_child_would() {
+        let path = OsStr::new("/no/such:/bin:/usr/bin");
+        assert!(find_program("sh", Path::new("/"), Some(path)).is_some());
+        assert!(find_program("no-such-program", Path::new("/"), Some(path)).is_none());
+        assert!(find_program("./sh", Path::new("/bin"), None).is_some());
+        // A folder or a file without the executable bit is not a program.
+        assert!(find_program("/tmp", Path::new("/"), None).is_none());
+        assert!(find_program("/etc/passwd", Path::new("/"), None).is_none());
     }
 
     #[tokio::test]
