@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Runs the benchmarks of issue #8 and writes BENCHMARKS.md with the machine, the date, the
+# command and the figures. Each figure is printed next to its baseline measured in the same run,
+# so a noisy machine shifts both.
+#
+#   bench/run.sh                 load, history and output (when benches/output.rs exists)
+#   bench/run.sh load history    only those parts
+#
+# Environment: LOAD_DURATION (seconds per load measurement, default 10), LOAD_CONNECTIONS
+# (default 32), LOAD_RATE (default 500), RUNS (history rows, default 1000000), CHATRUN_BIN
+# (the chatrun binary under test), CARGO_TARGET_DIR (as cargo).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+parts=("$@")
+[ ${#parts[@]} -eq 0 ] && parts=(load history output)
+wants() { [[ " ${parts[*]} " == *" $1 "* ]]; }
+
+command_line="bench/run.sh${*:+ $*}"
+for var in LOAD_DURATION LOAD_CONNECTIONS LOAD_RATE RUNS CHATRUN_BIN; do
+    [ -n "${!var:-}" ] && command_line="$var=${!var} $command_line"
+done
+
+# adnanh/webhook is the second baseline of the load figures.
+if ! command -v webhook >/dev/null; then
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+        apt-get install -y webhook >/dev/null
+    else
+        echo "webhook is not installed (apt-get install webhook as root); the load bench skips it" >&2
+    fi
+fi
+
+# `cargo bench` builds the release chatrun binary the load bench starts (CARGO_BIN_EXE_chatrun);
+# CHATRUN_BIN points it at another one.
+
+sections=$(mktemp)
+trap 'rm -f "$sections"' EXIT
+
+if wants load; then
+    echo "== load (figures 1 and 2)" >&2
+    {
+        echo "## Acknowledged triggers and ack latency (figures 1 and 2)"
+        echo
+        echo '`cargo bench --bench load` (benches/load.rs): keep-alive HTTP/1.1 connections over'
+        echo 'loopback, every request a distinct trigger with a fresh timestamp and its own token'
+        echo 'or HMAC. ack/s counts 2xx answers; latency is from the send (closed loop) or from'
+        echo 'the scheduled send time (steady rate, so stalls are not hidden).'
+        echo
+        cargo bench --quiet --bench load
+        echo
+    } >>"$sections"
+fi
+
+if wants history; then
+    echo "== history (figure 6)" >&2
+    {
+        echo "## History pages with ${RUNS:-1000000} runs (figure 6)"
+        echo
+        echo '```'
+        cargo bench --quiet --bench history
+        echo '```'
+        echo
+    } >>"$sections"
+fi
+
+if wants output; then
+    {
+        echo "## Output capture (figure 5)"
+        echo
+        if [ -f benches/output.rs ]; then
+            echo "== output (figure 5)" >&2
+            echo '```'
+            cargo bench --quiet --bench output
+            echo '```'
+        else
+            echo "Not measured: benches/output.rs is not in this tree."
+        fi
+        echo
+    } >>"$sections"
+fi
+
+cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+memory=$(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
+{
+    echo "# Benchmarks"
+    echo
+    echo "Written by \`bench/run.sh\`; run it again to refresh this file. Targets are in issue #8."
+    echo
+    echo "- Date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "- Machine: $(nproc) cores, $cpu, $memory memory, $(uname -sr)"
+    echo "- Toolchain: $(rustc --version); webhook: $(webhook -version 2>/dev/null || echo 'not installed')"
+    echo "- Commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (with local changes)')"
+    echo "- Command: \`$command_line\`"
+    echo
+    echo "The load generator, the servers and anything else on the machine share the same cores;"
+    echo "compare a figure with the baseline in the same table, not with another run's."
+    echo
+    cat "$sections"
+} >BENCHMARKS.md
+echo "wrote BENCHMARKS.md" >&2
