@@ -4,8 +4,13 @@
 //! - argv is executed directly, never through a shell; chat text never reaches it here.
 //! - Each step gets its own process group (`process_group(0)`), so `killpg` reaches children of
 //!   children. A timeout or cancel sends SIGTERM to the group, waits the grace period, then
-//!   SIGKILL. When the step's own process exits, whatever it left running in its group is
-//!   killed too, so no build daemon outlives its step unnoticed.
+//!   SIGKILL: a step that ignores SIGTERM, or closed its output and sleeps, ends all the same.
+//! - A step is over when its own process exits; its exit status is its result. Whatever it left
+//!   running in its group (`cmd &`, a build daemon) is killed then with SIGKILL, so no pipe a
+//!   background child holds open keeps the step, or the run, waiting until the timeout.
+//! - Not contained: a process that leaves the group (`setsid`, as daemons do) escapes `killpg`
+//!   and keeps running. If it holds the output pipes, reading stops 5 s after the step ended,
+//!   with a note in the log. Containing those would need a cgroup per run.
 //! - stdout and stderr are read concurrently (reading one to its end first can deadlock a child
 //!   blocked on the other, as ripgrep learnt) into one [`LogSink`].
 //! - The environment is the server's, minus every `CHATRUN_*` variable (the configuration, with
