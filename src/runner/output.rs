@@ -7,32 +7,43 @@
 //! log live:
 //!
 //! - The head goes to `<run>.log` as it comes.
-//! - Everything after it goes to segment files in `<run>.log.parts/`, each named
-//!   `<offset>-<lines>` (where its first byte is in the output, and the newlines before it) and
-//!   a sixteenth of the cap long (at most 1 MiB). A segment is deleted once the newer ones hold
-//!   the tail, so the files never hold more than the cap plus one segment.
-//! - When the run ends, [`LogSink::finish`] appends to `<run>.log` every segment (when the output
-//!   fitted) or the marker line and the tail, and removes the folder.
+//! - The output after it is held in memory, its last `max_log_bytes / 2` bytes (5 MiB by
+//!   default), when that is at most 8 MiB. Every 100 ms its newest bytes, up to a segment's
+//!   length, are mirrored to segment files in `<run>.log.parts/` for live readers: a step
+//!   printing slower than that is mirrored whole, a flood by its latest output, so a flood is
+//!   not written to disk only to be deleted (that took half of chatrun's time for 1 GiB).
+//! - With a larger cap, the output after the head is written whole to the segment files.
+//! - Segments are named `<offset>-<lines>` (where the first byte is in the output, and the
+//!   newlines before it) and are a sixteenth of the cap long (at most 1 MiB). A segment is
+//!   deleted once the newer ones hold the tail, so the files never hold more than the cap plus
+//!   one segment.
+//! - When the run ends, [`LogSink::finish`] appends to `<run>.log` all the output after the head
+//!   (when it fitted) or the marker line and the tail, from memory or the segments, and removes
+//!   the segments.
 //! - [`read_log`] and [`count_lines`] serve `<run>.log` followed by the segments as one log,
 //!   addressed by offsets in the output as printed. For a finished run (no segments) that is
-//!   just the file. Where a part is no longer kept, the reader jumps to the next one and says
-//!   so (`start` past the asked offset).
+//!   just the file. Where a part is not kept, the reader jumps to the next one and says so
+//!   (`start` past the asked offset).
 //!
-//! In memory: the database's head (16 KiB) and tail (up to 96 KiB before trimming), the current
-//! step's tail (up to 16 KiB), output held back for secret masking (up to 64 KiB) and the write
-//! buffers.
+//! In memory besides: the database's head (16 KiB) and tail (up to 96 KiB before trimming), the
+//! current step's tail (up to 16 KiB), output held back for secret masking (64 KiB and a read)
+//! and the write buffers. Writes are flushed every 100 ms (and after chatrun's own notes), not
+//! after every read.
 //!
 //! Counts: a run's *printed* bytes and lines are those of its whole output (chatrun's notes
 //! included, secrets already masked); what is *stored* is the file. Line numbers (`#L123`) are
 //! numbers in the printed output, so a line keeps its number whether the page shows it live,
 //! from the head or from the tail.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use tokio::fs::File;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::time::Instant;
 
 /// Bytes kept from the start of the output, for the database.
 pub const HEAD_BYTES: usize = 16 * 1024;
@@ -46,8 +57,12 @@ pub const MIN_MAX_LOG_BYTES: u64 = 64 * 1024;
 
 /// Room left for the marker line (a newline, `[chatrun: ` 20 digits ` bytes omitted]`, a newline).
 const MARKER_ROOM: u64 = 64;
+/// Bytes gathered before a write to a file.
+const WRITE_BUFFER: usize = 64 * 1024;
 /// The longest segment file of the tail.
 const MAX_SEGMENT_BYTES: u64 = 1024 * 1024;
+/// The longest tail held in memory: caps up to twice this (16 MiB) keep their tail in memory.
+const MEMORY_TAIL_BYTES: u64 = 8 * 1024 * 1024;
 
 /// The line that stands for the output left out of a capped log.
 pub fn marker(omitted: u64) -> String {
@@ -65,6 +80,9 @@ pub struct Cap {
     pub tail: u64,
     /// Length of one segment file of the tail.
     segment: u64,
+    /// Whether the tail is held in memory (and mirrored to the segments for live readers)
+    /// rather than written whole to the segments.
+    in_memory: bool,
 }
 
 impl Cap {
@@ -77,6 +95,7 @@ impl Cap {
             head,
             tail: max - head - MARKER_ROOM,
             segment: (max / 16).min(MAX_SEGMENT_BYTES),
+            in_memory: max - head <= MEMORY_TAIL_BYTES,
         }
     }
 }
@@ -106,16 +125,24 @@ pub struct LogSink {
     /// Step output held back until its line is complete, so a secret split across two reads
     /// is still found.
     pending: Vec<u8>,
+    /// Since when written output waits to be flushed to the files.
+    dirty_since: Option<Instant>,
 }
+
+/// How long written output may wait before readers of the log see it.
+const FLUSH_EVERY: Duration = Duration::from_millis(100);
 
 /// The log's files while the run goes.
 #[derive(Debug)]
 struct Disk {
+    cap: Cap,
     /// `<run>.log`: the head.
     main: BufWriter<File>,
     main_len: u64,
     /// The head's last byte, to put the marker on a line of its own.
     main_last: Option<u8>,
+    /// The output after the head, up to `cap.max - cap.head` bytes, when `cap.in_memory`.
+    ring: Option<VecDeque<u8>>,
     /// `<run>.log.parts`: the segments after the head.
     parts: PathBuf,
     /// The segments kept, oldest first; the last one is being written to `current`.
@@ -139,22 +166,65 @@ const PENDING_BYTES: usize = 64 * 1024;
 
 /// `text` with every occurrence of each secret replaced by [`MASK`].
 pub fn mask_secrets(text: &[u8], secrets: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = text.to_vec();
+    masked(text, secrets).into_owned()
+}
+
+/// [`mask_secrets`], without a copy when no secret occurs (the usual case: searched at
+/// several GB/s, where a byte-by-byte comparison made a run printing 1 GiB take 11 s).
+fn masked<'a>(text: &'a [u8], secrets: &[Vec<u8>]) -> Cow<'a, [u8]> {
+    let mut out = Cow::Borrowed(text);
     for secret in secrets.iter().filter(|s| !s.is_empty()) {
-        let mut masked = Vec::with_capacity(out.len());
-        let mut i = 0;
-        while i < out.len() {
-            if out[i..].starts_with(secret) {
-                masked.extend_from_slice(MASK.as_bytes());
-                i += secret.len();
-            } else {
-                masked.push(out[i]);
-                i += 1;
-            }
+        let finder = memchr::memmem::Finder::new(secret);
+        if finder.find(&out).is_none() {
+            continue;
         }
-        out = masked;
+        let mut masked = Vec::with_capacity(out.len());
+        let mut last = 0;
+        for at in finder.find_iter(&out) {
+            masked.extend_from_slice(&out[last..at]);
+            masked.extend_from_slice(MASK.as_bytes());
+            last = at + secret.len();
+        }
+        masked.extend_from_slice(&out[last..]);
+        out = Cow::Owned(masked);
     }
     out
+}
+
+/// Where held-back output `pending` may be cut for masking: after its last newline (or, on a
+/// line longer than `PENDING_BYTES`, before the last bytes a secret could span), moved so that
+/// no secret is split: past one the cut would cross, back before one that may go on in output
+/// not read yet. `secrets` are longest first.
+fn safe_cut(pending: &[u8], secrets: &[Vec<u8>]) -> usize {
+    let longest = secrets.first().map_or(1, Vec::len).max(1);
+    let mut cut = match memchr::memrchr(b'\n', pending) {
+        Some(newline) => newline + 1,
+        None if pending.len() > PENDING_BYTES => pending.len() + 1 - longest,
+        None => return 0,
+    };
+    // A whole secret across the cut (a secret with a newline, or a long line's).
+    let mut moved = true;
+    while moved {
+        moved = false;
+        for secret in secrets.iter().filter(|s| !s.is_empty()) {
+            let from = cut.saturating_sub(secret.len() - 1);
+            let to = (cut + secret.len() - 1).min(pending.len());
+            if let Some(at) = memchr::memmem::find(&pending[from..to], secret)
+                && from + at < cut
+            {
+                cut = from + at + secret.len();
+                moved = true;
+            }
+        }
+    }
+    // The start of a secret at the very end.
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        let from = pending.len().saturating_sub(secret.len() - 1);
+        if let Some(start) = (from..pending.len()).find(|&i| secret.starts_with(&pending[i..])) {
+            cut = cut.min(start);
+        }
+    }
+    cut
 }
 
 /// Bytes kept of the current step's output, for its last lines.
@@ -177,8 +247,13 @@ pub struct LogSummary {
     pub lines: u64,
 }
 
+/// Newlines in `bytes`; counted in blocks of 255 into a byte, which compiles to wide compares
+/// (a plain `filter().count()` widens every byte to 64 bits: 8 times slower on 1 GiB).
 fn newlines(bytes: &[u8]) -> u64 {
-    bytes.iter().filter(|b| **b == b'\n').count() as u64
+    bytes
+        .chunks(255)
+        .map(|block| u64::from(block.iter().fold(0u8, |n, b| n + u8::from(*b == b'\n'))))
+        .sum()
 }
 
 /// `<run>.log.parts`, the folder of a log's segments while its run goes.
@@ -193,6 +268,10 @@ impl LogSink {
     /// a previous attempt of the run left. A file that cannot be created is reported in the log
     /// summary, not fatal: the head and tail are still kept.
     pub async fn create(path: &Path, max_bytes: u64) -> Self {
+        Self::with_cap(path, Cap::new(max_bytes)).await
+    }
+
+    async fn with_cap(path: &Path, cap: Cap) -> Self {
         let parts = parts_dir(path);
         if let Err(err) = tokio::fs::remove_dir_all(&parts).await
             && err.kind() != std::io::ErrorKind::NotFound
@@ -202,9 +281,11 @@ impl LogSink {
         let (disk, file_error) = match File::create(path).await {
             Ok(file) => (
                 Some(Disk {
-                    main: BufWriter::new(file),
+                    cap,
+                    main: BufWriter::with_capacity(WRITE_BUFFER, file),
                     main_len: 0,
                     main_last: None,
+                    ring: cap.in_memory.then(VecDeque::new),
                     parts,
                     segments: VecDeque::new(),
                     current: None,
@@ -218,7 +299,7 @@ impl LogSink {
         };
         Self {
             path: path.to_path_buf(),
-            cap: Cap::new(max_bytes),
+            cap,
             disk,
             head: Vec::new(),
             tail: Vec::new(),
@@ -229,6 +310,7 @@ impl LogSink {
             file_error,
             secrets: Vec::new(),
             pending: Vec::new(),
+            dirty_since: None,
         }
     }
 
@@ -242,20 +324,22 @@ impl LogSink {
         if bytes.is_empty() {
             return;
         }
-        // Flushed with every chunk: the run page and the live stream read the files while the
-        // run goes (a chunk is up to 32 KiB, so this is no write per byte).
-        if let Some(disk) = &mut self.disk {
-            let written = match disk.write(&self.cap, bytes, self.total, self.lines).await {
-                Ok(()) => disk.flush().await,
-                Err(err) => Err(err),
-            };
-            if let Err(err) = written {
-                self.fail(&err);
-            }
-        }
+        let (offset, lines) = (self.total, self.lines);
         self.total += bytes.len() as u64;
         self.lines += newlines(bytes);
         self.last = bytes.last().copied();
+        if let Some(disk) = &mut self.disk {
+            match disk.write(bytes, offset, lines).await {
+                Ok(()) => {
+                    // Flushed every FLUSH_EVERY, not every chunk: a flush waits for the write.
+                    let since = *self.dirty_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= FLUSH_EVERY {
+                        self.flush().await;
+                    }
+                }
+                Err(err) => self.fail(&err),
+            }
+        }
         if self.head.len() < HEAD_BYTES {
             let take = bytes.len().min(HEAD_BYTES - self.head.len());
             self.head.extend_from_slice(&bytes[..take]);
@@ -264,6 +348,22 @@ impl LogSink {
         self.tail.extend_from_slice(bytes);
         if self.tail.len() > 2 * TAIL_BYTES {
             self.tail.drain(..self.tail.len() - TAIL_BYTES);
+        }
+    }
+
+    /// When the output written last must be flushed for readers of the log to see it: call
+    /// [`LogSink::flush`] then.
+    pub fn flush_due(&self) -> Option<Instant> {
+        self.dirty_since.map(|since| since + FLUSH_EVERY)
+    }
+
+    /// Flushes what was written to the files, for readers of the log.
+    pub async fn flush(&mut self) {
+        self.dirty_since = None;
+        if let Some(disk) = &mut self.disk
+            && let Err(err) = disk.flush(self.total, self.lines).await
+        {
+            self.fail(&err);
         }
     }
 
@@ -302,26 +402,25 @@ impl LogSink {
         if self.secrets.is_empty() {
             return self.emit_step(bytes).await;
         }
-        self.pending.extend_from_slice(bytes);
-        let longest = self.secrets.first().map_or(0, Vec::len);
-        let cut = match self.pending.iter().rposition(|b| *b == b'\n') {
-            Some(newline) => newline + 1,
-            None if self.pending.len() > PENDING_BYTES => self.pending.len() - longest,
-            None => 0,
-        };
+        let mut pending = std::mem::take(&mut self.pending);
+        pending.extend_from_slice(bytes);
+        let cut = safe_cut(&pending, &self.secrets);
         if cut > 0 {
-            let ready: Vec<u8> = self.pending.drain(..cut).collect();
-            let masked = mask_secrets(&ready, &self.secrets);
-            self.emit_step(&masked).await;
+            let secrets = std::mem::take(&mut self.secrets);
+            self.emit_step(&masked(&pending[..cut], &secrets)).await;
+            self.secrets = secrets;
+            pending.drain(..cut);
         }
+        self.pending = pending;
     }
 
     /// Writes what a step printed last without a newline (at the end of the step).
     pub async fn end_step(&mut self) {
         if !self.pending.is_empty() {
             let rest = std::mem::take(&mut self.pending);
-            let masked = mask_secrets(&rest, &self.secrets);
-            self.emit_step(&masked).await;
+            let secrets = std::mem::take(&mut self.secrets);
+            self.emit_step(&masked(&rest, &secrets)).await;
+            self.secrets = secrets;
         }
     }
 
@@ -344,6 +443,7 @@ impl LogSink {
     /// Appends a line of chatrun's own (step headers), marked so it stands out from job output.
     pub async fn note(&mut self, line: &str) {
         self.write(format!("[chatrun] {line}\n").as_bytes()).await;
+        self.flush().await;
     }
 
     /// Puts the log file together (the head, then everything or the marker and the tail) and
@@ -352,7 +452,7 @@ impl LogSink {
         let mut stored = 0;
         if let Some(disk) = self.disk.take() {
             let parts = disk.parts.clone();
-            match disk.assemble(&self.cap, self.total).await {
+            match disk.assemble(self.total).await {
                 Ok(len) => stored = len,
                 Err(err) => {
                     self.fail(&err);
@@ -380,17 +480,12 @@ impl LogSink {
 }
 
 impl Disk {
-    /// Writes `bytes`, which start at `offset` in the output, after `lines` newlines.
-    async fn write(
-        &mut self,
-        cap: &Cap,
-        bytes: &[u8],
-        offset: u64,
-        lines: u64,
-    ) -> std::io::Result<()> {
+    /// Writes `bytes`, which start at `offset` in the output, after `lines` newlines: the head
+    /// to the file, the rest to the ring (mirrored at the next flush) or to the segments.
+    async fn write(&mut self, bytes: &[u8], offset: u64, lines: u64) -> std::io::Result<()> {
         let mut done = 0;
-        if self.main_len < cap.head {
-            let take = usize::try_from(cap.head - self.main_len)
+        if self.main_len < self.cap.head {
+            let take = usize::try_from(self.cap.head - self.main_len)
                 .unwrap_or(usize::MAX)
                 .min(bytes.len());
             self.main.write_all(&bytes[..take]).await?;
@@ -398,15 +493,48 @@ impl Disk {
             self.main_last = bytes[..take].last().copied().or(self.main_last);
             done = take;
         }
+        let rest = &bytes[done..];
+        if rest.is_empty() {
+            return Ok(());
+        }
+        match &mut self.ring {
+            Some(ring) => {
+                let keep = usize::try_from(self.cap.max - self.cap.head).unwrap_or(usize::MAX);
+                let rest = &rest[rest.len().saturating_sub(keep)..];
+                if ring.capacity() < keep {
+                    // Once, exactly: growing by doubling would take up to twice the tail.
+                    ring.reserve_exact(keep - ring.len());
+                }
+                let overflow = (ring.len() + rest.len()).saturating_sub(keep);
+                ring.drain(..overflow);
+                ring.extend(rest);
+                Ok(())
+            }
+            None => {
+                let at = offset + done as u64;
+                self.append(rest, at, lines + newlines(&bytes[..done]))
+                    .await
+            }
+        }
+    }
+
+    /// Appends `bytes`, which start at `offset` after `lines` newlines, to the segments: to the
+    /// current one when they follow it and it has room, else to new ones.
+    async fn append(&mut self, bytes: &[u8], offset: u64, lines: u64) -> std::io::Result<()> {
+        let mut done = 0;
         while done < bytes.len() {
             let at = offset + done as u64;
-            if self.segments.back().is_none_or(|s| s.len >= cap.segment) {
+            let follows = self
+                .segments
+                .back()
+                .is_some_and(|s| s.offset + s.len == at && s.len < self.cap.segment);
+            if !follows {
                 self.roll(at, lines + newlines(&bytes[..done])).await?;
-                self.forget(cap, at);
+                self.forget(at);
             }
             let segment = self.segments.back_mut().expect("roll opened a segment");
             let current = self.current.as_mut().expect("roll opened a segment");
-            let room = usize::try_from(cap.segment - segment.len).unwrap_or(usize::MAX);
+            let room = usize::try_from(self.cap.segment - segment.len).unwrap_or(usize::MAX);
             let take = room.min(bytes.len() - done);
             current.write_all(&bytes[done..done + take]).await?;
             segment.len += take as u64;
@@ -424,7 +552,10 @@ impl Disk {
             tokio::fs::create_dir_all(&self.parts).await?;
         }
         let path = self.parts.join(format!("{offset}-{lines}"));
-        self.current = Some(BufWriter::new(File::create(&path).await?));
+        self.current = Some(BufWriter::with_capacity(
+            WRITE_BUFFER,
+            File::create(&path).await?,
+        ));
         self.segments.push_back(Segment {
             offset,
             len: 0,
@@ -434,8 +565,8 @@ impl Disk {
     }
 
     /// Deletes the oldest segments while the newer ones hold the tail of output ending at `end`.
-    fn forget(&mut self, cap: &Cap, end: u64) {
-        while self.segments.len() >= 2 && end - self.segments[1].offset >= cap.tail {
+    fn forget(&mut self, end: u64) {
+        while self.segments.len() >= 2 && end - self.segments[1].offset >= self.cap.tail {
             if let Some(old) = self.segments.pop_front() {
                 // Readers that opened it keep reading; the name goes now.
                 if let Err(err) = std::fs::remove_file(&old.path) {
@@ -445,7 +576,23 @@ impl Disk {
         }
     }
 
-    async fn flush(&mut self) -> std::io::Result<()> {
+    /// Makes the output up to `total` bytes (`lines` newlines) readable in the files. With the
+    /// tail in memory, its newest bytes are mirrored to the segments, at most a segment's
+    /// length: a reader may miss output a step printed faster than that, never the latest.
+    async fn flush(&mut self, total: u64, lines: u64) -> std::io::Result<()> {
+        let end = self
+            .segments
+            .back()
+            .map_or(self.main_len, |s| s.offset + s.len);
+        if let Some(ring) = &self.ring
+            && total > end
+        {
+            let want = (total - end).min(self.cap.segment).min(ring.len() as u64);
+            let from = ring.len() - usize::try_from(want).unwrap_or(ring.len());
+            let newest: Vec<u8> = ring.range(from..).copied().collect();
+            let before = lines - newlines(&newest);
+            self.append(&newest, total - want, before).await?;
+        }
         self.main.flush().await?;
         if let Some(current) = &mut self.current {
             current.flush().await?;
@@ -453,27 +600,40 @@ impl Disk {
         Ok(())
     }
 
-    /// Appends the segments (all, or the marker and the tail of `total` bytes printed) to the
-    /// head, removes them, and returns the file's size.
-    async fn assemble(mut self, cap: &Cap, total: u64) -> std::io::Result<u64> {
-        self.flush().await?;
-        self.current = None;
-        let keep_from = if total > cap.max {
+    /// Appends to the head the rest of the output (all of it, or the marker and the tail of
+    /// `total` bytes printed), from the ring or the segments, removes the segments, and returns
+    /// the file's size.
+    async fn assemble(mut self, total: u64) -> std::io::Result<u64> {
+        self.main.flush().await?;
+        if let Some(mut current) = self.current.take() {
+            current.flush().await?;
+        }
+        let keep_from = if total > self.cap.max {
             let mut line = String::new();
             if self.main_last.is_some_and(|b| b != b'\n') {
                 line.push('\n');
             }
-            line.push_str(&marker(total - cap.head - cap.tail));
+            line.push_str(&marker(total - self.cap.head - self.cap.tail));
             line.push('\n');
             self.main.write_all(line.as_bytes()).await?;
             self.main_len += line.len() as u64;
-            total - cap.tail
+            total - self.cap.tail
         } else {
             0
         };
+        let in_memory = self.ring.is_some();
+        if let Some(mut ring) = self.ring.take() {
+            let starts = total - ring.len() as u64;
+            let skip = usize::try_from(keep_from.saturating_sub(starts)).unwrap_or(usize::MAX);
+            ring.drain(..skip.min(ring.len()));
+            let (a, b) = ring.as_slices();
+            self.main.write_all(a).await?;
+            self.main.write_all(b).await?;
+            self.main_len += (a.len() + b.len()) as u64;
+        }
         while let Some(segment) = self.segments.pop_front() {
             let end = segment.offset + segment.len;
-            if end > keep_from {
+            if !in_memory && end > keep_from {
                 let skip = keep_from.saturating_sub(segment.offset);
                 let mut file = File::open(&segment.path).await?;
                 file.seek(SeekFrom::Start(skip)).await?;
@@ -631,6 +791,19 @@ mod tests {
 
     const CAP: u64 = MIN_MAX_LOG_BYTES;
 
+    /// The cap of the tests, with its tail in memory, then written whole to the segments.
+    fn caps() -> [Cap; 2] {
+        let cap = Cap::new(CAP);
+        assert!(cap.in_memory);
+        [
+            cap,
+            Cap {
+                in_memory: false,
+                ..cap
+            },
+        ]
+    }
+
     /// Numbered lines, `line 0\n` upwards, `bytes` long in all (the last one cut).
     fn output(bytes: usize) -> Vec<u8> {
         let mut out = Vec::with_capacity(bytes + 16);
@@ -674,90 +847,134 @@ mod tests {
 
     #[tokio::test]
     async fn output_up_to_the_cap_is_kept_whole() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("5.log");
-        let mut sink = LogSink::create(&path, CAP).await;
-        let all = output(usize::try_from(CAP).unwrap());
-        for chunk in all.chunks(1000) {
-            sink.write(chunk).await;
+        for cap in caps() {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("5.log");
+            let mut sink = LogSink::with_cap(&path, cap).await;
+            let all = output(usize::try_from(CAP).unwrap());
+            for (i, chunk) in all.chunks(1000).enumerate() {
+                sink.write(chunk).await;
+                if i % 7 == 0 {
+                    sink.flush().await;
+                }
+            }
+            let (summary, error) = sink.finish().await;
+            assert_eq!(error, None);
+            assert_eq!(std::fs::read(&path).unwrap(), all);
+            assert_eq!((summary.printed, summary.stored), (CAP, CAP));
+            assert_eq!(summary.lines, newlines(&all) + 1);
+            assert!(!parts_dir(&path).exists());
         }
-        let (summary, error) = sink.finish().await;
-        assert_eq!(error, None);
-        assert_eq!(std::fs::read(&path).unwrap(), all);
-        assert_eq!((summary.printed, summary.stored), (CAP, CAP));
-        assert_eq!(summary.lines, newlines(&all) + 1);
-        assert!(!parts_dir(&path).exists());
     }
 
     #[tokio::test]
     async fn output_over_the_cap_keeps_head_marker_and_tail_with_the_exact_count() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("6.log");
-        let mut sink = LogSink::create(&path, CAP).await;
-        let all = output(1_000_000);
-        let cap = Cap::new(CAP);
-        let mut most_on_disk = 0;
-        for chunk in all.chunks(3000) {
-            sink.write(chunk).await;
-            most_on_disk = most_on_disk.max(on_disk(&path));
+        for cap in caps() {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("6.log");
+            let mut sink = LogSink::with_cap(&path, cap).await;
+            let all = output(1_000_000);
+            let mut most_on_disk = 0;
+            for (i, chunk) in all.chunks(3000).enumerate() {
+                sink.write(chunk).await;
+                if i % 5 == 0 {
+                    sink.flush().await;
+                }
+                most_on_disk = most_on_disk.max(on_disk(&path));
+            }
+            let (summary, error) = sink.finish().await;
+            assert_eq!(error, None);
+
+            let file = std::fs::read(&path).unwrap();
+            assert!(file.len() as u64 <= CAP, "{} bytes", file.len());
+            assert!(
+                most_on_disk <= CAP + cap.segment,
+                "{most_on_disk} bytes on disk"
+            );
+            let (head, tail) = (cap.head as usize, cap.tail as usize);
+            let omitted = all.len() - head - tail;
+            assert_eq!(&file[..head], &all[..head]);
+            let line = format!("\n[chatrun: {omitted} bytes omitted]\n");
+            assert_eq!(&file[head..head + line.len()], line.as_bytes());
+            assert_eq!(&file[head + line.len()..], &all[all.len() - tail..]);
+
+            assert_eq!(summary.printed, 1_000_000);
+            assert_eq!(summary.stored, file.len() as u64);
+            assert_eq!(summary.lines, newlines(&all) + 1);
+            assert_eq!(summary.head.as_bytes(), &all[..HEAD_BYTES]);
+            assert!(summary.tail.len() <= tail);
+            assert!(all.ends_with(summary.tail.as_bytes()));
+            assert!(!parts_dir(&path).exists());
         }
-        let (summary, error) = sink.finish().await;
-        assert_eq!(error, None);
-
-        let file = std::fs::read(&path).unwrap();
-        assert!(file.len() as u64 <= CAP, "{} bytes", file.len());
-        assert!(
-            most_on_disk <= CAP + cap.segment,
-            "{most_on_disk} bytes on disk"
-        );
-        let (head, tail) = (cap.head as usize, cap.tail as usize);
-        let omitted = all.len() - head - tail;
-        assert_eq!(&file[..head], &all[..head]);
-        let line = format!("\n[chatrun: {omitted} bytes omitted]\n");
-        assert_eq!(&file[head..head + line.len()], line.as_bytes());
-        assert_eq!(&file[head + line.len()..], &all[all.len() - tail..]);
-
-        assert_eq!(summary.printed, 1_000_000);
-        assert_eq!(summary.stored, file.len() as u64);
-        assert_eq!(summary.lines, newlines(&all) + 1);
-        assert_eq!(summary.head.as_bytes(), &all[..HEAD_BYTES]);
-        assert!(summary.tail.len() <= tail);
-        assert!(all.ends_with(summary.tail.as_bytes()));
-        assert!(!parts_dir(&path).exists());
     }
 
     #[tokio::test]
     async fn a_log_over_the_cap_reads_live_by_printed_offsets_and_lines() {
+        for cap in caps() {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("7.log");
+            let mut sink = LogSink::with_cap(&path, cap).await;
+            let all = output(500_000);
+            // Readers see what was written once it is flushed (at most FLUSH_EVERY later):
+            // here after every chunk, as for a step that prints at a human pace.
+            for chunk in all.chunks(4096) {
+                sink.write(chunk).await;
+                assert!(sink.flush_due().is_some());
+                sink.flush().await;
+                assert_eq!(sink.flush_due(), None);
+            }
+            let size = all.len() as u64;
+
+            // The end, as the live page shows it, numbered as printed.
+            let (bytes, start, total) = read_log(&path, None, 1000).await;
+            assert_eq!(total, size);
+            assert_eq!(start, size - 1000);
+            assert_eq!(bytes, &all[all.len() - 1000..]);
+            let before = newlines(&all[..usize::try_from(start).unwrap()]);
+            assert_eq!(count_lines(&path, start).await, before);
+            assert_eq!(count_lines(&path, size).await, newlines(&all));
+
+            // The head is there; the middle is gone, and a reader is sent on to what is kept.
+            let (bytes, start, _) = read_log(&path, Some(10), 100).await;
+            assert_eq!((start, bytes.as_slice()), (10, &all[10..110]));
+            let (bytes, start, _) = read_log(&path, Some(CAP), 100).await;
+            assert!(start > CAP && start < size - cap.tail, "{start}");
+            let at = usize::try_from(start).unwrap();
+            assert_eq!(bytes, &all[at..at + 100]);
+            // Across a segment's end, in one read.
+            let (bytes, start, _) = read_log(&path, Some(size - 20_000), 10_000).await;
+            assert_eq!(start, size - 20_000);
+            assert_eq!(bytes, &all[all.len() - 20_000..all.len() - 10_000]);
+            sink.finish().await;
+        }
+    }
+
+    // Time stands still: no flush comes due while the flood is written.
+    #[tokio::test(start_paused = true)]
+    async fn a_flood_is_mirrored_live_by_its_newest_bytes() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("7.log");
-        let mut sink = LogSink::create(&path, CAP).await;
+        let path = dir.path().join("10.log");
+        let cap = Cap::new(CAP);
+        let mut sink = LogSink::with_cap(&path, cap).await;
         let all = output(500_000);
         for chunk in all.chunks(4096) {
             sink.write(chunk).await;
         }
+        sink.flush().await;
+        // Only the newest segment's length was written past the head: the reader of the
+        // middle jumps there, and the end is there.
+        assert!(on_disk(&path) <= cap.head + cap.segment);
         let size = all.len() as u64;
-
-        // The end, as the live page shows it, numbered as printed.
-        let (bytes, start, total) = read_log(&path, None, 1000).await;
-        assert_eq!(total, size);
-        assert_eq!(start, size - 1000);
-        assert_eq!(bytes, &all[all.len() - 1000..]);
-        let before = newlines(&all[..usize::try_from(start).unwrap()]);
-        assert_eq!(count_lines(&path, start).await, before);
-        assert_eq!(count_lines(&path, size).await, newlines(&all));
-
-        // The head is there; the middle is gone, and a reader is sent on to what is kept.
-        let (bytes, start, _) = read_log(&path, Some(10), 100).await;
-        assert_eq!((start, bytes.as_slice()), (10, &all[10..110]));
-        let (bytes, start, _) = read_log(&path, Some(CAP), 100).await;
-        assert!(start > CAP && start < size - Cap::new(CAP).tail, "{start}");
+        let (bytes, start, total) = read_log(&path, Some(cap.head), 100).await;
+        assert_eq!((start, total), (size - cap.segment, size));
         let at = usize::try_from(start).unwrap();
         assert_eq!(bytes, &all[at..at + 100]);
-        // Across a segment's end, in one read.
-        let (bytes, start, _) = read_log(&path, Some(size - 20_000), 10_000).await;
-        assert_eq!(start, size - 20_000);
-        assert_eq!(bytes, &all[all.len() - 20_000..all.len() - 10_000]);
-        sink.finish().await;
+        assert_eq!(count_lines(&path, size).await, newlines(&all));
+        // The log file still keeps the whole tail.
+        let (summary, _) = sink.finish().await;
+        let file = std::fs::read(&path).unwrap();
+        assert!(file.ends_with(&all[all.len() - usize::try_from(cap.tail).unwrap()..]));
+        assert_eq!(summary.stored, file.len() as u64);
     }
 
     #[tokio::test]
@@ -790,12 +1007,14 @@ mod tests {
         let path = dir.path().join("9.log");
         let mut sink = LogSink::create(&path, CAP).await;
         sink.write(&output(200_000)).await;
+        sink.flush().await;
         // The process died here: no finish.
         drop(sink);
         assert!(parts_dir(&path).exists());
         let mut sink = LogSink::create(&path, CAP).await;
         assert!(!parts_dir(&path).exists());
         sink.write(b"again\n").await;
+        sink.flush().await;
         assert_eq!(read_log(&path, Some(0), 100).await.0, b"again\n");
         sink.finish().await;
     }
@@ -833,6 +1052,55 @@ mod tests {
         assert_eq!(tail, "token=•••••• ok ab\nlast ••••••");
         let file = std::fs::read_to_string(&path).unwrap();
         assert!(!file.contains("hunter2"), "{file}");
+    }
+
+    #[tokio::test]
+    async fn a_secret_is_masked_across_a_long_line_cut_and_a_newline_inside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("11.log");
+        let mut sink = LogSink::create(&path, DEFAULT_MAX_LOG_BYTES).await;
+        let key = "-----BEGIN KEY-----\nMIIEvQIBADANBg\n-----END KEY-----";
+        sink.set_secrets([key.to_string(), "hunter2hunter2".to_string()]);
+        // A line longer than PENDING_BYTES with the secret across where it is cut.
+        // (cut before the last 48 bytes, the longest secret's length less one)
+        let mut long = vec![b'x'; PENDING_BYTES + 100];
+        long.extend_from_slice(b"hunter2hunter2");
+        long.extend_from_slice(&[b'y'; 39]);
+        sink.write_step(&long).await;
+        assert_eq!(
+            sink.pending,
+            vec![b'y'; 39],
+            "cut after the secret, not in it"
+        );
+        sink.write_step(b" and more\n").await;
+        // A secret with newlines, arriving in pieces cut at them.
+        sink.write_step(b"key: -----BEGIN KEY-----\n").await;
+        sink.write_step(b"MIIEvQIBADANBg\n").await;
+        sink.write_step(b"-----END KEY----- done\n").await;
+        sink.end_step().await;
+        sink.finish().await;
+        let file = String::from_utf8(std::fs::read(&path).unwrap()).unwrap();
+        assert!(
+            !file.contains("hunter2") && !file.contains("MIIEvQ"),
+            "{}",
+            &file[file.len() - 200..]
+        );
+        let end = format!("x••••••{} and more\nkey: •••••• done\n", "y".repeat(39));
+        assert!(file.ends_with(&end), "{}", &file[file.len() - 100..]);
+        assert_eq!(file.len(), long.len() - 14 + 18 + 10 + 5 + 18 + 6);
+    }
+
+    #[test]
+    fn masking_leaves_text_without_secrets_uncopied() {
+        let secrets = vec![b"hunter2".to_vec()];
+        assert!(matches!(
+            masked(b"nothing here", &secrets),
+            Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            mask_secrets(b"a hunter2 b hunter2hunter2", &secrets),
+            "a •••••• b ••••••••••••".as_bytes()
+        );
     }
 
     #[tokio::test]
