@@ -256,6 +256,20 @@ fn newlines(bytes: &[u8]) -> u64 {
         .sum()
 }
 
+/// Appends `bytes` to `kept`, which keeps at least its last `keep` bytes (trimmed when it
+/// doubles); of a chunk longer than that, only its end is copied.
+fn keep_last(kept: &mut Vec<u8>, bytes: &[u8], keep: usize) {
+    if bytes.len() >= keep {
+        kept.clear();
+        kept.extend_from_slice(&bytes[bytes.len() - keep..]);
+        return;
+    }
+    kept.extend_from_slice(bytes);
+    if kept.len() > 2 * keep {
+        kept.drain(..kept.len() - keep);
+    }
+}
+
 /// `<run>.log.parts`, the folder of a log's segments while its run goes.
 fn parts_dir(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
@@ -345,10 +359,7 @@ impl LogSink {
             self.head.extend_from_slice(&bytes[..take]);
             bytes = &bytes[take..];
         }
-        self.tail.extend_from_slice(bytes);
-        if self.tail.len() > 2 * TAIL_BYTES {
-            self.tail.drain(..self.tail.len() - TAIL_BYTES);
-        }
+        keep_last(&mut self.tail, bytes, TAIL_BYTES);
     }
 
     /// When the output written last must be flushed for readers of the log to see it: call
@@ -426,11 +437,7 @@ impl LogSink {
 
     async fn emit_step(&mut self, bytes: &[u8]) {
         self.write(bytes).await;
-        self.step_tail.extend_from_slice(bytes);
-        if self.step_tail.len() > 2 * STEP_TAIL_BYTES {
-            self.step_tail
-                .drain(..self.step_tail.len() - STEP_TAIL_BYTES);
-        }
+        keep_last(&mut self.step_tail, bytes, STEP_TAIL_BYTES);
     }
 
     /// The current step's last `lines` lines of output, ANSI escape codes removed.
