@@ -172,15 +172,8 @@ pub fn parse_payload(content_type: Option<&str>, body: &[u8]) -> Result<Payload,
         .to_ascii_lowercase();
     match media.as_str() {
         "application/json" => {
-            // serde_json checks UTF-8 only in the strings it keeps, not in skipped ones.
-            if std::str::from_utf8(body).is_err() {
-                return Err(ParseError::Json("the body is not UTF-8".into()));
-            }
-            if !super::json_depth_within(body, super::MAX_JSON_DEPTH) {
-                return Err(ParseError::Json(format!(
-                    "nested deeper than {} levels",
-                    super::MAX_JSON_DEPTH
-                )));
+            if let Some(problem) = super::json_body_problem(body) {
+                return Err(ParseError::Json(problem));
             }
             serde_json::from_slice(body).map_err(|err| ParseError::Json(reason(err)))
         }

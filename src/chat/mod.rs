@@ -252,6 +252,19 @@ fn spoken(ms: i128) -> String {
 /// 1; serde_json skips unknown fields at any depth, so deeper input is refused up front.
 pub const MAX_JSON_DEPTH: usize = 32;
 
+/// Why a webhook's JSON body is refused before it is parsed: not UTF-8 (serde_json checks UTF-8
+/// only in the strings it keeps, not in skipped ones), or nested deeper than
+/// [`MAX_JSON_DEPTH`]. `None` when it may be parsed.
+pub fn json_body_problem(body: &[u8]) -> Option<String> {
+    if std::str::from_utf8(body).is_err() {
+        return Some("the body is not UTF-8".into());
+    }
+    if !json_depth_within(body, MAX_JSON_DEPTH) {
+        return Some(format!("nested deeper than {MAX_JSON_DEPTH} levels"));
+    }
+    None
+}
+
 /// Whether the arrays and objects in `json` nest at most `max` levels deep. Strings are
 /// skipped (brackets in them do not count); the text need not be valid JSON.
 pub fn json_depth_within(json: &[u8], max: usize) -> bool {

@@ -224,15 +224,8 @@ pub struct Named {
 /// The body is not a JSON activity with an id, or nests deeper than
 /// [`super::MAX_JSON_DEPTH`].
 pub fn parse_activity(body: &[u8]) -> Result<Activity, ParseError> {
-    // serde_json checks UTF-8 only in the strings it keeps, not in skipped ones.
-    if std::str::from_utf8(body).is_err() {
-        return Err(ParseError::Json("the body is not UTF-8".into()));
-    }
-    if !super::json_depth_within(body, super::MAX_JSON_DEPTH) {
-        return Err(ParseError::Json(format!(
-            "nested deeper than {} levels",
-            super::MAX_JSON_DEPTH
-        )));
+    if let Some(problem) = super::json_body_problem(body) {
+        return Err(ParseError::Json(problem));
     }
     let activity: Activity = serde_json::from_slice(body).map_err(|err| {
         ParseError::Json(crate::chat::mattermost::truncate_runes(
