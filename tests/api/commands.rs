@@ -1,6 +1,6 @@
 //! Chat commands and permissions, on both platforms.
 
-use chatrun::store::{RunId, StepStatus};
+use chatrun::store::RunId;
 use serde_json::Value;
 
 use crate::helpers::{
@@ -93,11 +93,7 @@ async fn status_and_queue_follow_a_run_and_cancel_kills_its_grandchildren() {
     let app = app().await;
     let ack = say(&app, "alice", "#slow", "p1").await;
     assert!(ack.contains("Queued run **#1**"), "{ack}");
-    wait_for(|| async {
-        let steps = app.store.steps(RunId(1)).await.unwrap();
-        (steps.first()?.status == StepStatus::Running).then_some(())
-    })
-    .await;
+    app.first_step_running(1).await;
     let pid_file = app.dir.path().join("jobs/grandchild-1.pid");
     let pid = wait_for(|| async {
         std::fs::read_to_string(&pid_file)
@@ -252,11 +248,7 @@ async fn status_queue_and_cancel_work_from_teams_too() {
         ack.contains("Queued run **#1** of **slow** for Ada Lovelace"),
         "{ack}"
     );
-    wait_for(|| async {
-        let steps = app.store.steps(RunId(1)).await.unwrap();
-        (steps.first()?.status == StepStatus::Running).then_some(())
-    })
-    .await;
+    app.first_step_running(1).await;
 
     let text = say_teams(&app, "status 1", "2002").await;
     assert!(

@@ -334,6 +334,15 @@ impl TestApp {
             .expect("chatrun answers")
     }
 
+    /// Waits until the first step of run `id` is running.
+    pub async fn first_step_running(&self, id: i64) {
+        wait_for(|| async {
+            let steps = self.store.steps(RunId(id)).await.unwrap();
+            (steps.first()?.status == chatrun::store::StepStatus::Running).then_some(())
+        })
+        .await;
+    }
+
     /// Waits until run `id` is finished.
     pub async fn finished_run(&self, id: i64) -> RunRow {
         wait_for(|| async {
@@ -445,4 +454,11 @@ pub fn teams_activity(id: &str, text: &str) -> Vec<u8> {
             "tenant": {"id": "tenant"}}
     }))
     .unwrap()
+}
+
+/// Opens the database a stopped chatrun left in `dir`.
+pub async fn open_store(dir: &std::path::Path) -> Store {
+    Store::connect(&format!("sqlite://{}/chatrun.db", dir.display()))
+        .await
+        .unwrap()
 }

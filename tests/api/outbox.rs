@@ -276,10 +276,7 @@ async fn drain_sends_what_is_due_leaves_failures_for_later_and_stops_at_its_dead
         std::iter::empty(),
     )
     .unwrap();
-    let store =
-        chatrun::store::Store::connect(&format!("sqlite://{}/chatrun.db", dir.path().display()))
-            .await
-            .unwrap();
+    let store = crate::helpers::open_store(dir.path()).await;
     let _ = rustls::crypto::ring::default_provider().install_default();
     let sender = chatrun::outbox::Sender {
         store: store.clone(),

@@ -130,19 +130,12 @@ async fn on_shutdown_a_step_that_outlives_the_grace_period_is_stopped_and_report
     )])
     .await;
     app.trigger("#slow", "slowpost1").await;
-    wait_for(|| async {
-        let steps = app.store.steps(RunId(1)).await.unwrap();
-        (steps.first()?.status == StepStatus::Running).then_some(())
-    })
-    .await;
+    app.first_step_running(1).await;
 
     // The helpers' configuration gives steps one second.
     let (dir, mattermost) = app.stop().await;
 
-    let store =
-        chatrun::store::Store::connect(&format!("sqlite://{}/chatrun.db", dir.path().display()))
-            .await
-            .unwrap();
+    let store = crate::helpers::open_store(dir.path()).await;
     let run = store.get_run(RunId(1)).await.unwrap().unwrap();
     assert_eq!(run.status.as_str(), "interrupted");
     let error = run.error.unwrap_or_default();
@@ -180,11 +173,7 @@ async fn on_shutdown_webhooks_get_503_while_a_running_step_finishes_in_its_grace
     )
     .await;
     app.trigger("#slow", "slowpost1").await;
-    wait_for(|| async {
-        let steps = app.store.steps(RunId(1)).await.unwrap();
-        (steps.first()?.status == StepStatus::Running).then_some(())
-    })
-    .await;
+    app.first_step_running(1).await;
 
     app.shutdown.cancel();
     let refused = wait_for(|| async {
@@ -200,10 +189,7 @@ async fn on_shutdown_webhooks_get_503_while_a_running_step_finishes_in_its_grace
 
     // chatrun exits once the step is done, well before its 60 s grace period is over.
     let (dir, _mattermost) = app.stop().await;
-    let store =
-        chatrun::store::Store::connect(&format!("sqlite://{}/chatrun.db", dir.path().display()))
-            .await
-            .unwrap();
+    let store = crate::helpers::open_store(dir.path()).await;
     let run = store.get_run(RunId(1)).await.unwrap().unwrap();
     assert_eq!(run.status.as_str(), "succeeded");
     assert!(store.get_run(RunId(2)).await.unwrap().is_none());
@@ -281,10 +267,7 @@ async fn leave_a_claimed_run(
     lease_until: i64,
 ) -> (tempfile::TempDir, wiremock::MockServer) {
     let (dir, mattermost) = app.stop().await;
-    let store =
-        chatrun::store::Store::connect(&format!("sqlite://{}/chatrun.db", dir.path().display()))
-            .await
-            .unwrap();
+    let store = crate::helpers::open_store(dir.path()).await;
     let new = NewRun {
         platform: "mattermost".into(),
         channel_id: "chan1".into(),
