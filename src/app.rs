@@ -194,7 +194,8 @@ impl App {
             None => server.await,
         };
         store.close().await;
-        tracing::info!("stopped");
+        let (writes, syncs) = store.flush_counts();
+        tracing::info!(writes, syncs, "stopped");
         served
             .context("the HTTP server panicked")?
             .context("the HTTP server failed")

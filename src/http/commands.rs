@@ -262,12 +262,12 @@ pub async fn enqueue(
         queue_limit: i64::try_from(def.queue_limit).unwrap_or(i64::MAX),
         ..base
     };
-    let median = median(&state.store.recent_durations(&def.name, 20).await?);
     let public_url = &state.config.public_url;
     let stored = state
         .store
         .insert_run(&new, now_ms(), |run_id, position| {
-            let wait = median
+            let wait = position
+                .typical_ms
                 .map(|m| m * ((position.place - 1 + position.running) / new.concurrency.max(1)));
             ack(
                 run_id,
@@ -290,13 +290,6 @@ pub async fn enqueue(
         state.wake_outbox.notify_one();
     }
     Ok(Ok(inserted))
-}
-
-/// The median of `durations`, when there are any.
-fn median(durations: &[i64]) -> Option<i64> {
-    let mut sorted = durations.to_vec();
-    sorted.sort_unstable();
-    sorted.get(sorted.len() / 2).copied()
 }
 
 /// Applies the job's `on_new` policy to its other runs, now that `new_run` is queued: replace a

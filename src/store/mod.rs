@@ -5,10 +5,13 @@
 //! integer milliseconds passed in by the caller ([`now_ms`] in production), so every statement
 //! is deterministic under test.
 
+mod batch;
+mod flush;
 pub mod outbox;
 pub mod runs;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::SqlitePool;
@@ -32,6 +35,12 @@ pub enum Error {
     /// The database file's folder could not be created.
     #[error("cannot create the database folder {0}")]
     Folder(String, #[source] std::io::Error),
+    /// A commit could not be synced to disk.
+    #[error("cannot sync the database to disk")]
+    Flush(#[source] std::io::Error),
+    /// The batch of triggers this one was stored with failed ([`batch`]).
+    #[error(transparent)]
+    Batch(Arc<Error>),
 }
 
 /// Result of store operations.
@@ -53,10 +62,23 @@ pub fn ms(d: Duration) -> i64 {
 /// How long a write waits for another writer's lock unless configured.
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Connections reading at once (pages, the API, the queue's look-ups); WAL lets them read while
+/// the writer writes.
+const READERS: u32 = 8;
+
 /// A handle on the database; cheap to clone.
+///
+/// Writes go through one connection (`writer`) and reads through a pool of others (`reader`):
+/// SQLite lets one writer in at a time anyway, and a writer waiting in the pool's queue is
+/// served in turn the moment the lock is free, where a second writing connection would sleep in
+/// SQLite's busy handler (up to 100 ms a try) and let the queue of triggers grow meanwhile.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    writer: SqlitePool,
+    reader: SqlitePool,
+    flusher: Arc<flush::Flusher>,
+    /// Where [`Store::insert_run`] queues its trigger for the next batch ([`batch`]).
+    batch: tokio::sync::mpsc::Sender<batch::Request>,
 }
 
 impl Store {
@@ -80,12 +102,13 @@ impl Store {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            // N.B. FULL, not NORMAL: an acknowledged run must survive a power cut, not only a
-            // crash of this process.
-            .synchronous(SqliteSynchronous::Full)
+            // N.B. NORMAL, and the writes chatrun acts on wait for `flusher` (group commit):
+            // an acknowledged run survives a power cut as with FULL, and concurrent writes
+            // share one sync of the log.
+            .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(busy_timeout)
             .foreign_keys(true);
-        let file = options.get_filename();
+        let file = options.get_filename().to_path_buf();
         if let Some(folder) = file.parent()
             && !folder.as_os_str().is_empty()
             && file != std::path::Path::new(":memory:")
@@ -93,17 +116,44 @@ impl Store {
             std::fs::create_dir_all(folder)
                 .map_err(|err| Error::Folder(folder.display().to_string(), err))?;
         }
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            // Waiting for our own writer is bounded like waiting for another process's lock.
+            .acquire_timeout(busy_timeout.max(Duration::from_millis(100)))
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("./migrations").run(&writer).await?;
+        let (mode,): (String,) = sqlx::query_as("pragma journal_mode")
+            .fetch_one(&writer)
+            .await?;
+        let wal = if mode.eq_ignore_ascii_case("wal") {
+            let mut wal = file.as_os_str().to_owned();
+            wal.push("-wal");
+            Some(std::path::PathBuf::from(wal))
+        } else {
+            // No log to sync (an in-memory database): SQLite syncs each commit, if it can.
+            sqlx::query("pragma synchronous = full")
+                .execute(&writer)
+                .await?;
+            None
+        };
+        let reader = SqlitePoolOptions::new()
+            .max_connections(READERS)
             .connect_with(options)
             .await?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Self { pool })
-    }
-
-    /// Wraps an existing pool (for `#[sqlx::test]`); the caller migrates.
-    pub fn from_pool(pool: SqlitePool) -> Self {
-        Self { pool }
+        let flusher = Arc::new(flush::Flusher::new(wal));
+        let (batch, requests) = tokio::sync::mpsc::channel(batch::MAX_BATCH * 4);
+        let syncs = flusher.clone();
+        tokio::spawn(batch::run(writer.clone(), requests, move || {
+            let syncs = syncs.clone();
+            async move { syncs.flush().await.map_err(Error::Flush) }
+        }));
+        Ok(Self {
+            writer,
+            reader,
+            flusher,
+            batch,
+        })
     }
 
     /// Answers when the database does.
@@ -112,12 +162,29 @@ impl Store {
     ///
     /// The database is unreachable.
     pub async fn ping(&self) -> Result<()> {
-        sqlx::query("select 1").execute(&self.pool).await?;
+        sqlx::query("select 1").execute(&self.reader).await?;
         Ok(())
+    }
+
+    /// Returns once the writes committed so far are on disk (see [`flush`]). Called by the
+    /// writes that chatrun acts on outside the database; every other write is covered by the
+    /// next of those.
+    ///
+    /// # Errors
+    ///
+    /// The log could not be synced.
+    async fn durable(&self) -> Result<()> {
+        self.flusher.flush().await.map_err(Error::Flush)
+    }
+
+    /// Writes that waited for a sync and the syncs done, since start-up.
+    pub fn flush_counts(&self) -> (u64, u64) {
+        self.flusher.counts()
     }
 
     /// Closes every connection (on shutdown, so the WAL is checkpointed).
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.reader.close().await;
+        self.writer.close().await;
     }
 }

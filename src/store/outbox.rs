@@ -89,7 +89,7 @@ impl Store {
     ///
     /// The database failed.
     pub async fn enqueue_delivery(&self, delivery: &Delivery, now: i64) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         insert(&mut tx, None, delivery, now).await?;
         tx.commit().await?;
         Ok(())
@@ -99,7 +99,7 @@ impl Store {
     /// thread is pending, and holds it until `hold_until` (counting the attempt). It is marked
     /// as being sent until [`Store::mark_sent`], [`Store::mark_retry`] or [`Store::mark_dead`];
     /// a claim that finds it still so (its sender died mid-attempt) counts that attempt as
-    /// unsure.
+    /// unsure. The claim, and whatever the reply reports, is on disk before it returns.
     ///
     /// # Errors
     ///
@@ -109,7 +109,7 @@ impl Store {
         now: i64,
         hold_until: i64,
     ) -> Result<Option<DeliveryRow>> {
-        Ok(sqlx::query_as::<_, DeliveryRow>(
+        let row = sqlx::query_as::<_, DeliveryRow>(
             "update outbox set next_attempt_at = ?, attempts = attempts + 1,
                  unsure = unsure + sending, sending = 1
              where outbox_id = (
@@ -123,8 +123,12 @@ impl Store {
         )
         .bind(hold_until)
         .bind(now)
-        .fetch_optional(&self.pool)
-        .await?)
+        .fetch_optional(&self.writer)
+        .await?;
+        if row.is_some() {
+            self.durable().await?;
+        }
+        Ok(row)
     }
 
     /// When the next pending delivery that may be claimed (the first of its thread) is due, if
@@ -140,7 +144,7 @@ impl Store {
                  outbox_id in (select min(outbox_id) from outbox
                                where status = 'pending' group by thread))",
         )
-        .fetch_one(&self.pool)
+        .fetch_one(&self.reader)
         .await?;
         Ok(at)
     }
@@ -157,7 +161,7 @@ impl Store {
         )
         .bind(now)
         .bind(outbox_id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -184,7 +188,7 @@ impl Store {
         .bind(error)
         .bind(i64::from(unsure))
         .bind(outbox_id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -200,7 +204,7 @@ impl Store {
         )
         .bind(error)
         .bind(outbox_id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -217,7 +221,7 @@ impl Store {
              from outbox where run_id = ? order by outbox_id",
         )
         .bind(run_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?)
     }
 }

@@ -8,7 +8,7 @@
 use std::fmt;
 
 use serde::Serialize;
-use sqlx::{FromRow, Sqlite, Transaction};
+use sqlx::FromRow;
 
 use super::{Result, Store, outbox};
 use crate::chat::Delivery;
@@ -155,6 +155,8 @@ pub struct Position {
     pub place: i64,
     /// Runs of its job running now.
     pub running: i64,
+    /// The median duration of its job's last 20 finished runs (ms), once it has some.
+    pub typical_ms: Option<i64>,
 }
 
 /// The acknowledgement of a newly stored run, made once its number and position are known.
@@ -311,8 +313,10 @@ const RUN_COLUMNS: &str = "run_id, platform, team_id, team_name, channel_id, cha
 
 impl Store {
     /// Stores a trigger's run, queued (or denied, see [`NewRun::denied`]), unless the same
-    /// trigger (platform and message id) was stored before; `ack` makes the acknowledgement from the new run's number and queue
-    /// position, and is kept with the run so a duplicate trigger gets the same text.
+    /// trigger (platform and message id) was stored before; `ack` makes the acknowledgement
+    /// from the new run's number and queue position, and is kept with the run so a duplicate
+    /// trigger gets the same text. Returns once the run is on disk; triggers arriving together
+    /// share one transaction and one sync (see `batch`).
     ///
     /// # Errors
     ///
@@ -323,105 +327,30 @@ impl Store {
         now: i64,
         ack: impl FnOnce(RunId, Position) -> Ack,
     ) -> Result<Insert> {
-        // IMMEDIATE: this transaction reads, then writes. Taking the write lock first makes a
-        // concurrent writer wait (busy_timeout) instead of failing our late upgrade.
-        let mut tx = self.pool.begin_with("begin immediate").await?;
-        if let Some(existing) = find_message(&mut tx, new).await? {
-            tx.commit().await?;
-            return Ok(Insert::Stored(existing));
-        }
-        if new.denied.is_none() && new.queue_limit > 0 {
-            let (waiting,): (i64,) =
-                sqlx::query_as("select count(*) from run where job = ? and status = 'queued'")
-                    .bind(&new.job)
-                    .fetch_one(&mut *tx)
-                    .await?;
-            if waiting >= new.queue_limit {
-                return Ok(Insert::QueueFull(waiting));
-            }
-        }
-        let inserted: Option<(RunId,)> = sqlx::query_as(
-            "insert into run (platform, team_id, team_name, channel_id, channel_name, user_id,
-                 user_name, message_id, thread_root_id, message, job, args, hook, ack_text,
-                 created_at, status, error, finished_at, concurrency)
-             values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?, ?)
-             on conflict (platform, message_id) do nothing
-             returning run_id",
-        )
-        .bind(&new.platform)
-        .bind(&new.team_id)
-        .bind(&new.team_name)
-        .bind(&new.channel_id)
-        .bind(&new.channel_name)
-        .bind(&new.user_id)
-        .bind(&new.user_name)
-        .bind(&new.message_id)
-        .bind(&new.thread_root_id)
-        .bind(&new.message)
-        .bind(&new.job)
-        .bind(&new.args)
-        .bind(&new.hook)
-        .bind(now)
-        .bind(if new.denied.is_some() {
-            RunStatus::Denied
-        } else {
-            RunStatus::Queued
-        })
-        .bind(&new.denied)
-        .bind(new.denied.as_ref().map(|_| now))
-        .bind(new.concurrency.max(1))
-        .fetch_optional(&mut *tx)
-        .await?;
-
-        let Some((run_id,)) = inserted else {
-            // The same message, stored by a concurrent request since we looked.
-            let existing = find_message(&mut tx, new).await?;
-            tx.commit().await?;
-            return existing
-                .map(Insert::Stored)
-                .ok_or(super::Error::Sqlx(sqlx::Error::RowNotFound));
+        // Stored with the other triggers waiting meanwhile, in one transaction (see `batch`).
+        let (place, placed) = tokio::sync::oneshot::channel();
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        let request = super::batch::Request {
+            new: new.clone(),
+            now,
+            place,
+            done,
         };
-
-        let position = job_position(&mut tx, &new.job, run_id).await?;
-        let ack = ack(run_id, position);
-        sqlx::query("update run set ack_text = ? where run_id = ?")
-            .bind(&ack.text)
-            .bind(run_id)
-            .execute(&mut *tx)
-            .await?;
-        if let Some(delivery) = &ack.delivery {
-            outbox::insert(&mut tx, Some(run_id), delivery, now).await?;
+        self.batch.send(request).await.map_err(|_| closed())?;
+        if let Ok((run_id, position, words)) = placed.await {
+            let _ = words.send(ack(run_id, position));
         }
-        tx.commit().await?;
-        Ok(Insert::Stored(Inserted {
-            run_id,
-            ack_text: ack.text,
-            created: true,
-        }))
-    }
-
-    /// Durations of the job's last `limit` finished runs that ran, newest first.
-    ///
-    /// # Errors
-    ///
-    /// The database failed.
-    pub async fn recent_durations(&self, job: &str, limit: i64) -> Result<Vec<i64>> {
-        let rows: Vec<(i64,)> = sqlx::query_as(
-            "select finished_at - started_at from run
-             where job = ? and status in ('succeeded', 'failed') and started_at is not null
-                 and finished_at is not null
-             order by run_id desc limit ?",
-        )
-        .bind(job)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(|(d,)| d).collect())
+        outcome.await.map_err(|_| closed())?
     }
 
     /// Takes the oldest queued run whose job has a free slot, for `owner`: `attempt` goes up
     /// by one and the lease runs until `lease_until`. (Runs whose lease expired are settled by
     /// [`Store::interrupt_run`] or [`Store::requeue_expired`] first.)
+    ///
+    /// Only the head of each job's queue is looked at: the jobs with queued runs are found by
+    /// skipping through `run_status_job_id` one job at a time, so a claim costs a few index
+    /// seeks per job, not a read of every queued run. A claim is on disk before it returns:
+    /// a power cut cannot bring back as queued a run whose steps were started.
     ///
     /// # Errors
     ///
@@ -436,11 +365,18 @@ impl Store {
             "update run set status = 'running', attempt = attempt + 1, lease_owner = ?,
                  lease_expires_at = ?, started_at = ?
              where run_id = (
-                 select r.run_id from run r
-                 where r.status = 'queued'
-                     and (select count(*) from run x
-                          where x.job = r.job and x.status = 'running'
-                              and x.lease_expires_at >= ?) < r.concurrency
+                 with recursive queued_job (job) as (
+                     select (select min(job) from run where status = 'queued')
+                     union all
+                     select (select min(job) from run where status = 'queued' and job > q.job)
+                     from queued_job q where q.job is not null
+                 )
+                 select r.run_id from queued_job q
+                 join run r on r.run_id =
+                     (select min(run_id) from run where status = 'queued' and job = q.job)
+                 where (select count(*) from run x
+                        where x.status = 'running' and x.job = q.job
+                            and x.lease_expires_at >= ?) < r.concurrency
                  order by r.run_id limit 1)
              returning {RUN_COLUMNS}"
         );
@@ -449,8 +385,11 @@ impl Store {
             .bind(lease_until)
             .bind(now)
             .bind(now)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.writer)
             .await?;
+        if row.is_some() {
+            self.durable().await?;
+        }
         Ok(row)
     }
 
@@ -467,7 +406,7 @@ impl Store {
         .bind(lease_until)
         .bind(run_id)
         .bind(attempt)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -478,7 +417,7 @@ impl Store {
     ///
     /// The database failed.
     pub async fn reset_steps(&self, run_id: RunId, names: &[&str]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         sqlx::query("delete from step where run_id = ?")
             .bind(run_id)
             .execute(&mut *tx)
@@ -507,7 +446,7 @@ impl Store {
         .bind(now)
         .bind(run_id)
         .bind(i64::try_from(position).unwrap_or(i64::MAX))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -526,7 +465,7 @@ impl Store {
         let position = i64::try_from(position).unwrap_or(i64::MAX);
         let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         let tests = result.tests.as_ref();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         sqlx::query(
             "update step set status = ?, exit_code = ?, detail = ?, finished_at = ?,
                  tests_run = ?, tests_failed = ?, tests_skipped = ?, tests_duration_ms = ?,
@@ -582,7 +521,7 @@ impl Store {
              where run_id = ? order by position, ordinal",
         )
         .bind(run_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?)
     }
 
@@ -594,7 +533,7 @@ impl Store {
     pub async fn skip_pending_steps(&self, run_id: RunId) -> Result<()> {
         sqlx::query("update step set status = 'skipped' where run_id = ? and status = 'pending'")
             .bind(run_id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -612,7 +551,7 @@ impl Store {
         result: &RunResult,
         reply: Option<&Delivery>,
     ) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let done = sqlx::query(
             "update run set status = ?, error = ?, log_head = ?, log_tail = ?, log_bytes = ?,
                  log_lines = ?,
@@ -653,7 +592,7 @@ impl Store {
         );
         Ok(sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(sql))
             .bind(now)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reader)
             .await?)
     }
 
@@ -672,7 +611,7 @@ impl Store {
         error: &str,
         reply: Option<&Delivery>,
     ) -> Result<bool> {
-        let mut tx = self.pool.begin_with("begin immediate").await?;
+        let mut tx = self.writer.begin_with("begin immediate").await?;
         let done = sqlx::query(
             "update run set status = 'interrupted', error = ?, finished_at = ?,
                  lease_owner = null, lease_expires_at = null
@@ -718,7 +657,7 @@ impl Store {
         .bind(run_id)
         .bind(attempt)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -731,7 +670,7 @@ impl Store {
     pub async fn running_leases(&self) -> Result<Vec<(RunId, Option<String>)>> {
         Ok(
             sqlx::query_as("select run_id, lease_owner from run where status = 'running'")
-                .fetch_all(&self.pool)
+                .fetch_all(&self.reader)
                 .await?,
         )
     }
@@ -748,13 +687,13 @@ impl Store {
         )
         .bind(run_id)
         .bind(owner)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
 
-    /// Cancels a run that has not started, with its reply, in one transaction. False when it
-    /// is no longer queued.
+    /// Cancels a run that has not started, with its reply, in one transaction, on disk before
+    /// it returns (the user is told at once). False when it is no longer queued.
     ///
     /// # Errors
     ///
@@ -766,7 +705,7 @@ impl Store {
         now: i64,
         reply: Option<&Delivery>,
     ) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let done = sqlx::query(
             "update run set status = 'cancelled', error = ?, finished_at = ?
              where run_id = ? and status = 'queued'",
@@ -783,6 +722,7 @@ impl Store {
             outbox::insert(&mut tx, Some(run_id), reply, now).await?;
         }
         tx.commit().await?;
+        self.durable().await?;
         Ok(true)
     }
 
@@ -796,7 +736,7 @@ impl Store {
             "select {RUN_COLUMNS} from run where status in ('queued', 'running') order by run_id"
         );
         Ok(sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(sql))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reader)
             .await?)
     }
 
@@ -813,7 +753,7 @@ impl Store {
         )
         .bind(run_id)
         .bind(attempt)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -827,7 +767,7 @@ impl Store {
         let sql = format!("select {RUN_COLUMNS} from run where run_id = ?");
         Ok(sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(sql))
             .bind(run_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader)
             .await?)
     }
 
@@ -844,7 +784,7 @@ impl Store {
              from step where run_id = ? order by position",
         )
         .bind(run_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?)
     }
 
@@ -910,7 +850,7 @@ impl Store {
         if let Some(until) = filter.until {
             query = query.bind(until);
         }
-        Ok(query.bind(limit).fetch_all(&self.pool).await?)
+        Ok(query.bind(limit).fetch_all(&self.reader).await?)
     }
 
     /// How many runs wait in the queue and how many are running.
@@ -920,45 +860,17 @@ impl Store {
     /// The database failed.
     pub async fn counts(&self) -> Result<(i64, i64)> {
         Ok(sqlx::query_as(
-            "select coalesce(sum(status = 'queued'), 0), coalesce(sum(status = 'running'), 0)
-             from run where status in ('queued', 'running')",
+            "select (select coalesce(sum(queued), 0) from job_queue),
+                    (select count(*) from run where status = 'running')",
         )
-        .fetch_one(&self.pool)
+        .fetch_one(&self.reader)
         .await?)
     }
 }
 
-/// The run stored for this trigger message, if any.
-async fn find_message(tx: &mut Transaction<'_, Sqlite>, new: &NewRun) -> Result<Option<Inserted>> {
-    let found: Option<(RunId, String)> =
-        sqlx::query_as("select run_id, ack_text from run where platform = ? and message_id = ?")
-            .bind(&new.platform)
-            .bind(&new.message_id)
-            .fetch_optional(&mut **tx)
-            .await?;
-    Ok(found.map(|(run_id, ack_text)| Inserted {
-        run_id,
-        ack_text,
-        created: false,
-    }))
-}
-
-/// Where a run of `job` stands: 1 for the next of its job to start, and how many run now.
-async fn job_position(
-    tx: &mut Transaction<'_, Sqlite>,
-    job: &str,
-    run_id: RunId,
-) -> Result<Position> {
-    let (place, running): (i64, i64) = sqlx::query_as(
-        "select coalesce(sum(status = 'queued' and run_id <= ?), 0),
-                coalesce(sum(status = 'running'), 0)
-         from run where job = ? and status in ('queued', 'running')",
-    )
-    .bind(run_id)
-    .bind(job)
-    .fetch_one(&mut **tx)
-    .await?;
-    Ok(Position { place, running })
+/// The batch task is gone: the store was closed (shutting down).
+fn closed() -> super::Error {
+    super::Error::Sqlx(sqlx::Error::PoolClosed)
 }
 
 #[cfg(test)]
@@ -1041,6 +953,94 @@ mod tests {
             (2, 0),
             "a denied run is not queued"
         );
+    }
+
+    /// `job_queue` against a count of the runs themselves.
+    async fn assert_queue_counts(store: &Store) {
+        let kept: Vec<(String, i64)> =
+            sqlx::query_as("select job, queued from job_queue where queued > 0 order by job")
+                .fetch_all(&store.reader)
+                .await
+                .unwrap();
+        let counted: Vec<(String, i64)> = sqlx::query_as(
+            "select job, count(*) from run where status = 'queued' group by job order by job",
+        )
+        .fetch_all(&store.reader)
+        .await
+        .unwrap();
+        assert_eq!(kept, counted);
+    }
+
+    #[tokio::test]
+    async fn positions_and_claims_follow_each_jobs_queue_and_concurrency() {
+        let (_dir, store) = store().await;
+        let run = |id: &str, job: &str, concurrency: i64| NewRun {
+            job: job.into(),
+            concurrency,
+            queue_limit: 3,
+            ..new_run(id)
+        };
+        let mut places = Vec::new();
+        for (id, job, concurrency) in [
+            ("b1", "build", 1),
+            ("b2", "build", 1),
+            ("l1", "lint", 2),
+            ("b3", "build", 1),
+            ("l2", "lint", 2),
+            ("l3", "lint", 2),
+        ] {
+            let inserted = stored(
+                store
+                    .insert_run(&run(id, job, concurrency), 1, ack)
+                    .await
+                    .unwrap(),
+            );
+            places.push(inserted.ack_text);
+        }
+        assert_eq!(
+            places,
+            [
+                "#1 at 1", "#2 at 2", "#3 at 1", "#4 at 3", "#5 at 2", "#6 at 3"
+            ]
+        );
+        assert!(matches!(
+            store
+                .insert_run(&run("b4", "build", 1), 1, ack)
+                .await
+                .unwrap(),
+            Insert::QueueFull(3)
+        ));
+        assert_queue_counts(&store).await;
+
+        // Oldest first while a job has a free slot: build takes one, lint two, then nothing.
+        let mut claimed = Vec::new();
+        while let Some(row) = store.try_claim("w", 10, 100).await.unwrap() {
+            claimed.push(row.run_id.0);
+        }
+        assert_eq!(claimed, [1, 3, 5]);
+        assert_queue_counts(&store).await;
+
+        // Leaving the queue (cancelled) and coming back to it (requeued) are counted.
+        assert!(store.cancel_queued(RunId(2), "no", 11, None).await.unwrap());
+        assert!(store.requeue(RunId(1), 1).await.unwrap());
+        assert_queue_counts(&store).await;
+        let next = stored(
+            store
+                .insert_run(&run("b5", "build", 1), 12, ack)
+                .await
+                .unwrap(),
+        );
+        assert_eq!(next.ack_text, "#7 at 3", "runs 1 and 4 wait before it");
+        assert_eq!(
+            store
+                .try_claim("w", 13, 100)
+                .await
+                .unwrap()
+                .map(|r| r.run_id.0),
+            Some(1),
+            "the requeued run goes first"
+        );
+        assert_queue_counts(&store).await;
     }
 
     #[tokio::test]

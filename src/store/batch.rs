@@ -1,0 +1,487 @@
+//! Triggers stored in batches: the runs of every trigger waiting at the same moment are
+//! inserted by one transaction of a few statements, whatever their number.
+//!
+//! [`Store::insert_run`](super::Store::insert_run) hands its trigger to one task, [`run`],
+//! which takes every trigger queued meanwhile (up to [`MAX_BATCH`]) and, in one
+//! `BEGIN IMMEDIATE` transaction: looks up which messages are stored already and each job's
+//! queue (one statement each, over a JSON list), numbers the new runs and gives each caller its
+//! run number and queue position so it can word the acknowledgement, inserts all the runs with
+//! their acknowledgements (one statement), queues their thread replies, and commits. Each caller
+//! gets its answer once the commit is on disk ([`super::flush`]).
+//!
+//! The run numbers are chosen here, as SQLite's AUTOINCREMENT would choose them: nothing else
+//! can write between the look-up and the insert, since the transaction holds the write lock.
+
+use std::collections::HashMap;
+
+use sqlx::{Sqlite, SqlitePool, Transaction};
+use tokio::sync::{mpsc, oneshot};
+
+use super::runs::{Ack, Insert, Inserted, NewRun, Position, RunId, RunStatus};
+use super::{Error, Result, outbox};
+
+/// The most triggers one transaction stores.
+pub const MAX_BATCH: usize = 256;
+
+/// A trigger waiting to be stored.
+pub struct Request {
+    pub new: NewRun,
+    pub now: i64,
+    /// Where the batch sends the new run's number and position, and takes its acknowledgement.
+    /// Dropped unsent when no run is made (the message was stored before, the queue is full,
+    /// the database failed).
+    pub place: oneshot::Sender<(RunId, Position, oneshot::Sender<Ack>)>,
+    /// The outcome, once committed and synced.
+    pub done: oneshot::Sender<Result<Insert>>,
+}
+
+/// Stores the requests of `requests` in batches until every sender is gone. `flushed` runs
+/// after each commit and before the callers hear of it.
+pub async fn run<F, Fut>(writer: SqlitePool, mut requests: mpsc::Receiver<Request>, flushed: F)
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<()>> + Send,
+{
+    let flushed = std::sync::Arc::new(flushed);
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while requests.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let requests = std::mem::take(&mut batch);
+        let (outcomes, dones) = match store(&writer, requests).await {
+            Ok(stored) => stored,
+            Err((err, dones)) => {
+                let err = std::sync::Arc::new(err);
+                for done in dones {
+                    let _ = done.send(Err(Error::Batch(err.clone())));
+                }
+                continue;
+            }
+        };
+        // The next batch goes on while this one's commit is synced (and shares the sync).
+        let flushed = flushed.clone();
+        tokio::spawn(async move {
+            let synced = flushed().await.map_err(std::sync::Arc::new);
+            for (outcome, done) in outcomes.into_iter().zip(dones) {
+                let _ = done.send(match &synced {
+                    Ok(()) => outcome,
+                    Err(err) => Err(Error::Batch(err.clone())),
+                });
+            }
+        });
+    }
+}
+
+/// What happens to one request of a batch.
+enum Plan {
+    /// Its message was stored before: that run.
+    Stored(Inserted),
+    /// The same message as an earlier request of this batch: that request's run.
+    SameAs(usize),
+    /// Its job's queue is full.
+    Full(i64),
+    /// A new run, waiting for its acknowledgement.
+    New {
+        run_id: RunId,
+        words: oneshot::Receiver<Ack>,
+    },
+    /// A new run whose caller went away before wording it: not stored.
+    Gone,
+    /// A new run with its acknowledgement.
+    Worded { run_id: RunId, ack: Ack },
+}
+
+type Dones = Vec<oneshot::Sender<Result<Insert>>>;
+
+/// Stores one batch and commits: each request's outcome, in order, with where to send it.
+async fn store(
+    writer: &SqlitePool,
+    requests: Vec<Request>,
+) -> std::result::Result<(Vec<Result<Insert>>, Dones), (Error, Dones)> {
+    let mut news = Vec::with_capacity(requests.len());
+    let mut places = Vec::with_capacity(requests.len());
+    let mut dones = Vec::with_capacity(requests.len());
+    for request in requests {
+        news.push((request.new, request.now));
+        places.push(request.place);
+        dones.push(request.done);
+    }
+    match store_news(writer, &news, places).await {
+        Ok(outcomes) => Ok((outcomes, dones)),
+        Err(err) => Err((err, dones)),
+    }
+}
+
+async fn store_news(
+    writer: &SqlitePool,
+    news: &[(NewRun, i64)],
+    places: Vec<oneshot::Sender<(RunId, Position, oneshot::Sender<Ack>)>>,
+) -> Result<Vec<Result<Insert>>> {
+    let mut tx = writer.begin_with("begin immediate").await?;
+    let stored = stored_messages(&mut tx, news).await?;
+    let (mut queues, mut next_id) = queues(&mut tx, news).await?;
+
+    // Number the new runs, in arrival order, and tell their callers.
+    let mut first_of: HashMap<(&str, &str), usize> = HashMap::new();
+    let mut plans = Vec::with_capacity(news.len());
+    for (i, ((new, _), place)) in news.iter().zip(places).enumerate() {
+        let key = (new.platform.as_str(), new.message_id.as_str());
+        if let Some(existing) = stored.get(&key) {
+            plans.push(Plan::Stored(existing.clone()));
+            continue;
+        }
+        if let Some(&first) = first_of.get(&key) {
+            plans.push(Plan::SameAs(first));
+            continue;
+        }
+        let queue = queues.entry(new.job.as_str()).or_insert(Queue {
+            waiting: 0,
+            running: 0,
+            typical_ms: None,
+        });
+        if new.denied.is_none() && new.queue_limit > 0 && queue.waiting >= new.queue_limit {
+            plans.push(Plan::Full(queue.waiting));
+            continue;
+        }
+        next_id += 1;
+        let run_id = RunId(next_id);
+        let position = Position {
+            place: queue.waiting + 1,
+            running: queue.running,
+            typical_ms: queue.typical_ms,
+        };
+        if new.denied.is_none() {
+            queue.waiting += 1;
+        }
+        first_of.insert(key, i);
+        let (words, heard) = oneshot::channel();
+        plans.push(match place.send((run_id, position, words)) {
+            Ok(()) => Plan::New {
+                run_id,
+                words: heard,
+            },
+            Err(_) => Plan::Gone,
+        });
+    }
+    // The callers word their acknowledgements meanwhile (rendering, no I/O).
+    for plan in &mut plans {
+        if let Plan::New { run_id, words } = plan {
+            *plan = match words.await {
+                Ok(ack) => Plan::Worded {
+                    run_id: *run_id,
+                    ack,
+                },
+                Err(_) => Plan::Gone,
+            };
+        }
+    }
+
+    let rows: Vec<serde_json::Value> = news
+        .iter()
+        .zip(&plans)
+        .filter_map(|((new, now), plan)| match plan {
+            Plan::Worded { run_id, ack } => Some(row(*run_id, new, *now, &ack.text)),
+            _ => None,
+        })
+        .collect();
+    if !rows.is_empty() {
+        insert_runs(&mut tx, &rows).await?;
+    }
+    for ((_, now), plan) in news.iter().zip(&plans) {
+        if let Plan::Worded {
+            run_id,
+            ack: Ack {
+                delivery: Some(delivery),
+                ..
+            },
+        } = plan
+        {
+            outbox::insert(&mut tx, Some(*run_id), delivery, *now).await?;
+        }
+    }
+    tx.commit().await?;
+
+    let outcome = |plan: &Plan| match plan {
+        Plan::Stored(existing) => Ok(Insert::Stored(existing.clone())),
+        Plan::Full(waiting) => Ok(Insert::QueueFull(*waiting)),
+        Plan::Worded { run_id, ack } => Ok(Insert::Stored(Inserted {
+            run_id: *run_id,
+            ack_text: ack.text.clone(),
+            created: true,
+        })),
+        // The twin of a request whose caller went away: nothing was stored for the message,
+        // and the chat server's retry will be.
+        Plan::Gone | Plan::SameAs(_) | Plan::New { .. } => {
+            Err(Error::Sqlx(sqlx::Error::RowNotFound))
+        }
+    };
+    Ok(plans
+        .iter()
+        .map(|plan| match plan {
+            // The same message twice: one run, as for a trigger delivered twice.
+            Plan::SameAs(first) => outcome(&plans[*first]).map(|insert| match insert {
+                Insert::Stored(inserted) => Insert::Stored(Inserted {
+                    created: false,
+                    ..inserted
+                }),
+                full => full,
+            }),
+            plan => outcome(plan),
+        })
+        .collect())
+}
+
+/// The runs already stored for the batch's messages, by (platform, message id).
+async fn stored_messages<'a>(
+    tx: &mut Transaction<'_, Sqlite>,
+    news: &'a [(NewRun, i64)],
+) -> Result<HashMap<(&'a str, &'a str), Inserted>> {
+    let keys = serde_json::Value::from(
+        news.iter()
+            .map(|(new, _)| serde_json::json!([new.platform, new.message_id]))
+            .collect::<Vec<_>>(),
+    );
+    let found: Vec<(String, String, RunId, String)> = sqlx::query_as(
+        "select r.platform, r.message_id, r.run_id, r.ack_text
+         from json_each(?) m
+         join run r on r.platform = m.value ->> 0 and r.message_id = m.value ->> 1",
+    )
+    .bind(keys.to_string())
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut stored = HashMap::new();
+    for (platform, message_id, run_id, ack_text) in found {
+        if let Some((new, _)) = news
+            .iter()
+            .find(|(new, _)| new.platform == platform && new.message_id == message_id)
+        {
+            stored.insert(
+                (new.platform.as_str(), new.message_id.as_str()),
+                Inserted {
+                    run_id,
+                    ack_text,
+                    created: false,
+                },
+            );
+        }
+    }
+    Ok(stored)
+}
+
+/// A job's queue as a batch finds it.
+#[derive(Debug, Clone, Copy)]
+struct Queue {
+    waiting: i64,
+    running: i64,
+    typical_ms: Option<i64>,
+}
+
+/// How many of a job's last finished runs give its typical duration.
+const TYPICAL_OF: i64 = 20;
+
+/// Each job's queue (`job_queue` is kept by triggers on `run`) and the newest run number ever
+/// given.
+async fn queues<'a>(
+    tx: &mut Transaction<'_, Sqlite>,
+    news: &'a [(NewRun, i64)],
+) -> Result<(HashMap<&'a str, Queue>, i64)> {
+    let mut jobs: Vec<&str> = news.iter().map(|(new, _)| new.job.as_str()).collect();
+    jobs.sort_unstable();
+    jobs.dedup();
+    // The durations: one index range per status, newest first (`run_status_job_id`), rather
+    // than a walk back through the job's queued runs to reach its finished ones.
+    let counts: Vec<(String, i64, i64, String, i64)> = sqlx::query_as(
+        "select j.value,
+                coalesce((select queued from job_queue where job = j.value), 0),
+                (select count(*) from run where status = 'running' and job = j.value),
+                (select json_group_array(duration) from (
+                    select run_id, duration from (
+                        select run_id, finished_at - started_at as duration from run
+                        where status = 'succeeded' and job = j.value
+                            and started_at is not null and finished_at is not null
+                        order by run_id desc limit ?2)
+                    union all
+                    select run_id, duration from (
+                        select run_id, finished_at - started_at as duration from run
+                        where status = 'failed' and job = j.value
+                            and started_at is not null and finished_at is not null
+                        order by run_id desc limit ?2)
+                    order by run_id desc limit ?2)),
+                max(coalesce((select seq from sqlite_sequence where name = 'run'), 0),
+                    coalesce((select max(run_id) from run), 0))
+         from json_each(?1) j",
+    )
+    .bind(serde_json::Value::from(jobs.clone()).to_string())
+    .bind(TYPICAL_OF)
+    .fetch_all(&mut **tx)
+    .await?;
+    let newest = counts.first().map_or(0, |c| c.4);
+    let queues = counts
+        .into_iter()
+        .filter_map(|(job, queued, running, durations, _)| {
+            let job = jobs.iter().find(|j| **j == job)?;
+            let durations: Vec<i64> = serde_json::from_str(&durations).unwrap_or_default();
+            Some((
+                *job,
+                Queue {
+                    waiting: queued,
+                    running,
+                    typical_ms: median(durations),
+                },
+            ))
+        })
+        .collect();
+    Ok((queues, newest))
+}
+
+/// The median of `durations`, when there are any.
+fn median(mut durations: Vec<i64>) -> Option<i64> {
+    durations.sort_unstable();
+    durations.get(durations.len() / 2).copied()
+}
+
+/// A new run as a JSON object for [`insert_runs`].
+fn row(run_id: RunId, new: &NewRun, now: i64, ack_text: &str) -> serde_json::Value {
+    let status = if new.denied.is_some() {
+        RunStatus::Denied
+    } else {
+        RunStatus::Queued
+    };
+    serde_json::json!({
+        "run_id": run_id.0,
+        "platform": new.platform,
+        "team_id": new.team_id,
+        "team_name": new.team_name,
+        "channel_id": new.channel_id,
+        "channel_name": new.channel_name,
+        "user_id": new.user_id,
+        "user_name": new.user_name,
+        "message_id": new.message_id,
+        "thread_root_id": new.thread_root_id,
+        "message": new.message,
+        "job": new.job,
+        "args": new.args,
+        "hook": new.hook,
+        "ack_text": ack_text,
+        "created_at": now,
+        "status": status.as_str(),
+        "error": new.denied,
+        "finished_at": new.denied.as_ref().map(|_| now),
+        "concurrency": new.concurrency.max(1),
+    })
+}
+
+/// Inserts the runs of `rows` ([`row`]) in one statement.
+async fn insert_runs(tx: &mut Transaction<'_, Sqlite>, rows: &[serde_json::Value]) -> Result<()> {
+    sqlx::query(
+        "insert into run (run_id, platform, team_id, team_name, channel_id, channel_name,
+             user_id, user_name, message_id, thread_root_id, message, job, args, hook, ack_text,
+             created_at, status, error, finished_at, concurrency)
+         select r ->> 'run_id', r ->> 'platform', r ->> 'team_id', r ->> 'team_name',
+             r ->> 'channel_id', r ->> 'channel_name', r ->> 'user_id', r ->> 'user_name',
+             r ->> 'message_id', r ->> 'thread_root_id', r ->> 'message', r ->> 'job',
+             r ->> 'args', r ->> 'hook', r ->> 'ack_text', r ->> 'created_at', r ->> 'status',
+             r ->> 'error', r ->> 'finished_at', r ->> 'concurrency'
+         from (select value as r from json_each(?) order by key)",
+    )
+    .bind(serde_json::Value::from(rows.to_vec()).to_string())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use crate::store::runs::Ack;
+    use crate::store::{Insert, NewRun, Position, RunId, Store};
+
+    #[test]
+    fn the_typical_duration_is_the_median() {
+        assert_eq!(super::median(vec![]), None);
+        assert_eq!(super::median(vec![300, 100, 200]), Some(200));
+        assert_eq!(super::median(vec![4, 1, 3, 2]), Some(3));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_triggers_get_one_numbered_run_each_within_the_queue_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&format!("sqlite://{}/t.db", dir.path().display()))
+            .await
+            .unwrap();
+        // 150 messages, the first 50 of them delivered twice, for a job that queues 100.
+        let messages: Vec<String> = (0..150)
+            .map(|i| format!("post{i}"))
+            .chain((0..50).map(|i| format!("post{i}")))
+            .collect();
+        let tasks: Vec<_> = messages
+            .iter()
+            .map(|message| {
+                let store = store.clone();
+                let new = NewRun {
+                    platform: "mattermost".into(),
+                    message_id: message.clone(),
+                    job: "build".into(),
+                    message: "#build".into(),
+                    queue_limit: 100,
+                    ..NewRun::default()
+                };
+                tokio::spawn(async move {
+                    let ack = |run_id: RunId, position: Position| Ack {
+                        text: format!("#{run_id} at {}", position.place),
+                        delivery: None,
+                    };
+                    (
+                        new.message_id.clone(),
+                        store.insert_run(&new, 1, ack).await.unwrap(),
+                    )
+                })
+            })
+            .collect();
+        let mut by_message: HashMap<String, Vec<Insert>> = HashMap::new();
+        for task in tasks {
+            let (message, outcome) = task.await.unwrap();
+            by_message.entry(message).or_default().push(outcome);
+        }
+
+        let mut created = Vec::new();
+        let mut full = 0;
+        for outcomes in by_message.values() {
+            match &outcomes[0] {
+                Insert::Stored(first) => {
+                    for other in outcomes {
+                        let Insert::Stored(other) = other else {
+                            panic!("one delivery stored, the other refused: {outcomes:?}");
+                        };
+                        assert_eq!(
+                            (other.run_id, &other.ack_text),
+                            (first.run_id, &first.ack_text)
+                        );
+                    }
+                    let made: Vec<_> = outcomes
+                        .iter()
+                        .filter(|o| matches!(o, Insert::Stored(i) if i.created))
+                        .collect();
+                    assert_eq!(made.len(), 1, "{outcomes:?}");
+                    created.push(first.clone());
+                }
+                Insert::QueueFull(waiting) => {
+                    assert_eq!(*waiting, 100);
+                    full += 1;
+                }
+            }
+        }
+        assert_eq!((created.len(), full), (100, 50));
+        created.sort_by_key(|i| i.run_id);
+        for (n, inserted) in (1..).zip(&created) {
+            assert_eq!(inserted.run_id, RunId(n), "numbered without gaps");
+            assert_eq!(
+                inserted.ack_text,
+                format!("#{n} at {n}"),
+                "each place given once, in order"
+            );
+            let row = store.get_run(inserted.run_id).await.unwrap().unwrap();
+            assert_eq!(row.ack_text, inserted.ack_text);
+        }
+        assert_eq!(store.counts().await.unwrap(), (100, 0));
+    }
+}
