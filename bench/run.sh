@@ -3,21 +3,23 @@
 # command and the figures. Each figure is printed next to its baseline measured in the same run,
 # so a noisy machine shifts both.
 #
-#   bench/run.sh                 load, history and output (when benches/output.rs exists)
+#   bench/run.sh                 load, history, output (when benches/output.rs exists) and dispatch
 #   bench/run.sh load history    only those parts
 #
 # Environment: LOAD_DURATION (seconds per load measurement, default 10), LOAD_CONNECTIONS
-# (default 32), LOAD_RATE (default 500), RUNS (history rows, default 1000000), CHATRUN_BIN
-# (the chatrun binary under test), CARGO_TARGET_DIR (as cargo).
+# (default 32), LOAD_RATE (default 500), RUNS (history rows, default 1000000), DISPATCH_RUNS
+# (figure 3, default 200), OVERHEAD_RUNS (figure 4, default 1000), OVERHEAD_CONNECTIONS
+# (default 4), CHATRUN_BIN (the chatrun binary under test), CARGO_TARGET_DIR (as cargo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 parts=("$@")
-[ ${#parts[@]} -eq 0 ] && parts=(load history output)
+[ ${#parts[@]} -eq 0 ] && parts=(load history output dispatch)
 wants() { [[ " ${parts[*]} " == *" $1 "* ]]; }
 
 command_line="bench/run.sh${*:+ $*}"
-for var in LOAD_DURATION LOAD_CONNECTIONS LOAD_RATE RUNS CHATRUN_BIN; do
+for var in LOAD_DURATION LOAD_CONNECTIONS LOAD_RATE RUNS DISPATCH_RUNS OVERHEAD_RUNS \
+    OVERHEAD_CONNECTIONS CHATRUN_BIN; do
     [ -n "${!var:-}" ] && command_line="$var=${!var} $command_line"
 done
 
@@ -75,6 +77,22 @@ if wants output; then
         else
             echo "Not measured: benches/output.rs is not in this tree."
         fi
+        echo
+    } >>"$sections"
+fi
+
+if wants dispatch; then
+    echo "== dispatch (figures 3 and 4)" >&2
+    {
+        echo "## Dispatch latency and runner overhead (figures 3 and 4)"
+        echo
+        echo '`cargo bench --bench dispatch` (benches/dispatch.rs): Mattermost triggers over'
+        echo 'loopback HTTP/1.1 to the release chatrun (2 workers). Figure 3 sends one trigger at'
+        echo 'a time to a job whose step is `date +%s%N` and compares the time it printed with'
+        echo 'the send and the ack; figure 4 runs a one-step job running `true` end to end, next'
+        echo 'to plain loops spawning `true`, all in the same run.'
+        echo
+        cargo bench --quiet --bench dispatch
         echo
     } >>"$sections"
 fi

@@ -29,7 +29,7 @@
 //! `LOAD_CONNECTIONS` (default 32), `LOAD_RATE` (default 500), `CHATRUN_BIN`.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,7 +42,10 @@ use hmac::{KeyInit, Mac};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 
-const TOKEN: &str = "load-test-token-0123456789";
+#[path = "common/mod.rs"]
+mod common;
+use common::{Server, TOKEN, free_port, wait_for_port};
+
 /// 32 bytes, base64: the Teams security token of the chatrun under test.
 const TEAMS_SECRET: &str = "bG9hZC10ZXN0LXNlY3JldC1vZi0zMi1ieXRlcy4uLi4=";
 /// Key of webhook's `payload-hmac-sha256` rule (it signs in hex with a raw key).
@@ -341,47 +344,6 @@ async fn send(
 // ---------------------------------------------------------------------------------------------
 // Servers under test
 
-/// A server process the bench started; killed (its process group too) when dropped.
-struct Server {
-    child: Child,
-    _dir: tempfile::TempDir,
-    db: Option<PathBuf>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        use nix::sys::signal::{Signal, kill};
-        use nix::unistd::Pid;
-        let pid = Pid::from_raw(self.child.id() as i32);
-        let _ = kill(pid, Signal::SIGTERM);
-        for _ in 0..50 {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    listener.local_addr().expect("an address")
-}
-
-async fn wait_for_port(addr: SocketAddr, child: &mut Child, log: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while tokio::net::TcpStream::connect(addr).await.is_err() {
-        if let Ok(Some(status)) = child.try_wait() {
-            let log = std::fs::read_to_string(log).unwrap_or_default();
-            panic!("the server exited ({status}) before listening:\n{log}");
-        }
-        assert!(Instant::now() < deadline, "nothing listens on {addr}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// The bare axum ceiling: a route that reads the body and answers a constant JSON
 /// acknowledgement. Runs on its own runtime (two worker threads, like a server would).
 fn start_axum() -> SocketAddr {
@@ -455,72 +417,33 @@ async fn start_webhook() -> Option<(Server, SocketAddr)> {
     Some((
         Server {
             child,
-            _dir: dir,
+            dir,
             db: None,
         },
         addr,
     ))
 }
 
-fn chatrun_bin() -> PathBuf {
-    std::env::var_os("CHATRUN_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_chatrun")))
-}
-
 /// chatrun in a temporary folder: rate limit off, job `build` (`true`, concurrency 4, no
 /// queue limit), job `burn` (a CPU-bound shell loop, for figure 2), four workers.
 async fn start_chatrun() -> (Server, SocketAddr) {
-    let dir = tempfile::tempdir().expect("a temporary folder");
-    let jobs = dir.path().join("jobs");
-    std::fs::create_dir(&jobs).expect("jobs/");
-    std::fs::write(
-        jobs.join("build.toml"),
-        "description = \"load test\"\ntimeout = \"1m\"\nconcurrency = 4\nqueue_limit = 0\n\
-         [[steps]]\nname = \"true\"\nrun = [\"true\"]\n",
+    common::start_chatrun(
+        &[
+            (
+                "build",
+                "description = \"load test\"\ntimeout = \"1m\"\nconcurrency = 4\nqueue_limit = 0\n\
+                 [[steps]]\nname = \"true\"\nrun = [\"true\"]\n",
+            ),
+            (
+                "burn",
+                "description = \"spins a CPU\"\ntimeout = \"5m\"\nconcurrency = 2\nqueue_limit = 0\n\
+                 [[steps]]\nname = \"spin\"\nrun = [\"sh\", \"-c\", \"while :; do :; done\"]\n",
+            ),
+        ],
+        "workers = 4",
+        &format!("[[teams.webhooks]]\nname = \"load\"\nsecret = \"{TEAMS_SECRET}\"\n"),
     )
-    .expect("build.toml");
-    std::fs::write(
-        jobs.join("burn.toml"),
-        "description = \"spins a CPU\"\ntimeout = \"5m\"\nconcurrency = 2\nqueue_limit = 0\n\
-         [[steps]]\nname = \"spin\"\nrun = [\"sh\", \"-c\", \"while :; do :; done\"]\n",
-    )
-    .expect("burn.toml");
-    let addr = free_port();
-    let config = dir.path().join("chatrun.toml");
-    let d = dir.path().display();
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"{addr}\"\ndatabase_url = \"sqlite://{d}/chatrun.db\"\n\
-             jobs_dir = \"{d}/jobs\"\ndata_dir = \"{d}/data\"\nworkers = 4\n\
-             rate_limit_per_minute = 0\nshutdown_grace_secs = 1\nkill_grace_secs = 1\n\
-             [mattermost]\ntokens = [\"{TOKEN}\"]\n\
-             [[teams.webhooks]]\nname = \"load\"\nsecret = \"{TEAMS_SECRET}\"\n"
-        ),
-    )
-    .expect("chatrun.toml");
-    let log = dir.path().join("chatrun.log");
-    let log_file = std::fs::File::create(&log).expect("a log file");
-    let mut child = Command::new(chatrun_bin())
-        .args(["serve", "--config"])
-        .arg(&config)
-        .current_dir(dir.path())
-        .env_remove("RUST_LOG")
-        .stdout(log_file.try_clone().expect("a log file"))
-        .stderr(log_file)
-        .spawn()
-        .unwrap_or_else(|e| panic!("{} starts: {e}", chatrun_bin().display()));
-    wait_for_port(addr, &mut child, &log).await;
-    let db = Some(dir.path().join("chatrun.db"));
-    (
-        Server {
-            child,
-            _dir: dir,
-            db,
-        },
-        addr,
-    )
+    .await
 }
 
 /// Runs stored in chatrun's database: every acknowledged trigger must be one.
@@ -740,7 +663,7 @@ async fn comparison() {
     };
     println!(
         "chatrun: {}; {} s per measurement after a 2 s warm-up",
-        chatrun_bin().display(),
+        common::chatrun_bin().display(),
         seconds
     );
     let title = |what: &str| format!("**{what}**");

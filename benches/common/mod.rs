@@ -1,0 +1,119 @@
+//! What the benches that drive a real `chatrun serve` share: starting it in a temporary folder
+//! with a job catalog of their own, waiting until it listens, and stopping it (SIGTERM, then
+//! SIGKILL) when the [`Server`] is dropped.
+//!
+//! Included by each bench with `#[path = "common/mod.rs"] mod common;` (a bench is its own
+//! crate); each uses a part of it, hence the `dead_code` allowance.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+/// The Mattermost token of every chatrun a bench starts.
+pub const TOKEN: &str = "load-test-token-0123456789";
+
+/// A server process the bench started; killed (its process group too) when dropped.
+pub struct Server {
+    pub child: Child,
+    /// The server's folder: configuration, database, `data/`, `jobs/`.
+    pub dir: tempfile::TempDir,
+    /// chatrun's SQLite database (None for other servers).
+    pub db: Option<PathBuf>,
+}
+
+impl Server {
+    /// The log file of run `run_id` (chatrun's `data_dir/logs`).
+    pub fn run_log(&self, run_id: i64) -> PathBuf {
+        self.dir.path().join(format!("data/logs/{run_id}.log"))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        use nix::sys::signal::{Signal, kill};
+        use nix::unistd::Pid;
+        let pid = Pid::from_raw(self.child.id() as i32);
+        let _ = kill(pid, Signal::SIGTERM);
+        for _ in 0..50 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("an address")
+}
+
+/// Waits up to 30 s for `addr` to accept connections; panics with the server's log if the
+/// server exits first.
+pub async fn wait_for_port(addr: SocketAddr, child: &mut Child, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            let log = std::fs::read_to_string(log).unwrap_or_default();
+            panic!("the server exited ({status}) before listening:\n{log}");
+        }
+        assert!(Instant::now() < deadline, "nothing listens on {addr}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The chatrun under test: `CHATRUN_BIN`, else the release binary cargo built with the bench.
+pub fn chatrun_bin() -> PathBuf {
+    std::env::var_os("CHATRUN_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_chatrun")))
+}
+
+/// Starts chatrun in a temporary folder with `jobs` (name, TOML text) in its `jobs/`, the rate
+/// limit off, the Mattermost [`TOKEN`], short grace periods, and the configuration lines
+/// `settings` (top-level keys, such as `workers = 4`) and `tables` (TOML tables, written after
+/// `[mattermost]`). Returns once it listens.
+pub async fn start_chatrun(
+    jobs: &[(&str, &str)],
+    settings: &str,
+    tables: &str,
+) -> (Server, SocketAddr) {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let jobs_dir = dir.path().join("jobs");
+    std::fs::create_dir(&jobs_dir).expect("jobs/");
+    for (name, text) in jobs {
+        std::fs::write(jobs_dir.join(format!("{name}.toml")), text)
+            .unwrap_or_else(|e| panic!("{name}.toml: {e}"));
+    }
+    let addr = free_port();
+    let config = dir.path().join("chatrun.toml");
+    let d = dir.path().display();
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"{addr}\"\ndatabase_url = \"sqlite://{d}/chatrun.db\"\n\
+             jobs_dir = \"{d}/jobs\"\ndata_dir = \"{d}/data\"\n\
+             rate_limit_per_minute = 0\nshutdown_grace_secs = 1\nkill_grace_secs = 1\n\
+             {settings}\n[mattermost]\ntokens = [\"{TOKEN}\"]\n{tables}"
+        ),
+    )
+    .expect("chatrun.toml");
+    let log = dir.path().join("chatrun.log");
+    let log_file = std::fs::File::create(&log).expect("a log file");
+    let mut child = Command::new(chatrun_bin())
+        .args(["serve", "--config"])
+        .arg(&config)
+        .current_dir(dir.path())
+        .env_remove("RUST_LOG")
+        .stdout(log_file.try_clone().expect("a log file"))
+        .stderr(log_file)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{} starts: {e}", chatrun_bin().display()));
+    wait_for_port(addr, &mut child, &log).await;
+    let db = Some(dir.path().join("chatrun.db"));
+    (Server { child, dir, db }, addr)
+}
