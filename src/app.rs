@@ -194,8 +194,13 @@ impl App {
             None => server.await,
         };
         store.close().await;
-        let (writes, syncs) = store.flush_counts();
-        tracing::info!(writes, syncs, "stopped");
+        let flushed = store.flush_counts();
+        tracing::info!(
+            waits = flushed.waits,
+            syncs = flushed.syncs,
+            sync_ms = flushed.sync_time.as_millis(),
+            "stopped"
+        );
         served
             .context("the HTTP server panicked")?
             .context("the HTTP server failed")

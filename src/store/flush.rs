@@ -34,8 +34,9 @@ pub struct Flusher {
     flushed: AtomicU64,
     /// One sync at a time; waiters queue here in order.
     syncing: Mutex<()>,
-    /// Syncs done, for the figures.
+    /// Syncs done, and the time they took (µs), for the figures.
     syncs: AtomicU64,
+    sync_micros: AtomicU64,
 }
 
 impl Flusher {
@@ -47,6 +48,7 @@ impl Flusher {
             flushed: AtomicU64::new(0),
             syncing: Mutex::new(()),
             syncs: AtomicU64::new(0),
+            sync_micros: AtomicU64::new(0),
         }
     }
 
@@ -68,21 +70,36 @@ impl Flusher {
         // Every ticket handed out so far belongs to a commit that has already happened.
         let covered = self.requested.load(Ordering::SeqCst);
         let wal = wal.clone();
+        let began = std::time::Instant::now();
         tokio::task::spawn_blocking(move || std::fs::File::open(wal)?.sync_data())
             .await
             .map_err(io::Error::other)??;
         self.flushed.fetch_max(covered, Ordering::SeqCst);
         self.syncs.fetch_add(1, Ordering::Relaxed);
+        let took = u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.sync_micros.fetch_add(took, Ordering::Relaxed);
         Ok(())
     }
 
-    /// How many writes waited for a sync, and how many syncs there were.
-    pub fn counts(&self) -> (u64, u64) {
-        (
-            self.requested.load(Ordering::Relaxed),
-            self.syncs.load(Ordering::Relaxed),
-        )
+    /// How many writes waited for a sync, how many syncs there were and how long they took.
+    pub fn counts(&self) -> FlushCounts {
+        FlushCounts {
+            waits: self.requested.load(Ordering::Relaxed),
+            syncs: self.syncs.load(Ordering::Relaxed),
+            sync_time: std::time::Duration::from_micros(self.sync_micros.load(Ordering::Relaxed)),
+        }
     }
+}
+
+/// What [`Flusher::counts`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlushCounts {
+    /// Writes that waited for a sync.
+    pub waits: u64,
+    /// Syncs done.
+    pub syncs: u64,
+    /// Their total time.
+    pub sync_time: std::time::Duration,
 }
 
 #[cfg(test)]
@@ -105,9 +122,13 @@ mod tests {
             waiter.await.unwrap().unwrap();
         }
         assert_eq!(flusher.flushed.load(Ordering::SeqCst), 64);
-        let (writes, syncs) = flusher.counts();
-        assert_eq!(writes, 64);
-        assert!(syncs < 8, "64 waiting writes took {syncs} syncs");
+        let counts = flusher.counts();
+        assert_eq!(counts.waits, 64);
+        assert!(
+            counts.syncs < 8,
+            "64 waiting writes took {} syncs",
+            counts.syncs
+        );
 
         std::fs::remove_file(&wal).unwrap();
         assert_eq!(

@@ -6,7 +6,7 @@
 //! is deterministic under test.
 
 mod batch;
-mod flush;
+pub mod flush;
 pub mod outbox;
 pub mod runs;
 
@@ -116,8 +116,11 @@ impl Store {
             std::fs::create_dir_all(folder)
                 .map_err(|err| Error::Folder(folder.display().to_string(), err))?;
         }
+        // N.B. No test before acquire: it would cost a round trip to the connection's thread
+        // on every statement, and a SQLite file does not drop connections.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             // Waiting for our own writer is bounded like waiting for another process's lock.
             .acquire_timeout(busy_timeout.max(Duration::from_millis(100)))
             .connect_with(options.clone())
@@ -139,6 +142,7 @@ impl Store {
         };
         let reader = SqlitePoolOptions::new()
             .max_connections(READERS)
+            .test_before_acquire(false)
             .connect_with(options)
             .await?;
         let flusher = Arc::new(flush::Flusher::new(wal));
@@ -178,7 +182,7 @@ impl Store {
     }
 
     /// Writes that waited for a sync and the syncs done, since start-up.
-    pub fn flush_counts(&self) -> (u64, u64) {
+    pub fn flush_counts(&self) -> flush::FlushCounts {
         self.flusher.counts()
     }
 
