@@ -9,16 +9,21 @@
 //! their acknowledgements (one statement), queues their thread replies, and commits. Each caller
 //! gets its answer once the commit is on disk ([`super::flush`]).
 //!
+//! The statements go to the writer's connection thread in two messages (begin and look up;
+//! insert and commit), since each message costs two thread wake-ups, which on a busy machine
+//! cost more than the statements.
+//!
 //! The run numbers are chosen here, as SQLite's AUTOINCREMENT would choose them: nothing else
 //! can write between the look-up and the insert, since the transaction holds the write lock.
 
 use std::collections::HashMap;
 
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::{Row, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 use super::runs::{Ack, Insert, Inserted, NewRun, Position, RunId, RunStatus};
 use super::{Error, Result, outbox};
+use crate::chat::Delivery;
 
 /// The most triggers one transaction stores.
 pub const MAX_BATCH: usize = 256;
@@ -115,9 +120,23 @@ async fn store_news(
     news: &[(NewRun, i64)],
     places: Vec<oneshot::Sender<(RunId, Position, oneshot::Sender<Ack>)>>,
 ) -> Result<Vec<Result<Insert>>> {
-    let mut tx = writer.begin_with("begin immediate").await?;
-    let stored = stored_messages(&mut tx, news).await?;
-    let (mut queues, mut next_id) = queues(&mut tx, news).await?;
+    let mut conn = writer.acquire().await?;
+    let stored = store_on(&mut conn, news, places).await;
+    if stored.is_err() {
+        // Whatever failed, the transaction (if it began) stores nothing.
+        let _ = sqlx::query("rollback").execute(&mut *conn).await;
+    }
+    stored
+}
+
+/// [`store_news`] on the writer's connection: two round trips to it (begin and look up;
+/// insert and commit) whatever the batch's size, and more only for thread replies.
+async fn store_on(
+    conn: &mut SqliteConnection,
+    news: &[(NewRun, i64)],
+    places: Vec<oneshot::Sender<(RunId, Position, oneshot::Sender<Ack>)>>,
+) -> Result<Vec<Result<Insert>>> {
+    let (stored, mut queues, mut next_id) = look_up(conn, news).await?;
 
     // Number the new runs, in arrival order, and tell their callers.
     let mut first_of: HashMap<(&str, &str), usize> = HashMap::new();
@@ -182,22 +201,37 @@ async fn store_news(
             _ => None,
         })
         .collect();
-    if !rows.is_empty() {
-        insert_runs(&mut tx, &rows).await?;
-    }
-    for ((_, now), plan) in news.iter().zip(&plans) {
-        if let Plan::Worded {
-            run_id,
-            ack: Ack {
-                delivery: Some(delivery),
-                ..
-            },
-        } = plan
-        {
-            outbox::insert(&mut tx, Some(*run_id), delivery, *now).await?;
+    let replies: Vec<(RunId, &Delivery, i64)> = news
+        .iter()
+        .zip(&plans)
+        .filter_map(|((_, now), plan)| match plan {
+            Plan::Worded {
+                run_id,
+                ack:
+                    Ack {
+                        delivery: Some(delivery),
+                        ..
+                    },
+            } => Some((*run_id, delivery, *now)),
+            _ => None,
+        })
+        .collect();
+    let rows = serde_json::Value::from(rows).to_string();
+    if replies.is_empty() {
+        sqlx::query(sqlx::AssertSqlSafe(format!("{INSERT_RUNS}; commit")))
+            .bind(rows)
+            .execute(&mut *conn)
+            .await?;
+    } else {
+        sqlx::query(INSERT_RUNS)
+            .bind(rows)
+            .execute(&mut *conn)
+            .await?;
+        for (run_id, delivery, now) in replies {
+            outbox::insert(conn, Some(run_id), delivery, now).await?;
         }
+        sqlx::query("commit").execute(&mut *conn).await?;
     }
-    tx.commit().await?;
 
     let outcome = |plan: &Plan| match plan {
         Plan::Stored(existing) => Ok(Insert::Stored(existing.clone())),
@@ -229,43 +263,6 @@ async fn store_news(
         .collect())
 }
 
-/// The runs already stored for the batch's messages, by (platform, message id).
-async fn stored_messages<'a>(
-    tx: &mut Transaction<'_, Sqlite>,
-    news: &'a [(NewRun, i64)],
-) -> Result<HashMap<(&'a str, &'a str), Inserted>> {
-    let keys = serde_json::Value::from(
-        news.iter()
-            .map(|(new, _)| serde_json::json!([new.platform, new.message_id]))
-            .collect::<Vec<_>>(),
-    );
-    let found: Vec<(String, String, RunId, String)> = sqlx::query_as(
-        "select r.platform, r.message_id, r.run_id, r.ack_text
-         from json_each(?) m
-         join run r on r.platform = m.value ->> 0 and r.message_id = m.value ->> 1",
-    )
-    .bind(keys.to_string())
-    .fetch_all(&mut **tx)
-    .await?;
-    let mut stored = HashMap::new();
-    for (platform, message_id, run_id, ack_text) in found {
-        if let Some((new, _)) = news
-            .iter()
-            .find(|(new, _)| new.platform == platform && new.message_id == message_id)
-        {
-            stored.insert(
-                (new.platform.as_str(), new.message_id.as_str()),
-                Inserted {
-                    run_id,
-                    ack_text,
-                    created: false,
-                },
-            );
-        }
-    }
-    Ok(stored)
-}
-
 /// A job's queue as a batch finds it.
 #[derive(Debug, Clone, Copy)]
 struct Queue {
@@ -277,19 +274,33 @@ struct Queue {
 /// How many of a job's last finished runs give its typical duration.
 const TYPICAL_OF: i64 = 20;
 
-/// Each job's queue (`job_queue` is kept by triggers on `run`) and the newest run number ever
-/// given.
-async fn queues<'a>(
-    tx: &mut Transaction<'_, Sqlite>,
+/// Begins the batch's transaction and reads, in the same round trip: the runs already stored
+/// for its messages, by (platform, message id); each job's queue (`job_queue` is kept by
+/// triggers on `run`); and the newest run number ever given.
+async fn look_up<'a>(
+    conn: &mut SqliteConnection,
     news: &'a [(NewRun, i64)],
-) -> Result<(HashMap<&'a str, Queue>, i64)> {
+) -> Result<(
+    HashMap<(&'a str, &'a str), Inserted>,
+    HashMap<&'a str, Queue>,
+    i64,
+)> {
+    let keys: Vec<serde_json::Value> = news
+        .iter()
+        .map(|(new, _)| serde_json::json!([new.platform, new.message_id]))
+        .collect();
     let mut jobs: Vec<&str> = news.iter().map(|(new, _)| new.job.as_str()).collect();
     jobs.sort_unstable();
     jobs.dedup();
-    // The durations: one index range per status, newest first (`run_status_job_id`), rather
-    // than a walk back through the job's queued runs to reach its finished ones.
-    let counts: Vec<(String, i64, i64, String, i64)> = sqlx::query_as(
-        "select j.value,
+    // IMMEDIATE: the transaction reads, then writes; it takes the write lock first, so no
+    // other writer (another chatrun process) slips in between. The durations: one index range
+    // per status, newest first (`run_status_job_id`), not a walk back through queued runs.
+    let rows = sqlx::query(
+        "begin immediate;
+         select 'stored', r.platform, r.message_id, r.run_id, r.ack_text
+         from json_each(?1) m
+         join run r on r.platform = m.value ->> 0 and r.message_id = m.value ->> 1;
+         select 'queue', j.value,
                 coalesce((select queued from job_queue where job = j.value), 0),
                 (select count(*) from run where status = 'running' and job = j.value),
                 (select json_group_array(duration) from (
@@ -297,39 +308,60 @@ async fn queues<'a>(
                         select run_id, finished_at - started_at as duration from run
                         where status = 'succeeded' and job = j.value
                             and started_at is not null and finished_at is not null
-                        order by run_id desc limit ?2)
+                        order by run_id desc limit ?3)
                     union all
                     select run_id, duration from (
                         select run_id, finished_at - started_at as duration from run
                         where status = 'failed' and job = j.value
                             and started_at is not null and finished_at is not null
-                        order by run_id desc limit ?2)
-                    order by run_id desc limit ?2)),
+                        order by run_id desc limit ?3)
+                    order by run_id desc limit ?3)),
                 max(coalesce((select seq from sqlite_sequence where name = 'run'), 0),
                     coalesce((select max(run_id) from run), 0))
-         from json_each(?1) j",
+         from json_each(?2) j",
     )
+    .bind(serde_json::Value::from(keys).to_string())
     .bind(serde_json::Value::from(jobs.clone()).to_string())
     .bind(TYPICAL_OF)
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *conn)
     .await?;
-    let newest = counts.first().map_or(0, |c| c.4);
-    let queues = counts
-        .into_iter()
-        .filter_map(|(job, queued, running, durations, _)| {
-            let job = jobs.iter().find(|j| **j == job)?;
-            let durations: Vec<i64> = serde_json::from_str(&durations).unwrap_or_default();
-            Some((
-                *job,
-                Queue {
-                    waiting: queued,
-                    running,
-                    typical_ms: median(durations),
-                },
-            ))
-        })
-        .collect();
-    Ok((queues, newest))
+
+    let mut stored = HashMap::new();
+    let mut queues = HashMap::new();
+    let mut newest = 0;
+    for row in rows {
+        if row.try_get::<&str, _>(0)? == "stored" {
+            let (platform, message_id): (&str, &str) = (row.try_get(1)?, row.try_get(2)?);
+            if let Some((new, _)) = news
+                .iter()
+                .find(|(new, _)| new.platform == platform && new.message_id == message_id)
+            {
+                stored.insert(
+                    (new.platform.as_str(), new.message_id.as_str()),
+                    Inserted {
+                        run_id: row.try_get(3)?,
+                        ack_text: row.try_get(4)?,
+                        created: false,
+                    },
+                );
+            }
+        } else {
+            let job: &str = row.try_get(1)?;
+            let durations: Vec<i64> = serde_json::from_str(row.try_get(4)?).unwrap_or_default();
+            newest = row.try_get(5)?;
+            if let Some(job) = jobs.iter().find(|j| **j == job) {
+                queues.insert(
+                    *job,
+                    Queue {
+                        waiting: row.try_get(2)?,
+                        running: row.try_get(3)?,
+                        typical_ms: median(durations),
+                    },
+                );
+            }
+        }
+    }
+    Ok((stored, queues, newest))
 }
 
 /// The median of `durations`, when there are any.
@@ -369,25 +401,16 @@ fn row(run_id: RunId, new: &NewRun, now: i64, ack_text: &str) -> serde_json::Val
     })
 }
 
-/// Inserts the runs of `rows` ([`row`]) in one statement.
-async fn insert_runs(tx: &mut Transaction<'_, Sqlite>, rows: &[serde_json::Value]) -> Result<()> {
-    sqlx::query(
-        "insert into run (run_id, platform, team_id, team_name, channel_id, channel_name,
-             user_id, user_name, message_id, thread_root_id, message, job, args, hook, ack_text,
-             created_at, status, error, finished_at, concurrency)
-         select r ->> 'run_id', r ->> 'platform', r ->> 'team_id', r ->> 'team_name',
-             r ->> 'channel_id', r ->> 'channel_name', r ->> 'user_id', r ->> 'user_name',
-             r ->> 'message_id', r ->> 'thread_root_id', r ->> 'message', r ->> 'job',
-             r ->> 'args', r ->> 'hook', r ->> 'ack_text', r ->> 'created_at', r ->> 'status',
-             r ->> 'error', r ->> 'finished_at', r ->> 'concurrency'
-         from (select value as r from json_each(?) order by key)",
-    )
-    .bind(serde_json::Value::from(rows.to_vec()).to_string())
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
+/// Inserts the runs of a JSON list of [`row`]s in one statement.
+const INSERT_RUNS: &str = "insert into run (run_id, platform, team_id, team_name, channel_id,
+        channel_name, user_id, user_name, message_id, thread_root_id, message, job, args, hook,
+        ack_text, created_at, status, error, finished_at, concurrency)
+    select r ->> 'run_id', r ->> 'platform', r ->> 'team_id', r ->> 'team_name',
+        r ->> 'channel_id', r ->> 'channel_name', r ->> 'user_id', r ->> 'user_name',
+        r ->> 'message_id', r ->> 'thread_root_id', r ->> 'message', r ->> 'job',
+        r ->> 'args', r ->> 'hook', r ->> 'ack_text', r ->> 'created_at', r ->> 'status',
+        r ->> 'error', r ->> 'finished_at', r ->> 'concurrency'
+    from (select value as r from json_each(?1) order by key)";
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;

@@ -6,7 +6,7 @@
 //! oldest pending row of a thread can be claimed: replies to one thread go out in the order
 //! they were queued, whatever their retries.
 
-use sqlx::{FromRow, Sqlite, Transaction};
+use sqlx::{FromRow, SqliteConnection};
 
 use super::{Result, RunId, Store};
 use crate::chat::Delivery;
@@ -56,13 +56,13 @@ impl DeliveryRow {
     }
 }
 
-/// Queues a delivery inside the caller's transaction, due at once.
+/// Queues a delivery inside the caller's transaction (on its connection), due at once.
 ///
 /// # Errors
 ///
 /// The database failed.
 pub async fn insert(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut SqliteConnection,
     run_id: Option<RunId>,
     delivery: &Delivery,
     now: i64,
@@ -77,7 +77,7 @@ pub async fn insert(
     .bind(Some(&delivery.thread).filter(|t| !t.is_empty()))
     .bind(now)
     .bind(now)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }
