@@ -122,11 +122,7 @@ async fn store_news(
 ) -> Result<Vec<Result<Insert>>> {
     let mut conn = writer.acquire().await?;
     let stored = store_on(&mut conn, news, places).await;
-    if stored.is_err() {
-        // Whatever failed, the transaction (if it began) stores nothing.
-        let _ = sqlx::query("rollback").execute(&mut *conn).await;
-    }
-    stored
+    super::rolled_back_on_error(&mut conn, stored).await
 }
 
 /// [`store_news`] on the writer's connection: two round trips to it (begin and look up;
@@ -292,6 +288,7 @@ async fn look_up<'a>(
     let mut jobs: Vec<&str> = news.iter().map(|(new, _)| new.job.as_str()).collect();
     jobs.sort_unstable();
     jobs.dedup();
+    // (One index skipped in all, `?1` in the last statement: see `Store::write_script`.)
     // IMMEDIATE: the transaction reads, then writes; it takes the write lock first, so no
     // other writer (another chatrun process) slips in between. The durations: one index range
     // per status, newest first (`run_status_job_id`), not a walk back through queued runs.

@@ -66,6 +66,22 @@ pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// the writer writes.
 const READERS: u32 = 8;
 
+/// `result`, after rolling back on `conn` whatever transaction its statements left open when
+/// it is an error.
+async fn rolled_back_on_error<T>(
+    conn: &mut sqlx::SqliteConnection,
+    result: std::result::Result<T, impl Into<Error>>,
+) -> Result<T> {
+    match result {
+        Ok(value) => Ok(value),
+        Err(err) => {
+            // Fails harmlessly when no transaction was open (the `begin` itself failed).
+            let _ = sqlx::query("rollback").execute(&mut *conn).await;
+            Err(err.into())
+        }
+    }
+}
+
 /// A handle on the database; cheap to clone.
 ///
 /// Writes go through one connection (`writer`) and reads through a pool of others (`reader`):
@@ -184,6 +200,28 @@ impl Store {
     /// Writes that waited for a sync and the syncs done, since start-up.
     pub fn flush_counts(&self) -> flush::FlushCounts {
         self.flusher.counts()
+    }
+
+    /// Runs `script`, statements from `begin` to `commit` sent to the writer's thread in one
+    /// message (each message costs two thread wake-ups, more than a short statement), and rolls
+    /// back what it began when one of them fails. The rows its statements changed, in all.
+    ///
+    /// N.B. Parameters are numbered (`?3`). sqlx binds an index below a statement's highest
+    /// that the statement does not use as if it were an unnumbered `?`, taking the next value
+    /// in order, and stops binding once it has run past the last value, which leaves the rest
+    /// of that statement's parameters NULL. So the indexes skipped, counted over the whole
+    /// script, must stay fewer than the values: number first what most statements use.
+    ///
+    /// # Errors
+    ///
+    /// A statement failed; nothing was written.
+    async fn write_script(
+        &self,
+        script: sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+    ) -> Result<u64> {
+        let mut conn = self.writer.acquire().await?;
+        let done = script.execute(&mut *conn).await;
+        rolled_back_on_error(&mut conn, done.map(|done| done.rows_affected())).await
     }
 
     /// Closes every connection (on shutdown, so the WAL is checkpointed).

@@ -56,6 +56,16 @@ impl DeliveryRow {
     }
 }
 
+/// The start of a statement that queues a delivery, due at once: then its run, target, body,
+/// [`thread`], due time and queue time.
+pub(super) const INSERT: &str =
+    "insert into outbox (run_id, target, body, thread, next_attempt_at, created_at)";
+
+/// A delivery's thread as stored: none for a post at the top of a channel.
+pub(super) fn thread(delivery: &Delivery) -> Option<&str> {
+    Some(delivery.thread.as_str()).filter(|t| !t.is_empty())
+}
+
 /// Queues a delivery inside the caller's transaction (on its connection), due at once.
 ///
 /// # Errors
@@ -67,14 +77,13 @@ pub async fn insert(
     delivery: &Delivery,
     now: i64,
 ) -> Result<()> {
-    sqlx::query(
-        "insert into outbox (run_id, target, body, thread, next_attempt_at, created_at)
-         values (?, ?, ?, ?, ?, ?)",
-    )
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "{INSERT} values (?, ?, ?, ?, ?, ?)"
+    )))
     .bind(run_id)
     .bind(&delivery.target)
     .bind(&delivery.body)
-    .bind(Some(&delivery.thread).filter(|t| !t.is_empty()))
+    .bind(thread(delivery))
     .bind(now)
     .bind(now)
     .execute(&mut *tx)

@@ -417,20 +417,19 @@ impl Store {
     ///
     /// The database failed.
     pub async fn reset_steps(&self, run_id: RunId, names: &[&str]) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
-        sqlx::query("delete from step where run_id = ?")
+        let names = serde_json::Value::from(names.to_vec()).to_string();
+        self.write_script(
+            sqlx::query(
+                "begin;
+                 delete from step where run_id = ?1;
+                 insert into step (run_id, position, name)
+                 select ?1, key, value from json_each(?2) order by key;
+                 commit",
+            )
             .bind(run_id)
-            .execute(&mut *tx)
-            .await?;
-        for (position, name) in names.iter().enumerate() {
-            sqlx::query("insert into step (run_id, position, name) values (?, ?, ?)")
-                .bind(run_id)
-                .bind(i64::try_from(position).unwrap_or(i64::MAX))
-                .bind(name)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
+            .bind(names),
+        )
+        .await?;
         Ok(())
     }
 
@@ -465,48 +464,39 @@ impl Store {
         let position = i64::try_from(position).unwrap_or(i64::MAX);
         let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         let tests = result.tests.as_ref();
-        let mut tx = self.writer.begin().await?;
-        sqlx::query(
-            "update step set status = ?, exit_code = ?, detail = ?, finished_at = ?,
-                 tests_run = ?, tests_failed = ?, tests_skipped = ?, tests_duration_ms = ?,
-                 report_error = ?, output_tail = ?
-             where run_id = ? and position = ?",
-        )
-        .bind(result.status)
-        .bind(result.exit_code)
-        .bind(&result.detail)
-        .bind(result.finished_at)
-        .bind(tests.map(|t| count(t.tests)))
-        .bind(tests.map(|t| count(t.failed)))
-        .bind(tests.map(|t| count(t.skipped)))
-        .bind(tests.map(|t| t.duration_ms))
-        .bind(&result.report_error)
-        .bind(&result.output_tail)
-        .bind(run_id)
-        .bind(position)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("delete from test_failure where run_id = ? and position = ?")
-            .bind(run_id)
-            .bind(position)
-            .execute(&mut *tx)
-            .await?;
-        for (ordinal, failure) in tests.iter().flat_map(|t| t.failures.iter()).enumerate() {
+        let failures: Vec<serde_json::Value> = tests
+            .iter()
+            .flat_map(|t| t.failures.iter())
+            .map(|f| serde_json::json!([f.suite, f.name, f.message, f.detail]))
+            .collect();
+        self.write_script(
             sqlx::query(
-                "insert into test_failure (run_id, position, ordinal, suite, name, message, detail)
-                 values (?, ?, ?, ?, ?, ?, ?)",
+                "begin;
+                 update step set status = ?4, exit_code = ?5, detail = ?6, finished_at = ?7,
+                     tests_run = ?8, tests_failed = ?9, tests_skipped = ?10,
+                     tests_duration_ms = ?11, report_error = ?12, output_tail = ?13
+                 where run_id = ?1 and position = ?2;
+                 delete from test_failure where run_id = ?1 and position = ?2;
+                 insert into test_failure (run_id, position, ordinal, suite, name, message, detail)
+                 select ?1, ?2, key, value ->> 0, value ->> 1, value ->> 2, value ->> 3
+                 from json_each(?3) order by key;
+                 commit",
             )
             .bind(run_id)
             .bind(position)
-            .bind(i64::try_from(ordinal).unwrap_or(i64::MAX))
-            .bind(&failure.suite)
-            .bind(&failure.name)
-            .bind(&failure.message)
-            .bind(&failure.detail)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
+            .bind(serde_json::Value::from(failures).to_string())
+            .bind(result.status)
+            .bind(result.exit_code)
+            .bind(&result.detail)
+            .bind(result.finished_at)
+            .bind(tests.map(|t| count(t.tests)))
+            .bind(tests.map(|t| count(t.failed)))
+            .bind(tests.map(|t| count(t.skipped)))
+            .bind(tests.map(|t| t.duration_ms))
+            .bind(&result.report_error)
+            .bind(&result.output_tail),
+        )
+        .await?;
         Ok(())
     }
 
@@ -551,33 +541,37 @@ impl Store {
         result: &RunResult,
         reply: Option<&Delivery>,
     ) -> Result<bool> {
-        let mut tx = self.writer.begin().await?;
-        let done = sqlx::query(
-            "update run set status = ?, error = ?, log_head = ?, log_tail = ?, log_bytes = ?,
-                 log_lines = ?,
-                 log_path = ?, finished_at = ?, lease_owner = null, lease_expires_at = null
-             where run_id = ? and attempt = ? and status = 'running'",
-        )
-        .bind(result.status)
-        .bind(&result.error)
-        .bind(&result.log_head)
-        .bind(&result.log_tail)
-        .bind(result.log_bytes)
-        .bind(result.log_lines)
-        .bind(&result.log_path)
-        .bind(result.finished_at)
-        .bind(run_id)
-        .bind(attempt)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() != 1 {
-            return Ok(false);
-        }
-        if let Some(reply) = reply {
-            outbox::insert(&mut tx, Some(run_id), reply, result.finished_at).await?;
-        }
-        tx.commit().await?;
-        Ok(true)
+        // The reply is queued only when the run was still this attempt's (`changes()`: the
+        // rows the update changed).
+        let changed = self
+            .write_script(
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "begin;
+                     update run set status = ?6, error = ?7, log_head = ?8, log_tail = ?9,
+                         log_bytes = ?10, log_lines = ?11, log_path = ?12, finished_at = ?2,
+                         lease_owner = null, lease_expires_at = null
+                     where run_id = ?1 and attempt = ?13 and status = 'running';
+                     {}
+                     select ?1, ?3, ?4, ?5, ?2, ?2 where ?3 is not null and changes() = 1;
+                     commit",
+                    outbox::INSERT
+                )))
+                .bind(run_id)
+                .bind(result.finished_at)
+                .bind(reply.map(|r| &r.target))
+                .bind(reply.map(|r| &r.body))
+                .bind(reply.and_then(outbox::thread))
+                .bind(result.status)
+                .bind(&result.error)
+                .bind(&result.log_head)
+                .bind(&result.log_tail)
+                .bind(result.log_bytes)
+                .bind(result.log_lines)
+                .bind(&result.log_path)
+                .bind(attempt),
+            )
+            .await?;
+        Ok(changed > 0)
     }
 
     /// Runs whose lease ran out before `now`: their worker (or chatrun) stopped under them.
