@@ -3,7 +3,7 @@
 # command and the figures. Each figure is printed next to its baseline measured in the same run,
 # so a noisy machine shifts both.
 #
-#   bench/run.sh                 load, history, output (when benches/output.rs exists) and dispatch
+#   bench/run.sh                 load, history, output, dispatch, startup and micro
 #   bench/run.sh load history    only those parts
 #
 # Environment: LOAD_DURATION (seconds per load measurement, default 10), LOAD_CONNECTIONS
@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 parts=("$@")
-[ ${#parts[@]} -eq 0 ] && parts=(load history output dispatch)
+[ ${#parts[@]} -eq 0 ] && parts=(load history output dispatch startup micro)
 wants() { [[ " ${parts[*]} " == *" $1 "* ]]; }
 
 command_line="bench/run.sh${*:+ $*}"
@@ -93,6 +93,40 @@ if wants dispatch; then
         echo 'to plain loops spawning `true`, all in the same run.'
         echo
         cargo bench --quiet --bench dispatch
+        echo
+    } >>"$sections"
+fi
+
+if wants startup; then
+    echo "== startup (figure 7)" >&2
+    {
+        echo "## Start-up and idle memory (figure 7)"
+        echo
+        echo '`cargo bench --bench startup` (benches/startup.rs): spawn `chatrun serve` to its'
+        echo 'first 200 on `/healthz`, and its resident memory after 2 s idle, with an empty and'
+        echo 'with a large database; baseline: `chatrun --version`.'
+        echo
+        echo '```'
+        cargo bench --quiet --bench startup
+        echo '```'
+        echo
+    } >>"$sections"
+fi
+
+if wants micro; then
+    echo "== micro" >&2
+    {
+        echo "## Hot pure functions (criterion)"
+        echo
+        echo '`cargo bench --bench micro` (benches/micro.rs): what each trigger costs before its'
+        echo 'run is stored, and what each result costs to render.'
+        echo
+        echo '```'
+        # criterion's result lines; a long name is on the line before its figures.
+        cargo bench --quiet --bench micro 2>&1 |
+            awk '/^Benchmarking/ { next } /time:/ { if ($0 ~ /^ /) print name $0; else print; next } { name = $0 }'
+
+        echo '```'
         echo
     } >>"$sections"
 fi
