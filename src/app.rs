@@ -196,7 +196,7 @@ impl App {
         store.close().await;
         let flushed = store.flush_counts();
         tracing::info!(
-            waits = flushed.waits,
+            durable_writes = flushed.waits,
             syncs = flushed.syncs,
             sync_ms = flushed.sync_time.as_millis(),
             "stopped"
