@@ -37,7 +37,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{Server, TOKEN};
+use common::{Server, TOKEN, base36};
 use tokio::runtime::Runtime;
 
 /// Workers of every chatrun started here: the default, one per core.
@@ -100,16 +100,6 @@ impl Triggers {
         ])
         .expect("a form")
     }
-}
-
-fn base36(mut n: u64, width: usize) -> String {
-    let digits = b"0123456789abcdefghijklmnopqrstuvwxyz";
-    let mut out = vec![b'0'; width];
-    for slot in out.iter_mut().rev() {
-        *slot = digits[(n % 36) as usize];
-        n /= 36;
-    }
-    String::from_utf8(out).expect("ASCII")
 }
 
 /// What chatrun answered to one trigger.

@@ -44,7 +44,7 @@ use hyper_util::rt::TokioIo;
 
 #[path = "common/mod.rs"]
 mod common;
-use common::{Server, TOKEN, free_port, wait_for_port};
+use common::{Server, TOKEN, base36, free_port, wait_for_port};
 
 /// 32 bytes, base64: the Teams security token of the chatrun under test.
 const TEAMS_SECRET: &str = "bG9hZC10ZXN0LXNlY3JldC1vZi0zMi1ieXRlcy4uLi4=";
@@ -162,16 +162,6 @@ impl Triggers {
             .body(Full::new(Bytes::from(body)))
             .expect("a valid request")
     }
-}
-
-fn base36(mut n: u64, width: usize) -> String {
-    let digits = b"0123456789abcdefghijklmnopqrstuvwxyz";
-    let mut out = vec![b'0'; width];
-    for slot in out.iter_mut().rev() {
-        *slot = digits[(n % 36) as usize];
-        n /= 36;
-    }
-    String::from_utf8(out).expect("ASCII")
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -117,3 +117,14 @@ pub async fn start_chatrun(
     let db = Some(dir.path().join("chatrun.db"));
     (Server { child, dir, db }, addr)
 }
+
+/// `n` in base 36, `width` digits: the distinct ids of the triggers a bench sends.
+pub fn base36(mut n: u64, width: usize) -> String {
+    let digits = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = vec![b'0'; width];
+    for slot in out.iter_mut().rev() {
+        *slot = digits[(n % 36) as usize];
+        n /= 36;
+    }
+    String::from_utf8(out).expect("ASCII")
+}
