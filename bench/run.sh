@@ -38,98 +38,64 @@ fi
 sections=$(mktemp)
 trap 'rm -f "$sections"' EXIT
 
-if wants load; then
-    echo "== load (figures 1 and 2)" >&2
+# section PART TITLE INTRO FENCE COMMAND...: when PART is wanted, appends "## TITLE", INTRO
+# (none when empty) and what COMMAND prints (in a code block when FENCE is "fenced").
+section() {
+    local part=$1 title=$2 intro=$3 fence=$4
+    shift 4
+    wants "$part" || return 0
+    echo "== $part: $title" >&2
     {
-        echo "## Acknowledged triggers and ack latency (figures 1 and 2)"
+        echo "## $title"
         echo
-        echo '`cargo bench --bench load` (benches/load.rs): keep-alive HTTP/1.1 connections over'
-        echo 'loopback, every request a distinct trigger with a fresh timestamp and its own token'
-        echo 'or HMAC. ack/s counts 2xx answers; latency is from the send (closed loop) or from'
-        echo 'the scheduled send time (steady rate, so stalls are not hidden).'
-        echo
-        cargo bench --quiet --bench load
-        echo
-    } >>"$sections"
-fi
-
-if wants history; then
-    echo "== history (figure 6)" >&2
-    {
-        echo "## History pages with ${RUNS:-1000000} runs (figure 6)"
-        echo
-        echo '```'
-        cargo bench --quiet --bench history
-        echo '```'
-        echo
-    } >>"$sections"
-fi
-
-if wants output; then
-    {
-        echo "## Output capture (figure 5)"
-        echo
-        if [ -f benches/output.rs ]; then
-            echo "== output (figure 5)" >&2
-            echo '```'
-            cargo bench --quiet --bench output
-            echo '```'
-        else
-            echo "Not measured: benches/output.rs is not in this tree."
+        if [ -n "$intro" ]; then
+            echo "$intro"
+            echo
         fi
+        [ "$fence" = fenced ] && echo '```'
+        "$@"
+        [ "$fence" = fenced ] && echo '```'
         echo
     } >>"$sections"
-fi
+}
 
-if wants dispatch; then
-    echo "== dispatch (figures 3 and 4)" >&2
-    {
-        echo "## Dispatch latency and runner overhead (figures 3 and 4)"
-        echo
-        echo '`cargo bench --bench dispatch` (benches/dispatch.rs): Mattermost triggers over'
-        echo 'loopback HTTP/1.1 to the release chatrun (2 workers). Figure 3 sends one trigger at'
-        echo 'a time to a job whose step is `date +%s%N` and compares the time it printed with'
-        echo 'the send and the ack; figure 4 runs a one-step job running `true` end to end, next'
-        echo 'to plain loops spawning `true`, all in the same run.'
-        echo
-        cargo bench --quiet --bench dispatch
-        echo
-    } >>"$sections"
-fi
+# criterion's result lines; a long name is on the line before its figures.
+micro_results() {
+    cargo bench --quiet --bench micro 2>&1 |
+        awk '/^Benchmarking/ { next } /time:/ { if ($0 ~ /^ /) print name $0; else print; next } { name = $0 }'
+}
 
-if wants startup; then
-    echo "== startup (figure 7)" >&2
-    {
-        echo "## Start-up and idle memory (figure 7)"
-        echo
-        echo '`cargo bench --bench startup` (benches/startup.rs): spawn `chatrun serve` to its'
-        echo 'first 200 on `/healthz`, and its resident memory after 2 s idle, with an empty and'
-        echo 'with a large database; baseline: `chatrun --version`.'
-        echo
-        echo '```'
-        cargo bench --quiet --bench startup
-        echo '```'
-        echo
-    } >>"$sections"
-fi
+section load "Acknowledged triggers and ack latency (figures 1 and 2)" \
+'`cargo bench --bench load` (benches/load.rs): keep-alive HTTP/1.1 connections over
+loopback, every request a distinct trigger with a fresh timestamp and its own token
+or HMAC. ack/s counts 2xx answers; latency is from the send (closed loop) or from
+the scheduled send time (steady rate, so stalls are not hidden).' \
+    plain cargo bench --quiet --bench load
 
-if wants micro; then
-    echo "== micro" >&2
-    {
-        echo "## Hot pure functions (criterion)"
-        echo
-        echo '`cargo bench --bench micro` (benches/micro.rs): what each trigger costs before its'
-        echo 'run is stored, and what each result costs to render.'
-        echo
-        echo '```'
-        # criterion's result lines; a long name is on the line before its figures.
-        cargo bench --quiet --bench micro 2>&1 |
-            awk '/^Benchmarking/ { next } /time:/ { if ($0 ~ /^ /) print name $0; else print; next } { name = $0 }'
+section history "History pages with ${RUNS:-1000000} runs (figure 6)" "" \
+    fenced cargo bench --quiet --bench history
 
-        echo '```'
-        echo
-    } >>"$sections"
-fi
+section output "Output capture (figure 5)" "" \
+    fenced cargo bench --quiet --bench output
+
+section dispatch "Dispatch latency and runner overhead (figures 3 and 4)" \
+'`cargo bench --bench dispatch` (benches/dispatch.rs): Mattermost triggers over
+loopback HTTP/1.1 to the release chatrun (2 workers). Figure 3 sends one trigger at
+a time to a job whose step is `date +%s%N` and compares the time it printed with
+the send and the ack; figure 4 runs a one-step job running `true` end to end, next
+to plain loops spawning `true`, all in the same run.' \
+    plain cargo bench --quiet --bench dispatch
+
+section startup "Start-up and idle memory (figure 7)" \
+'`cargo bench --bench startup` (benches/startup.rs): spawn `chatrun serve` to its
+first 200 on `/healthz`, and its resident memory after 2 s idle, with an empty and
+with a large database; baseline: `chatrun --version`.' \
+    fenced cargo bench --quiet --bench startup
+
+section micro "Hot pure functions (criterion)" \
+'`cargo bench --bench micro` (benches/micro.rs): what each trigger costs before its
+run is stored, and what each result costs to render.' \
+    fenced micro_results
 
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 memory=$(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
