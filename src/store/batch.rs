@@ -17,10 +17,12 @@
 //! can write between the look-up and the insert, since the transaction holds the write lock.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use sqlx::{Row, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
+use super::flush::Flusher;
 use super::runs::{Ack, Insert, Inserted, NewRun, Position, RunId, RunStatus};
 use super::{Error, Result, outbox};
 use crate::chat::Delivery;
@@ -40,21 +42,16 @@ pub struct Request {
     pub done: oneshot::Sender<Result<Insert>>,
 }
 
-/// Stores the requests of `requests` in batches until every sender is gone. `flushed` runs
-/// after each commit and before the callers hear of it.
-pub async fn run<F, Fut>(writer: SqlitePool, mut requests: mpsc::Receiver<Request>, flushed: F)
-where
-    F: Fn() -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Result<()>> + Send,
-{
-    let flushed = std::sync::Arc::new(flushed);
+/// Stores the requests of `requests` in batches until every sender is gone. Callers hear of a
+/// batch once `flusher` has synced its commit.
+pub async fn run(writer: SqlitePool, mut requests: mpsc::Receiver<Request>, flusher: Arc<Flusher>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while requests.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let requests = std::mem::take(&mut batch);
         let (outcomes, dones) = match store(&writer, requests).await {
             Ok(stored) => stored,
             Err((err, dones)) => {
-                let err = std::sync::Arc::new(err);
+                let err = Arc::new(err);
                 for done in dones {
                     let _ = done.send(Err(Error::Batch(err.clone())));
                 }
@@ -62,9 +59,12 @@ where
             }
         };
         // The next batch goes on while this one's commit is synced (and shares the sync).
-        let flushed = flushed.clone();
+        let flusher = flusher.clone();
         tokio::spawn(async move {
-            let synced = flushed().await.map_err(std::sync::Arc::new);
+            let synced = flusher
+                .flush()
+                .await
+                .map_err(|err| Arc::new(Error::Flush(err)));
             for (outcome, done) in outcomes.into_iter().zip(dones) {
                 let _ = done.send(match &synced {
                     Ok(()) => outcome,
@@ -109,23 +109,20 @@ async fn store(
         places.push(request.place);
         dones.push(request.done);
     }
-    match store_news(writer, &news, places).await {
+    let stored = match writer.acquire().await {
+        Ok(mut conn) => {
+            let stored = store_on(&mut conn, &news, places).await;
+            super::rolled_back_on_error(&mut conn, stored).await
+        }
+        Err(err) => Err(err.into()),
+    };
+    match stored {
         Ok(outcomes) => Ok((outcomes, dones)),
         Err(err) => Err((err, dones)),
     }
 }
 
-async fn store_news(
-    writer: &SqlitePool,
-    news: &[(NewRun, i64)],
-    places: Vec<oneshot::Sender<(RunId, Position, oneshot::Sender<Ack>)>>,
-) -> Result<Vec<Result<Insert>>> {
-    let mut conn = writer.acquire().await?;
-    let stored = store_on(&mut conn, news, places).await;
-    super::rolled_back_on_error(&mut conn, stored).await
-}
-
-/// [`store_news`] on the writer's connection: two round trips to it (begin and look up;
+/// [`store`] on the writer's connection: two round trips to it (begin and look up;
 /// insert and commit) whatever the batch's size, and more only for thread replies.
 async fn store_on(
     conn: &mut SqliteConnection,
@@ -147,11 +144,7 @@ async fn store_on(
             plans.push(Plan::SameAs(first));
             continue;
         }
-        let queue = queues.entry(new.job.as_str()).or_insert(Queue {
-            waiting: 0,
-            running: 0,
-            typical_ms: None,
-        });
+        let queue = queues.entry(new.job.as_str()).or_default();
         if new.denied.is_none() && new.queue_limit > 0 && queue.waiting >= new.queue_limit {
             plans.push(Plan::Full(queue.waiting));
             continue;
@@ -260,7 +253,7 @@ async fn store_on(
 }
 
 /// A job's queue as a batch finds it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 struct Queue {
     waiting: i64,
     running: i64,

@@ -163,11 +163,7 @@ impl Store {
             .await?;
         let flusher = Arc::new(flush::Flusher::new(wal));
         let (batch, requests) = tokio::sync::mpsc::channel(batch::MAX_BATCH * 4);
-        let syncs = flusher.clone();
-        tokio::spawn(batch::run(writer.clone(), requests, move || {
-            let syncs = syncs.clone();
-            async move { syncs.flush().await.map_err(Error::Flush) }
-        }));
+        tokio::spawn(batch::run(writer.clone(), requests, flusher.clone()));
         Ok(Self {
             writer,
             reader,
