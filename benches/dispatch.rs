@@ -9,9 +9,9 @@
 //! read) and `started` (what `date` printed, read from the run's log file). The run is committed
 //! between `sent` and `acked`, and the worker is woken at the commit, so `acked → started` may
 //! be about zero; the latency from the commit lies between the two figures. Measured with the
-//! default `job_nice` (steps run as `nice -n 10 -- date ...`, one more exec) and with
-//! `job_nice = 0`. Baseline: the bench itself spawning `date +%s%N` (and `nice -n 10 -- date`),
-//! from just before `spawn` to the time `date` printed: what exec'ing `date` costs alone.
+//! default `job_nice` (steps spawned by chatrun's thread at nice +10) and with `job_nice = 0`.
+//! Baseline: the bench itself spawning `date +%s%N`, from just before `spawn` to the time `date`
+//! printed: what exec'ing `date` costs alone.
 //!
 //! Figure 4, runner overhead: job `noop`, one step `true`. `OVERHEAD_RUNS` triggers are sent as
 //! fast as a few keep-alive connections go; the figure is the wall time from the first send to
@@ -526,7 +526,6 @@ fn figure_3(rt: &Runtime) {
     let niced = measure_dispatch(rt, runs, "");
     let plain = measure_dispatch(rt, runs, "job_nice = 0");
     let date = spawn_date(&["date", "+%s%N"], runs);
-    let nice_date = spawn_date(&["nice", "-n", "10", "--", "date", "+%s%N"], runs);
 
     println!(
         "\n**Figure 3: dispatch latency, {runs} runs of a one-step job, one at a time \
@@ -545,14 +544,13 @@ fn figure_3(rt: &Runtime) {
             .from_send
             .row("chatrun, `job_nice = 0`: trigger sent → step started"),
         date.row("baseline: bench spawns `date +%s%N`"),
-        nice_date.row("baseline: bench spawns `nice -n 10 -- date +%s%N`"),
     ] {
         println!("{line}");
     }
     println!(
         "\n\"step started\" is the time `date` printed; the run is committed between \"sent\" and \
          \"ack read\" (so the latency from the commit lies between those two rows). By default \
-         steps run as `nice -n 10 -- date` (`job_nice`), one more exec than the baseline."
+         steps run at nice +10 (`job_nice`), spawned by a chatrun thread at that priority."
     );
     let ratio = |chatrun: &Samples, base: &Samples| {
         format!(
@@ -566,13 +564,13 @@ fn figure_3(rt: &Runtime) {
     println!(
         "\nsent → started / bench spawning the same argv: default `job_nice`: {}; \
          `job_nice = 0`: {}",
-        ratio(&niced.from_send, &nice_date),
+        ratio(&niced.from_send, &date),
         ratio(&plain.from_send, &date)
     );
     println!(
         "\nack read → started / bench spawning the same argv: default `job_nice`: {}; \
          `job_nice = 0`: {}",
-        ratio(&niced.from_ack, &nice_date),
+        ratio(&niced.from_ack, &date),
         ratio(&plain.from_ack, &date)
     );
     println!(

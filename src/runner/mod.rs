@@ -13,9 +13,9 @@
 //!   with a note in the log. Containing those would need a cgroup per run.
 //! - stdout and stderr are read concurrently (reading one to its end first can deadlock a child
 //!   blocked on the other, as ripgrep learnt) into one [`LogSink`].
-//! - Steps run at a lower CPU priority than the server: started through `nice -n <job_nice>`,
-//!   which sets the value before the step's program is executed, so whatever it forks inherits
-//!   it (see `step_command` for why not `setpriority` after the spawn).
+//! - Steps run at a lower CPU priority than the server (`job_nice` added to its nice value):
+//!   they are spawned by a thread that runs at that priority, so the step's program and whatever
+//!   it forks inherit it from the start ([`spawner`]).
 //! - The environment is the server's, minus every `CHATRUN_*` variable (the configuration, with
 //!   its secrets), plus the step's `env` and the run's `CHATRUN_RUN_ID`, `CHATRUN_JOB`,
 //!   `CHATRUN_USER`, `CHATRUN_CHANNEL`.
@@ -24,12 +24,9 @@
 
 pub mod orphans;
 pub mod output;
+pub mod spawner;
 
-use std::ffi::OsStr;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
@@ -102,8 +99,9 @@ pub async fn run_step(
             ),
         };
     }
-    let mut command = step_command(step, env, limits.nice);
+    let mut command = Command::new(&step.run[0]);
     command
+        .args(&step.run[1..])
         .current_dir(&step.workdir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -118,7 +116,7 @@ pub async fn run_step(
     command.envs(&step.env);
     command.envs(env.iter().map(|(k, v)| (k, v)));
 
-    let mut child = match command.spawn() {
+    let mut child = match spawner::spawn(command, limits.nice).await {
         Ok(child) => child,
         Err(err) => {
             return StepOutcome::SpawnFailed {
@@ -270,78 +268,6 @@ async fn drain(mut pipe: impl AsyncReadExt + Unpin, tx: mpsc::Sender<Vec<u8>>) {
     }
 }
 
-/// The step's argv as a [`Command`], run through `nice -n N --` when `nice` > 0, so the server's
-/// acknowledgements stay fast while builds load the machine.
-///
-/// N.B. Why an argv wrapper: the niceness must be set in the child before it execs the step, or
-/// a step that forks at once (`make -j`, `sh -c`) has children that escape it, since children
-/// inherit niceness at fork. `setpriority` on the child's pid after spawn races with exactly
-/// that, and a `pre_exec` hook needs `unsafe`, which this crate forbids. coreutils' `nice` sets
-/// the value, then execs the step in place: same pid, same process group, same environment, so
-/// `killpg` and the orphan search are unaffected. The cost is one extra exec per step, and `nice`
-/// must be on the server's `PATH` (without it steps run unniced and a warning is logged once).
-/// A program that does not exist is still a [`StepOutcome::SpawnFailed`]: it is looked up first,
-/// the way the child would, and not wrapped when absent, so the spawn itself fails as before.
-fn step_command(step: &StepDef, env: &[(String, String)], nice: u8) -> Command {
-    let program = &step.run[0];
-    let wrapper = if nice == 0 {
-        None
-    } else {
-        // The child's PATH: the run's variables override the step's, which override the server's.
-        let path = env
-            .iter()
-            .rev()
-            .find(|(name, _)| name == "PATH")
-            .map(|(_, value)| value.into())
-            .or_else(|| step.env.get("PATH").map(Into::into))
-            .or_else(|| std::env::var_os("PATH"));
-        find_program(program, &step.workdir, path.as_deref()).and(nice_program())
-    };
-    let mut command = match wrapper {
-        Some(nice_path) => {
-            let mut command = Command::new(nice_path);
-            command
-                .arg("-n")
-                .arg(nice.to_string())
-                .arg("--")
-                .arg(program);
-            command
-        }
-        None => Command::new(program),
-    };
-    command.args(&step.run[1..]);
-    command
-}
-
-/// Where coreutils' `nice` is, looked up once on the server's `PATH`.
-fn nice_program() -> Option<&'static Path> {
-    static NICE: OnceLock<Option<PathBuf>> = OnceLock::new();
-    NICE.get_or_init(|| {
-        let found = find_program("nice", Path::new("/"), std::env::var_os("PATH").as_deref());
-        if found.is_none() {
-            tracing::warn!("`nice` is not on PATH: steps run at the server's priority");
-        }
-        found
-    })
-    .as_deref()
-}
-
-/// The executable file `program` names for a child started in `workdir` with `path` as its
-/// `PATH`, as `execvp` finds it: a name with a `/` is a path (relative to `workdir`), any other
-/// is searched in `path`'s folders (`/bin:/usr/bin` when there is no `PATH`).
-fn find_program(program: &str, workdir: &Path, path: Option<&OsStr>) -> Option<PathBuf> {
-    let executable = |file: &Path| {
-        file.metadata()
-            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
-    if program.contains('/') {
-        return Some(workdir.join(program)).filter(|file| executable(file));
-    }
-    std::env::split_paths(path.unwrap_or(OsStr::new("/bin:/usr/bin")))
-        .map(|folder| workdir.join(folder).join(program))
-        .find(|file| executable(file))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -445,17 +371,6 @@ mod tests {
                 "nice {nice}: {head:?}"
             );
         }
-    }
-
-    #[test]
-    fn finds_programs_the_way_the_child_would() {
-        let path = OsStr::new("/no/such:/bin:/usr/bin");
-        assert!(find_program("sh", Path::new("/"), Some(path)).is_some());
-        assert!(find_program("no-such-program", Path::new("/"), Some(path)).is_none());
-        assert!(find_program("./sh", Path::new("/bin"), None).is_some());
-        // A folder or a file without the executable bit is not a program.
-        assert!(find_program("/tmp", Path::new("/"), None).is_none());
-        assert!(find_program("/etc/passwd", Path::new("/"), None).is_none());
     }
 
     #[tokio::test]
