@@ -591,10 +591,10 @@ fn figure_3(rt: &Runtime) {
             .row("ack read → run `started_at` (worker woken, about to claim)"),
         niced
             .to_step
-            .row("run `started_at` → step `started_at` (claim, step reset, log file)"),
+            .row("run `started_at` → step `started_at` (claim, steps written)"),
         niced
             .to_exec
-            .row("step `started_at` → `date` printed (step start, log note, spawn, exec)"),
+            .row("step `started_at` → `date` printed (log file, spawn, exec)"),
     ] {
         println!("{line}");
     }

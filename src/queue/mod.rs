@@ -280,14 +280,10 @@ impl Worker {
     ) -> store::Result<RunResult> {
         let run_id = run.run_id;
         let names: Vec<&str> = job.steps.iter().map(|s| s.name.as_str()).collect();
-        self.store.reset_steps(run_id, &names).await?;
+        self.store.start_steps(run_id, &names, now_ms()).await?;
 
-        let logs = self.config.logs_dir();
-        if let Err(err) = tokio::fs::create_dir_all(&logs).await {
-            tracing::warn!(error = %err, dir = %logs.display(), "cannot create the logs folder");
-        }
         let mut log = LogSink::create(
-            &logs.join(format!("{run_id}.log")),
+            &self.config.logs_dir().join(format!("{run_id}.log")),
             self.config.max_log_bytes,
         )
         .await;
@@ -319,11 +315,16 @@ impl Worker {
         };
 
         let mut status = RunStatus::Succeeded;
+        let mut ran = 0;
         for (position, step) in job.steps.iter().enumerate() {
             if status != RunStatus::Succeeded && !job.keep_going {
                 break;
             }
-            self.store.start_step(run_id, position, now_ms()).await?;
+            // The first was started with the others' rows.
+            if position > 0 {
+                self.store.start_step(run_id, position, now_ms()).await?;
+            }
+            ran += 1;
             let started = std::time::SystemTime::now();
             log.note(&format!(
                 "step {}/{}: {} ({})",
@@ -431,7 +432,9 @@ impl Worker {
             }
         }
 
-        self.store.skip_pending_steps(run_id).await?;
+        if ran < job.steps.len() {
+            self.store.skip_pending_steps(run_id).await?;
+        }
         let path = log.path().display().to_string();
         let (summary, file_error) = log.finish().await;
         Ok(RunResult {
@@ -468,7 +471,11 @@ impl Worker {
         run.finished_at = Some(result.finished_at);
         run.error.clone_from(&result.error);
         let steps = self.store.steps(run.run_id).await?;
-        let failures = self.store.test_failures(run.run_id).await?;
+        let failures = if steps.iter().any(|step| step.tests_failed > Some(0)) {
+            self.store.test_failures(run.run_id).await?
+        } else {
+            Vec::new()
+        };
         let reply = result_reply(&self.config, &run, &steps, &failures);
         let stored = self
             .store

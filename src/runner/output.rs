@@ -278,8 +278,8 @@ fn parts_dir(path: &Path) -> PathBuf {
 }
 
 impl LogSink {
-    /// Creates (truncating) the log file at `path`, capped at `max_bytes`, and removes segments
-    /// a previous attempt of the run left. A file that cannot be created is reported in the log
+    /// Creates (truncating) the log file at `path`, and its folder, capped at `max_bytes`, and
+    /// removes segments a previous attempt of the run left. A file that cannot be created is reported in the log
     /// summary, not fatal: the head and tail are still kept.
     pub async fn create(path: &Path, max_bytes: u64) -> Self {
         Self::with_cap(path, Cap::new(max_bytes)).await
@@ -287,12 +287,25 @@ impl LogSink {
 
     async fn with_cap(path: &Path, cap: Cap) -> Self {
         let parts = parts_dir(path);
-        if let Err(err) = tokio::fs::remove_dir_all(&parts).await
-            && err.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!(error = %err, dir = %parts.display(), "cannot remove old log parts");
-        }
-        let (disk, file_error) = match File::create(path).await {
+        // In one trip to the blocking threads (each costs two thread wake-ups, more than these
+        // calls on a run of `true`).
+        let created = {
+            let (path, parts) = (path.to_path_buf(), parts.clone());
+            tokio::task::spawn_blocking(move || {
+                if let Some(folder) = path.parent() {
+                    std::fs::create_dir_all(folder)?;
+                }
+                if let Err(err) = std::fs::remove_dir_all(&parts)
+                    && err.kind() != std::io::ErrorKind::NotFound
+                {
+                    tracing::warn!(error = %err, dir = %parts.display(), "cannot remove old log parts");
+                }
+                std::fs::File::create(&path).map(File::from_std)
+            })
+            .await
+            .unwrap_or_else(|err| Err(std::io::Error::other(err)))
+        };
+        let (disk, file_error) = match created {
             Ok(file) => (
                 Some(Disk {
                     cap,
@@ -1124,7 +1137,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_log_file_that_cannot_be_created_is_reported_not_fatal() {
-        let mut sink = LogSink::create(Path::new("/nonexistent/dir/x.log"), CAP).await;
+        // Its folder cannot be made either: a file is in the way.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("file"), b"").unwrap();
+        let mut sink = LogSink::create(&dir.path().join("file/dir/x.log"), CAP).await;
         sink.write(b"still kept").await;
         let (summary, error) = sink.finish().await;
         assert_eq!(summary.head, "still kept");

@@ -411,23 +411,26 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Writes a claimed run's steps, all pending (replacing those of an earlier attempt).
+    /// Writes a claimed run's steps (replacing those of an earlier attempt): the first running
+    /// since `now`, the others pending. Later steps are started by [`Store::start_step`].
     ///
     /// # Errors
     ///
     /// The database failed.
-    pub async fn reset_steps(&self, run_id: RunId, names: &[&str]) -> Result<()> {
+    pub async fn start_steps(&self, run_id: RunId, names: &[&str], now: i64) -> Result<()> {
         let names = serde_json::Value::from(names.to_vec()).to_string();
         self.write_script(
             sqlx::query(
                 "begin;
                  delete from step where run_id = ?1;
-                 insert into step (run_id, position, name)
-                 select ?1, key, value from json_each(?2) order by key;
+                 insert into step (run_id, position, name, status, started_at)
+                 select ?1, key, value, iif(key = 0, 'running', 'pending'), iif(key = 0, ?3, null)
+                 from json_each(?2) order by key;
                  commit",
             )
             .bind(run_id)
-            .bind(names),
+            .bind(names)
+            .bind(now),
         )
         .await?;
         Ok(())
@@ -1127,8 +1130,10 @@ mod tests {
         let (_dir, store) = store().await;
         store.insert_run(&new_run("p1"), 1, ack).await.unwrap();
         let run = store.try_claim("w1", 10, 100).await.unwrap().unwrap();
-        store.reset_steps(run.run_id, &["a", "b"]).await.unwrap();
-        store.start_step(run.run_id, 0, 11).await.unwrap();
+        store
+            .start_steps(run.run_id, &["a", "b"], 11)
+            .await
+            .unwrap();
         let reply = Delivery {
             target: "mattermost.post".into(),
             body: "{}".into(),
@@ -1175,8 +1180,10 @@ mod tests {
         let (_dir, store) = store().await;
         store.insert_run(&new_run("p1"), 1, ack).await.unwrap();
         let run = store.try_claim("w1", 10, 1000).await.unwrap().unwrap();
-        store.reset_steps(run.run_id, &["a", "b"]).await.unwrap();
-        store.start_step(run.run_id, 0, 11).await.unwrap();
+        store
+            .start_steps(run.run_id, &["a", "b"], 11)
+            .await
+            .unwrap();
         let failed = StepResult {
             status: StepStatus::Failed,
             exit_code: Some(2),
