@@ -665,7 +665,7 @@ fn overhead_end_to_end(
     connections: usize,
     concurrency: usize,
 ) -> (Duration, Duration) {
-    let go = tempfile::tempdir().expect("a temporary folder");
+    let go = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("a temporary folder");
     let (noop, hold) = noop_jobs(concurrency, &go.path().join("go"));
     let chatrun = Chatrun::start(rt, &[("noop", &noop), ("hold", &hold)], "");
     let sent = chatrun.flood(&Triggers::new(), "noop", runs, connections);
@@ -688,7 +688,7 @@ fn overhead_drained(
     connections: usize,
     concurrency: usize,
 ) -> (Duration, f64) {
-    let go = tempfile::tempdir().expect("a temporary folder");
+    let go = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("a temporary folder");
     let (noop, hold) = noop_jobs(concurrency, &go.path().join("go"));
     let chatrun = Chatrun::start(rt, &[("noop", &noop), ("hold", &hold)], "");
     let triggers = Triggers::new();

@@ -43,7 +43,7 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
-    let dir = tempfile::tempdir().expect("a temporary folder");
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("a temporary folder");
     let url = format!("sqlite://{}/bench.db", dir.path().display());
     let store = Store::connect(&url).await.expect("the database opens");
 

@@ -367,7 +367,7 @@ async fn start_webhook() -> Option<(Server, SocketAddr)> {
     if !found.is_ok_and(|s| s.success()) {
         return None;
     }
-    let dir = tempfile::tempdir().expect("a temporary folder");
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("a temporary folder");
     let hook = |id: &str, rule: serde_json::Value| {
         serde_json::json!({
             "id": id,

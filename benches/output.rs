@@ -69,7 +69,7 @@ async fn main() {
         .unwrap_or(1024);
     let secret = std::env::var("SECRET").is_ok_and(|v| v == "1");
     let argv = flood(size);
-    let dir = tempfile::tempdir().expect("a temporary folder");
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("a temporary folder");
     std::fs::create_dir(dir.path().join("jobs")).expect("the jobs folder");
     let quoted: Vec<String> = argv.iter().map(|a| format!("{a:?}")).collect();
     let mut job = format!(

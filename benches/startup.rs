@@ -200,7 +200,7 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1024);
-    let dir = tempfile::tempdir().expect("a temporary folder");
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("a temporary folder");
 
     let mut version = Vec::new();
     for _ in 0..ROUNDS {

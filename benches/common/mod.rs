@@ -2,6 +2,11 @@
 //! with a job catalog of their own, waiting until it listens, and stopping it (SIGTERM, then
 //! SIGKILL) when the [`Server`] is dropped.
 //!
+//! Every bench makes its folders under cargo's `target/tmp` (`CARGO_TARGET_TMPDIR`), on the
+//! disk of the project folder, where a chatrun's default `data/` is, not in /tmp: on the
+//! machine of BENCHMARKS.md making a file in /tmp cost 0.5 ms, ten times as much as elsewhere on
+//! the same disk (`python3 -c` timing `os.open(..., O_CREAT)` in each), and every run makes one.
+//!
 //! Included by each bench with `#[path = "common/mod.rs"] mod common;` (a bench is its own
 //! crate); each uses a part of it, hence the `dead_code` allowance.
 #![allow(dead_code)]
@@ -82,7 +87,7 @@ pub async fn start_chatrun(
     settings: &str,
     tables: &str,
 ) -> (Server, SocketAddr) {
-    let dir = tempfile::tempdir().expect("a temporary folder");
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("a temporary folder");
     let jobs_dir = dir.path().join("jobs");
     std::fs::create_dir(&jobs_dir).expect("jobs/");
     for (name, text) in jobs {

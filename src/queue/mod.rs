@@ -280,13 +280,14 @@ impl Worker {
     ) -> store::Result<RunResult> {
         let run_id = run.run_id;
         let names: Vec<&str> = job.steps.iter().map(|s| s.name.as_str()).collect();
-        self.store.start_steps(run_id, &names, now_ms()).await?;
-
-        let mut log = LogSink::create(
-            &self.config.logs_dir().join(format!("{run_id}.log")),
-            self.config.max_log_bytes,
-        )
-        .await;
+        // At once: the first is on the writer's thread, the second on the blocking threads
+        // (making a file can cost more than running `true`).
+        let log_path = self.config.logs_dir().join(format!("{run_id}.log"));
+        let (started, mut log) = tokio::join!(
+            self.store.start_steps(run_id, &names, now_ms()),
+            LogSink::create(&log_path, self.config.max_log_bytes),
+        );
+        started?;
         // Values of the job's secret variables, wherever the steps get them from.
         log.set_secrets(job.secret_env.iter().flat_map(|name| {
             job.steps
