@@ -26,7 +26,7 @@ use crate::catalog::{Catalog, JobDef, StepDef};
 use crate::chat::{mattermost, teams};
 use crate::config::Config;
 use crate::runner::{self, LogSink, StepOutcome};
-use crate::store::runs::{RunResult, StepResult};
+use crate::store::runs::{RunResult, RunSteps, StepResult};
 use crate::store::{self, RunId, RunRow, RunStatus, StepStatus, Store, ms, now_ms};
 
 /// How often the reaper looks for runs whose lease expired.
@@ -239,7 +239,7 @@ impl Worker {
         self.cancels.register(run_id, stop.clone());
         let result = self.execute(&run, &job, &values, &stop, &interrupted).await;
         let cancelled_because = self.cancels.unregister(run_id);
-        let mut result = result?;
+        let (mut result, steps) = result?;
         if let Some(reason) = cancelled_because
             && result.status == RunStatus::Cancelled
         {
@@ -260,16 +260,17 @@ impl Worker {
                         humantime::format_duration(self.config.shutdown_grace)
                     );
                     result.error = Some(interrupted_error(&cause, run.attempt > 1));
-                    self.finish(run, result).await?;
+                    self.finish(run, result, &steps).await?;
                 }
             }
         } else {
-            self.finish(run, result).await?;
+            self.finish(run, result, &steps).await?;
         }
         Ok(Step::Ran(run_id))
     }
 
-    /// Runs the steps in order; a failed step stops the run unless the job keeps going.
+    /// Runs the steps in order; a failed step stops the run unless the job keeps going. The
+    /// result, with the run's steps and failed tests as recorded.
     async fn execute(
         &self,
         run: &RunRow,
@@ -277,7 +278,7 @@ impl Worker {
         values: &std::collections::BTreeMap<String, String>,
         stop: &CancellationToken,
         interrupted: &AtomicBool,
-    ) -> store::Result<RunResult> {
+    ) -> store::Result<(RunResult, RunSteps)> {
         let run_id = run.run_id;
         let names: Vec<&str> = job.steps.iter().map(|s| s.name.as_str()).collect();
         // At once: the first is on the writer's thread, the second on the blocking threads
@@ -316,16 +317,12 @@ impl Worker {
         };
 
         let mut status = RunStatus::Succeeded;
-        let mut ran = 0;
+        let mut steps = RunSteps::default();
         for (position, step) in job.steps.iter().enumerate() {
-            if status != RunStatus::Succeeded && !job.keep_going {
-                break;
-            }
             // The first was started with the others' rows.
             if position > 0 {
                 self.store.start_step(run_id, position, now_ms()).await?;
             }
-            ran += 1;
             let started = std::time::SystemTime::now();
             log.note(&format!(
                 "step {}/{}: {} ({})",
@@ -416,7 +413,6 @@ impl Worker {
                 tests,
                 report_error,
             };
-            self.store.finish_step(run_id, position, &result).await?;
             status = match step_status {
                 StepStatus::Succeeded => status,
                 StepStatus::TimedOut => RunStatus::TimedOut,
@@ -425,20 +421,24 @@ impl Worker {
                 _ if status == RunStatus::Succeeded => RunStatus::Failed,
                 _ => status,
             };
-            if matches!(
-                status,
-                RunStatus::TimedOut | RunStatus::Cancelled | RunStatus::Interrupted
-            ) {
+            let last = position + 1 == job.steps.len()
+                || matches!(
+                    status,
+                    RunStatus::TimedOut | RunStatus::Cancelled | RunStatus::Interrupted
+                )
+                || (status != RunStatus::Succeeded && !job.keep_going);
+            steps = self
+                .store
+                .finish_step(run_id, position, &result, last)
+                .await?;
+            if last {
                 break;
             }
         }
 
-        if ran < job.steps.len() {
-            self.store.skip_pending_steps(run_id).await?;
-        }
         let path = log.path().display().to_string();
         let (summary, file_error) = log.finish().await;
-        Ok(RunResult {
+        let result = RunResult {
             status,
             error: file_error,
             log_head: summary.head,
@@ -448,7 +448,8 @@ impl Worker {
             log_lines: i64::try_from(summary.lines).unwrap_or(i64::MAX),
             log_path: Some(path),
             finished_at: now_ms(),
-        })
+        };
+        Ok((result, steps))
     }
 
     async fn finish_without_steps(&self, run: RunRow, error: String) -> store::Result<()> {
@@ -463,21 +464,20 @@ impl Worker {
             log_path: None,
             finished_at: now_ms(),
         };
-        self.finish(run, result).await
+        self.finish(run, result, &RunSteps::default()).await
     }
 
-    /// Stores the result with its reply.
-    async fn finish(&self, mut run: RunRow, result: RunResult) -> store::Result<()> {
+    /// Stores the result with its reply, which shows `steps`.
+    async fn finish(
+        &self,
+        mut run: RunRow,
+        result: RunResult,
+        steps: &RunSteps,
+    ) -> store::Result<()> {
         run.status = result.status;
         run.finished_at = Some(result.finished_at);
         run.error.clone_from(&result.error);
-        let steps = self.store.steps(run.run_id).await?;
-        let failures = if steps.iter().any(|step| step.tests_failed > Some(0)) {
-            self.store.test_failures(run.run_id).await?
-        } else {
-            Vec::new()
-        };
-        let reply = result_reply(&self.config, &run, &steps, &failures);
+        let reply = result_reply(&self.config, &run, &steps.steps, &steps.failures);
         let stored = self
             .store
             .finish_run(run.run_id, run.attempt, &result, reply.as_ref())

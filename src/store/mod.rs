@@ -220,6 +220,20 @@ impl Store {
         rolled_back_on_error(&mut conn, done.map(|done| done.rows_affected())).await
     }
 
+    /// [`Store::write_script`], for a script that ends with reads: the rows they return.
+    ///
+    /// # Errors
+    ///
+    /// A statement failed; nothing was written.
+    async fn fetch_script(
+        &self,
+        script: sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+    ) -> Result<Vec<sqlx::sqlite::SqliteRow>> {
+        let mut conn = self.writer.acquire().await?;
+        let rows = script.fetch_all(&mut *conn).await;
+        rolled_back_on_error(&mut conn, rows).await
+    }
+
     /// Closes every connection (on shutdown, so the WAL is checkpointed).
     pub async fn close(&self) {
         self.reader.close().await;

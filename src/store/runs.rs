@@ -8,7 +8,7 @@
 use std::fmt;
 
 use serde::Serialize;
-use sqlx::FromRow;
+use sqlx::{FromRow, Row};
 
 use super::{Result, Store, outbox};
 use crate::chat::Delivery;
@@ -261,6 +261,13 @@ pub struct StepRow {
     pub output_tail: Option<String>,
 }
 
+/// A run's steps and failed tests, as [`Store::finish_step`] leaves them.
+#[derive(Debug, Clone, Default)]
+pub struct RunSteps {
+    pub steps: Vec<StepRow>,
+    pub failures: Vec<TestFailureRow>,
+}
+
 /// A `test_failure` row: one failed test of a step.
 #[derive(Debug, Clone, FromRow, Serialize)]
 pub struct TestFailureRow {
@@ -310,6 +317,10 @@ const RUN_COLUMNS: &str = "run_id, platform, team_id, team_name, channel_id, cha
     user_id, user_name, message_id, thread_root_id, message, job, args, hook, status, attempt, \
     ack_text, error, log_head, log_tail, log_bytes, log_lines, log_path, created_at, started_at, \
     finished_at";
+
+const STEP_COLUMNS: &str = "run_id, position, name, status, exit_code, detail, started_at, \
+    finished_at, tests_run, tests_failed, tests_skipped, tests_duration_ms, report_error, \
+    output_tail";
 
 impl Store {
     /// Stores a trigger's run, queued (or denied, see [`NewRun::denied`]), unless the same
@@ -453,17 +464,20 @@ impl Store {
         Ok(())
     }
 
-    /// Records a step's result.
+    /// Records a step's result and, when it is the `last` to run, marks the steps that never
+    /// got to run (an earlier one failed) as skipped. Returns the run's steps and failed tests
+    /// as they now stand, read in the same round trip, for the result's reply.
     ///
     /// # Errors
     ///
-    /// The database failed.
+    /// The database failed; nothing was written.
     pub async fn finish_step(
         &self,
         run_id: RunId,
         position: usize,
         result: &StepResult,
-    ) -> Result<()> {
+        last: bool,
+    ) -> Result<RunSteps> {
         let position = i64::try_from(position).unwrap_or(i64::MAX);
         let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         let tests = result.tests.as_ref();
@@ -472,35 +486,47 @@ impl Store {
             .flat_map(|t| t.failures.iter())
             .map(|f| serde_json::json!([f.suite, f.name, f.message, f.detail]))
             .collect();
-        self.write_script(
-            sqlx::query(
-                "begin;
-                 update step set status = ?4, exit_code = ?5, detail = ?6, finished_at = ?7,
-                     tests_run = ?8, tests_failed = ?9, tests_skipped = ?10,
-                     tests_duration_ms = ?11, report_error = ?12, output_tail = ?13
-                 where run_id = ?1 and position = ?2;
-                 delete from test_failure where run_id = ?1 and position = ?2;
-                 insert into test_failure (run_id, position, ordinal, suite, name, message, detail)
-                 select ?1, ?2, key, value ->> 0, value ->> 1, value ->> 2, value ->> 3
-                 from json_each(?3) order by key;
-                 commit",
-            )
-            .bind(run_id)
-            .bind(position)
-            .bind(serde_json::Value::from(failures).to_string())
-            .bind(result.status)
-            .bind(result.exit_code)
-            .bind(&result.detail)
-            .bind(result.finished_at)
-            .bind(tests.map(|t| count(t.tests)))
-            .bind(tests.map(|t| count(t.failed)))
-            .bind(tests.map(|t| count(t.skipped)))
-            .bind(tests.map(|t| t.duration_ms))
-            .bind(&result.report_error)
-            .bind(&result.output_tail),
-        )
-        .await?;
-        Ok(())
+        // (Four indexes skipped in all: see `Store::write_script`.)
+        let script = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "begin;
+             update step set status = ?5, exit_code = ?6, detail = ?7, finished_at = ?8,
+                 tests_run = ?9, tests_failed = ?10, tests_skipped = ?11,
+                 tests_duration_ms = ?12, report_error = ?13, output_tail = ?14
+             where run_id = ?1 and position = ?2;
+             delete from test_failure where run_id = ?1 and position = ?2;
+             insert into test_failure (run_id, position, ordinal, suite, name, message, detail)
+             select ?1, ?2, key, value ->> 0, value ->> 1, value ->> 2, value ->> 3
+             from json_each(?3) order by key;
+             update step set status = 'skipped' where run_id = ?1 and status = 'pending' and ?4;
+             commit;
+             select 'step' as kind, {STEP_COLUMNS} from step where run_id = ?1 order by position;
+             select 'failure' as kind, position, suite, name, message, detail
+             from test_failure where run_id = ?1 order by position, ordinal"
+        )))
+        .bind(run_id)
+        .bind(position)
+        .bind(serde_json::Value::from(failures).to_string())
+        .bind(last)
+        .bind(result.status)
+        .bind(result.exit_code)
+        .bind(&result.detail)
+        .bind(result.finished_at)
+        .bind(tests.map(|t| count(t.tests)))
+        .bind(tests.map(|t| count(t.failed)))
+        .bind(tests.map(|t| count(t.skipped)))
+        .bind(tests.map(|t| t.duration_ms))
+        .bind(&result.report_error)
+        .bind(&result.output_tail);
+        let rows = self.fetch_script(script).await?;
+        let mut now = RunSteps::default();
+        for row in &rows {
+            if row.try_get::<&str, _>("kind")? == "step" {
+                now.steps.push(StepRow::from_row(row)?);
+            } else {
+                now.failures.push(TestFailureRow::from_row(row)?);
+            }
+        }
+        Ok(now)
     }
 
     /// The failed tests of a run, by step, in report order.
@@ -516,19 +542,6 @@ impl Store {
         .bind(run_id)
         .fetch_all(&self.reader)
         .await?)
-    }
-
-    /// Marks the steps that never got to run (an earlier one failed) as skipped.
-    ///
-    /// # Errors
-    ///
-    /// The database failed.
-    pub async fn skip_pending_steps(&self, run_id: RunId) -> Result<()> {
-        sqlx::query("update step set status = 'skipped' where run_id = ? and status = 'pending'")
-            .bind(run_id)
-            .execute(&self.writer)
-            .await?;
-        Ok(())
     }
 
     /// Records a run's result and queues its reply, in one transaction. False (and nothing
@@ -774,12 +787,9 @@ impl Store {
     ///
     /// The database failed.
     pub async fn steps(&self, run_id: RunId) -> Result<Vec<StepRow>> {
-        Ok(sqlx::query_as::<_, StepRow>(
-            "select run_id, position, name, status, exit_code, detail, started_at, finished_at,
-                 tests_run, tests_failed, tests_skipped, tests_duration_ms, report_error,
-                 output_tail
-             from step where run_id = ? order by position",
-        )
+        Ok(sqlx::query_as::<_, StepRow>(sqlx::AssertSqlSafe(format!(
+            "select {STEP_COLUMNS} from step where run_id = ? order by position"
+        )))
         .bind(run_id)
         .fetch_all(&self.reader)
         .await?)
@@ -1204,8 +1214,16 @@ mod tests {
             report_error: None,
             output_tail: Some("last line".into()),
         };
-        store.finish_step(run.run_id, 0, &failed).await.unwrap();
-        store.skip_pending_steps(run.run_id).await.unwrap();
+        // Not the last step yet: the next stays pending.
+        let going = store
+            .finish_step(run.run_id, 0, &failed, false)
+            .await
+            .unwrap();
+        assert_eq!(going.steps[1].status, StepStatus::Pending);
+        let now = store
+            .finish_step(run.run_id, 0, &failed, true)
+            .await
+            .unwrap();
         assert!(
             store
                 .finish_run(run.run_id, 1, &result(RunStatus::Failed), None)
@@ -1230,6 +1248,10 @@ mod tests {
         );
         assert_eq!(steps[1].tests_run, None);
         assert_eq!(steps[1].status, StepStatus::Skipped);
+        // What the last step's write returned is what is stored.
+        use serde_json::json;
+        assert_eq!(json!(now.steps), json!(steps));
+        assert_eq!(json!(now.failures), json!(failures));
         let stored = store.get_run(run.run_id).await.unwrap().unwrap();
         assert_eq!(stored.status, RunStatus::Failed);
         assert_eq!(stored.log_head, "out");
