@@ -281,8 +281,9 @@ impl Worker {
     ) -> store::Result<(RunResult, RunSteps)> {
         let run_id = run.run_id;
         let names: Vec<&str> = job.steps.iter().map(|s| s.name.as_str()).collect();
-        // At once: the first is on the writer's thread, the second on the blocking threads
-        // (making a file can cost more than running `true`).
+        // At once: the steps' rows, which return once they and the claim are on disk, and the
+        // log file, made on the blocking threads (making a file can cost more than running
+        // `true`). No step starts before both.
         let log_path = self.config.logs_dir().join(format!("{run_id}.log"));
         let (started, mut log) = tokio::join!(
             self.store.start_steps(run_id, &names, now_ms()),

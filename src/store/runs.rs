@@ -360,8 +360,8 @@ impl Store {
     ///
     /// Only the head of each job's queue is looked at: the jobs with queued runs are found by
     /// skipping through `run_status_job_id` one job at a time, so a claim costs a few index
-    /// seeks per job, not a read of every queued run. A claim is on disk before it returns:
-    /// a power cut cannot bring back as queued a run whose steps were started.
+    /// seeks per job, not a read of every queued run. The claim is on disk once
+    /// [`Store::start_steps`] returns, before any step starts.
     ///
     /// # Errors
     ///
@@ -391,17 +391,13 @@ impl Store {
                  order by r.run_id limit 1)
              returning {RUN_COLUMNS}"
         );
-        let row = sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(sql))
+        Ok(sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(sql))
             .bind(owner)
             .bind(lease_until)
             .bind(now)
             .bind(now)
             .fetch_optional(&self.writer)
-            .await?;
-        if row.is_some() {
-            self.durable().await?;
-        }
-        Ok(row)
+            .await?)
     }
 
     /// Extends a lease. False when the run is no longer ours (another attempt claimed it).
@@ -425,6 +421,10 @@ impl Store {
     /// Writes a claimed run's steps (replacing those of an earlier attempt): the first running
     /// since `now`, the others pending. Later steps are started by [`Store::start_step`].
     ///
+    /// Returns once these rows and the claim before them are on disk: a power cut cannot bring
+    /// back as queued a run whose steps were started. (The sync is this write's, not the
+    /// claim's, so that it overlaps what the worker does meanwhile, such as making the log.)
+    ///
     /// # Errors
     ///
     /// The database failed.
@@ -444,7 +444,7 @@ impl Store {
             .bind(now),
         )
         .await?;
-        Ok(())
+        self.durable().await
     }
 
     /// Marks a step running.
