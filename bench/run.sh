@@ -45,6 +45,9 @@ section() {
     shift 4
     wants "$part" || return 0
     echo "== $part: $title" >&2
+    # What the last part wrote (the history part's million runs) is written back now, not
+    # during this part's syncs.
+    sync
     {
         echo "## $title"
         echo

@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 
 use tokio::process::Command;
 
+#[path = "common/mod.rs"]
+mod common;
+
 /// Prints `mib` MiB in lines of 128 bytes, 1 MiB per write, as fast as perl can.
 fn flood(mib: u64) -> Vec<String> {
     vec![
@@ -28,19 +31,6 @@ fn peak_rss_kib(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .expect("a VmHWM line")
-}
-
-/// CPU time a process has used (user + system), in seconds.
-fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the process runs");
-    // After the command's name in parentheses: state is field 3, utime 14, stime 15.
-    let fields: Vec<&str> = stat[stat.rfind(')').expect("a name") + 2..]
-        .split(' ')
-        .collect();
-    let ticks: f64 =
-        fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
-    // USER_HZ is 100 on Linux.
-    ticks / 100.0
 }
 
 fn mib(bytes: f64) -> String {
@@ -116,7 +106,7 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let idle = peak_rss_kib(pid);
-    let cpu_before = cpu_secs(pid);
+    let (cpu_before, _) = common::cpu_secs(pid);
 
     let trigger = Instant::now();
     let output = chatrun(
@@ -142,7 +132,7 @@ async fn main() {
     };
     let through = trigger.elapsed();
     let peak = peak_rss_kib(pid);
-    let cpu = cpu_secs(pid) - cpu_before;
+    let cpu = common::cpu_secs(pid).0 - cpu_before;
     let _ = server.kill().await;
     assert_eq!(run["run"]["status"], "succeeded", "{run}");
     let kept = std::fs::metadata(dir.path().join("data/logs/1.log"))

@@ -19,6 +19,25 @@ use std::time::{Duration, Instant};
 /// The Mattermost token of every chatrun a bench starts.
 pub const TOKEN: &str = "load-test-token-0123456789";
 
+/// CPU time (user + system, in seconds) of process `pid`: its own, and that of the children it
+/// has waited for.
+pub fn cpu_secs(pid: u32) -> (f64, f64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the process runs");
+    // After the command's name in parentheses: state is field 3, utime 14, stime 15, cutime 16,
+    // cstime 17.
+    let fields: Vec<f64> = stat[stat.rfind(')').expect("a name") + 2..]
+        .split(' ')
+        .skip(11)
+        .take(4)
+        .map(|f| f.parse().expect("a number of ticks"))
+        .collect();
+    // USER_HZ is 100 on Linux.
+    (
+        (fields[0] + fields[1]) / 100.0,
+        (fields[2] + fields[3]) / 100.0,
+    )
+}
+
 /// A server process the bench started; killed (its process group too) when dropped.
 pub struct Server {
     pub child: Child,
