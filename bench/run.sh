@@ -110,7 +110,7 @@ memory=$(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
     echo "- Date: $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo "- Machine: $(nproc) cores, $cpu, $memory memory, $(uname -sr)"
     echo "- Toolchain: $(rustc --version); webhook: $(webhook -version 2>/dev/null || echo 'not installed')"
-    echo "- Commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (with local changes)')"
+    echo "- Commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet -- . ':!BENCHMARKS.md' 2>/dev/null || echo ' (with local changes)')"
     echo "- Command: \`$command_line\`"
     echo
     echo "The load generator, the servers and anything else on the machine share the same cores;"
