@@ -3,7 +3,8 @@
 # command and the figures. Each figure is printed next to its baseline measured in the same run,
 # so a noisy machine shifts both.
 #
-#   bench/run.sh                 load, history, output, dispatch, startup and micro
+#   bench/run.sh                 load, dispatch, output, history, startup and micro, in the
+#                                order of the figures
 #   bench/run.sh load history    only those parts
 #
 # Environment: LOAD_DURATION (seconds per load measurement, default 10), LOAD_CONNECTIONS
@@ -14,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 parts=("$@")
-[ ${#parts[@]} -eq 0 ] && parts=(load history output dispatch startup micro)
+[ ${#parts[@]} -eq 0 ] && parts=(load dispatch output history startup micro)
 wants() { [[ " ${parts[*]} " == *" $1 "* ]]; }
 
 command_line="bench/run.sh${*:+ $*}"
@@ -75,12 +76,6 @@ or HMAC. ack/s counts 2xx answers; latency is from the send (closed loop) or fro
 the scheduled send time (steady rate, so stalls are not hidden).' \
     plain cargo bench --quiet --bench load
 
-section history "History pages with ${RUNS:-1000000} runs (figure 6)" "" \
-    fenced cargo bench --quiet --bench history
-
-section output "Output capture (figure 5)" "" \
-    fenced cargo bench --quiet --bench output
-
 section dispatch "Dispatch latency and runner overhead (figures 3 and 4)" \
 '`cargo bench --bench dispatch` (benches/dispatch.rs): Mattermost triggers over
 loopback HTTP/1.1 to the release chatrun (2 workers). Figure 3 sends one trigger at
@@ -88,6 +83,12 @@ a time to a job whose step is `date +%s%N` and compares the time it printed with
 the send and the ack; figure 4 runs a one-step job running `true` end to end, next
 to plain loops spawning `true`, all in the same run.' \
     plain cargo bench --quiet --bench dispatch
+
+section output "Output capture (figure 5)" "" \
+    fenced cargo bench --quiet --bench output
+
+section history "History pages with ${RUNS:-1000000} runs (figure 6)" "" \
+    fenced cargo bench --quiet --bench history
 
 section startup "Start-up and idle memory (figure 7)" \
 '`cargo bench --bench startup` (benches/startup.rs): spawn `chatrun serve` to its
