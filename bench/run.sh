@@ -3,8 +3,7 @@
 # command and the figures. Each figure is printed next to its baseline measured in the same run,
 # so a noisy machine shifts both.
 #
-#   bench/run.sh                 load, dispatch, output, history, startup and micro, in the
-#                                order of the figures
+#   bench/run.sh                 all parts: load, dispatch, output, history, startup, micro
 #   bench/run.sh load history    only those parts
 #
 # Environment: LOAD_DURATION (seconds per load measurement, default 10), LOAD_CONNECTIONS
@@ -36,11 +35,12 @@ fi
 # `cargo bench` builds the release chatrun binary the load bench starts (CARGO_BIN_EXE_chatrun);
 # CHATRUN_BIN points it at another one.
 
-sections=$(mktemp)
-trap 'rm -f "$sections"' EXIT
+sections=$(mktemp -d)
+trap 'rm -rf "$sections"' EXIT
 
-# section PART TITLE INTRO FENCE COMMAND...: when PART is wanted, appends "## TITLE", INTRO
-# (none when empty) and what COMMAND prints (in a code block when FENCE is "fenced").
+# section PART TITLE INTRO FENCE COMMAND...: when PART is wanted, writes "## TITLE", INTRO
+# (none when empty) and what COMMAND prints (in a code block when FENCE is "fenced") as that
+# part's section of BENCHMARKS.md.
 section() {
     local part=$1 title=$2 intro=$3 fence=$4
     shift 4
@@ -60,7 +60,7 @@ section() {
         "$@"
         [ "$fence" = fenced ] && echo '```'
         echo
-    } >>"$sections"
+    } >"$sections/$part.md"
 }
 
 # criterion's result lines; a long name is on the line before its figures.
@@ -69,13 +69,9 @@ micro_results() {
         awk '/^Benchmarking/ { next } /time:/ { if ($0 ~ /^ /) print name $0; else print; next } { name = $0 }'
 }
 
-section load "Acknowledged triggers and ack latency (figures 1 and 2)" \
-'`cargo bench --bench load` (benches/load.rs): keep-alive HTTP/1.1 connections over
-loopback, every request a distinct trigger with a fresh timestamp and its own token
-or HMAC. ack/s counts 2xx answers; latency is from the send (closed loop) or from
-the scheduled send time (steady rate, so stalls are not hidden).' \
-    plain cargo bench --quiet --bench load
-
+# Dispatch runs first: the load part makes and then deletes tens of thousands of log files, and for
+# minutes after that, ext4 makes a new file slowly (it skips the inodes freed recently), which
+# every run of figures 3 and 4 would pay.
 section dispatch "Dispatch latency and runner overhead (figures 3 and 4)" \
 '`cargo bench --bench dispatch` (benches/dispatch.rs): Mattermost triggers over
 loopback HTTP/1.1 to the release chatrun (2 workers). Figure 3 sends one trigger at
@@ -83,6 +79,13 @@ a time to a job whose step is `date +%s%N` and compares the time it printed with
 the send and the ack; figure 4 runs a one-step job running `true` end to end, next
 to plain loops spawning `true`, all in the same run.' \
     plain cargo bench --quiet --bench dispatch
+
+section load "Acknowledged triggers and ack latency (figures 1 and 2)" \
+'`cargo bench --bench load` (benches/load.rs): keep-alive HTTP/1.1 connections over
+loopback, every request a distinct trigger with a fresh timestamp and its own token
+or HMAC. ack/s counts 2xx answers; latency is from the send (closed loop) or from
+the scheduled send time (steady rate, so stalls are not hidden).' \
+    plain cargo bench --quiet --bench load
 
 section output "Output capture (figure 5)" "" \
     fenced cargo bench --quiet --bench output
@@ -117,6 +120,9 @@ memory=$(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
     echo "The load generator, the servers and anything else on the machine share the same cores;"
     echo "compare a figure with the baseline in the same table, not with another run's."
     echo
-    cat "$sections"
+    # In the order of the figures, whatever order they ran in.
+    for part in load dispatch output history startup micro; do
+        [ -f "$sections/$part.md" ] && cat "$sections/$part.md"
+    done
 } >BENCHMARKS.md
 echo "wrote BENCHMARKS.md" >&2
