@@ -340,10 +340,10 @@ mod tests {
         );
     }
 
-    /// The nice value of this test process (field 19 of `/proc/self/stat`; the fields after
-    /// `(comm)` start at the 3rd).
+    /// The nice value of this test's thread (field 19 of `/proc/thread-self/stat`; the fields
+    /// after `(comm)` start at the 3rd).
     fn own_niceness() -> i64 {
-        let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
         let after_comm = &stat[stat.rfind(')').unwrap() + 1..];
         after_comm
             .split_whitespace()
@@ -371,6 +371,7 @@ mod tests {
                 "nice {nice}: {head:?}"
             );
         }
+        assert_eq!(own_niceness(), own, "the server's own threads keep their priority");
     }
 
     #[tokio::test]

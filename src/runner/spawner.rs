@@ -31,19 +31,29 @@ pub async fn spawn(mut command: Command, nice: u8) -> io::Result<Child> {
     if nice == 0 {
         return command.spawn();
     }
+    let gone = || io::Error::other("the thread that starts steps stopped");
     let (reply, child) = oneshot::channel();
-    spawner(nice)
-        .send((command, Handle::current(), reply))
-        .map_err(|_| io::Error::other("the spawning thread is gone"))?;
-    child
-        .await
-        .map_err(|_| io::Error::other("the spawning thread is gone"))?
+    let mut request = (command, Handle::current(), reply);
+    // A thread that stopped (only a bug could make it) is replaced, once per spawn.
+    for _ in 0..2 {
+        match spawner(nice, false).send(request) {
+            Ok(()) => return child.await.map_err(|_| gone())?,
+            Err(mpsc::SendError(back)) => {
+                spawner(nice, true);
+                request = back;
+            }
+        }
+    }
+    Err(gone())
 }
 
-/// The queue of the thread that spawns at `nice`, started on first use.
-fn spawner(nice: u8) -> mpsc::Sender<Request> {
+/// The queue of the thread that spawns at `nice`, started on first use, or anew when `restart`.
+fn spawner(nice: u8, restart: bool) -> mpsc::Sender<Request> {
     static SPAWNERS: Mutex<BTreeMap<u8, mpsc::Sender<Request>>> = Mutex::new(BTreeMap::new());
     let mut spawners = SPAWNERS.lock().unwrap_or_else(PoisonError::into_inner);
+    if restart {
+        spawners.remove(&nice);
+    }
     spawners
         .entry(nice)
         .or_insert_with(|| {
