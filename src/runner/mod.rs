@@ -371,7 +371,11 @@ mod tests {
                 "nice {nice}: {head:?}"
             );
         }
-        assert_eq!(own_niceness(), own, "the server's own threads keep their priority");
+        assert_eq!(
+            own_niceness(),
+            own,
+            "the server's own threads keep their priority"
+        );
     }
 
     #[tokio::test]
