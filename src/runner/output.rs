@@ -279,8 +279,8 @@ fn parts_dir(path: &Path) -> PathBuf {
 
 impl LogSink {
     /// Creates (truncating) the log file at `path`, and its folder, capped at `max_bytes`, and
-    /// removes segments a previous attempt of the run left. A file that cannot be created is reported in the log
-    /// summary, not fatal: the head and tail are still kept.
+    /// removes segments a previous attempt of the run left. A file that cannot be created is
+    /// reported in the log summary, not fatal: the head and tail are still kept.
     pub async fn create(path: &Path, max_bytes: u64) -> Self {
         Self::with_cap(path, Cap::new(max_bytes)).await
     }
