@@ -318,9 +318,15 @@ const RUN_COLUMNS: &str = "run_id, platform, team_id, team_name, channel_id, cha
     ack_text, error, log_head, log_tail, log_bytes, log_lines, log_path, created_at, started_at, \
     finished_at";
 
-const STEP_COLUMNS: &str = "run_id, position, name, status, exit_code, detail, started_at, \
-    finished_at, tests_run, tests_failed, tests_skipped, tests_duration_ms, report_error, \
-    output_tail";
+/// A run's steps (`?1`), in order; `kind` tells them from [`FAILURES_OF_RUN`]'s rows when both
+/// end one script.
+const STEPS_OF_RUN: &str = "select 'step' as kind, run_id, position, name, status, exit_code, \
+    detail, started_at, finished_at, tests_run, tests_failed, tests_skipped, tests_duration_ms, \
+    report_error, output_tail from step where run_id = ?1 order by position";
+
+/// A run's failed tests (`?1`), by step, in report order.
+const FAILURES_OF_RUN: &str = "select 'failure' as kind, position, suite, name, message, detail \
+    from test_failure where run_id = ?1 order by position, ordinal";
 
 impl Store {
     /// Stores a trigger's run, queued (or denied, see [`NewRun::denied`]), unless the same
@@ -499,9 +505,8 @@ impl Store {
              from json_each(?3) order by key;
              update step set status = 'skipped' where run_id = ?1 and status = 'pending' and ?4;
              commit;
-             select 'step' as kind, {STEP_COLUMNS} from step where run_id = ?1 order by position;
-             select 'failure' as kind, position, suite, name, message, detail
-             from test_failure where run_id = ?1 order by position, ordinal"
+             {STEPS_OF_RUN};
+             {FAILURES_OF_RUN}"
         )))
         .bind(run_id)
         .bind(position)
@@ -535,13 +540,10 @@ impl Store {
     ///
     /// The database failed.
     pub async fn test_failures(&self, run_id: RunId) -> Result<Vec<TestFailureRow>> {
-        Ok(sqlx::query_as::<_, TestFailureRow>(
-            "select position, suite, name, message, detail from test_failure
-             where run_id = ? order by position, ordinal",
-        )
-        .bind(run_id)
-        .fetch_all(&self.reader)
-        .await?)
+        Ok(sqlx::query_as::<_, TestFailureRow>(FAILURES_OF_RUN)
+            .bind(run_id)
+            .fetch_all(&self.reader)
+            .await?)
     }
 
     /// Records a run's result and queues its reply, in one transaction. False (and nothing
@@ -787,12 +789,10 @@ impl Store {
     ///
     /// The database failed.
     pub async fn steps(&self, run_id: RunId) -> Result<Vec<StepRow>> {
-        Ok(sqlx::query_as::<_, StepRow>(sqlx::AssertSqlSafe(format!(
-            "select {STEP_COLUMNS} from step where run_id = ? order by position"
-        )))
-        .bind(run_id)
-        .fetch_all(&self.reader)
-        .await?)
+        Ok(sqlx::query_as::<_, StepRow>(STEPS_OF_RUN)
+            .bind(run_id)
+            .fetch_all(&self.reader)
+            .await?)
     }
 
     /// Up to `limit` runs older than `before` (all when `None`), newest first.
