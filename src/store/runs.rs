@@ -839,8 +839,10 @@ impl Store {
         if filter.until.is_some() {
             conditions.push("created_at < ?");
         }
+        // The limit is a number written into the SQL, not bound: SQLite reads a bound LIMIT
+        // while planning and compiles the statement again every time it is bound.
         let sql = format!(
-            "select {RUN_COLUMNS} from run where {} order by run_id desc limit ?",
+            "select {RUN_COLUMNS} from run where {} order by run_id desc limit {limit}",
             conditions.join(" and ")
         );
         let mut query = sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(sql))
@@ -857,7 +859,7 @@ impl Store {
         if let Some(until) = filter.until {
             query = query.bind(until);
         }
-        Ok(query.bind(limit).fetch_all(&self.reader).await?)
+        Ok(query.fetch_all(&self.reader).await?)
     }
 
     /// How many runs wait in the queue and how many are running.
