@@ -665,7 +665,7 @@ fn overhead_end_to_end(
     connections: usize,
     concurrency: usize,
 ) -> (Duration, Duration) {
-    let go = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("a temporary folder");
+    let go = common::Folder::new();
     let (noop, hold) = noop_jobs(concurrency, &go.path().join("go"));
     let chatrun = Chatrun::start(rt, &[("noop", &noop), ("hold", &hold)], "");
     let sent = chatrun.flood(&Triggers::new(), "noop", runs, connections);
@@ -689,7 +689,7 @@ fn overhead_drained(
     connections: usize,
     concurrency: usize,
 ) -> (Duration, f64, (f64, f64)) {
-    let go = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("a temporary folder");
+    let go = common::Folder::new();
     let (noop, hold) = noop_jobs(concurrency, &go.path().join("go"));
     let chatrun = Chatrun::start(rt, &[("noop", &noop), ("hold", &hold)], "");
     let triggers = Triggers::new();
@@ -833,4 +833,5 @@ fn main() {
     if wants("overhead") {
         figure_4(&rt);
     }
+    common::remove_folders();
 }

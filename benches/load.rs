@@ -367,7 +367,7 @@ async fn start_webhook() -> Option<(Server, SocketAddr)> {
     if !found.is_ok_and(|s| s.success()) {
         return None;
     }
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("a temporary folder");
+    let dir = common::Folder::new();
     let hook = |id: &str, rule: serde_json::Value| {
         serde_json::json!({
             "id": id,
@@ -720,6 +720,7 @@ fn main() {
         .expect("a runtime");
     if args.is_empty() {
         runtime.block_on(comparison());
+        common::remove_folders();
         return;
     }
     let mut url = None;

@@ -38,11 +38,44 @@ pub fn cpu_secs(pid: u32) -> (f64, f64) {
     )
 }
 
+/// A temporary folder under `target/tmp`, removed when the bench ends ([`remove_folders`]),
+/// not when dropped: after thousands of files are removed, ext4 makes new files slowly for
+/// minutes (it skips the inodes freed recently: `recently_deleted` in `perf`), and the next
+/// measurement would pay for the last one's clean-up. chatrun itself removes no files.
+pub struct Folder(Option<tempfile::TempDir>);
+
+static KEPT: std::sync::Mutex<Vec<tempfile::TempDir>> = std::sync::Mutex::new(Vec::new());
+
+impl Folder {
+    pub fn new() -> Self {
+        Folder(Some(
+            tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("a temporary folder"),
+        ))
+    }
+
+    pub fn path(&self) -> &Path {
+        self.0.as_ref().expect("kept until dropped").path()
+    }
+}
+
+impl Drop for Folder {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.take() {
+            KEPT.lock().unwrap_or_else(|e| e.into_inner()).push(dir);
+        }
+    }
+}
+
+/// Removes the folders dropped so far: call at the end of a bench's `main`.
+pub fn remove_folders() {
+    KEPT.lock().unwrap_or_else(|e| e.into_inner()).clear();
+}
+
 /// A server process the bench started; killed (its process group too) when dropped.
 pub struct Server {
     pub child: Child,
     /// The server's folder: configuration, database, `data/`, `jobs/`.
-    pub dir: tempfile::TempDir,
+    pub dir: Folder,
     /// chatrun's SQLite database (None for other servers).
     pub db: Option<PathBuf>,
 }
@@ -106,7 +139,7 @@ pub async fn start_chatrun(
     settings: &str,
     tables: &str,
 ) -> (Server, SocketAddr) {
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("a temporary folder");
+    let dir = Folder::new();
     let jobs_dir = dir.path().join("jobs");
     std::fs::create_dir(&jobs_dir).expect("jobs/");
     for (name, text) in jobs {
@@ -133,6 +166,8 @@ pub async fn start_chatrun(
         .arg(&config)
         .current_dir(dir.path())
         .env_remove("RUST_LOG")
+        // chatrun reads every CHATRUN_ variable as a setting, and has none by that name.
+        .env_remove("CHATRUN_BIN")
         .stdout(log_file.try_clone().expect("a log file"))
         .stderr(log_file)
         .spawn()
