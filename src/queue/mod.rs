@@ -318,7 +318,8 @@ impl Worker {
         };
 
         let mut status = RunStatus::Succeeded;
-        let mut steps = RunSteps::default();
+        // The last step's result, written at the same time as the log is put together.
+        let mut last_step = None;
         for (position, step) in job.steps.iter().enumerate() {
             // The first was started with the others' rows.
             if position > 0 {
@@ -428,17 +429,26 @@ impl Worker {
                     RunStatus::TimedOut | RunStatus::Cancelled | RunStatus::Interrupted
                 )
                 || (status != RunStatus::Succeeded && !job.keep_going);
-            steps = self
-                .store
-                .finish_step(run_id, position, &result, last)
-                .await?;
             if last {
+                last_step = Some((position, result));
                 break;
             }
+            self.store
+                .finish_step(run_id, position, &result, false)
+                .await?;
         }
 
         let path = log.path().display().to_string();
-        let (summary, file_error) = log.finish().await;
+        let ((summary, file_error), steps) = match &last_step {
+            Some((position, result)) => {
+                let (log, steps) = tokio::join!(
+                    log.finish(),
+                    self.store.finish_step(run_id, *position, result, true)
+                );
+                (log, steps?)
+            }
+            None => (log.finish().await, RunSteps::default()),
+        };
         let result = RunResult {
             status,
             error: file_error,

@@ -11,8 +11,10 @@
 //! - Not contained: a process that leaves the group (`setsid`, as daemons do) escapes `killpg`
 //!   and keeps running. If it holds the output pipes, reading stops 5 s after the step ended,
 //!   with a note in the log. Containing those would need a cgroup per run.
-//! - stdout and stderr are read concurrently (reading one to its end first can deadlock a child
-//!   blocked on the other, as ripgrep learnt) into one [`LogSink`].
+//! - stdout and stderr are one pipe, as in a terminal: the log has the lines in the order the
+//!   step wrote them, and one reader drains both (two pipes read one after the other can
+//!   deadlock a child blocked on the other, as ripgrep learnt). Its chunks go to one
+//!   [`LogSink`].
 //! - Steps run at a lower CPU priority than the server (`job_nice` added to its nice value):
 //!   they are spawned by a thread that runs at that priority, so the step's program and whatever
 //!   it forks inherit it from the start ([`spawner`]).
@@ -99,13 +101,23 @@ pub async fn run_step(
             ),
         };
     }
+    // Both ends close-on-exec: the step gets its copies as 1 and 2, and no other step started
+    // meanwhile gets one (which would hold the pipe open).
+    let (output, writer) = match std::io::pipe().and_then(|(r, w)| Ok((r, w.try_clone()?, w))) {
+        Ok((output, stdout, stderr)) => (output, (stdout, stderr)),
+        Err(err) => {
+            return StepOutcome::SpawnFailed {
+                reason: format!("cannot make a pipe for its output: {err}"),
+            };
+        }
+    };
     let mut command = Command::new(&step.run[0]);
     command
         .args(&step.run[1..])
         .current_dir(&step.workdir)
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(writer.0)
+        .stderr(writer.1)
         .process_group(0)
         .kill_on_drop(true);
     for (name, _) in std::env::vars_os() {
@@ -129,19 +141,21 @@ pub async fn run_step(
         .and_then(|id| i32::try_from(id).ok())
         .map(Pid::from_raw);
 
-    // Chunks in flight between the pipes and the log: at most 4 x READ_BYTES in memory.
+    // Chunks in flight between the pipe and the log: at most 4 x READ_BYTES in memory. (The
+    // command, and with it our copies of the pipe's writing end, is gone: the pipe ends when
+    // the step and whatever it left running have closed theirs.)
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(4);
-    let readers = [
-        child.stdout.take().map(|out| {
-            widen(&out);
-            tokio::spawn(drain(out, tx.clone()))
-        }),
-        child.stderr.take().map(|err| {
-            widen(&err);
-            tokio::spawn(drain(err, tx.clone()))
-        }),
-    ];
-    drop(tx);
+    widen(&output);
+    let reader = match tokio::net::unix::pipe::Receiver::from_owned_fd(output.into()) {
+        Ok(pipe) => tokio::spawn(drain(pipe, tx)),
+        Err(err) => {
+            signal_group(group, Signal::SIGKILL);
+            let _ = child.wait().await;
+            return StepOutcome::SpawnFailed {
+                reason: format!("cannot read its output: {err}"),
+            };
+        }
+    };
 
     let (status, stopped_for) =
         wait_draining(&mut child, group, limits, log, &mut rx, cancel).await;
@@ -156,9 +170,7 @@ pub async fn run_step(
     log.end_step().await;
     if drained.is_err() {
         // A descendant left the group (setsid) and holds the pipe open: stop reading.
-        for reader in readers.into_iter().flatten() {
-            reader.abort();
-        }
+        reader.abort();
         log.note(
             "output still open after the step ended (a process left its group); stopped reading",
         )
@@ -254,13 +266,20 @@ fn widen(pipe: &impl std::os::fd::AsFd) {
     let _ = nix::fcntl::fcntl(pipe.as_fd(), nix::fcntl::FcntlArg::F_SETPIPE_SZ(size));
 }
 
+/// Sends what `pipe` gives until it ends. Each chunk is read into a buffer of its own, sent as
+/// it is (not copied, not zeroed first); the buffers start small and grow to READ_BYTES for a
+/// step that fills them, since most steps print little.
 async fn drain(mut pipe: impl AsyncReadExt + Unpin, tx: mpsc::Sender<Vec<u8>>) {
-    let mut buf = vec![0u8; READ_BYTES];
+    let mut size = 4096;
     loop {
-        match pipe.read(&mut buf).await {
+        let mut buf = Vec::with_capacity(size);
+        match pipe.read_buf(&mut buf).await {
             Ok(0) | Err(_) => return,
             Ok(n) => {
-                if tx.send(buf[..n].to_vec()).await.is_err() {
+                if n == size {
+                    size = (size * 4).min(READ_BYTES);
+                }
+                if tx.send(buf).await.is_err() {
                     return;
                 }
             }
@@ -310,6 +329,30 @@ mod tests {
         assert_eq!(outcome, StepOutcome::Succeeded);
         assert!(log.head.contains("hi run 7\n"), "{log:?}");
         assert!(log.head.contains("oops\n"), "{log:?}");
+    }
+
+    #[tokio::test]
+    async fn stdout_and_stderr_keep_the_order_they_were_written_in() {
+        // Through two pipes, the reader could take either first; through one, never.
+        let script = "for i in 1 2 3 4 5; do echo out $i; echo err $i >&2; done";
+        for nice in [10, 0] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut log =
+                LogSink::create(&dir.path().join("log"), output::DEFAULT_MAX_LOG_BYTES).await;
+            let limits = Limits { nice, ..limits(10) };
+            let outcome = run_step(
+                &step(script),
+                &[],
+                limits,
+                &mut log,
+                &CancellationToken::new(),
+            )
+            .await;
+            assert_eq!(outcome, StepOutcome::Succeeded);
+            let head = log.finish().await.0.head;
+            let expected: String = (1..=5).map(|i| format!("out {i}\nerr {i}\n")).collect();
+            assert_eq!(head, expected, "nice {nice}");
+        }
     }
 
     #[tokio::test]

@@ -145,6 +145,8 @@ struct Disk {
     ring: Option<VecDeque<u8>>,
     /// `<run>.log.parts`: the segments after the head.
     parts: PathBuf,
+    /// Whether this run made `parts` (most runs print too little to need it).
+    parts_made: bool,
     /// The segments kept, oldest first; the last one is being written to `current`.
     segments: VecDeque<Segment>,
     current: Option<BufWriter<File>>,
@@ -314,6 +316,7 @@ impl LogSink {
                     main_last: None,
                     ring: cap.in_memory.then(VecDeque::new),
                     parts,
+                    parts_made: false,
                     segments: VecDeque::new(),
                     current: None,
                 }),
@@ -461,9 +464,11 @@ impl LogSink {
     }
 
     /// Appends a line of chatrun's own (step headers), marked so it stands out from job output.
+    /// Readers see it with the output after it, at the next flush ([`LogSink::flush_due`]), not
+    /// at once: a flush is a trip to the blocking threads, which on a step of `true` costs more
+    /// than the step.
     pub async fn note(&mut self, line: &str) {
         self.write(format!("[chatrun] {line}\n").as_bytes()).await;
-        self.flush().await;
     }
 
     /// Puts the log file together (the head, then everything or the marker and the tail) and
@@ -570,6 +575,7 @@ impl Disk {
         }
         if self.segments.is_empty() {
             tokio::fs::create_dir_all(&self.parts).await?;
+            self.parts_made = true;
         }
         let path = self.parts.join(format!("{offset}-{lines}"));
         self.current = Some(BufWriter::with_capacity(
@@ -664,9 +670,12 @@ impl Disk {
             tokio::fs::remove_file(&segment.path).await?;
         }
         self.main.flush().await?;
-        match tokio::fs::remove_dir(&self.parts).await {
-            Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(err),
-            _ => {}
+        // (`create` removed the folder an earlier attempt left.)
+        if self.parts_made {
+            match tokio::fs::remove_dir(&self.parts).await {
+                Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(err),
+                _ => {}
+            }
         }
         Ok(self.main_len)
     }

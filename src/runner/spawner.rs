@@ -65,7 +65,10 @@ fn spawner(nice: u8, restart: bool) -> mpsc::Sender<Request> {
                     for (mut command, runtime, reply) in rx {
                         // The child's pipes and exit status are watched by the caller's runtime.
                         let _runtime = runtime.enter();
-                        let _ = reply.send(command.spawn());
+                        let spawned = command.spawn();
+                        // With the command go its copies of the step's output pipe.
+                        drop(command);
+                        let _ = reply.send(spawned);
                     }
                 })
                 .expect("a thread can be started");
