@@ -80,13 +80,6 @@ pub struct Server {
     pub db: Option<PathBuf>,
 }
 
-impl Server {
-    /// The log file of run `run_id` (chatrun's `data_dir/logs`).
-    pub fn run_log(&self, run_id: i64) -> PathBuf {
-        self.dir.path().join(format!("data/logs/{run_id}.log"))
-    }
-}
-
 impl Drop for Server {
     fn drop(&mut self) {
         use nix::sys::signal::{Signal, kill};

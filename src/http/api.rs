@@ -230,10 +230,11 @@ async fn log(
         .get_run(RunId(id))
         .await?
         .ok_or(Error::NotFound)?;
-    let path = super::history::log_path(&state, run.run_id);
     let length = query.length.unwrap_or(64 * 1024).min(MAX_LOG_CHUNK);
-    let (bytes, offset, size) =
-        super::history::read_log(&path, Some(query.offset.unwrap_or(0)), length).await;
+    let (bytes, offset, size) = super::history::log_of(&state, &run)
+        .await
+        .read(Some(query.offset.unwrap_or(0)), length)
+        .await;
     let end = offset + bytes.len() as u64;
     Ok(Json(json!({
         "size": size,

@@ -19,8 +19,7 @@ use axum::routing::get;
 use super::api::FilterQuery;
 use super::{AppState, Error};
 use crate::render;
-pub(super) use crate::runner::output::read_log;
-use crate::runner::output::{TAIL_BYTES, count_lines, marker};
+use crate::runner::output::{RunLog, TAIL_BYTES, marker};
 use crate::store::{RunId, RunRow, TestFailureRow, now_ms};
 
 /// Runs per page.
@@ -284,9 +283,9 @@ async fn run_page(
         .collect();
     let now = now_ms();
     let finished = run.status.is_finished();
-    let path = log_path(&state, run.run_id);
+    let log = log_of(&state, &run).await;
 
-    let stored = tokio::fs::metadata(&path).await.ok().map(|m| m.len());
+    let stored = log.stored().await;
     let stored_file = stored.is_some();
     let cap = crate::runner::output::Cap::new(state.config.max_log_bytes);
 
@@ -295,10 +294,10 @@ async fn run_page(
     let (live_lines, live_size) = if finished {
         (Vec::new(), 0)
     } else {
-        let (tail, start, size) = read_log(&path, None, TAIL_BYTES as u64).await;
+        let (tail, start, size) = log.read(None, TAIL_BYTES as u64).await;
         let text = String::from_utf8_lossy(&tail);
         let lines: Vec<&str> = text.split_inclusive('\n').collect();
-        let first = count_lines(&path, start).await + 1;
+        let first = log.count_lines(start).await + 1;
         (numbered(&lines, i64::try_from(first).unwrap_or(1)), size)
     };
     let printed = if finished {
@@ -398,17 +397,17 @@ async fn run_log(State(state): State<AppState>, Path(id): Path<i64>) -> Result<R
         .get_run(RunId(id))
         .await?
         .ok_or(Error::NotFound)?;
-    let path = log_path(&state, run.run_id);
-    if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
+    let log = std::sync::Arc::new(log_of(&state, &run).await);
+    if log.stored().await.is_none() {
         return Err(Error::NotFound);
     }
     // Through read_log, so a running run's log comes whole: its head, then its segments (with
     // a marker where a part is no longer kept).
     let chunks = futures_util::stream::unfold(Some((0u64, b'\n')), move |at| {
-        let path = path.clone();
+        let log = log.clone();
         async move {
             let (offset, last) = at?;
-            let (bytes, start, _) = read_log(&path, Some(offset), 256 * 1024).await;
+            let (bytes, start, _) = log.read(Some(offset), 256 * 1024).await;
             let (&end_byte, _) = bytes.split_last()?;
             let mut chunk = Vec::with_capacity(bytes.len() + 64);
             if start > offset {
@@ -437,7 +436,15 @@ async fn run_log(State(state): State<AppState>, Path(id): Path<i64>) -> Result<R
         .into_response())
 }
 
-pub(super) fn log_path(state: &AppState, run_id: RunId) -> PathBuf {
+/// Where `run`'s log is read from: its file, or the database's head for a finished run that has
+/// none (see `runner::output`).
+pub(super) async fn log_of(state: &AppState, run: &RunRow) -> RunLog {
+    let path = log_file(state, run.run_id);
+    RunLog::of(path, run.status.is_finished(), &run.log_head, run.log_bytes).await
+}
+
+/// Where run `run_id`'s log file is, when it has one.
+fn log_file(state: &AppState, run_id: RunId) -> PathBuf {
     state.config.logs_dir().join(format!("{run_id}.log"))
 }
 
@@ -501,24 +508,24 @@ async fn log_stream(
         .and_then(|v| v.trim().parse::<u64>().ok())
         .or(query.from)
         .unwrap_or(0);
-    let path = log_path(&state, run.run_id);
-    let line = count_lines(&path, start).await;
+    let line = log_of(&state, &run).await.count_lines(start).await;
     struct Follow {
         state: AppState,
         run_id: RunId,
-        path: PathBuf,
         offset: u64,
         /// Lines before `offset`.
         line: u64,
+        /// The log file, read while the run cannot be (see `log_of` for when it can).
+        path: PathBuf,
         /// Whether the run was going when the stream started (offsets count printed output).
         live: bool,
         pending: std::collections::VecDeque<Event>,
         done: bool,
     }
     let follow = Follow {
+        path: log_file(&state, run.run_id),
         state,
         run_id: run.run_id,
-        path,
         offset: start,
         line,
         live: !run.status.is_finished(),
@@ -536,7 +543,11 @@ async fn log_stream(
             // Read what is new, up to the last complete line.
             let run = f.state.store.get_run(f.run_id).await.ok().flatten();
             let finished = run.as_ref().is_none_or(|r| r.status.is_finished());
-            let (chunk, start, size) = read_log(&f.path, Some(f.offset), FOLLOW_CHUNK).await;
+            let log = match &run {
+                Some(run) => log_of(&f.state, run).await,
+                None => RunLog::File(f.path.clone()),
+            };
+            let (chunk, start, size) = log.read(Some(f.offset), FOLLOW_CHUNK).await;
             // A capped log was put together at the run's end: its tail moved, and the page
             // that followed it reloads to show it.
             if finished
@@ -548,7 +559,7 @@ async fn log_stream(
             }
             if start > f.offset {
                 // Output the log no longer keeps (the stream fell behind a capped log).
-                let line = count_lines(&f.path, start).await;
+                let line = log.count_lines(start).await;
                 f.pending.push_back(
                     Event::default()
                         .event("gap")

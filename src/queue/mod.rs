@@ -282,12 +282,12 @@ impl Worker {
         let run_id = run.run_id;
         let names: Vec<&str> = job.steps.iter().map(|s| s.name.as_str()).collect();
         // At once: the steps' rows, which return once they and the claim are on disk, and the
-        // log file, made on the blocking threads (making a file can cost more than running
-        // `true`). No step starts before both.
+        // removal of what an earlier attempt logged (the file itself is made when needed). No
+        // step starts before both.
         let log_path = self.config.logs_dir().join(format!("{run_id}.log"));
         let (started, mut log) = tokio::join!(
             self.store.start_steps(run_id, &names, now_ms()),
-            LogSink::create(&log_path, self.config.max_log_bytes),
+            LogSink::create(&log_path, self.config.max_log_bytes, run.attempt > 1),
         );
         started?;
         // Values of the job's secret variables, wherever the steps get them from.
@@ -457,7 +457,8 @@ impl Worker {
             // What the steps printed; the file (summary.stored) may hold less.
             log_bytes: i64::try_from(summary.printed).unwrap_or(i64::MAX),
             log_lines: i64::try_from(summary.lines).unwrap_or(i64::MAX),
-            log_path: Some(path),
+            // None: the database's head is the whole log (see `runner::output`).
+            log_path: summary.file.then_some(path),
             finished_at: now_ms(),
         };
         Ok((result, steps))

@@ -313,7 +313,12 @@ mod tests {
 
     async fn run(def: &StepDef, secs: u64) -> (StepOutcome, LogSummary) {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = LogSink::create(&dir.path().join("log"), output::DEFAULT_MAX_LOG_BYTES).await;
+        let mut log = LogSink::create(
+            &dir.path().join("log"),
+            output::DEFAULT_MAX_LOG_BYTES,
+            false,
+        )
+        .await;
         let env = vec![("CHATRUN_RUN_ID".to_string(), "7".to_string())];
         let outcome = run_step(def, &env, limits(secs), &mut log, &CancellationToken::new()).await;
         (outcome, log.finish().await.0)
@@ -337,8 +342,12 @@ mod tests {
         let script = "for i in 1 2 3 4 5; do echo out $i; echo err $i >&2; done";
         for nice in [10, 0] {
             let dir = tempfile::tempdir().unwrap();
-            let mut log =
-                LogSink::create(&dir.path().join("log"), output::DEFAULT_MAX_LOG_BYTES).await;
+            let mut log = LogSink::create(
+                &dir.path().join("log"),
+                output::DEFAULT_MAX_LOG_BYTES,
+                false,
+            )
+            .await;
             let limits = Limits { nice, ..limits(10) };
             let outcome = run_step(
                 &step(script),
@@ -402,8 +411,12 @@ mod tests {
         let script = step("echo step $(nice); sh -c 'echo child $(nice)'");
         for nice in [10, 0] {
             let dir = tempfile::tempdir().unwrap();
-            let mut log =
-                LogSink::create(&dir.path().join("log"), output::DEFAULT_MAX_LOG_BYTES).await;
+            let mut log = LogSink::create(
+                &dir.path().join("log"),
+                output::DEFAULT_MAX_LOG_BYTES,
+                false,
+            )
+            .await;
             let limits = Limits { nice, ..limits(10) };
             let outcome = run_step(&script, &[], limits, &mut log, &CancellationToken::new()).await;
             assert_eq!(outcome, StepOutcome::Succeeded);
@@ -424,7 +437,12 @@ mod tests {
     #[tokio::test]
     async fn cancel_stops_the_step() {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = LogSink::create(&dir.path().join("log"), output::DEFAULT_MAX_LOG_BYTES).await;
+        let mut log = LogSink::create(
+            &dir.path().join("log"),
+            output::DEFAULT_MAX_LOG_BYTES,
+            false,
+        )
+        .await;
         let cancel = CancellationToken::new();
         cancel.cancel();
         let outcome = run_step(&step("sleep 30"), &[], limits(60), &mut log, &cancel).await;

@@ -55,6 +55,8 @@ run = ["sh", "-c", '''echo '<script>alert(1)</script>'; printf '\033[31mred\033[
             .unwrap()
             .contains("<script>alert(1)</script>")
     );
+    // A log this short is served from the database: the run made no file.
+    assert!(!app.dir.path().join("data/logs/1.log").exists());
 }
 
 #[tokio::test]

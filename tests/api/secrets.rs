@@ -293,7 +293,11 @@ retry_max_secs = 1
         String::from_utf8_lossy(&std::fs::read(dir.path().join("data/chatrun.db")).unwrap())
             .into_owned(),
     );
-    for entry in std::fs::read_dir(dir.path().join("data/logs")).unwrap() {
+    // (Short logs are kept in the database only: there may be no file, nor the folder.)
+    for entry in std::fs::read_dir(dir.path().join("data/logs"))
+        .into_iter()
+        .flatten()
+    {
         seen.push(std::fs::read_to_string(entry.unwrap().path()).unwrap());
     }
 
