@@ -191,9 +191,13 @@ impl Worker {
             return Ok(Step::Idle);
         }
         let now = now_ms();
+        let steps = store::JobSteps::new(self.catalog.jobs().map(|job| {
+            let names = job.steps.iter().map(|step| step.name.as_str()).collect();
+            (job.name.as_str(), names)
+        }));
         let Some(run) = self
             .store
-            .try_claim(&self.owner, now, now + ms(self.config.lease))
+            .try_claim(&self.owner, now, now + ms(self.config.lease), &steps)
             .await?
         else {
             return Ok(Step::Idle);
@@ -280,16 +284,10 @@ impl Worker {
         interrupted: &AtomicBool,
     ) -> store::Result<(RunResult, RunSteps)> {
         let run_id = run.run_id;
-        let names: Vec<&str> = job.steps.iter().map(|s| s.name.as_str()).collect();
-        // At once: the steps' rows, which return once they and the claim are on disk, and the
-        // removal of what an earlier attempt logged (the file itself is made when needed). No
-        // step starts before both.
+        // (The claim wrote the steps' rows, the first one running.) The file itself is made
+        // when needed; what an earlier attempt logged is removed first.
         let log_path = self.config.logs_dir().join(format!("{run_id}.log"));
-        let (started, mut log) = tokio::join!(
-            self.store.start_steps(run_id, &names, now_ms()),
-            LogSink::create(&log_path, self.config.max_log_bytes, run.attempt > 1),
-        );
-        started?;
+        let mut log = LogSink::create(&log_path, self.config.max_log_bytes, run.attempt > 1).await;
         // Values of the job's secret variables, wherever the steps get them from.
         log.set_secrets(job.secret_env.iter().flat_map(|name| {
             job.steps
@@ -321,7 +319,7 @@ impl Worker {
         // The last step's result, written at the same time as the log is put together.
         let mut last_step = None;
         for (position, step) in job.steps.iter().enumerate() {
-            // The first was started with the others' rows.
+            // The first was started by the claim.
             if position > 0 {
                 self.store.start_step(run_id, position, now_ms()).await?;
             }
@@ -476,7 +474,21 @@ impl Worker {
             log_path: None,
             finished_at: now_ms(),
         };
-        self.finish(run, result, &RunSteps::default()).await
+        // The claim wrote the job's steps (when it still has the job): none of them ran.
+        let skipped = StepResult {
+            status: StepStatus::Skipped,
+            exit_code: None,
+            detail: None,
+            finished_at: result.finished_at,
+            output_tail: None,
+            tests: None,
+            report_error: None,
+        };
+        let steps = self
+            .store
+            .finish_step(run.run_id, 0, &skipped, true)
+            .await?;
+        self.finish(run, result, &steps).await
     }
 
     /// Stores the result with its reply, which shows `steps`.

@@ -31,8 +31,7 @@
 //!
 //! In memory besides: the database's head (16 KiB) and tail (up to 96 KiB before trimming), the
 //! current step's tail (up to 16 KiB), output held back for secret masking (64 KiB and a read)
-//! and the write buffers. Writes are flushed every 100 ms (and after chatrun's own notes), not
-//! after every read.
+//! and the write buffers. Writes are flushed every 100 ms, not after every read.
 //!
 //! Counts: a run's *printed* bytes and lines are those of its whole output (chatrun's notes
 //! included, secrets already masked); what is *stored* is the file. Line numbers (`#L123`) are

@@ -19,7 +19,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 pub use outbox::{DeliveryRow, DeliveryState};
 pub use runs::{
-    Insert, NewRun, Position, RunFilter, RunId, RunRow, RunStatus, StepRow, StepStatus,
+    Insert, JobSteps, NewRun, Position, RunFilter, RunId, RunRow, RunStatus, StepRow, StepStatus,
     TestFailureRow,
 };
 

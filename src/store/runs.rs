@@ -202,6 +202,22 @@ pub struct RunFilter {
     pub until: Option<i64>,
 }
 
+/// Every job's steps, by name, as [`Store::try_claim`] writes them for the run it claims
+/// (built from the catalog).
+#[derive(Debug, Clone)]
+pub struct JobSteps(String);
+
+impl JobSteps {
+    /// `(job, its steps' names in order)` for each job.
+    pub fn new<'a>(jobs: impl IntoIterator<Item = (&'a str, Vec<&'a str>)>) -> Self {
+        let jobs: Vec<serde_json::Value> = jobs
+            .into_iter()
+            .map(|(job, steps)| serde_json::json!([job, steps]))
+            .collect();
+        JobSteps(serde_json::Value::from(jobs).to_string())
+    }
+}
+
 /// A `run` row.
 #[derive(Debug, Clone, FromRow, Serialize)]
 pub struct RunRow {
@@ -362,12 +378,17 @@ impl Store {
 
     /// Takes the oldest queued run whose job has a free slot, for `owner`: `attempt` goes up
     /// by one and the lease runs until `lease_until`. (Runs whose lease expired are settled by
-    /// [`Store::interrupt_run`] or [`Store::requeue_expired`] first.)
+    /// [`Store::interrupt_run`] or [`Store::requeue_expired`] first.) In the same transaction,
+    /// writes the run's steps from `steps` (replacing those of an earlier attempt): the first
+    /// running since `now`, the others pending; later ones are started by
+    /// [`Store::start_step`].
     ///
     /// Only the head of each job's queue is looked at: the jobs with queued runs are found by
     /// skipping through `run_status_job_id` one job at a time, so a claim costs a few index
-    /// seeks per job, not a read of every queued run. The claim is on disk once
-    /// [`Store::start_steps`] returns, before any step starts.
+    /// seeks per job, not a read of every queued run.
+    ///
+    /// Returns once the claim and the steps are on disk: a power cut cannot bring back as
+    /// queued a run whose steps were started.
     ///
     /// # Errors
     ///
@@ -377,33 +398,56 @@ impl Store {
         owner: &str,
         now: i64,
         lease_until: i64,
+        steps: &JobSteps,
     ) -> Result<Option<RunRow>> {
-        let sql = format!(
-            "update run set status = 'running', attempt = attempt + 1, lease_owner = ?,
-                 lease_expires_at = ?, started_at = ?
-             where run_id = (
-                 with recursive queued_job (job) as (
-                     select (select min(job) from run where status = 'queued')
-                     union all
-                     select (select min(job) from run where status = 'queued' and job > q.job)
-                     from queued_job q where q.job is not null
-                 )
-                 select r.run_id from queued_job q
-                 join run r on r.run_id =
-                     (select min(run_id) from run where status = 'queued' and job = q.job)
-                 where (select count(*) from run x
-                        where x.status = 'running' and x.job = q.job
-                            and x.lease_expires_at >= ?) < r.concurrency
-                 order by r.run_id limit 1)
-             returning {RUN_COLUMNS}"
-        );
-        Ok(sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(sql))
-            .bind(owner)
-            .bind(lease_until)
-            .bind(now)
-            .bind(now)
-            .fetch_optional(&self.writer)
-            .await?)
+        // The run to claim, found anew by each statement: the transaction holds the write
+        // lock, so all find the same one. (One index skipped in all, `?2` in the update: see
+        // `Store::write_script`.)
+        const NEXT: &str = "(with recursive queued_job (job) as (
+                 select (select min(job) from run where status = 'queued')
+                 union all
+                 select (select min(job) from run where status = 'queued' and job > q.job)
+                 from queued_job q where q.job is not null
+             )
+             select r.run_id from queued_job q
+             join run r on r.run_id =
+                 (select min(run_id) from run where status = 'queued' and job = q.job)
+             where (select count(*) from run x
+                    where x.status = 'running' and x.job = q.job
+                        and x.lease_expires_at >= ?1) < r.concurrency
+             order by r.run_id limit 1)";
+        static SCRIPT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            format!(
+                "begin immediate;
+                 delete from step where run_id = {NEXT};
+                 insert into step (run_id, position, name, status, started_at)
+                 select r.run_id, s.key, s.value, iif(s.key = 0, 'running', 'pending'),
+                        iif(s.key = 0, ?1, null)
+                 from run r join json_each(?2) j on j.value ->> 0 = r.job,
+                      json_each(j.value -> 1) s
+                 where r.run_id = {NEXT} order by s.key;
+                 update run set status = 'running', attempt = attempt + 1, lease_owner = ?3,
+                     lease_expires_at = ?4, started_at = ?1
+                 where run_id = {NEXT}
+                 returning {RUN_COLUMNS};
+                 commit"
+            )
+        });
+        let rows = self
+            .fetch_script(
+                sqlx::query(sqlx::AssertSqlSafe(SCRIPT.as_str()))
+                    .bind(now)
+                    .bind(&steps.0)
+                    .bind(owner)
+                    .bind(lease_until),
+            )
+            .await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let run = RunRow::from_row(row)?;
+        self.durable().await?;
+        Ok(Some(run))
     }
 
     /// Extends a lease. False when the run is no longer ours (another attempt claimed it).
@@ -422,35 +466,6 @@ impl Store {
         .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
-    }
-
-    /// Writes a claimed run's steps (replacing those of an earlier attempt): the first running
-    /// since `now`, the others pending. Later steps are started by [`Store::start_step`].
-    ///
-    /// Returns once these rows and the claim before them are on disk: a power cut cannot bring
-    /// back as queued a run whose steps were started. (The sync is this write's, not the
-    /// claim's, so that it overlaps what the worker does meanwhile, such as making the log.)
-    ///
-    /// # Errors
-    ///
-    /// The database failed.
-    pub async fn start_steps(&self, run_id: RunId, names: &[&str], now: i64) -> Result<()> {
-        let names = serde_json::Value::from(names.to_vec()).to_string();
-        self.write_script(
-            sqlx::query(
-                "begin;
-                 delete from step where run_id = ?1;
-                 insert into step (run_id, position, name, status, started_at)
-                 select ?1, key, value, iif(key = 0, 'running', 'pending'), iif(key = 0, ?3, null)
-                 from json_each(?2) order by key;
-                 commit",
-            )
-            .bind(run_id)
-            .bind(names)
-            .bind(now),
-        )
-        .await?;
-        self.durable().await
     }
 
     /// Marks a step running.
@@ -893,6 +908,11 @@ mod tests {
         (dir, Store::connect(&url).await.unwrap())
     }
 
+    /// The steps of the job `build` of [`new_run`].
+    fn build_steps() -> JobSteps {
+        JobSteps::new([("other", vec!["x"]), ("build", vec!["a", "b"])])
+    }
+
     fn new_run(message_id: &str) -> NewRun {
         NewRun {
             platform: "mattermost".into(),
@@ -1023,7 +1043,7 @@ mod tests {
 
         // Oldest first while a job has a free slot: build takes one, lint two, then nothing.
         let mut claimed = Vec::new();
-        while let Some(row) = store.try_claim("w", 10, 100).await.unwrap() {
+        while let Some(row) = store.try_claim("w", 10, 100, &build_steps()).await.unwrap() {
             claimed.push(row.run_id.0);
         }
         assert_eq!(claimed, [1, 3, 5]);
@@ -1042,7 +1062,7 @@ mod tests {
         assert_eq!(next.ack_text, "#7 at 3", "runs 1 and 4 wait before it");
         assert_eq!(
             store
-                .try_claim("w", 13, 100)
+                .try_claim("w", 13, 100, &build_steps())
                 .await
                 .unwrap()
                 .map(|r| r.run_id.0),
@@ -1068,7 +1088,11 @@ mod tests {
             .await
             .unwrap();
 
-        let run = store.try_claim("w1", 10, 20).await.unwrap().unwrap();
+        let run = store
+            .try_claim("w1", 10, 20, &build_steps())
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(
             (run.run_id, run.attempt, run.status),
             (RunId(1), 1, RunStatus::Running)
@@ -1087,7 +1111,11 @@ mod tests {
         assert_eq!(expired, vec![RunId(1)]);
         assert!(!store.requeue_expired(run.run_id, 1, 30).await.unwrap());
         assert!(store.requeue_expired(run.run_id, 1, 31).await.unwrap());
-        let second = store.try_claim("w2", 31, 60).await.unwrap().unwrap();
+        let second = store
+            .try_claim("w2", 31, 60, &build_steps())
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!((second.run_id, second.attempt), (RunId(1), 2));
         assert!(!store.renew(run.run_id, 1, 70).await.unwrap());
         assert!(
@@ -1103,9 +1131,19 @@ mod tests {
                 .unwrap()
         );
 
-        let third = store.try_claim("w1", 40, 70).await.unwrap().unwrap();
+        let third = store
+            .try_claim("w1", 40, 70, &build_steps())
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(third.run_id, RunId(2));
-        assert!(store.try_claim("w1", 41, 71).await.unwrap().is_none());
+        assert!(
+            store
+                .try_claim("w1", 41, 71, &build_steps())
+                .await
+                .unwrap()
+                .is_none()
+        );
         assert_eq!(
             store.running_leases().await.unwrap(),
             vec![(third.run_id, Some("w1".to_string()))]
@@ -1141,10 +1179,10 @@ mod tests {
     async fn an_expired_run_is_interrupted_once_with_its_reply_and_its_steps_settled() {
         let (_dir, store) = store().await;
         store.insert_run(&new_run("p1"), 1, ack).await.unwrap();
-        let run = store.try_claim("w1", 10, 100).await.unwrap().unwrap();
-        store
-            .start_steps(run.run_id, &["a", "b"], 11)
+        let run = store
+            .try_claim("w1", 10, 100, &build_steps())
             .await
+            .unwrap()
             .unwrap();
         let reply = Delivery {
             target: "mattermost.post".into(),
@@ -1191,11 +1229,23 @@ mod tests {
     async fn finishing_records_steps_and_skips_the_ones_not_run() {
         let (_dir, store) = store().await;
         store.insert_run(&new_run("p1"), 1, ack).await.unwrap();
-        let run = store.try_claim("w1", 10, 1000).await.unwrap().unwrap();
-        store
-            .start_steps(run.run_id, &["a", "b"], 11)
+        let run = store
+            .try_claim("w1", 10, 1000, &build_steps())
             .await
+            .unwrap()
             .unwrap();
+        // The claim wrote its job's steps, the first running since the claim.
+        let claimed = store.steps(run.run_id).await.unwrap();
+        assert_eq!(
+            claimed
+                .iter()
+                .map(|s| (s.name.as_str(), s.status, s.started_at))
+                .collect::<Vec<_>>(),
+            [
+                ("a", StepStatus::Running, Some(10)),
+                ("b", StepStatus::Pending, None)
+            ]
+        );
         let failed = StepResult {
             status: StepStatus::Failed,
             exit_code: Some(2),
@@ -1236,7 +1286,7 @@ mod tests {
         let steps = store.steps(run.run_id).await.unwrap();
         assert_eq!(steps[0].status, StepStatus::Failed);
         assert_eq!(steps[0].exit_code, Some(2));
-        assert_eq!(steps[0].duration_ms(99), Some(4));
+        assert_eq!(steps[0].duration_ms(99), Some(5));
         assert_eq!(
             (steps[0].tests_run, steps[0].tests_failed),
             (Some(3), Some(1))

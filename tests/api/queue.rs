@@ -285,10 +285,49 @@ async fn leave_a_claimed_run(
         .await
         .unwrap();
     let claimed = store
-        .try_claim(owner, claimed_at, lease_until)
+        .try_claim(
+            owner,
+            claimed_at,
+            lease_until,
+            &chatrun::store::JobSteps::new([("build", vec!["Build"])]),
+        )
         .await
         .unwrap();
     assert!(claimed.is_some());
     store.close().await;
     (dir, mattermost)
+}
+
+#[tokio::test]
+async fn a_run_whose_arguments_no_longer_fit_its_job_fails_with_its_steps_skipped() {
+    let app = spawn_app().await;
+    // Queued when `build` took a `flavour` (the job has changed since).
+    let old = NewRun {
+        platform: "mattermost".into(),
+        message_id: "oldpost1".into(),
+        job: "build".into(),
+        message: "#build flavour=dark".into(),
+        args: "flavour=dark".into(),
+        user_name: "alice".into(),
+        ..NewRun::default()
+    };
+    app.store
+        .insert_run(&old, now_ms(), |_, _| Ack {
+            text: "queued".into(),
+            delivery: None,
+        })
+        .await
+        .unwrap();
+
+    let run = app.finished_run(1).await;
+    assert_eq!(run.status.as_str(), "failed");
+    let error = run.error.unwrap_or_default();
+    assert!(error.contains("no longer fit"), "{error}");
+    // The claim wrote the job's steps; none of them ran.
+    let steps = app.store.steps(RunId(1)).await.unwrap();
+    assert_eq!(steps.len(), 3);
+    assert!(
+        steps.iter().all(|s| s.status == StepStatus::Skipped),
+        "{steps:?}"
+    );
 }
