@@ -439,13 +439,8 @@ async fn run_log(State(state): State<AppState>, Path(id): Path<i64>) -> Result<R
 /// Where `run`'s log is read from: its file, or the database's head for a finished run that has
 /// none (see `runner::output`).
 pub(super) async fn log_of(state: &AppState, run: &RunRow) -> RunLog {
-    let path = log_file(state, run.run_id);
+    let path = state.config.log_file(run.run_id);
     RunLog::of(path, run.status.is_finished(), &run.log_head, run.log_bytes).await
-}
-
-/// Where run `run_id`'s log file is, when it has one.
-fn log_file(state: &AppState, run_id: RunId) -> PathBuf {
-    state.config.logs_dir().join(format!("{run_id}.log"))
 }
 
 /// Lines of a finished run's output shown from its start and from its end.
@@ -523,7 +518,7 @@ async fn log_stream(
         done: bool,
     }
     let follow = Follow {
-        path: log_file(&state, run.run_id),
+        path: state.config.log_file(run.run_id),
         state,
         run_id: run.run_id,
         offset: start,

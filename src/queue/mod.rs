@@ -286,7 +286,7 @@ impl Worker {
         let run_id = run.run_id;
         // (The claim wrote the steps' rows, the first one running.) The file itself is made
         // when needed; what an earlier attempt logged is removed first.
-        let log_path = self.config.logs_dir().join(format!("{run_id}.log"));
+        let log_path = self.config.log_file(run_id);
         let mut log = LogSink::create(&log_path, self.config.max_log_bytes, run.attempt > 1).await;
         // Values of the job's secret variables, wherever the steps get them from.
         log.set_secrets(job.secret_env.iter().flat_map(|name| {

@@ -103,8 +103,12 @@ pub async fn run_step(
     }
     // Both ends close-on-exec: the step gets its copies as 1 and 2, and no other step started
     // meanwhile gets one (which would hold the pipe open).
-    let (output, writer) = match std::io::pipe().and_then(|(r, w)| Ok((r, w.try_clone()?, w))) {
-        Ok((output, stdout, stderr)) => (output, (stdout, stderr)),
+    let pipe = std::io::pipe().and_then(|(output, stdout)| {
+        let stderr = stdout.try_clone()?;
+        Ok((output, stdout, stderr))
+    });
+    let (output, stdout, stderr) = match pipe {
+        Ok(ends) => ends,
         Err(err) => {
             return StepOutcome::SpawnFailed {
                 reason: format!("cannot make a pipe for its output: {err}"),
@@ -116,8 +120,8 @@ pub async fn run_step(
         .args(&step.run[1..])
         .current_dir(&step.workdir)
         .stdin(Stdio::null())
-        .stdout(writer.0)
-        .stderr(writer.1)
+        .stdout(stdout)
+        .stderr(stderr)
         .process_group(0)
         .kill_on_drop(true);
     for (name, _) in std::env::vars_os() {
