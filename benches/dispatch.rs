@@ -19,7 +19,7 @@
 //! queue (both workers held by a job `hold` while the triggers queue up; first `started_at` to
 //! last `finished_at`), which leaves the acknowledgements out. Both with concurrency 1 (next to
 //! a plain loop spawning `true` that many times) and with concurrency 2 = workers (next to two
-//! threads doing the same).
+//! threads doing the same); each row's loop is measured just before and just after it.
 //!
 //! ```text
 //! cargo bench --bench dispatch                  both figures
@@ -632,16 +632,30 @@ struct Overhead {
 impl Overhead {
     fn row(&self) -> String {
         let secs = self.wall.as_secs_f64();
+        let per_run = |d: Duration| d.as_secs_f64() * 1e3 / self.runs as f64;
         format!(
-            "| {} | {:.3} | {:.0} | {:.3} | {:.3} | {:.2}x |",
+            "| {} | {:.3} | {:.0} | {:.3} | {:.3} | {:.3} | {:.2}x |",
             self.what,
             secs,
             self.runs as f64 / secs,
-            secs * 1e3 / self.runs as f64,
+            per_run(self.wall),
+            per_run(self.baseline),
             (secs - self.baseline.as_secs_f64()) * 1e3 / self.runs as f64,
             secs / self.baseline.as_secs_f64()
         )
     }
+}
+
+/// `measure`, with the loop of `threads` threads spawning `true` `runs` times just before and
+/// just after it: what it measured, and the mean of the two loops. The machines these figures
+/// come from are shared, and how fast they spawn changes within a minute (0.6 to 2.7 ms per
+/// `true` in one hour): a loop measured at another moment would move the ratio more than
+/// chatrun does.
+fn next_to_loops<T>(runs: usize, threads: usize, measure: impl FnOnce() -> T) -> (T, Duration) {
+    let before = loop_true(runs, threads);
+    let measured = measure();
+    let after = loop_true(runs, threads);
+    (measured, (before + after) / 2)
 }
 
 fn noop_jobs(concurrency: usize, go: &std::path::Path) -> (String, String) {
@@ -737,26 +751,12 @@ fn check(finished: &Finished, runs: usize, job: &str) {
 fn figure_4(rt: &Runtime) {
     let runs = env_number("OVERHEAD_RUNS", 1000);
     let connections = env_number("OVERHEAD_CONNECTIONS", 4);
-    let sequential = loop_true(runs, 1);
-    let parallel = loop_true(runs, WORKERS);
-
-    let mut lines = vec![
-        Overhead {
-            what: "baseline: a loop spawning `true` and waiting".into(),
-            wall: sequential,
-            baseline: sequential,
-            runs,
-        },
-        Overhead {
-            what: format!("baseline: {WORKERS} threads doing the same"),
-            wall: parallel,
-            baseline: parallel,
-            runs,
-        },
-    ];
+    let mut lines = Vec::new();
     let mut notes = Vec::new();
-    for (concurrency, baseline) in [(1, sequential), (WORKERS, parallel)] {
-        let (wall, acked) = overhead_end_to_end(rt, runs, connections, concurrency);
+    for concurrency in [1, WORKERS] {
+        let ((wall, acked), baseline) = next_to_loops(runs, concurrency, || {
+            overhead_end_to_end(rt, runs, connections, concurrency)
+        });
         lines.push(Overhead {
             what: format!(
                 "chatrun, concurrency {concurrency}: first trigger sent → last result recorded"
@@ -771,8 +771,10 @@ fn figure_4(rt: &Runtime) {
             runs as f64 / acked.as_secs_f64(),
             wall.as_secs_f64()
         ));
-        let (drained, mean_run, (cpu_own, cpu_steps)) =
-            overhead_drained(rt, runs, connections, concurrency);
+        let ((drained, mean_run, (cpu_own, cpu_steps)), baseline) =
+            next_to_loops(runs, concurrency, || {
+                overhead_drained(rt, runs, connections, concurrency)
+            });
         lines.push(Overhead {
             what: format!(
                 "chatrun, concurrency {concurrency}: drained from a full queue (first start → last result)"
@@ -794,15 +796,17 @@ fn figure_4(rt: &Runtime) {
          ({WORKERS} workers, triggers over {connections} keep-alive connections)**\n"
     );
     println!(
-        "| measured | wall s | runs/s | ms per run | overhead ms per run | ratio to its loop |"
+        "| measured | wall s | runs/s | ms per run | its loop, ms per `true` | overhead ms per run | ratio to its loop |"
     );
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     for line in &lines {
         println!("{}", line.row());
     }
     println!(
-        "\nRatios: concurrency 1 against the single loop, concurrency {WORKERS} against the \
-         {WORKERS} threads. Result recorded = the run's `finished_at` (ms) in the database."
+        "\nIts loop: a plain loop spawning `true` and waiting for it, {runs} times (at \
+         concurrency {WORKERS}: {WORKERS} threads doing the same), measured just before and just \
+         after each row; the mean of the two. Result recorded = the run's `finished_at` (ms) in \
+         the database."
     );
     for note in notes {
         println!("\n{note}");
