@@ -316,6 +316,11 @@ mod tests {
     }
 
     async fn run(def: &StepDef, secs: u64) -> (StepOutcome, LogSummary) {
+        run_with(def, limits(secs)).await
+    }
+
+    /// Runs `def` within `limits` (with `CHATRUN_RUN_ID=7`): how it ended, and its log.
+    async fn run_with(def: &StepDef, limits: Limits) -> (StepOutcome, LogSummary) {
         let dir = tempfile::tempdir().unwrap();
         let mut log = LogSink::create(
             &dir.path().join("log"),
@@ -324,7 +329,7 @@ mod tests {
         )
         .await;
         let env = vec![("CHATRUN_RUN_ID".to_string(), "7".to_string())];
-        let outcome = run_step(def, &env, limits(secs), &mut log, &CancellationToken::new()).await;
+        let outcome = run_step(def, &env, limits, &mut log, &CancellationToken::new()).await;
         (outcome, log.finish().await.0)
     }
 
@@ -345,24 +350,9 @@ mod tests {
         // Through two pipes, the reader could take either first; through one, never.
         let script = "for i in 1 2 3 4 5; do echo out $i; echo err $i >&2; done";
         for nice in [10, 0] {
-            let dir = tempfile::tempdir().unwrap();
-            let mut log = LogSink::create(
-                &dir.path().join("log"),
-                output::DEFAULT_MAX_LOG_BYTES,
-                false,
-            )
-            .await;
-            let limits = Limits { nice, ..limits(10) };
-            let outcome = run_step(
-                &step(script),
-                &[],
-                limits,
-                &mut log,
-                &CancellationToken::new(),
-            )
-            .await;
+            let (outcome, log) = run_with(&step(script), Limits { nice, ..limits(10) }).await;
             assert_eq!(outcome, StepOutcome::Succeeded);
-            let head = log.finish().await.0.head;
+            let head = log.head;
             let expected: String = (1..=5).map(|i| format!("out {i}\nerr {i}\n")).collect();
             assert_eq!(head, expected, "nice {nice}");
         }
@@ -414,17 +404,9 @@ mod tests {
         let own = own_niceness();
         let script = step("echo step $(nice); sh -c 'echo child $(nice)'");
         for nice in [10, 0] {
-            let dir = tempfile::tempdir().unwrap();
-            let mut log = LogSink::create(
-                &dir.path().join("log"),
-                output::DEFAULT_MAX_LOG_BYTES,
-                false,
-            )
-            .await;
-            let limits = Limits { nice, ..limits(10) };
-            let outcome = run_step(&script, &[], limits, &mut log, &CancellationToken::new()).await;
+            let (outcome, log) = run_with(&script, Limits { nice, ..limits(10) }).await;
             assert_eq!(outcome, StepOutcome::Succeeded);
-            let head = log.finish().await.0.head;
+            let head = log.head;
             let expected = (own + i64::from(nice)).min(19);
             assert!(
                 head.contains(&format!("step {expected}\nchild {expected}\n")),
