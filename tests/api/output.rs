@@ -221,17 +221,37 @@ async fn a_run_past_the_cap_shows_its_latest_lines_live_numbered_as_printed() {
 
 /// Whether any process has `tag` in its command line.
 fn alive(tag: &str) -> bool {
+    !tagged(tag).is_empty()
+}
+
+/// The processes whose command line contains `tag`.
+fn tagged(tag: &str) -> Vec<i32> {
     std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(Result::ok)
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .bytes()
-                .all(|b| b.is_ascii_digit())
+        .filter_map(|e| {
+            let pid = e.file_name().to_string_lossy().parse::<i32>().ok()?;
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            String::from_utf8_lossy(&cmdline)
+                .contains(tag)
+                .then_some(pid)
         })
-        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-        .any(|cmdline| String::from_utf8_lossy(&cmdline).contains(tag))
+        .collect()
+}
+
+/// Kills the processes tagged with its tag when dropped, so a test that fails midway leaves
+/// none of them running (a later run would find them).
+struct KillTagged(&'static str);
+
+impl Drop for KillTagged {
+    fn drop(&mut self) {
+        for pid in tagged(self.0) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
 }
 
 /// A job running `script` with a 2 s timeout.
@@ -243,8 +263,9 @@ fn job(script: &str) -> String {
 
 /// Runs `script` (tagged `tag`), checks its processes ran, and that none is left once the
 /// run has ended with `status`.
-async fn none_left(script: &str, tag: &str, status: &str) -> RunRow {
+async fn none_left(script: &str, tag: &'static str, status: &str) -> RunRow {
     assert!(script.contains(tag) && !alive(tag));
+    let _left = KillTagged(tag);
     let app = spawn_app_with(&[("stubborn", &job(script))]).await;
     app.trigger("#stubborn", "stubbornpost1").await;
     if status == "timed out" {
@@ -310,6 +331,7 @@ async fn a_process_that_leaves_the_group_escapes_and_its_output_stops_being_read
     // Out of chatrun's reach (documented): no cgroup contains it. The step still ends, and the
     // log says why its output was cut off.
     let tag = "300.7305";
+    let escaped = KillTagged(tag);
     let app = spawn_app_with(&[(
         "escape",
         &job("setsid sh -c 'touch escaped; exec sleep 300.7305' & \
@@ -318,23 +340,8 @@ async fn a_process_that_leaves_the_group_escapes_and_its_output_stops_being_read
     .await;
     app.trigger("#escape", "escapepost1").await;
     let run = finished_within(&app, 1, Duration::from_secs(30)).await;
-    let pids: Vec<i32> = std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(Result::ok)
-        .filter_map(|e| {
-            let pid = e.file_name().to_string_lossy().parse::<i32>().ok()?;
-            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
-            String::from_utf8_lossy(&cmdline)
-                .contains(tag)
-                .then_some(pid)
-        })
-        .collect();
-    for pid in &pids {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(*pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
+    let pids = tagged(tag);
+    drop(escaped);
     assert_eq!(pids.len(), 1, "the escaped process ran: {pids:?}");
     assert_eq!(run.status.as_str(), "succeeded", "{run:?}");
     assert!(
