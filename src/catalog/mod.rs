@@ -58,6 +58,13 @@ pub struct JobDef {
     pub secret_env: Vec<String>,
 }
 
+impl JobDef {
+    /// Its steps' names, in order.
+    pub fn step_names(&self) -> Vec<&str> {
+        self.steps.iter().map(|step| step.name.as_str()).collect()
+    }
+}
+
 /// What a new request does to the job's other runs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -191,10 +191,11 @@ impl Worker {
             return Ok(Step::Idle);
         }
         let now = now_ms();
-        let steps = store::JobSteps::new(self.catalog.jobs().map(|job| {
-            let names = job.steps.iter().map(|step| step.name.as_str()).collect();
-            (job.name.as_str(), names)
-        }));
+        let steps = store::JobSteps::new(
+            self.catalog
+                .jobs()
+                .map(|job| (job.name.as_str(), job.step_names())),
+        );
         let Some(run) = self
             .store
             .try_claim(&self.owner, now, now + ms(self.config.lease), &steps)
@@ -207,7 +208,7 @@ impl Worker {
 
         let Some(job) = self.catalog.get(&run.job).cloned() else {
             let error = format!("the job `{}` no longer exists on this server", run.job);
-            self.finish_without_steps(run, error).await?;
+            self.finish_without_steps(run, &[], error).await?;
             return Ok(Step::Ran(run_id));
         };
         // Checked when queued; checked again, since the job's definition may have changed.
@@ -215,7 +216,8 @@ impl Worker {
             Ok(values) => values,
             Err(err) => {
                 let error = format!("its arguments no longer fit the job: {err}");
-                self.finish_without_steps(run, error).await?;
+                self.finish_without_steps(run, &job.step_names(), error)
+                    .await?;
                 return Ok(Step::Ran(run_id));
             }
         };
@@ -243,7 +245,8 @@ impl Worker {
         self.cancels.register(run_id, stop.clone());
         let result = self.execute(&run, &job, &values, &stop, &interrupted).await;
         let cancelled_because = self.cancels.unregister(run_id);
-        let (mut result, steps) = result?;
+        let (mut result, steps, last_step) = result?;
+        let last_step = last_step.as_ref().map(|(position, step)| (*position, step));
         if let Some(reason) = cancelled_because
             && result.status == RunStatus::Cancelled
         {
@@ -264,17 +267,18 @@ impl Worker {
                         humantime::format_duration(self.config.shutdown_grace)
                     );
                     result.error = Some(interrupted_error(&cause, run.attempt > 1));
-                    self.finish(run, result, &steps).await?;
+                    self.finish(run, result, &steps, last_step).await?;
                 }
             }
         } else {
-            self.finish(run, result, &steps).await?;
+            self.finish(run, result, &steps, last_step).await?;
         }
         Ok(Step::Ran(run_id))
     }
 
     /// Runs the steps in order; a failed step stops the run unless the job keeps going. The
-    /// result, with the run's steps and failed tests as recorded.
+    /// result, with the run's steps and failed tests as written, and the last step's result,
+    /// which is written with the run's.
     async fn execute(
         &self,
         run: &RunRow,
@@ -282,8 +286,10 @@ impl Worker {
         values: &std::collections::BTreeMap<String, String>,
         stop: &CancellationToken,
         interrupted: &AtomicBool,
-    ) -> store::Result<(RunResult, RunSteps)> {
+    ) -> store::Result<(RunResult, RunSteps, Option<(usize, StepResult)>)> {
         let run_id = run.run_id;
+        let names = job.step_names();
+        let mut steps = RunSteps::claimed(run_id, &names, run.started_at.unwrap_or_default());
         // (The claim wrote the steps' rows, the first one running.) The file itself is made
         // when needed; what an earlier attempt logged is removed first.
         let log_path = self.config.log_file(run_id);
@@ -316,12 +322,14 @@ impl Worker {
         };
 
         let mut status = RunStatus::Succeeded;
-        // The last step's result, written at the same time as the log is put together.
+        // The last step's result, written with the run's.
         let mut last_step = None;
         for (position, step) in job.steps.iter().enumerate() {
             // The first was started by the claim.
             if position > 0 {
-                self.store.start_step(run_id, position, now_ms()).await?;
+                let now = now_ms();
+                self.store.start_step(run_id, position, now).await?;
+                steps.start(position, now);
             }
             let started = std::time::SystemTime::now();
             log.note(&format!(
@@ -427,26 +435,16 @@ impl Worker {
                     RunStatus::TimedOut | RunStatus::Cancelled | RunStatus::Interrupted
                 )
                 || (status != RunStatus::Succeeded && !job.keep_going);
+            steps.finish(position, &result, last);
             if last {
                 last_step = Some((position, result));
                 break;
             }
-            self.store
-                .finish_step(run_id, position, &result, false)
-                .await?;
+            self.store.finish_step(run_id, position, &result).await?;
         }
 
         let path = log.path().display().to_string();
-        let ((summary, file_error), steps) = match &last_step {
-            Some((position, result)) => {
-                let (log, steps) = tokio::join!(
-                    log.finish(),
-                    self.store.finish_step(run_id, *position, result, true)
-                );
-                (log, steps?)
-            }
-            None => (log.finish().await, RunSteps::default()),
-        };
+        let (summary, file_error) = log.finish().await;
         let result = RunResult {
             status,
             error: file_error,
@@ -459,10 +457,17 @@ impl Worker {
             log_path: summary.file.then_some(path),
             finished_at: now_ms(),
         };
-        Ok((result, steps))
+        Ok((result, steps, last_step))
     }
 
-    async fn finish_without_steps(&self, run: RunRow, error: String) -> store::Result<()> {
+    /// Ends a run before its steps: those of job steps `names` that the claim wrote are marked
+    /// skipped.
+    async fn finish_without_steps(
+        &self,
+        run: RunRow,
+        names: &[&str],
+        error: String,
+    ) -> store::Result<()> {
         tracing::warn!(run = %run.run_id, %error, "run failed before its steps");
         let result = RunResult {
             status: RunStatus::Failed,
@@ -474,7 +479,7 @@ impl Worker {
             log_path: None,
             finished_at: now_ms(),
         };
-        // The claim wrote the job's steps (when it still has the job): none of them ran.
+        // None of the steps the claim wrote ran.
         let skipped = StepResult {
             status: StepStatus::Skipped,
             exit_code: None,
@@ -484,19 +489,19 @@ impl Worker {
             tests: None,
             report_error: None,
         };
-        let steps = self
-            .store
-            .finish_step(run.run_id, 0, &skipped, true)
-            .await?;
-        self.finish(run, result, &steps).await
+        let mut steps = RunSteps::claimed(run.run_id, names, run.started_at.unwrap_or_default());
+        steps.finish(0, &skipped, true);
+        let first = (!names.is_empty()).then_some((0, &skipped));
+        self.finish(run, result, &steps, first).await
     }
 
-    /// Stores the result with its reply, which shows `steps`.
+    /// Stores the result, with its last step's, and its reply, which shows `steps`.
     async fn finish(
         &self,
         mut run: RunRow,
         result: RunResult,
         steps: &RunSteps,
+        last_step: Option<(usize, &StepResult)>,
     ) -> store::Result<()> {
         run.status = result.status;
         run.finished_at = Some(result.finished_at);
@@ -504,7 +509,7 @@ impl Worker {
         let reply = result_reply(&self.config, &run, &steps.steps, &steps.failures);
         let stored = self
             .store
-            .finish_run(run.run_id, run.attempt, &result, reply.as_ref())
+            .finish_run(run.run_id, run.attempt, &result, reply.as_ref(), last_step)
             .await?;
         if stored {
             tracing::info!(run = %run.run_id, status = run.status.as_str(), "run finished");

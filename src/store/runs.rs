@@ -277,11 +277,96 @@ pub struct StepRow {
     pub output_tail: Option<String>,
 }
 
-/// A run's steps and failed tests, as [`Store::finish_step`] leaves them.
+/// A run's steps and failed tests, as its worker writes them: the worker keeps this copy as it
+/// goes (each change beside its write), and words the result's reply from it, so the last
+/// write needs to read nothing back.
 #[derive(Debug, Clone, Default)]
 pub struct RunSteps {
     pub steps: Vec<StepRow>,
     pub failures: Vec<TestFailureRow>,
+}
+
+impl RunSteps {
+    /// The steps [`Store::try_claim`] writes for run `run_id` of a job with steps `names`,
+    /// claimed at `now`.
+    pub fn claimed(run_id: RunId, names: &[&str], now: i64) -> Self {
+        let steps = names
+            .iter()
+            .enumerate()
+            .map(|(position, name)| StepRow {
+                run_id,
+                position: i64::try_from(position).unwrap_or(i64::MAX),
+                name: (*name).to_string(),
+                status: if position == 0 {
+                    StepStatus::Running
+                } else {
+                    StepStatus::Pending
+                },
+                exit_code: None,
+                detail: None,
+                started_at: (position == 0).then_some(now),
+                finished_at: None,
+                tests_run: None,
+                tests_failed: None,
+                tests_skipped: None,
+                tests_duration_ms: None,
+                report_error: None,
+                output_tail: None,
+            })
+            .collect();
+        Self {
+            steps,
+            failures: Vec::new(),
+        }
+    }
+
+    /// As [`Store::start_step`].
+    pub fn start(&mut self, position: usize, now: i64) {
+        if let Some(step) = self.steps.get_mut(position) {
+            step.status = StepStatus::Running;
+            step.started_at = Some(now);
+        }
+    }
+
+    /// As [`FINISH_STEP`] (through [`Store::finish_step`] or [`Store::finish_run`]).
+    pub fn finish(&mut self, position: usize, result: &StepResult, last: bool) {
+        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let tests = result.tests.as_ref();
+        if let Some(step) = self.steps.get_mut(position) {
+            step.status = result.status;
+            step.exit_code = result.exit_code.map(i64::from);
+            step.detail.clone_from(&result.detail);
+            step.finished_at = Some(result.finished_at);
+            step.tests_run = tests.map(|t| count(t.tests));
+            step.tests_failed = tests.map(|t| count(t.failed));
+            step.tests_skipped = tests.map(|t| count(t.skipped));
+            step.tests_duration_ms = tests.map(|t| t.duration_ms);
+            step.report_error.clone_from(&result.report_error);
+            step.output_tail.clone_from(&result.output_tail);
+            let at = i64::try_from(position).unwrap_or(i64::MAX);
+            self.failures.retain(|f| f.position != at);
+            self.failures.extend(
+                tests
+                    .iter()
+                    .flat_map(|t| &t.failures)
+                    .map(|f| TestFailureRow {
+                        position: at,
+                        suite: f.suite.clone(),
+                        name: f.name.clone(),
+                        message: f.message.clone(),
+                        detail: f.detail.clone(),
+                    }),
+            );
+            self.failures.sort_by_key(|f| f.position);
+        }
+        if last {
+            for step in &mut self.steps {
+                if step.status == StepStatus::Pending {
+                    step.status = StepStatus::Skipped;
+                }
+            }
+        }
+    }
 }
 
 /// A `test_failure` row: one failed test of a step.
@@ -339,6 +424,51 @@ const RUN_COLUMNS: &str = "run_id, platform, team_id, team_name, channel_id, cha
 const STEPS_OF_RUN: &str = "select 'step' as kind, run_id, position, name, status, exit_code, \
     detail, started_at, finished_at, tests_run, tests_failed, tests_skipped, tests_duration_ms, \
     report_error, output_tail from step where run_id = ?1 order by position";
+
+/// Records a step's result: run `?1`, the step and its result as [`step_json`] writes them in
+/// `?2` (nothing when `?2` is null). Its failed tests replace those of an earlier attempt; when
+/// it is the last to run, the steps that never got to run are marked skipped. Statements for a
+/// script, between its `begin` and `commit`.
+const FINISH_STEP: &str = "
+    update step set status = ?2 ->> 'status', exit_code = ?2 ->> 'exit_code',
+        detail = ?2 ->> 'detail', finished_at = ?2 ->> 'finished_at',
+        tests_run = ?2 ->> 'tests_run', tests_failed = ?2 ->> 'tests_failed',
+        tests_skipped = ?2 ->> 'tests_skipped', tests_duration_ms = ?2 ->> 'tests_duration_ms',
+        report_error = ?2 ->> 'report_error', output_tail = ?2 ->> 'output_tail'
+    where run_id = ?1 and position = ?2 ->> 'position';
+    delete from test_failure where run_id = ?1 and position = ?2 ->> 'position';
+    insert into test_failure (run_id, position, ordinal, suite, name, message, detail)
+    select ?1, ?2 ->> 'position', key, value ->> 0, value ->> 1, value ->> 2, value ->> 3
+    from json_each(?2, '$.failures') order by key;
+    update step set status = 'skipped'
+    where run_id = ?1 and status = 'pending' and ?2 ->> 'last';";
+
+/// A step's result as one parameter of [`FINISH_STEP`] (one JSON text, so that a script with
+/// other parameters numbers them without gaps: see `Store::write_script`).
+fn step_json(position: usize, result: &StepResult, last: bool) -> String {
+    let tests = result.tests.as_ref();
+    let failures: Vec<serde_json::Value> = tests
+        .iter()
+        .flat_map(|t| t.failures.iter())
+        .map(|f| serde_json::json!([f.suite, f.name, f.message, f.detail]))
+        .collect();
+    serde_json::json!({
+        "position": position,
+        "status": result.status,
+        "exit_code": result.exit_code,
+        "detail": result.detail,
+        "finished_at": result.finished_at,
+        "tests_run": tests.map(|t| t.tests),
+        "tests_failed": tests.map(|t| t.failed),
+        "tests_skipped": tests.map(|t| t.skipped),
+        "tests_duration_ms": tests.map(|t| t.duration_ms),
+        "report_error": result.report_error,
+        "output_tail": result.output_tail,
+        "failures": failures,
+        "last": last,
+    })
+    .to_string()
+}
 
 /// A run's failed tests (`?1`), by step, in report order.
 const FAILURES_OF_RUN: &str = "select 'failure' as kind, position, suite, name, message, detail \
@@ -485,9 +615,8 @@ impl Store {
         Ok(())
     }
 
-    /// Records a step's result and, when it is the `last` to run, marks the steps that never
-    /// got to run (an earlier one failed) as skipped. Returns the run's steps and failed tests
-    /// as they now stand, read in the same round trip, for the result's reply.
+    /// Records the result of a step that is not the run's last (the last one's is written with
+    /// the run's, by [`Store::finish_run`]).
     ///
     /// # Errors
     ///
@@ -497,56 +626,14 @@ impl Store {
         run_id: RunId,
         position: usize,
         result: &StepResult,
-        last: bool,
-    ) -> Result<RunSteps> {
-        let position = i64::try_from(position).unwrap_or(i64::MAX);
-        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-        let tests = result.tests.as_ref();
-        let failures: Vec<serde_json::Value> = tests
-            .iter()
-            .flat_map(|t| t.failures.iter())
-            .map(|f| serde_json::json!([f.suite, f.name, f.message, f.detail]))
-            .collect();
-        // (Four indexes skipped in all: see `Store::write_script`.)
-        let script = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "begin;
-             update step set status = ?5, exit_code = ?6, detail = ?7, finished_at = ?8,
-                 tests_run = ?9, tests_failed = ?10, tests_skipped = ?11,
-                 tests_duration_ms = ?12, report_error = ?13, output_tail = ?14
-             where run_id = ?1 and position = ?2;
-             delete from test_failure where run_id = ?1 and position = ?2;
-             insert into test_failure (run_id, position, ordinal, suite, name, message, detail)
-             select ?1, ?2, key, value ->> 0, value ->> 1, value ->> 2, value ->> 3
-             from json_each(?3) order by key;
-             update step set status = 'skipped' where run_id = ?1 and status = 'pending' and ?4;
-             commit;
-             {STEPS_OF_RUN};
-             {FAILURES_OF_RUN}"
-        )))
-        .bind(run_id)
-        .bind(position)
-        .bind(serde_json::Value::from(failures).to_string())
-        .bind(last)
-        .bind(result.status)
-        .bind(result.exit_code)
-        .bind(&result.detail)
-        .bind(result.finished_at)
-        .bind(tests.map(|t| count(t.tests)))
-        .bind(tests.map(|t| count(t.failed)))
-        .bind(tests.map(|t| count(t.skipped)))
-        .bind(tests.map(|t| t.duration_ms))
-        .bind(&result.report_error)
-        .bind(&result.output_tail);
-        let rows = self.fetch_script(script).await?;
-        let mut now = RunSteps::default();
-        for row in &rows {
-            if row.try_get::<&str, _>("kind")? == "step" {
-                now.steps.push(StepRow::from_row(row)?);
-            } else {
-                now.failures.push(TestFailureRow::from_row(row)?);
-            }
-        }
-        Ok(now)
+    ) -> Result<()> {
+        self.write_script(
+            sqlx::query(sqlx::AssertSqlSafe(format!("begin; {FINISH_STEP} commit")))
+                .bind(run_id)
+                .bind(step_json(position, result, false)),
+        )
+        .await?;
+        Ok(())
     }
 
     /// The failed tests of a run, by step, in report order.
@@ -561,8 +648,9 @@ impl Store {
             .await?)
     }
 
-    /// Records a run's result and queues its reply, in one transaction. False (and nothing
-    /// written) when the run is no longer this attempt's.
+    /// Records a run's result, its `last_step`'s (position and result; the steps after it
+    /// are marked skipped), and queues its reply, in one transaction. False (and nothing
+    /// written of the run or its reply) when the run is no longer this attempt's.
     ///
     /// # Errors
     ///
@@ -573,23 +661,29 @@ impl Store {
         attempt: i64,
         result: &RunResult,
         reply: Option<&Delivery>,
+        last_step: Option<(usize, &StepResult)>,
     ) -> Result<bool> {
         // The reply is queued only when the run was still this attempt's (`changes()`: the
-        // rows the update changed).
-        let changed = self
-            .write_script(
+        // rows the run's update changed, which a select leaves as they are). (Two indexes
+        // skipped in all, `?2` in the run's update and the reply's insert: see
+        // `Store::write_script`.)
+        let rows = self
+            .fetch_script(
                 sqlx::query(sqlx::AssertSqlSafe(format!(
                     "begin;
-                     update run set status = ?6, error = ?7, log_head = ?8, log_tail = ?9,
-                         log_bytes = ?10, log_lines = ?11, log_path = ?12, finished_at = ?2,
+                     {FINISH_STEP}
+                     update run set status = ?7, error = ?8, log_head = ?9, log_tail = ?10,
+                         log_bytes = ?11, log_lines = ?12, log_path = ?13, finished_at = ?3,
                          lease_owner = null, lease_expires_at = null
-                     where run_id = ?1 and attempt = ?13 and status = 'running';
+                     where run_id = ?1 and attempt = ?14 and status = 'running';
+                     select changes();
                      {}
-                     select ?1, ?3, ?4, ?5, ?2, ?2 where ?3 is not null and changes() = 1;
+                     select ?1, ?4, ?5, ?6, ?3, ?3 where ?4 is not null and changes() = 1;
                      commit",
                     outbox::INSERT
                 )))
                 .bind(run_id)
+                .bind(last_step.map(|(position, step)| step_json(position, step, true)))
                 .bind(result.finished_at)
                 .bind(reply.map(|r| &r.target))
                 .bind(reply.map(|r| &r.body))
@@ -604,6 +698,10 @@ impl Store {
                 .bind(attempt),
             )
             .await?;
+        let changed: i64 = match rows.first() {
+            Some(row) => row.try_get(0)?,
+            None => 0,
+        };
         Ok(changed > 0)
     }
 
@@ -1120,13 +1218,13 @@ mod tests {
         assert!(!store.renew(run.run_id, 1, 70).await.unwrap());
         assert!(
             !store
-                .finish_run(run.run_id, 1, &result(RunStatus::Failed), None)
+                .finish_run(run.run_id, 1, &result(RunStatus::Failed), None, None)
                 .await
                 .unwrap()
         );
         assert!(
             store
-                .finish_run(run.run_id, 2, &result(RunStatus::Succeeded), None)
+                .finish_run(run.run_id, 2, &result(RunStatus::Succeeded), None, None)
                 .await
                 .unwrap()
         );
@@ -1266,19 +1364,27 @@ mod tests {
             report_error: None,
             output_tail: Some("last line".into()),
         };
+        // The worker's copy, changed beside each write.
+        use serde_json::json;
+        let mut held = RunSteps::claimed(run.run_id, &["a", "b"], 10);
+        assert_eq!(json!(held.steps), json!(claimed));
         // Not the last step yet: the next stays pending.
-        let going = store
-            .finish_step(run.run_id, 0, &failed, false)
-            .await
-            .unwrap();
-        assert_eq!(going.steps[1].status, StepStatus::Pending);
-        let now = store
-            .finish_step(run.run_id, 0, &failed, true)
-            .await
-            .unwrap();
+        store.finish_step(run.run_id, 0, &failed).await.unwrap();
+        held.finish(0, &failed, false);
+        let going = store.steps(run.run_id).await.unwrap();
+        assert_eq!(going[1].status, StepStatus::Pending);
+        assert_eq!(json!(held.steps), json!(going));
+        // The last: written with the run's result.
+        held.finish(0, &failed, true);
         assert!(
             store
-                .finish_run(run.run_id, 1, &result(RunStatus::Failed), None)
+                .finish_run(
+                    run.run_id,
+                    1,
+                    &result(RunStatus::Failed),
+                    None,
+                    Some((0, &failed))
+                )
                 .await
                 .unwrap()
         );
@@ -1300,10 +1406,9 @@ mod tests {
         );
         assert_eq!(steps[1].tests_run, None);
         assert_eq!(steps[1].status, StepStatus::Skipped);
-        // What the last step's write returned is what is stored.
-        use serde_json::json;
-        assert_eq!(json!(now.steps), json!(steps));
-        assert_eq!(json!(now.failures), json!(failures));
+        // What the worker holds, and words the reply from, is what is stored.
+        assert_eq!(json!(held.steps), json!(steps));
+        assert_eq!(json!(held.failures), json!(failures));
         let stored = store.get_run(run.run_id).await.unwrap().unwrap();
         assert_eq!(stored.status, RunStatus::Failed);
         assert_eq!(stored.log_head, "out");
