@@ -38,20 +38,11 @@ pub fn run(status: RunStatus) -> RunRow {
 pub fn step(position: i64, name: &str, status: StepStatus, exit_code: Option<i64>) -> StepRow {
     let ran = status != StepStatus::Skipped;
     StepRow {
-        run_id: RunId(42),
-        position,
-        name: name.into(),
         status,
         exit_code,
-        detail: None,
         started_at: ran.then_some(1_000 + position * 1000),
         finished_at: ran.then_some(1_900 + position * 1000),
-        tests_run: None,
-        tests_failed: None,
-        tests_skipped: None,
-        tests_duration_ms: None,
-        report_error: None,
-        output_tail: None,
+        ..StepRow::pending(RunId(42), position, name)
     }
 }
 

@@ -293,25 +293,18 @@ impl RunSteps {
         let steps = names
             .iter()
             .enumerate()
-            .map(|(position, name)| StepRow {
-                run_id,
-                position: i64::try_from(position).unwrap_or(i64::MAX),
-                name: (*name).to_string(),
-                status: if position == 0 {
-                    StepStatus::Running
+            .map(|(position, name)| {
+                let pending =
+                    StepRow::pending(run_id, i64::try_from(position).unwrap_or(i64::MAX), name);
+                if position == 0 {
+                    StepRow {
+                        status: StepStatus::Running,
+                        started_at: Some(now),
+                        ..pending
+                    }
                 } else {
-                    StepStatus::Pending
-                },
-                exit_code: None,
-                detail: None,
-                started_at: (position == 0).then_some(now),
-                finished_at: None,
-                tests_run: None,
-                tests_failed: None,
-                tests_skipped: None,
-                tests_duration_ms: None,
-                report_error: None,
-                output_tail: None,
+                    pending
+                }
             })
             .collect();
         Self {
@@ -380,6 +373,27 @@ pub struct TestFailureRow {
 }
 
 impl StepRow {
+    /// Step `position` of run `run_id`, called `name`, before it runs: pending, nothing
+    /// recorded.
+    pub fn pending(run_id: RunId, position: i64, name: &str) -> Self {
+        Self {
+            run_id,
+            position,
+            name: name.to_string(),
+            status: StepStatus::Pending,
+            exit_code: None,
+            detail: None,
+            started_at: None,
+            finished_at: None,
+            tests_run: None,
+            tests_failed: None,
+            tests_skipped: None,
+            tests_duration_ms: None,
+            report_error: None,
+            output_tail: None,
+        }
+    }
+
     /// How long the step ran, once it has started.
     pub fn duration_ms(&self, now: i64) -> Option<i64> {
         Some(self.finished_at.unwrap_or(now) - self.started_at?)
