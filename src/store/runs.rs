@@ -433,9 +433,8 @@ const RUN_COLUMNS: &str = "run_id, platform, team_id, team_name, channel_id, cha
     ack_text, error, log_head, log_tail, log_bytes, log_lines, log_path, created_at, started_at, \
     finished_at";
 
-/// A run's steps (`?1`), in order; `kind` tells them from [`FAILURES_OF_RUN`]'s rows when both
-/// end one script.
-const STEPS_OF_RUN: &str = "select 'step' as kind, run_id, position, name, status, exit_code, \
+/// A run's steps (`?1`), in order.
+const STEPS_OF_RUN: &str = "select run_id, position, name, status, exit_code, \
     detail, started_at, finished_at, tests_run, tests_failed, tests_skipped, tests_duration_ms, \
     report_error, output_tail from step where run_id = ?1 order by position";
 
@@ -485,7 +484,7 @@ fn step_json(position: usize, result: &StepResult, last: bool) -> String {
 }
 
 /// A run's failed tests (`?1`), by step, in report order.
-const FAILURES_OF_RUN: &str = "select 'failure' as kind, position, suite, name, message, detail \
+const FAILURES_OF_RUN: &str = "select position, suite, name, message, detail \
     from test_failure where run_id = ?1 order by position, ordinal";
 
 impl Store {
