@@ -127,6 +127,7 @@ impl App {
         let state = self.state;
         let config = state.config.clone();
         let workers = TaskTracker::new();
+        let job_steps = Worker::job_steps_of(&state.catalog);
         let worker = |n: usize| Worker {
             store: state.store.clone(),
             catalog: state.catalog.clone(),
@@ -135,6 +136,7 @@ impl App {
             outbox_wake: state.wake_outbox.clone(),
             owner: crate::queue::owner_name(n),
             cancels: state.cancels.clone(),
+            job_steps: job_steps.clone(),
         };
 
         // Before any worker claims: settle what a stopped chatrun left running.

@@ -158,9 +158,21 @@ pub struct Worker {
     pub owner: String,
     /// Where running runs can be cancelled from.
     pub cancels: Arc<Cancels>,
+    /// The steps of `catalog`'s jobs, as the claim writes them ([`Worker::job_steps_of`]).
+    pub job_steps: Arc<store::JobSteps>,
 }
 
 impl Worker {
+    /// The steps of every job of `catalog`, for [`Worker::job_steps`]: made once, not at every
+    /// claim.
+    pub fn job_steps_of(catalog: &Catalog) -> Arc<store::JobSteps> {
+        Arc::new(store::JobSteps::new(
+            catalog
+                .jobs()
+                .map(|job| (job.name.as_str(), job.step_names())),
+        ))
+    }
+
     /// Runs queued runs until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
         loop {
@@ -191,14 +203,14 @@ impl Worker {
             return Ok(Step::Idle);
         }
         let now = now_ms();
-        let steps = store::JobSteps::new(
-            self.catalog
-                .jobs()
-                .map(|job| (job.name.as_str(), job.step_names())),
-        );
         let Some(run) = self
             .store
-            .try_claim(&self.owner, now, now + ms(self.config.lease), &steps)
+            .try_claim(
+                &self.owner,
+                now,
+                now + ms(self.config.lease),
+                &self.job_steps,
+            )
             .await?
         else {
             return Ok(Step::Idle);
