@@ -19,12 +19,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::{Row, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
 use super::flush::Flusher;
 use super::runs::{Ack, Insert, Inserted, NewRun, Position, RunId, RunStatus};
-use super::{Error, Result, outbox};
+use super::{Error, Result, Writer, outbox};
 use crate::chat::Delivery;
 
 /// The most triggers one transaction stores.
@@ -44,7 +44,7 @@ pub struct Request {
 
 /// Stores the requests of `requests` in batches until every sender is gone. Callers hear of a
 /// batch once `flusher` has synced its commit.
-pub async fn run(writer: SqlitePool, mut requests: mpsc::Receiver<Request>, flusher: Arc<Flusher>) {
+pub async fn run(writer: Writer, mut requests: mpsc::Receiver<Request>, flusher: Arc<Flusher>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while requests.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let requests = std::mem::take(&mut batch);
@@ -98,7 +98,7 @@ type Dones = Vec<oneshot::Sender<Result<Insert>>>;
 
 /// Stores one batch and commits: each request's outcome, in order, with where to send it.
 async fn store(
-    writer: &SqlitePool,
+    writer: &Writer,
     requests: Vec<Request>,
 ) -> std::result::Result<(Vec<Result<Insert>>, Dones), (Error, Dones)> {
     let mut news = Vec::with_capacity(requests.len());
@@ -109,12 +109,12 @@ async fn store(
         places.push(request.place);
         dones.push(request.done);
     }
-    let stored = match writer.acquire().await {
+    let stored = match writer.lock().await {
         Ok(mut conn) => {
             let stored = store_on(&mut conn, &news, places).await;
             super::rolled_back_on_error(&mut conn, stored).await
         }
-        Err(err) => Err(err.into()),
+        Err(err) => Err(err),
     };
     match stored {
         Ok(outcomes) => Ok((outcomes, dones)),

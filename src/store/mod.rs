@@ -14,8 +14,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Connection, SqliteConnection, SqlitePool};
 
 pub use outbox::{DeliveryRow, DeliveryState};
 pub use runs::{
@@ -82,15 +82,49 @@ async fn rolled_back_on_error<T>(
     }
 }
 
+/// The one connection that writes, held for as long as chatrun runs; writes take turns on it.
+///
+/// N.B. Not a pool of one: a pool tests every connection it gets back by sending it a `ping`
+/// from a task of its own, one more round trip to the connection's thread after every write
+/// (and a write is often one round trip itself).
+#[derive(Debug, Clone)]
+struct Writer {
+    conn: Arc<tokio::sync::Mutex<Option<SqliteConnection>>>,
+    /// How long a write waits for its turn before it fails (as for another process's lock).
+    wait: Duration,
+}
+
+impl Writer {
+    /// The connection, once the writes queued before this one are done.
+    ///
+    /// # Errors
+    ///
+    /// The turn did not come within `wait`, or the store was closed.
+    async fn lock(&self) -> Result<tokio::sync::MappedMutexGuard<'_, SqliteConnection>> {
+        let guard = tokio::time::timeout(self.wait, self.conn.lock())
+            .await
+            .map_err(|_| sqlx::Error::PoolTimedOut)?;
+        tokio::sync::MutexGuard::try_map(guard, Option::as_mut)
+            .map_err(|_| Error::Sqlx(sqlx::Error::PoolClosed))
+    }
+
+    /// Closes the connection (SQLite checkpoints the log); writes fail from then on.
+    async fn close(&self) {
+        if let Some(conn) = self.conn.lock().await.take() {
+            let _ = conn.close().await;
+        }
+    }
+}
+
 /// A handle on the database; cheap to clone.
 ///
 /// Writes go through one connection (`writer`) and reads through a pool of others (`reader`):
-/// SQLite lets one writer in at a time anyway, and a writer waiting in the pool's queue is
-/// served in turn the moment the lock is free, where a second writing connection would sleep in
+/// SQLite lets one writer in at a time anyway, and a writer waiting for the connection is
+/// served in turn the moment it is free, where a second writing connection would sleep in
 /// SQLite's busy handler (up to 100 ms a try) and let the queue of triggers grow meanwhile.
 #[derive(Debug, Clone)]
 pub struct Store {
-    writer: SqlitePool,
+    writer: Writer,
     reader: SqlitePool,
     flusher: Arc<flush::Flusher>,
     /// Where [`Store::insert_run`] queues its trigger for the next batch ([`batch`]).
@@ -132,18 +166,10 @@ impl Store {
             std::fs::create_dir_all(folder)
                 .map_err(|err| Error::Folder(folder.display().to_string(), err))?;
         }
-        // N.B. No test before acquire: it would cost a round trip to the connection's thread
-        // on every statement, and a SQLite file does not drop connections.
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .test_before_acquire(false)
-            // Waiting for our own writer is bounded like waiting for another process's lock.
-            .acquire_timeout(busy_timeout.max(Duration::from_millis(100)))
-            .connect_with(options.clone())
-            .await?;
-        sqlx::migrate!("./migrations").run(&writer).await?;
+        let mut conn = SqliteConnection::connect_with(&options).await?;
+        sqlx::migrate!("./migrations").run(&mut conn).await?;
         let (mode,): (String,) = sqlx::query_as("pragma journal_mode")
-            .fetch_one(&writer)
+            .fetch_one(&mut conn)
             .await?;
         let wal = if mode.eq_ignore_ascii_case("wal") {
             let mut wal = file.as_os_str().to_owned();
@@ -152,10 +178,17 @@ impl Store {
         } else {
             // No log to sync (an in-memory database): SQLite syncs each commit, if it can.
             sqlx::query("pragma synchronous = full")
-                .execute(&writer)
+                .execute(&mut conn)
                 .await?;
             None
         };
+        let writer = Writer {
+            conn: Arc::new(tokio::sync::Mutex::new(Some(conn))),
+            // Waiting for our own writer is bounded like waiting for another process's lock.
+            wait: busy_timeout.max(Duration::from_millis(100)),
+        };
+        // N.B. No test before acquire: it would cost a round trip to the connection's thread
+        // on every statement, and a SQLite file does not drop connections.
         let reader = SqlitePoolOptions::new()
             .max_connections(READERS)
             .test_before_acquire(false)
@@ -215,7 +248,7 @@ impl Store {
         &self,
         script: sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
     ) -> Result<u64> {
-        let mut conn = self.writer.acquire().await?;
+        let mut conn = self.writer.lock().await?;
         let done = script.execute(&mut *conn).await;
         rolled_back_on_error(&mut conn, done.map(|done| done.rows_affected())).await
     }
@@ -229,7 +262,7 @@ impl Store {
         &self,
         script: sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
     ) -> Result<Vec<sqlx::sqlite::SqliteRow>> {
-        let mut conn = self.writer.acquire().await?;
+        let mut conn = self.writer.lock().await?;
         let rows = script.fetch_all(&mut *conn).await;
         rolled_back_on_error(&mut conn, rows).await
     }

@@ -6,7 +6,7 @@
 //! oldest pending row of a thread can be claimed: replies to one thread go out in the order
 //! they were queued, whatever their retries.
 
-use sqlx::{FromRow, SqliteConnection};
+use sqlx::{Connection, FromRow, SqliteConnection};
 
 use super::{Result, RunId, Store};
 use crate::chat::Delivery;
@@ -98,7 +98,8 @@ impl Store {
     ///
     /// The database failed.
     pub async fn enqueue_delivery(&self, delivery: &Delivery, now: i64) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
+        let mut conn = self.writer.lock().await?;
+        let mut tx = conn.begin().await?;
         insert(&mut tx, None, delivery, now).await?;
         tx.commit().await?;
         Ok(())
@@ -132,7 +133,7 @@ impl Store {
         )
         .bind(hold_until)
         .bind(now)
-        .fetch_optional(&self.writer)
+        .fetch_optional(&mut *self.writer.lock().await?)
         .await?;
         if row.is_some() {
             self.durable().await?;
@@ -170,7 +171,7 @@ impl Store {
         )
         .bind(now)
         .bind(outbox_id)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.lock().await?)
         .await?;
         Ok(())
     }
@@ -197,7 +198,7 @@ impl Store {
         .bind(error)
         .bind(i64::from(unsure))
         .bind(outbox_id)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.lock().await?)
         .await?;
         Ok(())
     }
@@ -213,7 +214,7 @@ impl Store {
         )
         .bind(error)
         .bind(outbox_id)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.lock().await?)
         .await?;
         Ok(())
     }

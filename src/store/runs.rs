@@ -8,7 +8,7 @@
 use std::fmt;
 
 use serde::Serialize;
-use sqlx::{FromRow, Row};
+use sqlx::{Connection, FromRow, Row};
 
 use super::{Result, Store, outbox};
 use crate::chat::Delivery;
@@ -606,7 +606,7 @@ impl Store {
         .bind(lease_until)
         .bind(run_id)
         .bind(attempt)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.lock().await?)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -623,7 +623,7 @@ impl Store {
         .bind(now)
         .bind(run_id)
         .bind(i64::try_from(position).unwrap_or(i64::MAX))
-        .execute(&self.writer)
+        .execute(&mut *self.writer.lock().await?)
         .await?;
         Ok(())
     }
@@ -749,7 +749,8 @@ impl Store {
         error: &str,
         reply: Option<&Delivery>,
     ) -> Result<bool> {
-        let mut tx = self.writer.begin_with("begin immediate").await?;
+        let mut conn = self.writer.lock().await?;
+        let mut tx = conn.begin_with("begin immediate").await?;
         let done = sqlx::query(
             "update run set status = 'interrupted', error = ?, finished_at = ?,
                  lease_owner = null, lease_expires_at = null
@@ -795,7 +796,7 @@ impl Store {
         .bind(run_id)
         .bind(attempt)
         .bind(now)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.lock().await?)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -825,7 +826,7 @@ impl Store {
         )
         .bind(run_id)
         .bind(owner)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.lock().await?)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -843,7 +844,8 @@ impl Store {
         now: i64,
         reply: Option<&Delivery>,
     ) -> Result<bool> {
-        let mut tx = self.writer.begin().await?;
+        let mut conn = self.writer.lock().await?;
+        let mut tx = conn.begin().await?;
         let done = sqlx::query(
             "update run set status = 'cancelled', error = ?, finished_at = ?
              where run_id = ? and status = 'queued'",
@@ -860,6 +862,8 @@ impl Store {
             outbox::insert(&mut tx, Some(run_id), reply, now).await?;
         }
         tx.commit().await?;
+        // The next write need not wait for this one's sync.
+        drop(conn);
         self.durable().await?;
         Ok(true)
     }
@@ -891,7 +895,7 @@ impl Store {
         )
         .bind(run_id)
         .bind(attempt)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.lock().await?)
         .await?;
         Ok(done.rows_affected() == 1)
     }
