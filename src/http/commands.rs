@@ -11,22 +11,19 @@ use crate::render::command::{self as words, Flavor};
 use crate::store::runs::{Ack, Inserted};
 use crate::store::{Insert, NewRun, Position, RunId, RunStatus, now_ms};
 
+/// Words a queued run's acknowledgement from its number, its position, the expected wait (ms,
+/// when the job has history), the run and its link.
+pub type AckWords = Box<dyn FnOnce(RunId, Position, Option<i64>, &NewRun, &str) -> Ack + Send>;
+
 /// A platform's wording of the replies that have templates of their own.
 pub trait Replies {
     /// How the platform writes text.
     fn flavor(&self) -> Flavor;
     /// How a user starts `job` here: `#build`, `@BuildBot build`.
     fn usage(&self, job: &str) -> String;
-    /// The acknowledgement of a queued run (with a delivery, when it must go through the
-    /// outbox); `wait` is the expected wait in ms, when the job has history.
-    fn ack(
-        &self,
-        run_id: RunId,
-        position: Position,
-        wait: Option<i64>,
-        new: &NewRun,
-        link: &str,
-    ) -> Ack;
+    /// How to word the acknowledgement of a queued run (with a delivery, when it must go
+    /// through the outbox), called by the store once the run has its number and place.
+    fn ack(&self) -> AckWords;
     /// The list of jobs, after an unknown word (and the closest name) or for `help`.
     fn jobs(
         &self,
@@ -196,9 +193,12 @@ async fn run_job(
         tracing::info!(job, user = %new.user_name, channel = %new.channel_name, %reason, "request denied");
         let stored = state
             .store
-            .insert_run(&new, now_ms(), |_, _| Ack {
-                text: text.clone(),
-                delivery: None,
+            .insert_run(&new, now_ms(), {
+                let text = text.clone();
+                move |_, _, _| Ack {
+                    text,
+                    delivery: None,
+                }
             })
             .await?;
         return Ok(Answer::Text(match stored {
@@ -206,14 +206,7 @@ async fn run_job(
             Insert::QueueFull(_) => text,
         }));
     }
-    let stored = enqueue(
-        state,
-        def,
-        base,
-        args,
-        |run_id, position, wait, new, link| replies.ack(run_id, position, wait, new, link),
-    )
-    .await?;
+    let stored = enqueue(state, def, base, args, replies.ack()).await?;
     Ok(match stored {
         Ok(inserted) => Answer::Ack(inserted),
         Err(Refusal::Arguments(reason)) => Answer::Text(replies.refusal(job, &reason)),
@@ -249,7 +242,7 @@ pub async fn enqueue(
     def: &crate::catalog::JobDef,
     base: NewRun,
     args: &str,
-    ack: impl FnOnce(RunId, Position, Option<i64>, &NewRun, &str) -> Ack,
+    ack: impl FnOnce(RunId, Position, Option<i64>, &NewRun, &str) -> Ack + Send + 'static,
 ) -> Result<Result<Inserted, Refusal>, Error> {
     let values = match args::bind(&def.name, &def.params, args) {
         Ok(values) => values,
@@ -262,10 +255,10 @@ pub async fn enqueue(
         queue_limit: i64::try_from(def.queue_limit).unwrap_or(i64::MAX),
         ..base
     };
-    let public_url = &state.config.public_url;
+    let config = state.config.clone();
     let stored = state
         .store
-        .insert_run(&new, now_ms(), |run_id, position| {
+        .insert_run(&new, now_ms(), move |run_id, position, new| {
             let wait = position
                 .typical_ms
                 .map(|m| m * ((position.place - 1 + position.running) / new.concurrency.max(1)));
@@ -273,8 +266,8 @@ pub async fn enqueue(
                 run_id,
                 position,
                 wait.filter(|w| *w > 0),
-                &new,
-                &format!("{public_url}/runs/{run_id}"),
+                new,
+                &format!("{}/runs/{run_id}", config.public_url),
             )
         })
         .await?;
@@ -287,7 +280,11 @@ pub async fn enqueue(
             channel = %new.channel_name, platform = %new.platform, "run queued");
         supersede(state, def.on_new, &new, inserted.run_id).await?;
         state.wake_workers.notify_waiters();
-        state.wake_outbox.notify_one();
+        // N.B. Only then: each wake costs the sender a claim on the writer, and a wake per
+        // trigger kept it claiming nothing between the batches of triggers.
+        if inserted.reply_queued {
+            state.wake_outbox.notify_one();
+        }
     }
     Ok(Ok(inserted))
 }

@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde::Deserialize;
 
-use super::commands::{self, Answer, Replies};
+use super::commands::{self, AckWords, Answer, Replies};
 use super::{AppState, Error};
 use crate::chat::mattermost::{self, Thread};
 use crate::chat::teams;
@@ -28,7 +28,7 @@ use crate::chat::{Command, Platform, check_replay_window, parse_after_trigger, p
 use crate::config::TeamsWebhook;
 use crate::render::command::Flavor;
 use crate::store::runs::Ack;
-use crate::store::{NewRun, Position, RunId, now_ms};
+use crate::store::{NewRun, now_ms};
 
 /// The longest a webhook request may take, body included.
 const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
@@ -154,7 +154,6 @@ async fn mattermost_trigger(
     };
     let replies = MattermostReplies {
         thread: &thread,
-        channel_id: &payload.channel_id,
         trigger_word: &payload.trigger_word,
     };
     let (text, queued_with_run) = match commands::execute(state, base, command, &replies).await? {
@@ -175,7 +174,6 @@ async fn mattermost_trigger(
 /// Mattermost's wording.
 struct MattermostReplies<'a> {
     thread: &'a Thread,
-    channel_id: &'a str,
     trigger_word: &'a str,
 }
 
@@ -192,25 +190,21 @@ impl Replies for MattermostReplies<'_> {
         }
     }
 
-    fn ack(
-        &self,
-        run_id: RunId,
-        position: Position,
-        wait: Option<i64>,
-        new: &NewRun,
-        link: &str,
-    ) -> Ack {
-        let text = mattermost::render_ack(
-            run_id.0,
-            &new.job,
-            &new.user_name,
-            position.place,
-            wait,
-            &new.args,
-            link,
-        );
-        let (_, delivery) = mattermost::render_response(&text, self.thread, self.channel_id);
-        Ack { text, delivery }
+    fn ack(&self) -> AckWords {
+        let thread = self.thread.clone();
+        Box::new(move |run_id, position, wait, new, link| {
+            let text = mattermost::render_ack(
+                run_id.0,
+                &new.job,
+                &new.user_name,
+                position.place,
+                wait,
+                &new.args,
+                link,
+            );
+            let (_, delivery) = mattermost::render_response(&text, &thread, &new.channel_id);
+            Ack { text, delivery }
+        })
     }
 
     fn jobs(
@@ -339,15 +333,8 @@ impl Replies for TeamsReplies<'_> {
         format!("@{} {job}", self.mention)
     }
 
-    fn ack(
-        &self,
-        run_id: RunId,
-        position: Position,
-        wait: Option<i64>,
-        new: &NewRun,
-        link: &str,
-    ) -> Ack {
-        Ack {
+    fn ack(&self) -> AckWords {
+        Box::new(|run_id, position, wait, new, link| Ack {
             text: teams::render_ack(
                 run_id.0,
                 &new.job,
@@ -358,7 +345,7 @@ impl Replies for TeamsReplies<'_> {
                 link,
             ),
             delivery: None,
-        }
+        })
     }
 
     fn jobs(

@@ -5,9 +5,14 @@
 //! which takes every trigger queued meanwhile (up to [`MAX_BATCH`]) and, in one
 //! `BEGIN IMMEDIATE` transaction: looks up which messages are stored already and each job's
 //! queue (one statement each, over a JSON list), numbers the new runs and gives each caller its
-//! run number and queue position so it can word the acknowledgement, inserts all the runs with
-//! their acknowledgements (one statement), queues their thread replies, and commits. Each caller
-//! gets its answer once the commit is on disk ([`super::flush`]).
+//! run number and queue position, words each acknowledgement with the caller's function,
+//! inserts all the runs with their acknowledgements (one statement), queues their thread
+//! replies, and commits. Each caller gets its answer once the commit is on disk
+//! ([`super::flush`]).
+//!
+//! N.B. The acknowledgements are worded here, not by the callers: asking each caller's task
+//! and waiting for its answer held the write lock while those tasks waited their turn behind
+//! the other requests being served.
 //!
 //! The statements go to the writer's connection thread in two messages (begin and look up;
 //! insert and commit), since each message costs two thread wake-ups, which on a busy machine
@@ -30,14 +35,17 @@ use crate::chat::Delivery;
 /// The most triggers one transaction stores.
 pub const MAX_BATCH: usize = 256;
 
+/// Words a new run's acknowledgement from its number, its queue position and the trigger
+/// (no I/O).
+pub type Words = Box<dyn FnOnce(RunId, Position, &NewRun) -> Ack + Send>;
+
 /// A trigger waiting to be stored.
 pub struct Request {
     pub new: NewRun,
     pub now: i64,
-    /// Where the batch sends the new run's number and position, and takes its acknowledgement.
-    /// Dropped unsent when no run is made (the message was stored before, the queue is full,
-    /// the database failed).
-    pub place: oneshot::Sender<(RunId, Position, oneshot::Sender<Ack>)>,
+    /// Called when a run is made (not when the message was stored before, or the queue is
+    /// full).
+    pub words: Words,
     /// The outcome, once committed and synced.
     pub done: oneshot::Sender<Result<Insert>>,
 }
@@ -83,12 +91,7 @@ enum Plan {
     SameAs(usize),
     /// Its job's queue is full.
     Full(i64),
-    /// A new run, waiting for its acknowledgement.
-    New {
-        run_id: RunId,
-        words: oneshot::Receiver<Ack>,
-    },
-    /// A new run whose caller went away before wording it: not stored.
+    /// A new run whose caller went away before it was numbered: not stored.
     Gone,
     /// A new run with its acknowledgement.
     Worded { run_id: RunId, ack: Ack },
@@ -102,16 +105,16 @@ async fn store(
     requests: Vec<Request>,
 ) -> std::result::Result<(Vec<Result<Insert>>, Dones), (Error, Dones)> {
     let mut news = Vec::with_capacity(requests.len());
-    let mut places = Vec::with_capacity(requests.len());
+    let mut words = Vec::with_capacity(requests.len());
     let mut dones = Vec::with_capacity(requests.len());
     for request in requests {
         news.push((request.new, request.now));
-        places.push(request.place);
+        words.push(request.words);
         dones.push(request.done);
     }
-    let stored = match writer.lock().await {
+    let stored = match writer.lock_first().await {
         Ok(mut conn) => {
-            let stored = store_on(&mut conn, &news, places).await;
+            let stored = store_on(&mut conn, &news, words, &dones).await;
             super::rolled_back_on_error(&mut conn, stored).await
         }
         Err(err) => Err(err),
@@ -127,14 +130,15 @@ async fn store(
 async fn store_on(
     conn: &mut SqliteConnection,
     news: &[(NewRun, i64)],
-    places: Vec<oneshot::Sender<(RunId, Position, oneshot::Sender<Ack>)>>,
+    words: Vec<Words>,
+    dones: &Dones,
 ) -> Result<Vec<Result<Insert>>> {
     let (stored, mut queues, mut next_id) = look_up(conn, news).await?;
 
-    // Number the new runs, in arrival order, and tell their callers.
+    // Number the new runs, in arrival order, and word their acknowledgements.
     let mut first_of: HashMap<(&str, &str), usize> = HashMap::new();
     let mut plans = Vec::with_capacity(news.len());
-    for (i, ((new, _), place)) in news.iter().zip(places).enumerate() {
+    for (i, (((new, _), words), done)) in news.iter().zip(words).zip(dones).enumerate() {
         let key = (new.platform.as_str(), new.message_id.as_str());
         if let Some(existing) = stored.get(&key) {
             plans.push(Plan::Stored(existing.clone()));
@@ -149,6 +153,10 @@ async fn store_on(
             plans.push(Plan::Full(queue.waiting));
             continue;
         }
+        if done.is_closed() {
+            plans.push(Plan::Gone);
+            continue;
+        }
         next_id += 1;
         let run_id = RunId(next_id);
         let position = Position {
@@ -160,26 +168,10 @@ async fn store_on(
             queue.waiting += 1;
         }
         first_of.insert(key, i);
-        let (words, heard) = oneshot::channel();
-        plans.push(match place.send((run_id, position, words)) {
-            Ok(()) => Plan::New {
-                run_id,
-                words: heard,
-            },
-            Err(_) => Plan::Gone,
+        plans.push(Plan::Worded {
+            run_id,
+            ack: words(run_id, position, new),
         });
-    }
-    // The callers word their acknowledgements meanwhile (rendering, no I/O).
-    for plan in &mut plans {
-        if let Plan::New { run_id, words } = plan {
-            *plan = match words.await {
-                Ok(ack) => Plan::Worded {
-                    run_id: *run_id,
-                    ack,
-                },
-                Err(_) => Plan::Gone,
-            };
-        }
     }
 
     let rows: Vec<serde_json::Value> = news
@@ -229,12 +221,11 @@ async fn store_on(
             run_id: *run_id,
             ack_text: ack.text.clone(),
             created: true,
+            reply_queued: ack.delivery.is_some(),
         })),
         // The twin of a request whose caller went away: nothing was stored for the message,
         // and the chat server's retry will be.
-        Plan::Gone | Plan::SameAs(_) | Plan::New { .. } => {
-            Err(Error::Sqlx(sqlx::Error::RowNotFound))
-        }
+        Plan::Gone | Plan::SameAs(_) => Err(Error::Sqlx(sqlx::Error::RowNotFound)),
     };
     Ok(plans
         .iter()
@@ -243,6 +234,7 @@ async fn store_on(
             Plan::SameAs(first) => outcome(&plans[*first]).map(|insert| match insert {
                 Insert::Stored(inserted) => Insert::Stored(Inserted {
                     created: false,
+                    reply_queued: false,
                     ..inserted
                 }),
                 full => full,
@@ -331,6 +323,7 @@ async fn look_up<'a>(
                         run_id: row.try_get(3)?,
                         ack_text: row.try_get(4)?,
                         created: false,
+                        reply_queued: false,
                     },
                 );
             }
@@ -438,7 +431,7 @@ mod tests {
                     ..NewRun::default()
                 };
                 tokio::spawn(async move {
-                    let ack = |run_id: RunId, position: Position| Ack {
+                    let ack = |run_id: RunId, position: Position, _: &NewRun| Ack {
                         text: format!("#{run_id} at {}", position.place),
                         delivery: None,
                     };

@@ -82,7 +82,8 @@ async fn rolled_back_on_error<T>(
     }
 }
 
-/// The one connection that writes, held for as long as chatrun runs; writes take turns on it.
+/// The one connection that writes, held for as long as chatrun runs; writes take turns on it,
+/// the batches of triggers ahead of the others.
 ///
 /// N.B. Not a pool of one: a pool tests every connection it gets back by sending it a `ping`
 /// from a task of its own, one more round trip to the connection's thread after every write
@@ -90,9 +91,16 @@ async fn rolled_back_on_error<T>(
 #[derive(Debug, Clone)]
 struct Writer {
     conn: Arc<tokio::sync::Mutex<Option<SqliteConnection>>>,
+    /// Taken by every write but the triggers' before it queues for `conn`: so at most one of
+    /// them waits there, and a batch of triggers waits for at most two writes (with four
+    /// workers writing their runs' claims and results, it waited for half its time).
+    others: Arc<tokio::sync::Mutex<()>>,
     /// How long a write waits for its turn before it fails (as for another process's lock).
     wait: Duration,
 }
+
+/// The writer's connection, for one write.
+type Turn<'a> = tokio::sync::MappedMutexGuard<'a, SqliteConnection>;
 
 impl Writer {
     /// The connection, once the writes queued before this one are done.
@@ -100,10 +108,32 @@ impl Writer {
     /// # Errors
     ///
     /// The turn did not come within `wait`, or the store was closed.
-    async fn lock(&self) -> Result<tokio::sync::MappedMutexGuard<'_, SqliteConnection>> {
-        let guard = tokio::time::timeout(self.wait, self.conn.lock())
+    async fn lock(&self) -> Result<Turn<'_>> {
+        tokio::time::timeout(self.wait, async {
+            let _queued = self.others.lock().await;
+            self.conn.lock().await
+        })
+        .await
+        .map_err(|_| sqlx::Error::PoolTimedOut)
+        .map_err(Error::from)
+        .and_then(Self::open)
+    }
+
+    /// The connection for a batch of triggers ([`batch`]): after the write that has it, and
+    /// the one other write that may be waiting for it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Writer::lock`].
+    async fn lock_first(&self) -> Result<Turn<'_>> {
+        tokio::time::timeout(self.wait, self.conn.lock())
             .await
-            .map_err(|_| sqlx::Error::PoolTimedOut)?;
+            .map_err(|_| sqlx::Error::PoolTimedOut)
+            .map_err(Error::from)
+            .and_then(Self::open)
+    }
+
+    fn open(guard: tokio::sync::MutexGuard<'_, Option<SqliteConnection>>) -> Result<Turn<'_>> {
         tokio::sync::MutexGuard::try_map(guard, Option::as_mut)
             .map_err(|_| Error::Sqlx(sqlx::Error::PoolClosed))
     }
@@ -184,6 +214,7 @@ impl Store {
         };
         let writer = Writer {
             conn: Arc::new(tokio::sync::Mutex::new(Some(conn))),
+            others: Arc::new(tokio::sync::Mutex::new(())),
             // Waiting for our own writer is bounded like waiting for another process's lock.
             wait: busy_timeout.max(Duration::from_millis(100)),
         };

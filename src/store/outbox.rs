@@ -255,7 +255,7 @@ mod tests {
             ..NewRun::default()
         };
         let crate::store::Insert::Stored(inserted) = store
-            .insert_run(&new, 100, |_, _| Ack {
+            .insert_run(&new, 100, |_, _, _| Ack {
                 text: "queued".into(),
                 delivery: Some(Delivery {
                     target: "mattermost.post".into(),

@@ -177,6 +177,8 @@ pub struct Inserted {
     pub ack_text: String,
     /// False when the trigger had been seen before (or the queue was full).
     pub created: bool,
+    /// The acknowledgement was queued in the outbox with the run (its delivery), to be sent.
+    pub reply_queued: bool,
 }
 
 /// What [`Store::insert_run`] did.
@@ -501,21 +503,17 @@ impl Store {
         &self,
         new: &NewRun,
         now: i64,
-        ack: impl FnOnce(RunId, Position) -> Ack,
+        ack: impl FnOnce(RunId, Position, &NewRun) -> Ack + Send + 'static,
     ) -> Result<Insert> {
         // Stored with the other triggers waiting meanwhile, in one transaction (see `batch`).
-        let (place, placed) = tokio::sync::oneshot::channel();
         let (done, outcome) = tokio::sync::oneshot::channel();
         let request = super::batch::Request {
             new: new.clone(),
             now,
-            place,
+            words: Box::new(ack),
             done,
         };
         self.batch.send(request).await.map_err(|_| closed())?;
-        if let Ok((run_id, position, words)) = placed.await {
-            let _ = words.send(ack(run_id, position));
-        }
         outcome.await.map_err(|_| closed())?
     }
 
@@ -1039,7 +1037,7 @@ mod tests {
         }
     }
 
-    fn ack(run_id: RunId, position: Position) -> Ack {
+    fn ack(run_id: RunId, position: Position, _: &NewRun) -> Ack {
         Ack {
             text: format!("#{run_id} at {}", position.place),
             delivery: None,

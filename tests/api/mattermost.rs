@@ -190,6 +190,43 @@ async fn a_trigger_typed_inside_a_thread_is_answered_in_that_thread() {
 }
 
 #[tokio::test]
+async fn an_acknowledgement_in_a_thread_is_posted_while_its_run_still_goes() {
+    let app = spawn_app_with(&[(
+        "deploy",
+        r#"
+[[steps]]
+name = "Wait"
+run = ["sleep", "120"]
+"#,
+    )])
+    .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v4/posts/replypost2"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"id": "replypost2", "root_id": "threadroot2"})),
+        )
+        .with_priority(1)
+        .mount(&app.mattermost)
+        .await;
+
+    assert_eq!(app.trigger("#deploy", "replypost2").await, json!({}));
+
+    // Not left for the result to carry along: the sender is woken for the acknowledgement.
+    let posts = app.posts(1).await;
+    let ack = body(&posts[0]);
+    assert_eq!(ack["root_id"], "threadroot2");
+    assert!(
+        ack["message"]
+            .as_str()
+            .unwrap()
+            .contains("Queued run **#1**"),
+        "{ack}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_failing_step_fails_the_run_and_skips_the_rest() {
     let app = spawn_app_with(&[(
         "release",
