@@ -85,7 +85,7 @@ impl App {
             .build()
             .context("cannot build the HTTP client")?;
 
-        let state = AppState {
+        let state = AppState::new(crate::http::Shared {
             store,
             catalog: Arc::new(catalog),
             config: Arc::new(config),
@@ -98,7 +98,7 @@ impl App {
             rate: Arc::new(crate::http::RateLimit::default()),
             sessions: Arc::new(crate::http::auth::Sessions::default()),
             draining: CancellationToken::new(),
-        };
+        });
         Ok(Self {
             listener,
             addr,
