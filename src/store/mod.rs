@@ -91,16 +91,35 @@ async fn rolled_back_on_error<T>(
 #[derive(Debug, Clone)]
 struct Writer {
     conn: Arc<tokio::sync::Mutex<Option<SqliteConnection>>>,
-    /// Taken by every write but the triggers' before it queues for `conn`: so at most one of
-    /// them waits there, and a batch of triggers waits for at most two writes (with four
-    /// workers writing their runs' claims and results, it waited for half its time).
+    /// Held by every write but the triggers' from before it queues for `conn` until it is
+    /// done: so none of them waits there, and a batch of triggers waits for the one write
+    /// under way at most (with four workers writing their runs' claims and results, in one
+    /// queue with the batches, a batch waited for the writer half its time).
     others: Arc<tokio::sync::Mutex<()>>,
     /// How long a write waits for its turn before it fails (as for another process's lock).
     wait: Duration,
 }
 
 /// The writer's connection, for one write.
-type Turn<'a> = tokio::sync::MappedMutexGuard<'a, SqliteConnection>;
+struct Turn<'a> {
+    conn: tokio::sync::MappedMutexGuard<'a, SqliteConnection>,
+    /// Released after `conn`, so a waiting batch of triggers gets `conn` first.
+    _others: Option<tokio::sync::MutexGuard<'a, ()>>,
+}
+
+impl std::ops::Deref for Turn<'_> {
+    type Target = SqliteConnection;
+
+    fn deref(&self) -> &SqliteConnection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Turn<'_> {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        &mut self.conn
+    }
+}
 
 impl Writer {
     /// The connection, once the writes queued before this one are done.
@@ -109,33 +128,35 @@ impl Writer {
     ///
     /// The turn did not come within `wait`, or the store was closed.
     async fn lock(&self) -> Result<Turn<'_>> {
-        tokio::time::timeout(self.wait, async {
-            let _queued = self.others.lock().await;
-            self.conn.lock().await
-        })
-        .await
-        .map_err(|_| sqlx::Error::PoolTimedOut)
-        .map_err(Error::from)
-        .and_then(Self::open)
+        self.turn(true).await
     }
 
-    /// The connection for a batch of triggers ([`batch`]): after the write that has it, and
-    /// the one other write that may be waiting for it.
+    /// The connection for a batch of triggers ([`batch`]), after the write under way.
     ///
     /// # Errors
     ///
     /// As [`Writer::lock`].
     async fn lock_first(&self) -> Result<Turn<'_>> {
-        tokio::time::timeout(self.wait, self.conn.lock())
-            .await
-            .map_err(|_| sqlx::Error::PoolTimedOut)
-            .map_err(Error::from)
-            .and_then(Self::open)
+        self.turn(false).await
     }
 
-    fn open(guard: tokio::sync::MutexGuard<'_, Option<SqliteConnection>>) -> Result<Turn<'_>> {
-        tokio::sync::MutexGuard::try_map(guard, Option::as_mut)
-            .map_err(|_| Error::Sqlx(sqlx::Error::PoolClosed))
+    async fn turn(&self, behind_others: bool) -> Result<Turn<'_>> {
+        let (others, conn) = tokio::time::timeout(self.wait, async {
+            let others = if behind_others {
+                Some(self.others.lock().await)
+            } else {
+                None
+            };
+            (others, self.conn.lock().await)
+        })
+        .await
+        .map_err(|_| sqlx::Error::PoolTimedOut)?;
+        let conn = tokio::sync::MutexGuard::try_map(conn, Option::as_mut)
+            .map_err(|_| Error::Sqlx(sqlx::Error::PoolClosed))?;
+        Ok(Turn {
+            conn,
+            _others: others,
+        })
     }
 
     /// Closes the connection (SQLite checkpoints the log); writes fail from then on.
