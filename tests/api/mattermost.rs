@@ -4,7 +4,7 @@ use serde_json::json;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 
-use crate::helpers::{BOT_TOKEN, BOT_USER, TOKEN, body, spawn_app, spawn_app_with};
+use crate::helpers::{BOT_TOKEN, BOT_USER, TOKEN, TestApp, body, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn a_form_trigger_is_stored_and_acknowledged_in_its_thread() {
@@ -158,18 +158,22 @@ async fn the_result_is_posted_in_the_trigger_thread_with_a_table() {
     );
 }
 
-#[tokio::test]
-async fn a_trigger_typed_inside_a_thread_is_answered_in_that_thread() {
-    let app = spawn_app().await;
+/// Mattermost says that `post` was typed in the thread of `root`.
+async fn in_thread(app: &TestApp, post: &str, root: &str) {
     Mock::given(method("GET"))
-        .and(path("/api/v4/posts/replypost1"))
+        .and(path(format!("/api/v4/posts/{post}")))
         .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"id": "replypost1", "root_id": "threadroot1"})),
+            ResponseTemplate::new(200).set_body_json(json!({"id": post, "root_id": root})),
         )
         .with_priority(1)
         .mount(&app.mattermost)
         .await;
+}
+
+#[tokio::test]
+async fn a_trigger_typed_inside_a_thread_is_answered_in_that_thread() {
+    let app = spawn_app().await;
+    in_thread(&app, "replypost1", "threadroot1").await;
 
     let reply = app.trigger("#build", "replypost1").await;
 
@@ -200,15 +204,7 @@ run = ["sleep", "120"]
 "#,
     )])
     .await;
-    Mock::given(method("GET"))
-        .and(path("/api/v4/posts/replypost2"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"id": "replypost2", "root_id": "threadroot2"})),
-        )
-        .with_priority(1)
-        .mount(&app.mattermost)
-        .await;
+    in_thread(&app, "replypost2", "threadroot2").await;
 
     assert_eq!(app.trigger("#deploy", "replypost2").await, json!({}));
 
