@@ -136,10 +136,11 @@ impl Cancels {
 }
 
 /// What [`Worker::try_run_one`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Step {
-    /// It ran (or settled) this run.
-    Ran(RunId),
+    /// It ran (or settled) this run; and claimed the next in the same write as it stored the
+    /// result, when one was waiting.
+    Ran(RunId, Option<Box<RunRow>>),
     /// The queue was empty.
     Idle,
 }
@@ -175,12 +176,16 @@ impl Worker {
 
     /// Runs queued runs until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
+        let mut next = None;
         loop {
             let woken = self.wake.notified();
             tokio::pin!(woken);
             woken.as_mut().enable();
-            match self.try_run_one(&shutdown).await {
-                Ok(Step::Ran(_)) => continue,
+            match self.try_run_one(&shutdown, next.take()).await {
+                Ok(Step::Ran(_, claimed)) => {
+                    next = claimed;
+                    continue;
+                }
                 Ok(Step::Idle) => {}
                 Err(err) => tracing::error!(error = ?err, "worker cannot reach the database"),
             }
@@ -193,27 +198,37 @@ impl Worker {
         }
     }
 
-    /// Claims and runs one run, if one is waiting.
+    /// Runs `claimed` (a run this worker claimed as it finished its last), or claims one and
+    /// runs it, if one is waiting. Once shutdown began it starts none, and gives `claimed`
+    /// back to the queue.
     ///
     /// # Errors
     ///
     /// The database failed.
-    pub async fn try_run_one(&self, shutdown: &CancellationToken) -> store::Result<Step> {
+    pub async fn try_run_one(
+        &self,
+        shutdown: &CancellationToken,
+        claimed: Option<Box<RunRow>>,
+    ) -> store::Result<Step> {
         if shutdown.is_cancelled() {
+            if let Some(run) = claimed {
+                self.store.requeue(run.run_id, run.attempt).await?;
+            }
             return Ok(Step::Idle);
         }
-        let now = now_ms();
-        let Some(run) = self
-            .store
-            .try_claim(
-                &self.owner,
-                now,
-                now + ms(self.config.lease),
-                &self.job_steps,
-            )
-            .await?
-        else {
-            return Ok(Step::Idle);
+        let run = match claimed {
+            Some(run) => *run,
+            None => {
+                let claim = self.claim();
+                let claimed = self
+                    .store
+                    .try_claim(claim.owner, claim.now, claim.lease_until, claim.steps)
+                    .await?;
+                match claimed {
+                    Some(run) => run,
+                    None => return Ok(Step::Idle),
+                }
+            }
         };
         let run_id = run.run_id;
         tracing::info!(run = %run_id, job = %run.job, attempt = run.attempt, "run started");
@@ -221,7 +236,7 @@ impl Worker {
         let Some(job) = self.catalog.get(&run.job).cloned() else {
             let error = format!("the job `{}` no longer exists on this server", run.job);
             self.finish_without_steps(run, &[], error).await?;
-            return Ok(Step::Ran(run_id));
+            return Ok(Step::Ran(run_id, None));
         };
         // Checked when queued; checked again, since the job's definition may have changed.
         let values = match crate::catalog::args::bind(&job.name, &job.params, &run.args) {
@@ -230,7 +245,7 @@ impl Worker {
                 let error = format!("its arguments no longer fit the job: {err}");
                 self.finish_without_steps(run, &job.step_names(), error)
                     .await?;
-                return Ok(Step::Ran(run_id));
+                return Ok(Step::Ran(run_id, None));
             }
         };
 
@@ -266,7 +281,9 @@ impl Worker {
         }
         if lost.load(Ordering::SeqCst) {
             tracing::warn!(run = %run_id, attempt = run.attempt, "lease lost; result discarded");
-        } else if result.status == RunStatus::Interrupted {
+            return Ok(Step::Ran(run_id, None));
+        }
+        if result.status == RunStatus::Interrupted {
             match after_interrupt(job.retry_interrupted, run.attempt) {
                 AfterInterrupt::Requeue => {
                     self.store.requeue(run_id, run.attempt).await?;
@@ -279,13 +296,26 @@ impl Worker {
                         humantime::format_duration(self.config.shutdown_grace)
                     );
                     result.error = Some(interrupted_error(&cause, run.attempt > 1));
-                    self.finish(run, result, &steps, last_step).await?;
+                    self.finish(run, result, &steps, last_step, None).await?;
                 }
             }
-        } else {
-            self.finish(run, result, &steps, last_step).await?;
+            return Ok(Step::Ran(run_id, None));
         }
-        Ok(Step::Ran(run_id))
+        // The next run is claimed with this one's result, unless shutdown began meanwhile.
+        let next = (!shutdown.is_cancelled()).then(|| self.claim());
+        let claimed = self.finish(run, result, &steps, last_step, next).await?;
+        Ok(Step::Ran(run_id, claimed.map(Box::new)))
+    }
+
+    /// A claim of the next run by this worker, from now.
+    fn claim(&self) -> store::Claim<'_> {
+        let now = now_ms();
+        store::Claim {
+            owner: &self.owner,
+            now,
+            lease_until: now + ms(self.config.lease),
+            steps: &self.job_steps,
+        }
     }
 
     /// Runs the steps in order; a failed step stops the run unless the job keeps going. The
@@ -504,7 +534,8 @@ impl Worker {
         let mut steps = RunSteps::claimed(run.run_id, names, run.started_at.unwrap_or_default());
         steps.finish(0, &skipped, true);
         let first = (!names.is_empty()).then_some((0, &skipped));
-        self.finish(run, result, &steps, first).await
+        self.finish(run, result, &steps, first, None).await?;
+        Ok(())
     }
 
     /// Stores the result, with its last step's, and its reply, which shows `steps`.
@@ -514,14 +545,22 @@ impl Worker {
         result: RunResult,
         steps: &RunSteps,
         last_step: Option<(usize, &StepResult)>,
-    ) -> store::Result<()> {
+        next: Option<store::Claim<'_>>,
+    ) -> store::Result<Option<RunRow>> {
         run.status = result.status;
         run.finished_at = Some(result.finished_at);
         run.error.clone_from(&result.error);
         let reply = result_reply(&self.config, &run, &steps.steps, &steps.failures);
-        let stored = self
+        let (stored, claimed) = self
             .store
-            .finish_run(run.run_id, run.attempt, &result, reply.as_ref(), last_step)
+            .finish_run_then_claim(
+                run.run_id,
+                run.attempt,
+                &result,
+                reply.as_ref(),
+                last_step,
+                next,
+            )
             .await?;
         if stored {
             tracing::info!(run = %run.run_id, status = run.status.as_str(), "run finished");
@@ -529,7 +568,7 @@ impl Worker {
                 self.outbox_wake.notify_one();
             }
         }
-        Ok(())
+        Ok(claimed)
     }
 }
 
@@ -743,6 +782,49 @@ mod tests {
         assert_eq!(after_interrupt(true, 1), AfterInterrupt::Requeue);
         assert_eq!(after_interrupt(true, 2), AfterInterrupt::Interrupted);
         assert_eq!(after_interrupt(true, 7), AfterInterrupt::Interrupted);
+    }
+
+    #[tokio::test]
+    async fn a_run_claimed_as_shutdown_begins_goes_back_to_the_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/t.db", dir.path().display());
+        let store = Store::connect(&url).await.unwrap();
+        let new = store::NewRun {
+            platform: "mattermost".into(),
+            message_id: "p1".into(),
+            job: "build".into(),
+            message: "#build".into(),
+            ..store::NewRun::default()
+        };
+        let ack = |_, _, _: &store::NewRun| store::runs::Ack {
+            text: "queued".into(),
+            delivery: None,
+        };
+        store.insert_run(&new, 1, ack).await.unwrap();
+        let worker = Worker {
+            store: store.clone(),
+            catalog: Arc::new(crate::catalog::Catalog::default()),
+            config: Arc::new(Config::parse("test", "", Vec::new()).unwrap()),
+            wake: Arc::new(Notify::new()),
+            outbox_wake: Arc::new(Notify::new()),
+            owner: owner_name(0),
+            cancels: Arc::new(Cancels::default()),
+            job_steps: Arc::new(store::JobSteps::new([("build", vec!["a"])])),
+        };
+        // As the worker's last run finished, it claimed this one; then shutdown began.
+        let claim = worker.claim();
+        let run = store
+            .try_claim(claim.owner, claim.now, claim.lease_until, claim.steps)
+            .await
+            .unwrap()
+            .unwrap();
+        let shutdown = CancellationToken::new();
+        shutdown.cancel();
+
+        let step = worker.try_run_one(&shutdown, Some(Box::new(run))).await;
+        assert!(matches!(step, Ok(Step::Idle)), "{step:?}");
+        let run = store.get_run(store::RunId(1)).await.unwrap().unwrap();
+        assert_eq!(run.status, RunStatus::Queued, "started by the next start");
     }
 
     #[test]

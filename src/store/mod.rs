@@ -19,8 +19,8 @@ use sqlx::{Connection, SqliteConnection, SqlitePool};
 
 pub use outbox::{DeliveryRow, DeliveryState};
 pub use runs::{
-    Insert, JobSteps, NewRun, Position, RunFilter, RunId, RunRow, RunStatus, StepRow, StepStatus,
-    TestFailureRow,
+    Claim, Insert, JobSteps, NewRun, Position, RunFilter, RunId, RunRow, RunStatus, StepRow,
+    StepStatus, TestFailureRow,
 };
 
 /// Failures of the store.

@@ -489,6 +489,86 @@ fn step_json(position: usize, result: &StepResult, last: bool) -> String {
 const FAILURES_OF_RUN: &str = "select position, suite, name, message, detail \
     from test_failure where run_id = ?1 order by position, ordinal";
 
+/// Who claims the next run ([`Store::try_claim`], [`Store::finish_run_then_claim`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Claim<'a> {
+    /// The worker (host:pid#n), whose lease it is.
+    pub owner: &'a str,
+    pub now: i64,
+    pub lease_until: i64,
+    /// What the claimed run's steps are.
+    pub steps: &'a JobSteps,
+}
+
+impl Claim<'_> {
+    /// `script` ([`claim_script`]) with this claim's values.
+    fn query(
+        &self,
+        script: &'static str,
+    ) -> sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
+        sqlx::query(sqlx::AssertSqlSafe(script))
+            .bind(self.now)
+            .bind(&self.steps.0)
+            .bind(self.owner)
+            .bind(self.lease_until)
+    }
+}
+
+/// Where a claim's statements run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClaimIn {
+    /// From `begin immediate` to `commit`.
+    ItsOwnTransaction,
+    /// In a transaction already begun, which it commits.
+    OneBegun,
+}
+
+/// The claim's statements: the update that claims (returning the run), its steps' rows, and
+/// `commit`. Parameters `?1` now, `?2` the steps, `?3` the owner, `?4` the lease's end.
+fn claim_script(within: ClaimIn) -> &'static str {
+    // The run to claim. (Two indexes skipped in all, `?2` in the update and the delete: see
+    // `Store::write_script`.)
+    const NEXT: &str = "(with recursive queued_job (job) as (
+             select (select min(job) from run where status = 'queued')
+             union all
+             select (select min(job) from run where status = 'queued' and job > q.job)
+             from queued_job q where q.job is not null
+         )
+         select r.run_id from queued_job q
+         join run r on r.run_id =
+             (select min(run_id) from run where status = 'queued' and job = q.job)
+         where (select count(*) from run x
+                where x.status = 'running' and x.job = q.job
+                    and x.lease_expires_at >= ?1) < r.concurrency
+         order by r.run_id limit 1)";
+    // The run just claimed, found by the next statements without looking for `NEXT` again
+    // (a tenth of a claim each time): a worker has one run at a time, and no other of its
+    // runs started in the same millisecond with the same lease.
+    const CLAIMED: &str = "(select run_id from run where status = 'running'
+             and lease_owner = ?3 and started_at = ?1 and lease_expires_at = ?4)";
+    static SCRIPTS: std::sync::LazyLock<[String; 2]> = std::sync::LazyLock::new(|| {
+        let body = format!(
+            "update run set status = 'running', attempt = attempt + 1, lease_owner = ?3,
+                 lease_expires_at = ?4, started_at = ?1
+             where run_id = {NEXT}
+             returning {RUN_COLUMNS};
+             delete from step where run_id = {CLAIMED};
+             insert into step (run_id, position, name, status, started_at)
+             select r.run_id, s.key, s.value, iif(s.key = 0, 'running', 'pending'),
+                    iif(s.key = 0, ?1, null)
+             from run r join json_each(?2) j on j.value ->> 0 = r.job,
+                  json_each(j.value -> 1) s
+             where r.run_id = {CLAIMED} order by s.key;
+             commit"
+        );
+        [format!("begin immediate; {body}"), body]
+    });
+    match within {
+        ClaimIn::ItsOwnTransaction => &SCRIPTS[0],
+        ClaimIn::OneBegun => &SCRIPTS[1],
+    }
+}
+
 impl Store {
     /// Stores a trigger's run, queued (or denied, see [`NewRun::denied`]), unless the same
     /// trigger (platform and message id) was stored before; `ack` makes the acknowledgement
@@ -541,51 +621,14 @@ impl Store {
         lease_until: i64,
         steps: &JobSteps,
     ) -> Result<Option<RunRow>> {
-        // The run to claim. (Two indexes skipped in all, `?2` in the update and the delete:
-        // see `Store::write_script`.)
-        const NEXT: &str = "(with recursive queued_job (job) as (
-                 select (select min(job) from run where status = 'queued')
-                 union all
-                 select (select min(job) from run where status = 'queued' and job > q.job)
-                 from queued_job q where q.job is not null
-             )
-             select r.run_id from queued_job q
-             join run r on r.run_id =
-                 (select min(run_id) from run where status = 'queued' and job = q.job)
-             where (select count(*) from run x
-                    where x.status = 'running' and x.job = q.job
-                        and x.lease_expires_at >= ?1) < r.concurrency
-             order by r.run_id limit 1)";
-        // The run just claimed, found by the next statements without looking for `NEXT` again
-        // (a tenth of a claim each time): a worker has one run at a time, and no other of its
-        // runs started in the same millisecond with the same lease.
-        const CLAIMED: &str = "(select run_id from run where status = 'running'
-                 and lease_owner = ?3 and started_at = ?1 and lease_expires_at = ?4)";
-        static SCRIPT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-            format!(
-                "begin immediate;
-                 update run set status = 'running', attempt = attempt + 1, lease_owner = ?3,
-                     lease_expires_at = ?4, started_at = ?1
-                 where run_id = {NEXT}
-                 returning {RUN_COLUMNS};
-                 delete from step where run_id = {CLAIMED};
-                 insert into step (run_id, position, name, status, started_at)
-                 select r.run_id, s.key, s.value, iif(s.key = 0, 'running', 'pending'),
-                        iif(s.key = 0, ?1, null)
-                 from run r join json_each(?2) j on j.value ->> 0 = r.job,
-                      json_each(j.value -> 1) s
-                 where r.run_id = {CLAIMED} order by s.key;
-                 commit"
-            )
-        });
+        let claim = Claim {
+            owner,
+            now,
+            lease_until,
+            steps,
+        };
         let rows = self
-            .fetch_script(
-                sqlx::query(sqlx::AssertSqlSafe(SCRIPT.as_str()))
-                    .bind(now)
-                    .bind(&steps.0)
-                    .bind(owner)
-                    .bind(lease_until),
-            )
+            .fetch_script(claim.query(claim_script(ClaimIn::ItsOwnTransaction)))
             .await?;
         let Some(row) = rows.first() else {
             return Ok(None);
@@ -678,46 +721,91 @@ impl Store {
         reply: Option<&Delivery>,
         last_step: Option<(usize, &StepResult)>,
     ) -> Result<bool> {
+        let (stored, _) = self
+            .finish_run_then_claim(run_id, attempt, result, reply, last_step, None)
+            .await?;
+        Ok(stored)
+    }
+
+    /// [`Store::finish_run`], then, in the same transaction, [`Store::try_claim`] for `next`
+    /// (when given): the worker's next run, with one turn on the writer and one sync where
+    /// there were two of each. Whether the run's result was stored, and the run claimed.
+    ///
+    /// # Errors
+    ///
+    /// The database failed; nothing was written.
+    pub async fn finish_run_then_claim(
+        &self,
+        run_id: RunId,
+        attempt: i64,
+        result: &RunResult,
+        reply: Option<&Delivery>,
+        last_step: Option<(usize, &StepResult)>,
+        next: Option<Claim<'_>>,
+    ) -> Result<(bool, Option<RunRow>)> {
         // The reply is queued only when the run was still this attempt's (`changes()`: the
         // rows the run's update changed, which a select leaves as they are). (Two indexes
         // skipped in all, `?2` in the run's update and the reply's insert: see
-        // `Store::write_script`.)
-        let rows = self
-            .fetch_script(
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "begin;
-                     {FINISH_STEP}
-                     update run set status = ?7, error = ?8, log_head = ?9, log_tail = ?10,
-                         log_bytes = ?11, log_lines = ?12, log_path = ?13, finished_at = ?3,
-                         lease_owner = null, lease_expires_at = null
-                     where run_id = ?1 and attempt = ?14 and status = 'running';
-                     select changes();
-                     {}
-                     select ?1, ?4, ?5, ?6, ?3, ?3 where ?4 is not null and changes() = 1;
-                     commit",
-                    outbox::INSERT
-                )))
-                .bind(run_id)
-                .bind(last_step.map(|(position, step)| step_json(position, step, true)))
-                .bind(result.finished_at)
-                .bind(reply.map(|r| &r.target))
-                .bind(reply.map(|r| &r.body))
-                .bind(reply.and_then(outbox::thread))
-                .bind(result.status)
-                .bind(&result.error)
-                .bind(&result.log_head)
-                .bind(&result.log_tail)
-                .bind(result.log_bytes)
-                .bind(result.log_lines)
-                .bind(&result.log_path)
-                .bind(attempt),
-            )
-            .await?;
-        let changed: i64 = match rows.first() {
-            Some(row) => row.try_get(0)?,
-            None => 0,
-        };
-        Ok(changed > 0)
+        // `Store::write_script`.) Committed here, or by the claim's statements, a second
+        // message (their parameters are numbered on their own).
+        static SCRIPTS: std::sync::LazyLock<[String; 2]> = std::sync::LazyLock::new(|| {
+            let body = format!(
+                "begin;
+                 {FINISH_STEP}
+                 update run set status = ?7, error = ?8, log_head = ?9, log_tail = ?10,
+                     log_bytes = ?11, log_lines = ?12, log_path = ?13, finished_at = ?3,
+                     lease_owner = null, lease_expires_at = null
+                 where run_id = ?1 and attempt = ?14 and status = 'running';
+                 select changes();
+                 {}
+                 select ?1, ?4, ?5, ?6, ?3, ?3 where ?4 is not null and changes() = 1;",
+                outbox::INSERT
+            );
+            [format!("{body} commit"), body]
+        });
+        let finish = sqlx::query(sqlx::AssertSqlSafe(match next {
+            None => SCRIPTS[0].as_str(),
+            Some(_) => SCRIPTS[1].as_str(),
+        }))
+        .bind(run_id)
+        .bind(last_step.map(|(position, step)| step_json(position, step, true)))
+        .bind(result.finished_at)
+        .bind(reply.map(|r| &r.target))
+        .bind(reply.map(|r| &r.body))
+        .bind(reply.and_then(outbox::thread))
+        .bind(result.status)
+        .bind(&result.error)
+        .bind(&result.log_head)
+        .bind(&result.log_tail)
+        .bind(result.log_bytes)
+        .bind(result.log_lines)
+        .bind(&result.log_path)
+        .bind(attempt);
+        let mut conn = self.writer.lock().await?;
+        let written = async {
+            let changed: i64 = match finish.fetch_all(&mut *conn).await?.first() {
+                Some(row) => row.try_get(0)?,
+                None => 0,
+            };
+            let claimed = match &next {
+                None => None,
+                Some(claim) => claim
+                    .query(claim_script(ClaimIn::OneBegun))
+                    .fetch_all(&mut *conn)
+                    .await?
+                    .first()
+                    .map(RunRow::from_row)
+                    .transpose()?,
+            };
+            Ok::<_, sqlx::Error>((changed > 0, claimed))
+        }
+        .await;
+        let (stored, claimed) = super::rolled_back_on_error(&mut conn, written).await?;
+        drop(conn);
+        if claimed.is_some() {
+            self.durable().await?;
+        }
+        Ok((stored, claimed))
     }
 
     /// Runs whose lease ran out before `now`: their worker (or chatrun) stopped under them.
@@ -1340,6 +1428,85 @@ mod tests {
         assert_eq!(store.deliveries(run.run_id).await.unwrap().len(), 1);
         // The old worker, if it still runs somewhere, cannot write over it.
         assert!(!store.renew(run.run_id, 1, 200).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_result_and_the_next_claim_go_in_one_write() {
+        let (_dir, store) = store().await;
+        for message in ["p1", "p2"] {
+            store.insert_run(&new_run(message), 1, ack).await.unwrap();
+        }
+        let steps = build_steps();
+        let first = store
+            .try_claim("w1", 10, 1000, &steps)
+            .await
+            .unwrap()
+            .unwrap();
+        let next = Claim {
+            owner: "w1",
+            now: 20,
+            lease_until: 2000,
+            steps: &steps,
+        };
+        // The job runs one at a time: the first run's result frees the slot the claim takes.
+        let (stored, claimed) = store
+            .finish_run_then_claim(
+                first.run_id,
+                1,
+                &result(RunStatus::Succeeded),
+                None,
+                None,
+                Some(next),
+            )
+            .await
+            .unwrap();
+        assert!(stored);
+        let claimed = claimed.expect("the second run is claimed");
+        assert_eq!(
+            (
+                claimed.run_id,
+                claimed.status,
+                claimed.attempt,
+                claimed.started_at
+            ),
+            (RunId(2), RunStatus::Running, 1, Some(20))
+        );
+        let first_now = store.get_run(first.run_id).await.unwrap().unwrap();
+        assert_eq!(first_now.status, RunStatus::Succeeded);
+        let names = |steps: Vec<StepRow>| -> Vec<(String, StepStatus, Option<i64>)> {
+            steps
+                .into_iter()
+                .map(|s| (s.name, s.status, s.started_at))
+                .collect()
+        };
+        assert_eq!(
+            names(store.steps(claimed.run_id).await.unwrap()),
+            [
+                ("a".to_string(), StepStatus::Running, Some(20)),
+                ("b".to_string(), StepStatus::Pending, None)
+            ],
+            "the claimed run's steps are written with the claim"
+        );
+        assert_eq!(
+            names(store.steps(first.run_id).await.unwrap())[0],
+            ("a".to_string(), StepStatus::Running, Some(10)),
+            "the first run keeps its own"
+        );
+
+        // Nothing left to claim: the result is stored all the same.
+        let (stored, none) = store
+            .finish_run_then_claim(
+                claimed.run_id,
+                1,
+                &result(RunStatus::Failed),
+                None,
+                None,
+                Some(Claim { now: 30, ..next }),
+            )
+            .await
+            .unwrap();
+        assert!(stored && none.is_none());
+        assert_eq!(store.counts().await.unwrap(), (0, 0));
     }
 
     #[tokio::test]
