@@ -218,17 +218,10 @@ impl Worker {
         }
         let run = match claimed {
             Some(run) => *run,
-            None => {
-                let claim = self.claim();
-                let claimed = self
-                    .store
-                    .try_claim(claim.owner, claim.now, claim.lease_until, claim.steps)
-                    .await?;
-                match claimed {
-                    Some(run) => run,
-                    None => return Ok(Step::Idle),
-                }
-            }
+            None => match self.store.try_claim(self.claim()).await? {
+                Some(run) => run,
+                None => return Ok(Step::Idle),
+            },
         };
         let run_id = run.run_id;
         tracing::info!(run = %run_id, job = %run.job, attempt = run.attempt, "run started");
@@ -553,7 +546,7 @@ impl Worker {
         let reply = result_reply(&self.config, &run, &steps.steps, &steps.failures);
         let (stored, claimed) = self
             .store
-            .finish_run_then_claim(
+            .finish_run(
                 run.run_id,
                 run.attempt,
                 &result,
@@ -812,12 +805,7 @@ mod tests {
             job_steps: Arc::new(store::JobSteps::new([("build", vec!["a"])])),
         };
         // As the worker's last run finished, it claimed this one; then shutdown began.
-        let claim = worker.claim();
-        let run = store
-            .try_claim(claim.owner, claim.now, claim.lease_until, claim.steps)
-            .await
-            .unwrap()
-            .unwrap();
+        let run = store.try_claim(worker.claim()).await.unwrap().unwrap();
         let shutdown = CancellationToken::new();
         shutdown.cancel();
 

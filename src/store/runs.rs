@@ -489,7 +489,7 @@ fn step_json(position: usize, result: &StepResult, last: bool) -> String {
 const FAILURES_OF_RUN: &str = "select position, suite, name, message, detail \
     from test_failure where run_id = ?1 order by position, ordinal";
 
-/// Who claims the next run ([`Store::try_claim`], [`Store::finish_run_then_claim`]).
+/// Who claims the next run ([`Store::try_claim`], [`Store::finish_run`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Claim<'a> {
     /// The worker (host:pid#n), whose lease it is.
@@ -597,11 +597,11 @@ impl Store {
         outcome.await.map_err(|_| closed())?
     }
 
-    /// Takes the oldest queued run whose job has a free slot, for `owner`: `attempt` goes up
-    /// by one and the lease runs until `lease_until`. (Runs whose lease expired are settled by
+    /// Takes the oldest queued run whose job has a free slot, for `claim.owner`: `attempt`
+    /// goes up by one and the lease runs until `claim.lease_until`. (Runs whose lease expired are settled by
     /// [`Store::interrupt_run`] or [`Store::requeue_expired`] first.) In the same transaction,
-    /// writes the run's steps from `steps` (replacing those of an earlier attempt): the first
-    /// running since `now`, the others pending; later ones are started by
+    /// writes the run's steps from `claim.steps` (replacing those of an earlier attempt): the
+    /// first running since `claim.now`, the others pending; later ones are started by
     /// [`Store::start_step`].
     ///
     /// Only the head of each job's queue is looked at: the jobs with queued runs are found by
@@ -614,19 +614,7 @@ impl Store {
     /// # Errors
     ///
     /// The database failed.
-    pub async fn try_claim(
-        &self,
-        owner: &str,
-        now: i64,
-        lease_until: i64,
-        steps: &JobSteps,
-    ) -> Result<Option<RunRow>> {
-        let claim = Claim {
-            owner,
-            now,
-            lease_until,
-            steps,
-        };
+    pub async fn try_claim(&self, claim: Claim<'_>) -> Result<Option<RunRow>> {
         let rows = self
             .fetch_script(claim.query(claim_script(ClaimIn::ItsOwnTransaction)))
             .await?;
@@ -707,34 +695,16 @@ impl Store {
     }
 
     /// Records a run's result, its `last_step`'s (position and result; the steps after it
-    /// are marked skipped), and queues its reply, in one transaction. False (and nothing
-    /// written of the run or its reply) when the run is no longer this attempt's.
+    /// are marked skipped), and queues its reply; then, in the same transaction, claims the
+    /// worker's next run as [`Store::try_claim`] does, when `next` is given: one turn on the
+    /// writer and one sync where there were two of each. Whether the result was stored (not
+    /// when the run is no longer this attempt's: nothing is written of it or its reply), and
+    /// the run claimed.
     ///
     /// # Errors
     ///
     /// The database failed; nothing was written.
     pub async fn finish_run(
-        &self,
-        run_id: RunId,
-        attempt: i64,
-        result: &RunResult,
-        reply: Option<&Delivery>,
-        last_step: Option<(usize, &StepResult)>,
-    ) -> Result<bool> {
-        let (stored, _) = self
-            .finish_run_then_claim(run_id, attempt, result, reply, last_step, None)
-            .await?;
-        Ok(stored)
-    }
-
-    /// [`Store::finish_run`], then, in the same transaction, [`Store::try_claim`] for `next`
-    /// (when given): the worker's next run, with one turn on the writer and one sync where
-    /// there were two of each. Whether the run's result was stored, and the run claimed.
-    ///
-    /// # Errors
-    ///
-    /// The database failed; nothing was written.
-    pub async fn finish_run_then_claim(
         &self,
         run_id: RunId,
         attempt: i64,
@@ -1113,6 +1083,16 @@ mod tests {
         (dir, Store::connect(&url).await.unwrap())
     }
 
+    /// A claim by `owner` at `now`, its lease until `lease_until`.
+    fn claim<'a>(owner: &'a str, now: i64, lease_until: i64, steps: &'a JobSteps) -> Claim<'a> {
+        Claim {
+            owner,
+            now,
+            lease_until,
+            steps,
+        }
+    }
+
     /// The steps of the job `build` of [`new_run`].
     fn build_steps() -> JobSteps {
         JobSteps::new([("other", vec!["x"]), ("build", vec!["a", "b"])])
@@ -1248,7 +1228,11 @@ mod tests {
 
         // Oldest first while a job has a free slot: build takes one, lint two, then nothing.
         let mut claimed = Vec::new();
-        while let Some(row) = store.try_claim("w", 10, 100, &build_steps()).await.unwrap() {
+        while let Some(row) = store
+            .try_claim(claim("w", 10, 100, &build_steps()))
+            .await
+            .unwrap()
+        {
             claimed.push(row.run_id.0);
         }
         assert_eq!(claimed, [1, 3, 5]);
@@ -1267,7 +1251,7 @@ mod tests {
         assert_eq!(next.ack_text, "#7 at 3", "runs 1 and 4 wait before it");
         assert_eq!(
             store
-                .try_claim("w", 13, 100, &build_steps())
+                .try_claim(claim("w", 13, 100, &build_steps()))
                 .await
                 .unwrap()
                 .map(|r| r.run_id.0),
@@ -1294,7 +1278,7 @@ mod tests {
             .unwrap();
 
         let run = store
-            .try_claim("w1", 10, 20, &build_steps())
+            .try_claim(claim("w1", 10, 20, &build_steps()))
             .await
             .unwrap()
             .unwrap();
@@ -1317,7 +1301,7 @@ mod tests {
         assert!(!store.requeue_expired(run.run_id, 1, 30).await.unwrap());
         assert!(store.requeue_expired(run.run_id, 1, 31).await.unwrap());
         let second = store
-            .try_claim("w2", 31, 60, &build_steps())
+            .try_claim(claim("w2", 31, 60, &build_steps()))
             .await
             .unwrap()
             .unwrap();
@@ -1325,26 +1309,35 @@ mod tests {
         assert!(!store.renew(run.run_id, 1, 70).await.unwrap());
         assert!(
             !store
-                .finish_run(run.run_id, 1, &result(RunStatus::Failed), None, None)
+                .finish_run(run.run_id, 1, &result(RunStatus::Failed), None, None, None)
                 .await
                 .unwrap()
+                .0
         );
         assert!(
             store
-                .finish_run(run.run_id, 2, &result(RunStatus::Succeeded), None, None)
+                .finish_run(
+                    run.run_id,
+                    2,
+                    &result(RunStatus::Succeeded),
+                    None,
+                    None,
+                    None
+                )
                 .await
                 .unwrap()
+                .0
         );
 
         let third = store
-            .try_claim("w1", 40, 70, &build_steps())
+            .try_claim(claim("w1", 40, 70, &build_steps()))
             .await
             .unwrap()
             .unwrap();
         assert_eq!(third.run_id, RunId(2));
         assert!(
             store
-                .try_claim("w1", 41, 71, &build_steps())
+                .try_claim(claim("w1", 41, 71, &build_steps()))
                 .await
                 .unwrap()
                 .is_none()
@@ -1385,7 +1378,7 @@ mod tests {
         let (_dir, store) = store().await;
         store.insert_run(&new_run("p1"), 1, ack).await.unwrap();
         let run = store
-            .try_claim("w1", 10, 100, &build_steps())
+            .try_claim(claim("w1", 10, 100, &build_steps()))
             .await
             .unwrap()
             .unwrap();
@@ -1438,7 +1431,7 @@ mod tests {
         }
         let steps = build_steps();
         let first = store
-            .try_claim("w1", 10, 1000, &steps)
+            .try_claim(claim("w1", 10, 1000, &steps))
             .await
             .unwrap()
             .unwrap();
@@ -1450,7 +1443,7 @@ mod tests {
         };
         // The job runs one at a time: the first run's result frees the slot the claim takes.
         let (stored, claimed) = store
-            .finish_run_then_claim(
+            .finish_run(
                 first.run_id,
                 1,
                 &result(RunStatus::Succeeded),
@@ -1495,7 +1488,7 @@ mod tests {
 
         // Nothing left to claim: the result is stored all the same.
         let (stored, none) = store
-            .finish_run_then_claim(
+            .finish_run(
                 claimed.run_id,
                 1,
                 &result(RunStatus::Failed),
@@ -1514,7 +1507,7 @@ mod tests {
         let (_dir, store) = store().await;
         store.insert_run(&new_run("p1"), 1, ack).await.unwrap();
         let run = store
-            .try_claim("w1", 10, 1000, &build_steps())
+            .try_claim(claim("w1", 10, 1000, &build_steps()))
             .await
             .unwrap()
             .unwrap();
@@ -1569,10 +1562,12 @@ mod tests {
                     1,
                     &result(RunStatus::Failed),
                     None,
-                    Some((0, &failed))
+                    Some((0, &failed)),
+                    None
                 )
                 .await
                 .unwrap()
+                .0
         );
 
         let steps = store.steps(run.run_id).await.unwrap();

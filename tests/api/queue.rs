@@ -285,12 +285,12 @@ async fn leave_a_claimed_run(
         .await
         .unwrap();
     let claimed = store
-        .try_claim(
+        .try_claim(chatrun::store::Claim {
             owner,
-            claimed_at,
+            now: claimed_at,
             lease_until,
-            &chatrun::store::JobSteps::new([("build", vec!["Build"])]),
-        )
+            steps: &chatrun::store::JobSteps::new([("build", vec!["Build"])]),
+        })
         .await
         .unwrap();
     assert!(claimed.is_some());
