@@ -531,7 +531,8 @@ impl Worker {
         Ok(())
     }
 
-    /// Stores the result, with its last step's, and its reply, which shows `steps`.
+    /// Stores the result, with its last step's, and its reply, which shows `steps`; in the
+    /// same write, claims `next` (when given): the run it claimed.
     async fn finish(
         &self,
         mut run: RunRow,
