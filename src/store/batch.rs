@@ -1,8 +1,8 @@
 //! Triggers stored in batches: the runs of every trigger waiting at the same moment are
 //! inserted by one transaction of a few statements, whatever their number.
 //!
-//! [`Store::insert_run`](super::Store::insert_run) hands its trigger to one task, [`run`],
-//! which takes every trigger queued meanwhile (up to [`MAX_BATCH`]) and, in one
+//! [`Store::insert_run`](super::Store::insert_run) hands its trigger to one task, [`run`], on a
+//! thread of its own ([`start`]), which takes every trigger queued meanwhile (up to [`MAX_BATCH`]) and, in one
 //! `BEGIN IMMEDIATE` transaction: looks up which messages are stored already and each job's
 //! queue (one statement each, over a JSON list), numbers the new runs and gives each caller its
 //! run number and queue position, words each acknowledgement with the caller's function,
@@ -50,10 +50,36 @@ pub struct Request {
     pub done: oneshot::Sender<Result<Insert>>,
 }
 
+/// Starts [`run`] on a thread of its own, with a runtime of its own.
+///
+/// N.B. Not on the server's threads: there the batch waited its turn behind the requests being
+/// served twice per batch, each time the writer's thread answered (a task woken from outside
+/// the runtime's threads waits in its shared queue, which each thread looks at only between
+/// dozens of its own tasks). The batch is the one path every trigger goes through in turn;
+/// with runs of `true` beside the triggers, acknowledgements/s went up by 8%.
+///
+/// # Errors
+///
+/// The runtime or the thread could not be made.
+pub fn start(
+    writer: Writer,
+    requests: mpsc::Receiver<Request>,
+    flusher: Arc<Flusher>,
+) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("chatrun-batch".into())
+        .spawn(move || runtime.block_on(run(writer, requests, flusher)))?;
+    Ok(())
+}
+
 /// Stores the requests of `requests` in batches until every sender is gone. Callers hear of a
-/// batch once `flusher` has synced its commit.
-pub async fn run(writer: Writer, mut requests: mpsc::Receiver<Request>, flusher: Arc<Flusher>) {
+/// batch once `flusher` has synced its commit (and of every batch before this returns).
+async fn run(writer: Writer, mut requests: mpsc::Receiver<Request>, flusher: Arc<Flusher>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut syncing = tokio::task::JoinSet::new();
     while requests.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let requests = std::mem::take(&mut batch);
         let (outcomes, dones) = match store(&writer, requests).await {
@@ -67,8 +93,9 @@ pub async fn run(writer: Writer, mut requests: mpsc::Receiver<Request>, flusher:
             }
         };
         // The next batch goes on while this one's commit is synced (and shares the sync).
+        while syncing.try_join_next().is_some() {}
         let flusher = flusher.clone();
-        tokio::spawn(async move {
+        syncing.spawn(async move {
             let synced = flusher
                 .flush()
                 .await
@@ -81,6 +108,7 @@ pub async fn run(writer: Writer, mut requests: mpsc::Receiver<Request>, flusher:
             }
         });
     }
+    while syncing.join_next().await.is_some() {}
 }
 
 /// What happens to one request of a batch.

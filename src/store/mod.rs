@@ -35,6 +35,9 @@ pub enum Error {
     /// The database file's folder could not be created.
     #[error("cannot create the database folder {0}")]
     Folder(String, #[source] std::io::Error),
+    /// The thread that stores triggers could not be started.
+    #[error("cannot start the thread that stores triggers")]
+    Batcher(#[source] std::io::Error),
     /// A commit could not be synced to disk.
     #[error("cannot sync the database to disk")]
     Flush(#[source] std::io::Error),
@@ -248,7 +251,7 @@ impl Store {
             .await?;
         let flusher = Arc::new(flush::Flusher::new(wal));
         let (batch, requests) = tokio::sync::mpsc::channel(batch::MAX_BATCH * 4);
-        tokio::spawn(batch::run(writer.clone(), requests, flusher.clone()));
+        batch::start(writer.clone(), requests, flusher.clone()).map_err(Error::Batcher)?;
         Ok(Self {
             writer,
             reader,
