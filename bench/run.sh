@@ -38,17 +38,30 @@ fi
 sections=$(mktemp -d)
 trap 'rm -rf "$sections"' EXIT
 
+# The machine's CPU ticks: stolen (by the hypervisor, for other guests) and in all.
+cpu_ticks() {
+    awk '/^cpu / { total = 0; for (i = 2; i <= NF; i++) total += $i; print $9, total }' \
+        /proc/stat 2>/dev/null || echo "0 0"
+}
+
+# stolen_share "BEFORE" "AFTER" (two cpu_ticks): the share of CPU time stolen in between.
+stolen_share() {
+    echo "$1 $2" | awk '{ d = $4 - $2; printf "%.0f%%", (d > 0 ? 100 * ($3 - $1) / d : 0) }'
+}
+
 # section PART TITLE INTRO FENCE COMMAND...: when PART is wanted, writes "## TITLE", INTRO
-# (none when empty) and what COMMAND prints (in a code block when FENCE is "fenced") as that
-# part's section of BENCHMARKS.md.
+# (none when empty), what COMMAND prints (in a code block when FENCE is "fenced") and the
+# share of CPU time the hypervisor gave other guests meanwhile, as that part's section of
+# BENCHMARKS.md.
 section() {
-    local part=$1 title=$2 intro=$3 fence=$4
+    local part=$1 title=$2 intro=$3 fence=$4 before
     shift 4
     wants "$part" || return 0
     echo "== $part: $title" >&2
     # What the last part wrote (the history part's million runs) is written back now, not
     # during this part's syncs.
     sync
+    before=$(cpu_ticks)
     {
         echo "## $title"
         echo
@@ -59,6 +72,8 @@ section() {
         [ "$fence" = fenced ] && echo '```'
         "$@"
         [ "$fence" = fenced ] && echo '```'
+        echo
+        echo "CPU time stolen by the hypervisor during this part: $(stolen_share "$before" "$(cpu_ticks)")."
         echo
     } >"$sections/$part.md"
 }
@@ -118,7 +133,9 @@ memory=$(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
     echo "- Command: \`$command_line\`"
     echo
     echo "The load generator, the servers and anything else on the machine share the same cores;"
-    echo "compare a figure with the baseline in the same table, not with another run's."
+    echo "compare a figure with the baseline in the same table, not with another run's. Each part"
+    echo "ends with the share of CPU time the hypervisor gave to other guests meanwhile (steal):"
+    echo "the higher, the noisier that part's figures."
     echo
     # In the order of the figures, whatever order they ran in.
     for part in load dispatch output history startup micro; do
