@@ -1031,10 +1031,22 @@ impl Store {
         }
         // The limit is a number written into the SQL, not bound: SQLite reads a bound LIMIT
         // while planning and compiles the statement again every time it is bound.
-        let sql = format!(
-            "select {RUN_COLUMNS} from run where {} order by run_id desc limit {limit}",
+        let page = format!(
+            "from run where {} order by run_id desc limit {limit}",
             conditions.join(" and ")
         );
+        // With a time filter, the page's run numbers are picked first, from `run_created`
+        // alone, and only its rows are read: otherwise SQLite reads every run of the period
+        // to sort them (a run a second over one hour of a million runs: 9.1 ms, against 2.6).
+        // Without one, the page is read in order and this would only add a step.
+        let sql = if filter.since.is_some() || filter.until.is_some() {
+            format!(
+                "select {RUN_COLUMNS} from run where run_id in (select run_id {page})
+                 order by run_id desc"
+            )
+        } else {
+            format!("select {RUN_COLUMNS} {page}")
+        };
         let mut query = sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(sql))
             .bind(before.map_or(i64::MAX, |id| id.0));
         for text in texts {
@@ -1624,5 +1636,39 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    #[tokio::test]
+    async fn a_period_is_paged_newest_first_without_gaps() {
+        let (_dir, store) = store().await;
+        // Runs 1 to 120, made at times 1 to 120; the period [11, 101) holds runs 11 to 100.
+        for n in 1..=120 {
+            stored(
+                store
+                    .insert_run(&new_run(&format!("post{n}")), n, ack)
+                    .await
+                    .unwrap(),
+            );
+        }
+        let period = RunFilter {
+            since: Some(11),
+            until: Some(101),
+            ..RunFilter::default()
+        };
+        let ids = |page: &[RunRow]| page.iter().map(|run| run.run_id.0).collect::<Vec<_>>();
+        let first = store.search_runs(&period, None, 50).await.unwrap();
+        assert_eq!(ids(&first), (51..=100).rev().collect::<Vec<_>>());
+        let next = store
+            .search_runs(&period, Some(first[49].run_id), 50)
+            .await
+            .unwrap();
+        assert_eq!(ids(&next), (11..=50).rev().collect::<Vec<_>>());
+        assert_eq!(next[0].created_at, 50, "whole rows, not only their numbers");
+        let since = RunFilter {
+            since: Some(111),
+            ..RunFilter::default()
+        };
+        let last = store.search_runs(&since, None, 50).await.unwrap();
+        assert_eq!(ids(&last), (111..=120).rev().collect::<Vec<_>>());
     }
 }
