@@ -2,10 +2,11 @@
 //! inserted by one transaction of a few statements, whatever their number.
 //!
 //! [`Store::insert_run`](super::Store::insert_run) hands its trigger to one task, [`run`], on a
-//! thread of its own ([`start`]), which takes every trigger queued meanwhile (up to [`MAX_BATCH`]) and, in one
-//! `BEGIN IMMEDIATE` transaction: looks up which messages are stored already and each job's
-//! queue (one statement each, over a JSON list), numbers the new runs and gives each caller its
-//! run number and queue position, words each acknowledgement with the caller's function,
+//! thread of its own ([`start`]), which takes every trigger queued meanwhile (up to
+//! [`MAX_BATCH`]) and, in one `BEGIN IMMEDIATE` transaction: looks up which messages are stored
+//! already and each job's queue (one statement each, over a JSON list), numbers the new runs
+//! and gives each caller its run number and queue position, words each acknowledgement with
+//! the caller's function,
 //! inserts all the runs with their acknowledgements (one statement), queues their thread
 //! replies, and commits. Each caller gets its answer once the commit is on disk
 //! ([`super::flush`]).
@@ -92,8 +93,9 @@ async fn run(writer: Writer, mut requests: mpsc::Receiver<Request>, flusher: Arc
                 continue;
             }
         };
-        // The next batch goes on while this one's commit is synced (and shares the sync).
+        // (The syncs that answered already are let go.)
         while syncing.try_join_next().is_some() {}
+        // The next batch goes on while this one's commit is synced (and shares the sync).
         let flusher = flusher.clone();
         syncing.spawn(async move {
             let synced = flusher
