@@ -12,7 +12,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use chatrun::chat::{self, mattermost, teams};
-use chatrun::render::samples;
+use chatrun::render::{AckFacts, samples};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 const JOBS: &[&str] = &["build", "test", "deploy", "lint", "release", "docs"];
@@ -90,21 +90,20 @@ fn commands(c: &mut Criterion) {
 
 fn replies(c: &mut Criterion) {
     let mut group = c.benchmark_group("render");
+    let facts = AckFacts {
+        run_id: 42,
+        job: "build",
+        user: "alice",
+        place: 1,
+        wait: Some(3_500),
+        args: "api-server",
+        link: LINK,
+    };
     group.bench_function("mattermost_ack", |b| {
-        b.iter(|| {
-            mattermost::render_ack(
-                42,
-                black_box("build"),
-                "alice",
-                1,
-                Some(3_500),
-                "api-server",
-                LINK,
-            )
-        })
+        b.iter(|| mattermost::render_ack(black_box(&facts)))
     });
     group.bench_function("teams_ack", |b| {
-        b.iter(|| teams::render_ack(42, black_box("build"), "Ada", 1, Some(3_500), "", LINK))
+        b.iter(|| teams::render_ack(black_box(&facts)))
     });
     for (name, run, steps, failures) in samples::scenarios() {
         if name == "no-report" {

@@ -388,24 +388,16 @@ pub fn posts_contain_delivery(answer: &[u8], key: &str) -> Result<bool, serde_js
 }
 
 /// The acknowledgement text of a queued run.
-pub fn render_ack(
-    run_id: i64,
-    job: &str,
-    user_name: &str,
-    position: i64,
-    wait: Option<i64>,
-    args: &str,
-    link: &str,
-) -> String {
-    let mention = render::mention(user_name);
+pub fn render_ack(facts: &render::AckFacts) -> String {
+    let mention = render::mention(facts.user);
     AckMessage {
-        run_id,
-        job,
+        run_id: facts.run_id,
+        job: facts.job,
         mention: &mention,
-        position,
-        wait: wait.map(render::duration),
-        args,
-        link,
+        position: facts.place,
+        wait: facts.wait.map(render::duration),
+        args: facts.args,
+        link: facts.link,
     }
     .render()
     .expect("the ack template renders")
@@ -827,17 +819,24 @@ mod tests {
 
     #[test]
     fn renders_the_acknowledgement_as_checked_in() {
-        let text = render_ack(42, "build", "alice", 1, None, "", "http://ci/runs/42");
-        assert_matches_fixture(&text, "ack.md");
-        let text = render_ack(
-            7,
-            "build",
-            "alice",
-            2,
-            Some(95_000),
-            "target=web note=@channel",
-            "http://ci/runs/7",
-        );
+        let facts = render::AckFacts {
+            run_id: 42,
+            job: "build",
+            user: "alice",
+            place: 1,
+            wait: None,
+            args: "",
+            link: "http://ci/runs/42",
+        };
+        assert_matches_fixture(&render_ack(&facts), "ack.md");
+        let text = render_ack(&render::AckFacts {
+            run_id: 7,
+            place: 2,
+            wait: Some(95_000),
+            args: "target=web note=@channel",
+            link: "http://ci/runs/7",
+            ..facts
+        });
         assert!(
             text.contains("**build** (target=web note=@\u{200B}channel) for"),
             "{text}"

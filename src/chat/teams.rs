@@ -568,23 +568,15 @@ struct AckText<'a> {
 }
 
 /// The acknowledgement text of a queued run.
-pub fn render_ack(
-    run_id: i64,
-    job: &str,
-    user: &str,
-    position: i64,
-    wait: Option<i64>,
-    args: &str,
-    link: &str,
-) -> String {
+pub fn render_ack(facts: &render::AckFacts) -> String {
     AckText {
-        run_id,
-        job,
-        user,
-        position,
-        wait: wait.map(render::duration),
-        args,
-        link,
+        run_id: facts.run_id,
+        job: facts.job,
+        user: facts.user,
+        position: facts.place,
+        wait: facts.wait.map(render::duration),
+        args: facts.args,
+        link: facts.link,
     }
     .render()
     .expect("the ack template renders")
@@ -1547,15 +1539,15 @@ mod tests {
 
     #[test]
     fn replies_are_text_messages() {
-        let text = render_ack(
-            7,
-            "build",
-            "José <b>",
-            2,
-            None,
-            "target=web",
-            "http://ci/runs/7",
-        );
+        let text = render_ack(&render::AckFacts {
+            run_id: 7,
+            job: "build",
+            user: "José <b>",
+            place: 2,
+            wait: None,
+            args: "target=web",
+            link: "http://ci/runs/7",
+        });
         assert_eq!(
             text,
             "⏳ Queued run **#7** of **build** (target=web) for José &#60;b&#62;, position 2 in the \

@@ -7,13 +7,13 @@ use super::{AppState, Error};
 use crate::catalog::{Caller, OnNew, args};
 use crate::chat::Command;
 use crate::chat::parse_run_id;
+use crate::render::AckFacts;
 use crate::render::command::{self as words, Flavor};
 use crate::store::runs::{Ack, Inserted};
-use crate::store::{Insert, NewRun, Position, RunId, RunStatus, now_ms};
+use crate::store::{Insert, NewRun, RunId, RunStatus, now_ms};
 
-/// Words a queued run's acknowledgement from its number, its position, the expected wait (ms,
-/// when the job has history), the run and its link.
-pub type AckWords = Box<dyn FnOnce(RunId, Position, Option<i64>, &NewRun, &str) -> Ack + Send>;
+/// Words a queued run's acknowledgement from what it tells and the run.
+pub type AckWords = Box<dyn FnOnce(&AckFacts, &NewRun) -> Ack + Send>;
 
 /// A platform's wording of the replies that have templates of their own.
 pub trait Replies {
@@ -242,7 +242,7 @@ pub async fn enqueue(
     def: &crate::catalog::JobDef,
     base: NewRun,
     args: &str,
-    ack: impl FnOnce(RunId, Position, Option<i64>, &NewRun, &str) -> Ack + Send + 'static,
+    ack: impl FnOnce(&AckFacts, &NewRun) -> Ack + Send + 'static,
 ) -> Result<Result<Inserted, Refusal>, Error> {
     let values = match args::bind(&def.name, &def.params, args) {
         Ok(values) => values,
@@ -262,13 +262,16 @@ pub async fn enqueue(
             let wait = position
                 .typical_ms
                 .map(|m| m * ((position.place - 1 + position.running) / new.concurrency.max(1)));
-            ack(
-                run_id,
-                position,
-                wait.filter(|w| *w > 0),
-                new,
-                &format!("{}/runs/{run_id}", config.public_url),
-            )
+            let facts = AckFacts {
+                run_id: run_id.0,
+                job: &new.job,
+                user: &new.user_name,
+                place: position.place,
+                wait: wait.filter(|w| *w > 0),
+                args: &new.args,
+                link: &format!("{}/runs/{run_id}", config.public_url),
+            };
+            ack(&facts, new)
         })
         .await?;
     let inserted = match stored {

@@ -669,9 +669,9 @@ async fn rerun_run(
         message: format!("rerun of #{id} from the web"),
         ..crate::store::NewRun::default()
     };
-    let stored = super::commands::enqueue(&state, job, base, &run.args, |run_id, _, _, _, _| {
+    let stored = super::commands::enqueue(&state, job, base, &run.args, |facts, _| {
         crate::store::runs::Ack {
-            text: format!("queued run #{run_id} from the web"),
+            text: format!("queued run #{} from the web", facts.run_id),
             delivery: None,
         }
     })

@@ -192,16 +192,8 @@ impl Replies for MattermostReplies<'_> {
 
     fn ack(&self) -> AckWords {
         let thread = self.thread.clone();
-        Box::new(move |run_id, position, wait, new, link| {
-            let text = mattermost::render_ack(
-                run_id.0,
-                &new.job,
-                &new.user_name,
-                position.place,
-                wait,
-                &new.args,
-                link,
-            );
+        Box::new(move |facts, new| {
+            let text = mattermost::render_ack(facts);
             let (_, delivery) = mattermost::render_response(&text, &thread, &new.channel_id);
             Ack { text, delivery }
         })
@@ -334,16 +326,8 @@ impl Replies for TeamsReplies<'_> {
     }
 
     fn ack(&self) -> AckWords {
-        Box::new(|run_id, position, wait, new, link| Ack {
-            text: teams::render_ack(
-                run_id.0,
-                &new.job,
-                &new.user_name,
-                position.place,
-                wait,
-                &new.args,
-                link,
-            ),
+        Box::new(|facts, _| Ack {
+            text: teams::render_ack(facts),
             delivery: None,
         })
     }

@@ -26,6 +26,23 @@ use crate::store::{RunRow, RunStatus, StepRow, StepStatus, TestFailureRow};
 #[derive(Debug, Clone, Copy)]
 pub struct Markdown;
 
+/// What a queued run's acknowledgement tells, on every platform.
+#[derive(Debug, Clone, Copy)]
+pub struct AckFacts<'a> {
+    pub run_id: i64,
+    pub job: &'a str,
+    /// Who asked: their user name.
+    pub user: &'a str,
+    /// The run's place in its job's queue (1: next).
+    pub place: i64,
+    /// The expected wait (ms), when the job has history.
+    pub wait: Option<i64>,
+    /// What followed the job's name.
+    pub args: &'a str,
+    /// The run's page.
+    pub link: &'a str,
+}
+
 impl Escaper for Markdown {
     fn write_escaped_str<W: Write>(&self, mut dest: W, string: &str) -> fmt::Result {
         for c in string.chars() {
