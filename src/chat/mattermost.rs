@@ -391,13 +391,9 @@ pub fn posts_contain_delivery(answer: &[u8], key: &str) -> Result<bool, serde_js
 pub fn render_ack(facts: &render::AckFacts) -> String {
     let mention = render::mention(facts.user);
     AckMessage {
-        run_id: facts.run_id,
-        job: facts.job,
+        facts,
         mention: &mention,
-        position: facts.place,
         wait: facts.wait.map(render::duration),
-        args: facts.args,
-        link: facts.link,
     }
     .render()
     .expect("the ack template renders")

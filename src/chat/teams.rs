@@ -558,25 +558,16 @@ pub fn render_response(text: &str) -> String {
 #[derive(Template)]
 #[template(path = "chat/teams/ack.html")]
 struct AckText<'a> {
-    run_id: i64,
-    job: &'a str,
-    user: &'a str,
-    position: i64,
+    facts: &'a render::AckFacts<'a>,
+    /// The expected wait, worded.
     wait: Option<String>,
-    args: &'a str,
-    link: &'a str,
 }
 
 /// The acknowledgement text of a queued run.
 pub fn render_ack(facts: &render::AckFacts) -> String {
     AckText {
-        run_id: facts.run_id,
-        job: facts.job,
-        user: facts.user,
-        position: facts.place,
+        facts,
         wait: facts.wait.map(render::duration),
-        args: facts.args,
-        link: facts.link,
     }
     .render()
     .expect("the ack template renders")

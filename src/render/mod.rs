@@ -402,14 +402,11 @@ pub fn code_block(text: &str) -> String {
 #[derive(Template)]
 #[template(path = "chat/ack.md")]
 pub struct AckMessage<'a> {
-    pub run_id: i64,
-    pub job: &'a str,
+    pub facts: &'a AckFacts<'a>,
+    /// The requester's mention, live (see [`mention`]).
     pub mention: &'a str,
-    pub position: i64,
-    /// The expected wait, from the job's recent durations.
+    /// The expected wait, worded.
     pub wait: Option<String>,
-    pub args: &'a str,
-    pub link: &'a str,
 }
 
 /// The reply to `help` and to an unknown job: the jobs there are.
