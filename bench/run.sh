@@ -7,7 +7,8 @@
 #   bench/run.sh load history    only those parts
 #
 # Environment: LOAD_DURATION (seconds per load measurement, default 10), LOAD_CONNECTIONS
-# (default 32), LOAD_RATE (default 500), RUNS (history rows, default 1000000), DISPATCH_RUNS
+# (default 32), LOAD_RATE (default 500), LOAD_ROUNDS (rounds of each load comparison, default
+# 3), RUNS (history rows, default 1000000), DISPATCH_RUNS
 # (figure 3, default 200), OVERHEAD_RUNS (figure 4, default 1000), OVERHEAD_CONNECTIONS
 # (default 4), CHATRUN_BIN (the chatrun binary under test), CARGO_TARGET_DIR (as cargo).
 set -euo pipefail
@@ -18,7 +19,7 @@ parts=("$@")
 wants() { [[ " ${parts[*]} " == *" $1 "* ]]; }
 
 command_line="bench/run.sh${*:+ $*}"
-for var in LOAD_DURATION LOAD_CONNECTIONS LOAD_RATE RUNS DISPATCH_RUNS OVERHEAD_RUNS \
+for var in LOAD_DURATION LOAD_CONNECTIONS LOAD_RATE LOAD_ROUNDS RUNS DISPATCH_RUNS OVERHEAD_RUNS \
     OVERHEAD_CONNECTIONS CHATRUN_BIN; do
     [ -n "${!var:-}" ] && command_line="$var=${!var} $command_line"
 done
@@ -99,7 +100,9 @@ section load "Acknowledged triggers and ack latency (figures 1 and 2)" \
 '`cargo bench --bench load` (benches/load.rs): keep-alive HTTP/1.1 connections over
 loopback, every request a distinct trigger with a fresh timestamp and its own token
 or HMAC. ack/s counts 2xx answers; latency is from the send (closed loop) or from
-the scheduled send time (steady rate, so stalls are not hidden).' \
+the scheduled send time (steady rate, so stalls are not hidden). Each table is
+measured in rounds, each round the three servers in turn: a figure is the median
+over the rounds, a ratio the median of the rounds'"'"' ratios.' \
     plain cargo bench --quiet --bench load
 
 section output "Output capture (figure 5)" "" \

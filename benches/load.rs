@@ -25,8 +25,13 @@
 //!     --token TOKEN [--teams-secret BASE64] [--platform mattermost|teams] \
 //!     [--connections 32] [--duration 10 | --requests 50000] [--rate 500] [--warmup 2]
 //! ```
+//! Each comparison runs in rounds (`LOAD_ROUNDS`, default 3), each measuring the three servers
+//! in turn on fresh servers; the tables give the median over the rounds and the rounds' own
+//! rates and p99s, so one noisy minute of a shared machine does not decide a figure.
+//!
 //! Environment for the comparison: `LOAD_DURATION` (seconds per phase, default 10),
-//! `LOAD_CONNECTIONS` (default 32), `LOAD_RATE` (default 500), `CHATRUN_BIN`.
+//! `LOAD_CONNECTIONS` (default 32), `LOAD_RATE` (default 500), `LOAD_ROUNDS` (default 3),
+//! `CHATRUN_BIN`.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -480,53 +485,113 @@ impl Drop for Burners {
 // ---------------------------------------------------------------------------------------------
 // The comparison
 
-/// One row of a table: a target's figures, or why it was skipped.
+/// One row of a table: a target's figures in each round (none: it was skipped).
 struct Row {
     name: &'static str,
-    figures: Option<Figures>,
+    rounds: Vec<Figures>,
 }
 
-fn print_row(row: &Row) {
-    match &row.figures {
-        Some(f) => println!(
-            "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {} / {} |",
-            row.name,
-            f.per_second(),
-            f.ms(0.5),
-            f.ms(0.99),
-            f.ms(0.999),
-            f.ok,
-            f.failed
-        ),
-        None => println!("| {} | skipped (not on PATH) | | | | |", row.name),
+impl Row {
+    fn new(name: &'static str) -> Self {
+        Row {
+            name,
+            rounds: Vec::new(),
+        }
+    }
+
+    /// The median over the rounds of what `figure` reads from each (NaN when skipped).
+    fn median(&self, figure: impl Fn(&Figures) -> f64) -> f64 {
+        median(self.rounds.iter().map(figure).collect())
     }
 }
 
+/// The middle value (the mean of the two middle ones for an even count); NaN for none.
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+/// `values` formatted with `decimals`, each followed by `unit`, joined by ", ".
+fn listed(values: impl IntoIterator<Item = f64>, decimals: usize, unit: &str) -> String {
+    values
+        .into_iter()
+        .map(|v| format!("{v:.decimals$}{unit}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn print_row(row: &Row) {
+    if row.rounds.is_empty() {
+        println!("| {} | skipped (not on PATH) | | | | | | |", row.name);
+        return;
+    }
+    let (ok, failed) = row
+        .rounds
+        .iter()
+        .fold((0, 0), |(ok, failed), f| (ok + f.ok, failed + f.failed));
+    println!(
+        "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {} / {} | {} | {} |",
+        row.name,
+        row.median(Figures::per_second),
+        row.median(|f| f.ms(0.5)),
+        row.median(|f| f.ms(0.99)),
+        row.median(|f| f.ms(0.999)),
+        ok,
+        failed,
+        listed(row.rounds.iter().map(Figures::per_second), 0, ""),
+        listed(row.rounds.iter().map(|f| f.ms(0.99)), 2, ""),
+    );
+}
+
+/// Prints the table of `rows`: each figure the median over the rounds, and by round the rate
+/// and the p99. Then chatrun's ratios to each baseline: taken round by round (each round
+/// measures the three within a minute of each other), their median and each.
 fn print_table(title: &str, rows: &[Row]) {
     println!("\n{title}\n");
-    println!("| server | ack/s | p50 ms | p99 ms | p99.9 ms | ok / failed |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!(
+        "| server | ack/s | p50 ms | p99 ms | p99.9 ms | ok / failed | ack/s by round | p99 ms by round |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for row in rows {
         print_row(row);
     }
     for row in rows {
-        if let Some(why) = row.figures.as_ref().and_then(|f| f.first_failure.as_ref()) {
+        if let Some(why) = row.rounds.iter().find_map(|f| f.first_failure.as_ref()) {
             println!("\n{} first failure: `{}`", row.name, why.trim());
         }
     }
-    let get = |name: &str| {
-        rows.iter()
-            .find(|r| r.name == name)
-            .and_then(|r| r.figures.as_ref())
-    };
+    let get = |name: &str| rows.iter().find(|r| r.name == name && !r.rounds.is_empty());
     if let Some(chatrun) = get("chatrun") {
         let mut ratios = Vec::new();
         for base in ["bare axum", "webhook"] {
-            if let Some(b) = get(base) {
+            if let Some(base_row) = get(base) {
+                let by_round = |figure: fn(&Figures) -> f64| -> Vec<f64> {
+                    chatrun
+                        .rounds
+                        .iter()
+                        .zip(&base_row.rounds)
+                        .map(|(c, b)| figure(c) / figure(b))
+                        .collect()
+                };
+                let rate = by_round(Figures::per_second);
+                let p99 = by_round(|f| f.ms(0.99));
+                let rounds = if rate.len() > 1 {
+                    format!(
+                        " (by round {}; p99 {})",
+                        listed(rate.iter().copied(), 2, "x"),
+                        listed(p99.iter().copied(), 2, "x")
+                    )
+                } else {
+                    String::new()
+                };
                 ratios.push(format!(
-                    "chatrun/{base}: ack/s {:.2}x, p99 {:.2}x",
-                    chatrun.per_second() / b.per_second(),
-                    chatrun.ms(0.99) / b.ms(0.99)
+                    "chatrun/{base}: ack/s {:.2}x, p99 {:.2}x{rounds}",
+                    median(rate),
+                    median(p99),
                 ));
             }
         }
@@ -534,11 +599,38 @@ fn print_table(title: &str, rows: &[Row]) {
     }
 }
 
-/// Measures the three servers with one platform and one load.
-async fn compare(title: &str, platform: Platform, load: &Load, burn: bool) {
-    let mut rows = Vec::new();
+/// Measures the three servers with one platform and one load, `rounds` times: each round
+/// measures the three in turn, each on a fresh server, so that a noisy minute of a shared
+/// machine falls on one round of each of them rather than on all of one's.
+async fn compare(title: &str, platform: Platform, load: &Load, burn: bool, rounds: usize) {
+    let mut rows = [
+        Row::new("bare axum"),
+        Row::new("webhook"),
+        Row::new("chatrun"),
+    ];
+    let axum = start_axum();
+    let (mut acked, mut stored) = (0, 0);
+    for _ in 0..rounds {
+        rows[0]
+            .rounds
+            .push(drive_axum(axum, platform, load, burn).await);
+        rows[1]
+            .rounds
+            .extend(drive_webhook(platform, load, burn).await);
+        let (figures, runs) = drive_chatrun(platform, load, burn).await;
+        acked += figures.ok + figures.warmup_ok;
+        stored += runs;
+        rows[2].rounds.push(figures);
+    }
+    print_table(title, &rows);
+    println!(
+        "\nchatrun stored {stored} runs of `build` for the {acked} triggers it acknowledged \
+         (warm-ups included, all rounds)"
+    );
+}
 
-    let addr = start_axum();
+/// One measurement of the bare axum route at `addr`.
+async fn drive_axum(addr: SocketAddr, platform: Platform, load: &Load, burn: bool) -> Figures {
     let burners = burn.then(Burners::start);
     let target = Triggers::new(
         platform,
@@ -546,33 +638,29 @@ async fn compare(title: &str, platform: Platform, load: &Load, burn: bool) {
         TOKEN,
         TEAMS_SECRET,
     );
-    rows.push(Row {
-        name: "bare axum",
-        figures: Some(drive(Arc::new(target), addr, load.clone()).await),
-    });
+    let figures = drive(Arc::new(target), addr, load.clone()).await;
     drop(burners);
+    figures
+}
 
-    let figures = match start_webhook().await {
-        Some((server, addr)) => {
-            let burners = burn.then(Burners::start);
-            let (hook, platform) = match platform {
-                Platform::Mattermost => ("mattermost", Platform::Mattermost),
-                _ => ("teams", Platform::TeamsHex),
-            };
-            let url = format!("http://{addr}/hooks/{hook}");
-            let target = Triggers::new(platform, &url, TOKEN, WEBHOOK_SECRET);
-            let figures = drive(Arc::new(target), addr, load.clone()).await;
-            drop(burners);
-            drop(server);
-            Some(figures)
-        }
-        None => None,
+/// One measurement of a fresh webhook (None when it is not installed).
+async fn drive_webhook(platform: Platform, load: &Load, burn: bool) -> Option<Figures> {
+    let (server, addr) = start_webhook().await?;
+    let burners = burn.then(Burners::start);
+    let (hook, platform) = match platform {
+        Platform::Mattermost => ("mattermost", Platform::Mattermost),
+        _ => ("teams", Platform::TeamsHex),
     };
-    rows.push(Row {
-        name: "webhook",
-        figures,
-    });
+    let url = format!("http://{addr}/hooks/{hook}");
+    let target = Triggers::new(platform, &url, TOKEN, WEBHOOK_SECRET);
+    let figures = drive(Arc::new(target), addr, load.clone()).await;
+    drop(burners);
+    drop(server);
+    Some(figures)
+}
 
+/// One measurement of a fresh chatrun, and the runs of `build` it stored.
+async fn drive_chatrun(platform: Platform, load: &Load, burn: bool) -> (Figures, i64) {
     let (server, addr) = start_chatrun().await;
     if burn {
         // Two runs of `burn` take two of the four workers and spin until chatrun stops.
@@ -613,19 +701,9 @@ async fn compare(title: &str, platform: Platform, load: &Load, burn: bool) {
         TEAMS_SECRET,
     );
     let figures = drive(Arc::new(target), addr, load.clone()).await;
-    let acked = figures.ok + figures.warmup_ok;
     let stored = stored_runs(server.db.as_deref().expect("chatrun has a database")).await;
     drop(server);
-    rows.push(Row {
-        name: "chatrun",
-        figures: Some(figures),
-    });
-
-    print_table(title, &rows);
-    println!(
-        "\nchatrun stored {stored} runs of `build` for the {acked} triggers it acknowledged \
-         (warm-up included)"
-    );
+    (figures, stored)
 }
 
 async fn comparison() {
@@ -638,6 +716,7 @@ async fn comparison() {
     let seconds = env("LOAD_DURATION", 10.0);
     let connections = env("LOAD_CONNECTIONS", 32.0) as usize;
     let rate = env("LOAD_RATE", 500.0);
+    let rounds = (env("LOAD_ROUNDS", 3.0) as usize).max(1);
     let closed = Load {
         connections,
         duration: Duration::from_secs_f64(seconds),
@@ -652,7 +731,9 @@ async fn comparison() {
         ..closed.clone()
     };
     println!(
-        "chatrun: {}; {} s per measurement after a 2 s warm-up",
+        "chatrun: {}; {} s per measurement after a 2 s warm-up; {rounds} rounds, each measuring \
+         the three servers in turn. Each figure is the median over the rounds; each ratio the \
+         median of the rounds' ratios.",
         common::chatrun_bin().display(),
         seconds
     );
@@ -664,6 +745,7 @@ async fn comparison() {
         Platform::Mattermost,
         &closed,
         false,
+        rounds,
     )
     .await;
     compare(
@@ -673,6 +755,7 @@ async fn comparison() {
         Platform::Teams,
         &closed,
         false,
+        rounds,
     )
     .await;
     compare(
@@ -682,6 +765,7 @@ async fn comparison() {
         Platform::Mattermost,
         &steady,
         false,
+        rounds,
     )
     .await;
     compare(
@@ -691,6 +775,7 @@ async fn comparison() {
         Platform::Mattermost,
         &steady,
         true,
+        rounds,
     )
     .await;
 }
@@ -772,7 +857,7 @@ fn main() {
         &url,
         &[Row {
             name: "target",
-            figures: Some(figures),
+            rounds: vec![figures],
         }],
     );
 }
