@@ -606,12 +606,14 @@ struct ActionForm {
     token: String,
 }
 
-/// The signed-in user of a form post, after the cross-site checks.
-fn form_user(
+/// The signed-in user of a form posted about run `id`, after the cross-site checks, and that
+/// run.
+async fn form_user_and_run(
     state: &AppState,
     headers: &axum::http::HeaderMap,
     token: &str,
-) -> Result<String, Error> {
+    id: i64,
+) -> Result<(String, RunRow), Error> {
     let user = super::auth::signed_in(state, headers)
         .ok_or(Error::Forbidden("sign in to cancel or rerun runs"))?;
     if !super::auth::same_origin(headers, &state.config.public_url)
@@ -621,7 +623,12 @@ fn form_user(
             "this form was not sent from chatrun's own page; reload the page and try again",
         ));
     }
-    Ok(user)
+    let run = state
+        .store
+        .get_run(RunId(id))
+        .await?
+        .ok_or(Error::NotFound)?;
+    Ok((user, run))
 }
 
 /// `POST /runs/{id}/cancel`: a signed-in user stops a run.
@@ -631,12 +638,7 @@ async fn cancel_run(
     headers: axum::http::HeaderMap,
     axum::Form(form): axum::Form<ActionForm>,
 ) -> Result<Response, Error> {
-    let user = form_user(&state, &headers, &form.token)?;
-    let run = state
-        .store
-        .get_run(RunId(id))
-        .await?
-        .ok_or(Error::NotFound)?;
+    let (user, run) = form_user_and_run(&state, &headers, &form.token, id).await?;
     super::commands::stop(&state, &run, &format!("cancelled by {user} (web)")).await?;
     tracing::info!(run = id, %user, "cancelled from the web");
     Ok(axum::response::Redirect::to(&format!("/runs/{id}")).into_response())
@@ -649,12 +651,7 @@ async fn rerun_run(
     headers: axum::http::HeaderMap,
     axum::Form(form): axum::Form<ActionForm>,
 ) -> Result<Response, Error> {
-    let user = form_user(&state, &headers, &form.token)?;
-    let run = state
-        .store
-        .get_run(RunId(id))
-        .await?
-        .ok_or(Error::NotFound)?;
+    let (user, run) = form_user_and_run(&state, &headers, &form.token, id).await?;
     let job = state
         .catalog
         .get(&run.job)

@@ -1,5 +1,7 @@
 //! The history pages list runs and show their output, escaped.
 
+use chatrun::store::{RunId, RunStatus};
+
 use crate::helpers::spawn_app_with;
 
 #[tokio::test]
@@ -476,5 +478,119 @@ async fn a_long_log_has_numbered_lines_and_the_middle_on_demand() {
         page.len() < 200_000,
         "the page stays small: {} bytes",
         page.len()
+    );
+}
+
+#[tokio::test]
+async fn a_signed_in_user_reruns_and_cancels_from_the_run_page_with_its_form_token() {
+    const SLOW: &str = "description = \"waits\"\ntimeout = \"1m\"\n\
+                        [[steps]]\nname = \"Wait\"\nrun = [\"sleep\", \"30\"]\n";
+    let jobs = [("slow", SLOW)];
+    let (dir, mattermost) = spawn_app_with(&jobs).await.stop().await;
+    let app = crate::helpers::start_with(
+        dir,
+        mattermost,
+        &jobs,
+        "[web]\ntrust_header = \"X-Forwarded-User\"\n",
+    )
+    .await;
+    app.trigger("#slow", "formpost1").await;
+    app.first_step_running(1).await;
+
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = client
+        .get(format!("{}/runs/1", app.base))
+        .header("X-Forwarded-User", "alice")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let token = page
+        .split("name=\"token\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the run page has a form token")
+        .to_string();
+    let post = |path: &str, user: Option<&str>, origin: Option<&str>| {
+        let mut request = client
+            .post(format!("{}{path}", app.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string([("token", &token)]).unwrap());
+        if let Some(user) = user {
+            request = request.header("X-Forwarded-User", user);
+        }
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        request.send()
+    };
+    let status = |response: reqwest::Response| response.status().as_u16();
+
+    // Nobody signed in (sent to the login), alice's token in mallory's hands, a form from
+    // another site, an unknown run: refused, and nothing queued or stopped.
+    let anonymous = post("/runs/1/rerun", None, None).await.unwrap();
+    assert_eq!(anonymous.status(), 303);
+    assert_eq!(
+        anonymous.headers()["location"],
+        "/login?next=%2Fruns%2F1%2Frerun"
+    );
+    assert_eq!(
+        status(post("/runs/1/rerun", Some("mallory"), None).await.unwrap()),
+        403
+    );
+    assert_eq!(
+        status(
+            post("/runs/1/cancel", Some("alice"), Some("http://evil.example"))
+                .await
+                .unwrap()
+        ),
+        403
+    );
+    assert_eq!(
+        status(post("/runs/99/rerun", Some("alice"), None).await.unwrap()),
+        404
+    );
+    assert!(app.store.get_run(RunId(2)).await.unwrap().is_none());
+    assert_eq!(
+        app.store.get_run(RunId(1)).await.unwrap().unwrap().status,
+        RunStatus::Running
+    );
+
+    // Run again: the same job, queued by alice from the web, behind run 1.
+    let rerun = post("/runs/1/rerun", Some("alice"), None).await.unwrap();
+    assert_eq!(rerun.status(), 303);
+    assert_eq!(rerun.headers()["location"], "/runs/2");
+    let second = app.store.get_run(RunId(2)).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            second.job.as_str(),
+            second.user_name.as_str(),
+            second.platform.as_str(),
+            second.status
+        ),
+        ("slow", "alice", "web", RunStatus::Queued)
+    );
+
+    // Cancel: the queued run never starts, the running one stops.
+    for id in [2, 1] {
+        let cancel = post(&format!("/runs/{id}/cancel"), Some("alice"), None)
+            .await
+            .unwrap();
+        assert_eq!(cancel.status(), 303);
+        assert_eq!(cancel.headers()["location"], format!("/runs/{id}"));
+        assert_eq!(app.finished_run(id).await.status, RunStatus::Cancelled);
+    }
+    assert!(
+        app.store
+            .steps(RunId(2))
+            .await
+            .unwrap()
+            .iter()
+            .all(|step| step.started_at.is_none())
     );
 }
