@@ -6,10 +6,9 @@
 //! [`MAX_BATCH`]) and, in one `BEGIN IMMEDIATE` transaction: looks up which messages are stored
 //! already and each job's queue (one statement each, over a JSON list), numbers the new runs
 //! and gives each caller its run number and queue position, words each acknowledgement with
-//! the caller's function,
-//! inserts all the runs with their acknowledgements (one statement), queues their thread
-//! replies, and commits. Each caller gets its answer once the commit is on disk
-//! ([`super::flush`]).
+//! the caller's function, inserts all the runs with their acknowledgements (one statement),
+//! queues their thread replies, and commits. Each caller gets its answer once the commit is on
+//! disk ([`super::flush`]).
 //!
 //! N.B. The acknowledgements are worded here, not by the callers: asking each caller's task
 //! and waiting for its answer held the write lock while those tasks waited their turn behind
