@@ -12,13 +12,17 @@ FROM rust:1.95-bookworm AS builder
 WORKDIR /src
 
 # Dependencies first, with placeholder sources, so that changing chatrun's own code does not
-# rebuild every crate.
+# rebuild every crate. Cargo refuses a manifest whose [[bench]] targets have no file, so each
+# bench named in Cargo.toml gets an empty one. .ci/dockerfile-deps runs this step in CI.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir src \
+RUN mkdir -p src benches \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \
+    && for bench in $(sed -n '/^\[\[bench\]\]/,/^name/ s/^name = "\(.*\)"/\1/p' Cargo.toml); do \
+        echo 'fn main() {}' > "benches/$bench.rs"; \
+    done \
     && cargo build --release --locked \
-    && rm -rf src
+    && rm -rf src benches
 
 # The real sources (templates/, migrations/ and askama.toml are read at compile time). The
 # touch makes sure cargo rebuilds chatrun over the placeholder, whatever the files' times.

@@ -6,6 +6,8 @@ set -eu
 name=$1 tests=$2 failures=${3:-0}
 report_dir="reports/${CHATRUN_RUN_ID:-local}"
 mkdir -p "$report_dir"
+# Keep the reports of the 20 most recent runs; older ones would pile up in jobs/reports forever.
+ls -1t reports | tail -n +21 | while read -r old; do rm -rf "reports/$old"; done
 report="$report_dir/$name.xml"
 
 echo "==> building $name from ${CHATRUN_PARAM_BRANCH:-main} (run #${CHATRUN_RUN_ID:-?} of ${CHATRUN_JOB:-?}, asked by ${CHATRUN_USER:-?})"
