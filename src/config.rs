@@ -525,6 +525,8 @@ impl Config {
             let token = token.trim().to_string();
             if token.is_empty() {
                 problem(&format!("mattermost.tokens[{i}]"), "is empty".into());
+            } else if is_placeholder(&token) {
+                problem(&format!("mattermost.tokens[{i}]"), PLACEHOLDER.into());
             } else {
                 tokens.push(token);
             }
@@ -539,6 +541,9 @@ impl Config {
             );
         }
         let bot_token = raw.mattermost.bot_token.filter(|t| !t.trim().is_empty());
+        if bot_token.as_deref().is_some_and(is_placeholder) {
+            problem("mattermost.bot_token", PLACEHOLDER.into());
+        }
         if url.is_some() != bot_token.is_some() {
             let missing = if url.is_some() {
                 "mattermost.bot_token"
@@ -576,6 +581,13 @@ impl Config {
             use base64::Engine as _;
             let secret = base64::engine::general_purpose::STANDARD.decode(hook.secret.trim());
             let key_bytes = match secret {
+                Ok(bytes) if bytes.iter().all(|&b| b == 0) && !bytes.is_empty() => {
+                    problem(
+                        &key("secret"),
+                        "is the example file's placeholder (all zero bytes), with which anyone can sign requests: paste the security token Teams showed".into(),
+                    );
+                    Vec::new()
+                }
                 Ok(bytes) if !bytes.is_empty() => bytes,
                 Ok(_) => {
                     problem(
@@ -595,13 +607,15 @@ impl Config {
                 }
             };
             let follow_up_url = hook.follow_up_url.filter(|u| !u.trim().is_empty());
-            if let Some(url) = &follow_up_url
-                && !is_http_url(url)
-            {
-                problem(
-                    &key("follow_up_url"),
-                    "must start with http:// or https://".into(),
-                );
+            if let Some(url) = &follow_up_url {
+                if is_placeholder(url) {
+                    problem(&key("follow_up_url"), PLACEHOLDER.into());
+                } else if !is_http_url(url) {
+                    problem(
+                        &key("follow_up_url"),
+                        "must start with http:// or https://".into(),
+                    );
+                }
             }
             teams.push(TeamsWebhook {
                 name,
@@ -624,6 +638,9 @@ impl Config {
             web_users.push((user.name.trim().to_string(), user.password_hash));
         }
         let password = raw.web.password.filter(|p| !p.is_empty());
+        if password.as_deref().is_some_and(is_placeholder) {
+            problem("web.password", PLACEHOLDER.into());
+        }
         if password.as_ref().is_some_and(|p| p.len() < 12) {
             problem(
                 "web.password",
@@ -782,6 +799,15 @@ fn is_name(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// What `check` says of a value still holding config/example.toml's placeholder text.
+const PLACEHOLDER: &str = "is still the example file's placeholder (\"replace-with-…\"), known to anyone who read it: put your own value here, or remove the line";
+
+/// Whether a value is one of config/example.toml's documented placeholders, which must never be
+/// live: every one contains "replace-with".
+fn is_placeholder(value: &str) -> bool {
+    value.to_ascii_lowercase().contains("replace-with")
 }
 
 fn is_http_url(url: &str) -> bool {
@@ -1125,31 +1151,80 @@ mod tests {
         );
     }
 
+    fn example_text() -> String {
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/example.toml"))
+            .unwrap()
+    }
+
     #[test]
-    fn the_example_configuration_is_valid_with_its_teams_entry_uncommented() {
-        let text =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/example.toml"))
-                .unwrap();
-        let uncommented: String = text
-            .lines()
-            .map(|line| {
-                let bare = line.strip_prefix("# ").unwrap_or(line);
-                let is_teams_key = bare == "[[teams.webhooks]]"
-                    || ["name = ", "secret = ", "follow_up_url = "]
-                        .iter()
-                        .any(|key| bare.starts_with(key));
-                if is_teams_key { bare } else { line }
-            })
-            .collect::<Vec<_>>()
-            .join("\n");
-        let config = Config::parse("example.toml", &uncommented, env(&[])).unwrap();
-        assert_eq!(config.teams.len(), 1, "the Teams entry is documented");
-        assert_eq!(config.teams[0].name, "platform-team");
+    fn the_example_configuration_is_valid_and_has_no_live_placeholder() {
+        let config = Config::parse("example.toml", &example_text(), env(&[])).unwrap();
+        assert!(
+            config.mattermost.tokens.is_empty(),
+            "a copied example accepts no publicly known token"
+        );
+        assert!(config.mattermost.rest().is_none());
+        assert!(config.teams.is_empty());
         assert_eq!(
             config.outbox.give_up_after,
             Duration::from_secs(24 * 3600),
             "[outbox] keys stay in [outbox]"
         );
+    }
+
+    #[test]
+    fn every_placeholder_of_the_example_is_refused_once_uncommented() {
+        let keys = [
+            "[[teams.webhooks]]",
+            "name = ",
+            "secret = ",
+            "follow_up_url = ",
+            "tokens = ",
+            "url = ",
+            "bot_token = ",
+            "password = ",
+        ];
+        let uncommented: String = example_text()
+            .lines()
+            .map(|line| {
+                let bare = line.strip_prefix("# ").unwrap_or(line);
+                if keys.iter().any(|key| bare.starts_with(key)) {
+                    bare
+                } else {
+                    line
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let err = Config::parse("example.toml", &uncommented, env(&[])).unwrap_err();
+        let mut refused: Vec<&str> = err.0.iter().map(|p| p.key.as_str()).collect();
+        refused.sort_unstable();
+        assert_eq!(
+            refused,
+            [
+                "mattermost.bot_token",
+                "mattermost.tokens[0]",
+                "teams.webhooks[0].follow_up_url",
+                "teams.webhooks[0].secret",
+                "web.password",
+            ],
+            "{err}"
+        );
+        assert!(err.0[0].message.contains("placeholder"), "{err}");
+    }
+
+    #[test]
+    fn a_placeholder_from_the_environment_is_refused_too() {
+        let err = Config::parse(
+            "embedded defaults",
+            "",
+            env(&[(
+                "CHATRUN_MATTERMOST__TOKENS",
+                "replace-with-the-outgoing-webhook-token",
+            )]),
+        )
+        .unwrap_err();
+        assert_eq!(err.0[0].key, "mattermost.tokens[0]", "{err}");
     }
 
     #[test]
