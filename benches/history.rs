@@ -7,7 +7,8 @@
 
 use std::time::{Duration, Instant};
 
-use chatrun::store::{RunFilter, RunId, RunStatus, Store};
+use chatrun::domain::{RunId, RunStatus};
+use chatrun::store::{RunFilter, Store};
 
 const PAGE: i64 = 50;
 const ROUNDS: usize = 300;

@@ -11,7 +11,8 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use chatrun::chat::{self, mattermost, teams};
+use chatrun::chat::{mattermost, teams};
+use chatrun::domain;
 use chatrun::render::{AckFacts, samples};
 use criterion::{Criterion, criterion_group, criterion_main};
 
@@ -73,17 +74,17 @@ fn commands(c: &mut Criterion) {
         b.iter(|| teams::command_text(black_box(text), Some("BuildBot")))
     });
     group.bench_function("parse_command_job", |b| {
-        b.iter(|| chat::parse_command(black_box("#build api-server branch=main"), JOBS))
+        b.iter(|| domain::parse_command(black_box("#build api-server branch=main"), JOBS))
     });
     group.bench_function("parse_command_typo", |b| {
         // The slow path: a mistyped trigger word is compared with every name.
-        b.iter(|| chat::parse_command(black_box("#biuld"), JOBS))
+        b.iter(|| domain::parse_command(black_box("#biuld"), JOBS))
     });
     group.bench_function("parse_after_trigger_status", |b| {
-        b.iter(|| chat::parse_after_trigger(black_box("status 42"), JOBS))
+        b.iter(|| domain::parse_after_trigger(black_box("status 42"), JOBS))
     });
     group.bench_function("parse_after_trigger_job", |b| {
-        b.iter(|| chat::parse_after_trigger(black_box("build api-server main"), JOBS))
+        b.iter(|| domain::parse_after_trigger(black_box("build api-server main"), JOBS))
     });
     group.finish();
 }

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, default_public_url};
+use crate::domain::random_id;
 use crate::http::AppState;
 use crate::outbox::Sender;
 use crate::queue::{Reaper, Worker};
@@ -241,21 +242,6 @@ pub fn ensure_local_token(path: &Path) -> anyhow::Result<String> {
     writeln!(file, "{token}").with_context(|| format!("cannot write {}", path.display()))?;
     tracing::info!(path = %path.display(), "created the local trigger token");
     Ok(token)
-}
-
-/// 26 random characters from Mattermost's id alphabet.
-///
-/// # Errors
-///
-/// The system's random source failed.
-pub fn random_id() -> anyhow::Result<String> {
-    const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuwxyz13456789";
-    let mut bytes = [0u8; 26];
-    getrandom::fill(&mut bytes).map_err(|err| anyhow!("no random numbers: {err}"))?;
-    Ok(bytes
-        .iter()
-        .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
-        .collect())
 }
 
 #[derive(Deserialize)]

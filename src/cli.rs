@@ -6,9 +6,10 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
-use crate::app::{App, random_id};
+use crate::app::App;
 use crate::chat::teams;
 use crate::config::Config;
+use crate::domain::random_id;
 use crate::{catalog, shutdown, telemetry};
 
 /// Run builds and tests from chat.
@@ -348,7 +349,7 @@ fn teams_request(
         "from": {"id": format!("29:local-{user}"), "name": user, "aadObjectId": format!("local-{user}")},
         "conversation": {"isGroup": true, "id": format!("19:local@thread.tacv2;messageid={id}")},
         "textFormat": "plain",
-        "text": format!("<at>chatrun</at>&nbsp;{}", teams::escape_text(&args.text)),
+        "text": format!("<at>chatrun</at>&nbsp;{}", crate::domain::text::escape_text(&args.text)),
         "channelData": {"channel": {"id": args.channel}, "team": {"id": "local"}},
     });
     let body = serde_json::to_vec(&activity).context("cannot encode the activity")?;

@@ -11,12 +11,13 @@
 //! comma-separated value (`CHATRUN_MATTERMOST__TOKENS=tok1,tok2`). The variables that chatrun sets
 //! for job steps (`CHATRUN_RUN_ID`, `CHATRUN_JOB`, ...) are not configuration and are skipped.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+
+use crate::domain::Problem;
 
 /// The file read when `--config` is not given, if it exists in the working directory.
 pub const DEFAULT_FILE: &str = "chatrun.toml";
@@ -33,27 +34,6 @@ const MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
 /// Bounds of `replay_window`.
 const MIN_REPLAY_WINDOW: Duration = Duration::from_secs(1);
 const MAX_REPLAY_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
-
-/// One problem found in the configuration, with where it was found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// The file (or `environment`) the value came from.
-    pub source: String,
-    /// The key, dotted (`mattermost.url`), or empty for the whole file.
-    pub key: String,
-    /// What is wrong, lowercase, no period.
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.key.is_empty() {
-            write!(f, "{}: {}", self.source, self.message)
-        } else {
-            write!(f, "{}: {}: {}", self.source, self.key, self.message)
-        }
-    }
-}
 
 /// Every problem found while loading the configuration.
 #[derive(Debug, thiserror::Error)]

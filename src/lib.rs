@@ -39,6 +39,7 @@ pub mod catalog;
 pub mod chat;
 pub mod cli;
 pub mod config;
+pub mod domain;
 pub mod http;
 pub mod outbox;
 pub mod queue;

@@ -11,8 +11,9 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chatrun::catalog::{self, args};
-use chatrun::chat::{self, Command, mattermost, teams};
+use chatrun::chat::{self, mattermost, teams};
 use chatrun::config::Config;
+use chatrun::domain::{self, Command};
 use chatrun::report::junit;
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -278,23 +279,23 @@ proptest! {
         jobs in proptest::collection::vec("[a-z][a-z0-9-]{0,8}", 0..4),
     ) {
         let jobs: Vec<&str> = jobs.iter().map(String::as_str).collect();
-        for command in [chat::parse_command(&text, &jobs), chat::parse_after_trigger(&text, &jobs)] {
+        for command in [domain::parse_command(&text, &jobs), domain::parse_after_trigger(&text, &jobs)] {
             if let Command::Run { job, .. } = &command {
                 prop_assert!(jobs.contains(&job.as_str()));
             }
         }
-        let _ = chat::parse_run_id(&text);
+        let _ = domain::parse_run_id(&text);
         let _ = args::split_words(&text);
     }
 
     #[test]
     fn a_job_and_its_arguments_read_back(
-        job in "[a-z][a-z0-9-]{0,8}".prop_filter("not a command", |j| !catalog::BUILT_INS.contains(&j.as_str())),
+        job in "[a-z][a-z0-9-]{0,8}".prop_filter("not a command", |j| !domain::BUILT_INS.contains(&j.as_str())),
         sigil in prop_oneof![Just("#"), Just("!"), Just("/"), Just("@"), Just("")],
         args in proptest::collection::vec("[A-Za-z0-9._/=-]{1,12}", 0..4),
     ) {
         let args = args.join(" ");
-        let command = chat::parse_command(&format!("{sigil}{job} {args}"), &[&job]);
+        let command = domain::parse_command(&format!("{sigil}{job} {args}"), &[&job]);
         prop_assert_eq!(command, Command::Run { job: job.clone(), args: args.clone() });
         let words = args::split_words(&args).unwrap();
         prop_assert_eq!(words.join(" "), args);
@@ -303,8 +304,8 @@ proptest! {
     #[test]
     fn run_numbers_read_back(n in any::<i64>()) {
         let expected = (n > 0).then_some(n);
-        prop_assert_eq!(chat::parse_run_id(&n.to_string()), expected);
-        prop_assert_eq!(chat::parse_run_id(&format!(" #{n} ")), expected);
+        prop_assert_eq!(domain::parse_run_id(&n.to_string()), expected);
+        prop_assert_eq!(domain::parse_run_id(&format!(" #{n} ")), expected);
     }
 
     #[test]

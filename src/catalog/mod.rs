@@ -12,14 +12,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::Problem;
+use crate::domain::{BUILT_INS, Problem};
 
 pub mod args;
 
 pub use args::ParamDef;
-
-/// Words that are chat commands, never job names (`#ci help`).
-pub const BUILT_INS: &[&str] = &["help", "status", "queue", "cancel", "retry", "rerun"];
 
 /// Runs of one job that may wait, unless the job says otherwise.
 pub const DEFAULT_QUEUE_LIMIT: usize = 10;

@@ -7,9 +7,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::Delivery;
+use crate::domain::Delivery;
+use crate::domain::text::truncate_runes;
+use crate::domain::{RunRow, StepRow, StepStatus, TestFailureRow};
 use crate::render::{self, AckMessage, Detail, JobsMessage, ResultMessage, ResultRow, ResultView};
-use crate::store::{RunRow, StepRow, StepStatus, TestFailureRow};
 
 /// Delivery target: `POST {mattermost.url}/api/v4/posts` with the bot's token.
 pub const TARGET_POST: &str = "mattermost.post";
@@ -495,20 +496,10 @@ fn failed_cell(row: &ResultRow, link: &str) -> String {
     }
 }
 
-/// At most `max` runes of `text`, ending in `…` when cut.
-pub fn truncate_runes(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_string();
-    }
-    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
-    out.push('…');
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{RunStatus, StepStatus};
+    use crate::domain::{RunStatus, StepStatus};
 
     const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mattermost");
 

@@ -13,9 +13,9 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use super::Delivery;
+use crate::domain::Delivery;
+use crate::domain::{RunRow, RunStatus, StepRow, StepStatus, TestFailureRow};
 use crate::render::{self, Detail, ResultRow, ResultView};
-use crate::store::{RunRow, RunStatus, StepRow, StepStatus, TestFailureRow};
 
 /// Delivery targets `teams:<webhook name>`: POST to that webhook's `follow_up_url`.
 pub const TARGET_PREFIX: &str = "teams:";
@@ -87,13 +87,6 @@ pub fn sign(key: &[u8], body: &[u8]) -> String {
     format!("HMAC {}", STANDARD.encode(mac.finalize().into_bytes()))
 }
 
-/// Text as Teams puts it in `text`: `&`, `<`, `>` as entities.
-pub fn escape_text(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
 /// The longest `text` accepted: a Teams message is at most about 28 KB, HTML included.
 pub const MAX_TEXT_BYTES: usize = MAX_MESSAGE_BYTES;
 
@@ -151,10 +144,7 @@ pub fn check_content_type(content_type: Option<&str>) -> Result<(), ParseError> 
         Ok(())
     } else {
         Err(ParseError::ContentType(
-            crate::chat::mattermost::truncate_runes(
-                if media.is_empty() { "none" } else { &media },
-                60,
-            ),
+            crate::domain::text::truncate_runes(if media.is_empty() { "none" } else { &media }, 60),
         ))
     }
 }
@@ -228,7 +218,7 @@ pub fn parse_activity(body: &[u8]) -> Result<Activity, ParseError> {
         return Err(ParseError::Json(problem));
     }
     let activity: Activity = serde_json::from_slice(body).map_err(|err| {
-        ParseError::Json(crate::chat::mattermost::truncate_runes(
+        ParseError::Json(crate::domain::text::truncate_runes(
             &err.to_string(),
             MAX_REASON,
         ))
@@ -758,7 +748,7 @@ fn step_colour(status: StepStatus) -> &'static str {
 /// A cell value: one line, at most `max` characters.
 fn cell(value: &str, max: usize) -> String {
     let one_line = value.split_whitespace().collect::<Vec<_>>().join(" ");
-    super::mattermost::truncate_runes(&one_line, max)
+    crate::domain::text::truncate_runes(&one_line, max)
 }
 
 /// Adaptive Card text is Markdown: user values are escaped so a branch name stays literal.
@@ -1067,7 +1057,7 @@ pub fn render_follow_up(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::RunId;
+    use crate::domain::RunId;
 
     const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/teams");
     const SAMPLE_TOKEN: &str = "mEVCLCRJfhz1YDb7NUBtBS0y2u7unCXoab0DP21W1hA=";
@@ -1152,7 +1142,10 @@ mod tests {
     #[test]
     fn signing_gives_the_worked_examples_header() {
         assert_eq!(sign(&key(WORKED_TOKEN), WORKED_BODY), WORKED_HEADER);
-        let (text, _) = command_text(&format!("<at>x</at> {}", escape_text("a & <b>")), None);
+        let (text, _) = command_text(
+            &format!("<at>x</at> {}", crate::domain::text::escape_text("a & <b>")),
+            None,
+        );
         assert_eq!(text, "a & <b>");
     }
 
@@ -1352,16 +1345,16 @@ mod tests {
         let is_job = &["build"][..];
         let (text, _) = command_text("<at>BuildBot</at>&nbsp;build api-server main\n", None);
         assert_eq!(
-            crate::chat::parse_after_trigger(&text, is_job),
-            crate::chat::Command::Run {
+            crate::domain::parse_after_trigger(&text, is_job),
+            crate::domain::Command::Run {
                 job: "build".into(),
                 args: "api-server main".into()
             }
         );
         let (text, _) = command_text("<at>BuildBot</at>", None);
         assert_eq!(
-            crate::chat::parse_after_trigger(&text, is_job),
-            crate::chat::Command::Help { job: None }
+            crate::domain::parse_after_trigger(&text, is_job),
+            crate::domain::Command::Help { job: None }
         );
     }
 

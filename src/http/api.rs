@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{AppState, Error};
-use crate::store::{RunFilter, RunId, RunRow, RunStatus};
+use crate::domain::{RunId, RunRow, RunStatus};
+use crate::store::RunFilter;
 
 /// Runs per page when `limit` is not given, and the most a page may have.
 const DEFAULT_LIMIT: i64 = 50;

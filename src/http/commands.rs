@@ -5,12 +5,13 @@
 
 use super::{AppState, Error};
 use crate::catalog::{Caller, OnNew, args};
-use crate::chat::Command;
-use crate::chat::parse_run_id;
+use crate::domain::Command;
+use crate::domain::parse_run_id;
+use crate::domain::{RunId, RunStatus};
 use crate::render::AckFacts;
 use crate::render::command::{self as words, Flavor};
 use crate::store::runs::{Ack, Inserted};
-use crate::store::{Insert, NewRun, RunId, RunStatus, now_ms};
+use crate::store::{Insert, NewRun, now_ms};
 
 /// Words a queued run's acknowledgement from what it tells and the run.
 pub type AckWords = Box<dyn FnOnce(&AckFacts, &NewRun) -> Ack + Send>;
@@ -96,7 +97,7 @@ pub async fn execute(
             }
             _ => {
                 let jobs = visible();
-                let suggestion = crate::chat::closest(&name, jobs.iter().map(|j| j.0));
+                let suggestion = crate::domain::closest(&name, jobs.iter().map(|j| j.0));
                 replies.jobs(Some(&name), suggestion.as_deref(), jobs)
             }
         },
@@ -106,13 +107,13 @@ pub async fn execute(
             let names = jobs
                 .iter()
                 .map(|j| j.0)
-                .chain(crate::catalog::BUILT_INS.iter().copied());
-            let suggestion = crate::chat::closest(&word, names);
+                .chain(crate::domain::BUILT_INS.iter().copied());
+            let suggestion = crate::domain::closest(&word, names);
             replies.jobs(Some(&word), suggestion.as_deref(), jobs)
         }
         Command::Queue => {
             let active = state.store.active_runs().await?;
-            let here = |run: &&crate::store::RunRow| {
+            let here = |run: &&crate::domain::RunRow| {
                 run.platform == base.platform && run.channel_id == base.channel_id
             };
             let running: Vec<_> = active
@@ -326,7 +327,7 @@ async fn supersede(
 async fn find_run(
     state: &AppState,
     typed: &str,
-) -> Result<Result<crate::store::RunRow, String>, Error> {
+) -> Result<Result<crate::domain::RunRow, String>, Error> {
     let Some(id) = parse_run_id(typed) else {
         return Ok(Err(words::notice(
             "give a run number, e.g. **status 42** (the number is in the acknowledgement)",
@@ -344,7 +345,7 @@ async fn cancel(
     state: &AppState,
     base: &NewRun,
     caller: &Caller,
-    run: crate::store::RunRow,
+    run: crate::domain::RunRow,
     f: Flavor,
 ) -> Result<String, Error> {
     let requester = run.platform == base.platform && run.user_id == caller.user_id;
@@ -403,7 +404,7 @@ pub enum Stopped {
 /// The database failed.
 pub async fn stop(
     state: &AppState,
-    run: &crate::store::RunRow,
+    run: &crate::domain::RunRow,
     reason: &str,
 ) -> Result<Stopped, Error> {
     if run.status == RunStatus::Queued {

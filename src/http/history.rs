@@ -18,9 +18,10 @@ use axum::routing::get;
 
 use super::api::FilterQuery;
 use super::{AppState, Error};
+use crate::domain::{RunId, RunRow, TestFailureRow};
 use crate::render;
 use crate::runner::output::{RunLog, TAIL_BYTES, marker};
-use crate::store::{RunId, RunRow, TestFailureRow, now_ms};
+use crate::store::now_ms;
 
 /// Runs per page.
 pub const PAGE_SIZE: i64 = 50;
@@ -81,12 +82,12 @@ async fn runs_page(
     let now_active = now_ms();
     let active_running: Vec<RunItem> = active
         .iter()
-        .filter(|r| r.status == crate::store::RunStatus::Running)
+        .filter(|r| r.status == crate::domain::RunStatus::Running)
         .map(|r| run_item(r, now_active))
         .collect();
     let active_queued: Vec<(usize, RunItem)> = active
         .iter()
-        .filter(|r| r.status == crate::store::RunStatus::Queued)
+        .filter(|r| r.status == crate::domain::RunStatus::Queued)
         .enumerate()
         .map(|(i, r)| (i + 1, run_item(r, now_active)))
         .collect();
@@ -452,7 +453,12 @@ fn numbered(lines: &[&str], first: i64) -> Vec<(i64, String)> {
     lines
         .iter()
         .zip(first..)
-        .map(|(line, n)| (n, render::strip_ansi(line.trim_end_matches(['\n', '\r']))))
+        .map(|(line, n)| {
+            (
+                n,
+                crate::domain::text::strip_ansi(line.trim_end_matches(['\n', '\r'])),
+            )
+        })
         .collect()
 }
 
@@ -579,7 +585,7 @@ async fn log_stream(
             for line in complete.split_inclusive(|b| *b == b'\n') {
                 f.offset += line.len() as u64;
                 let text = String::from_utf8_lossy(line);
-                let text = render::strip_ansi(text.trim_end_matches(['\n', '\r']));
+                let text = crate::domain::text::strip_ansi(text.trim_end_matches(['\n', '\r']));
                 f.line += 1;
                 // `offset:line`: where to resume, and the line's number for its anchor.
                 f.pending.push_back(
@@ -661,7 +667,7 @@ async fn rerun_run(
         channel_name: "web".into(),
         user_id: format!("web:{user}"),
         user_name: user.clone(),
-        message_id: crate::app::random_id()
+        message_id: crate::domain::random_id()
             .map_err(|_| Error::BadRequest("no randomness".into()))?,
         message: format!("rerun of #{id} from the web"),
         ..crate::store::NewRun::default()
@@ -724,7 +730,7 @@ async fn job_page(
         .collect();
     let succeeded = done
         .iter()
-        .filter(|r| r.status == crate::store::RunStatus::Succeeded)
+        .filter(|r| r.status == crate::domain::RunStatus::Succeeded)
         .count();
     let mut durations: Vec<i64> = done
         .iter()
@@ -760,7 +766,7 @@ fn duration_chart(runs: &[&RunRow], now: i64) -> String {
         .filter_map(|r| {
             Some((
                 render::run_duration(r, now)?,
-                r.status == crate::store::RunStatus::Succeeded,
+                r.status == crate::domain::RunStatus::Succeeded,
                 r.run_id.0,
             ))
         })

@@ -22,10 +22,11 @@ use serde::Deserialize;
 
 use super::commands::{self, AckWords, Answer, Replies};
 use super::{AppState, Error};
+use crate::chat::check_replay_window;
 use crate::chat::mattermost::{self, Thread};
 use crate::chat::teams;
-use crate::chat::{Command, Platform, check_replay_window, parse_after_trigger, parse_command};
 use crate::config::TeamsWebhook;
+use crate::domain::{Command, Platform, parse_after_trigger, parse_command};
 use crate::render::command::Flavor;
 use crate::store::runs::Ack;
 use crate::store::{NewRun, now_ms};

@@ -24,7 +24,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::chat::{mattermost, teams};
 use crate::config::Config;
-use crate::store::{self, DeliveryRow, RunId, Store, ms, now_ms};
+use crate::domain::RunId;
+use crate::store::{self, DeliveryRow, Store, ms, now_ms};
 
 /// How long one POST may take. A claimed delivery is held for twice as long, which covers the
 /// look-up for an earlier attempt ([`LOOKUP_TIMEOUT`]) and the POST.

@@ -25,9 +25,10 @@ use tokio_util::task::AbortOnDropHandle;
 use crate::catalog::{Catalog, JobDef, StepDef};
 use crate::chat::{mattermost, teams};
 use crate::config::Config;
+use crate::domain::{RunId, RunRow, RunStatus, StepStatus};
 use crate::runner::{self, LogSink, StepOutcome};
 use crate::store::runs::{RunResult, RunSteps, StepResult};
-use crate::store::{self, RunId, RunRow, RunStatus, StepStatus, Store, ms, now_ms};
+use crate::store::{self, Store, ms, now_ms};
 
 /// How often the reaper looks for runs whose lease expired.
 pub const REAP_EVERY: Duration = Duration::from_secs(5);
@@ -570,9 +571,9 @@ impl Worker {
 pub fn result_reply(
     config: &Config,
     run: &RunRow,
-    steps: &[store::StepRow],
-    failures: &[store::TestFailureRow],
-) -> Option<crate::chat::Delivery> {
+    steps: &[crate::domain::StepRow],
+    failures: &[crate::domain::TestFailureRow],
+) -> Option<crate::domain::Delivery> {
     let link = format!("{}/runs/{}", config.public_url, run.run_id);
     let now = now_ms();
     match run.platform.as_str() {
@@ -812,7 +813,11 @@ mod tests {
 
         let step = worker.try_run_one(&shutdown, Some(Box::new(run))).await;
         assert!(matches!(step, Ok(Step::Idle)), "{step:?}");
-        let run = store.get_run(store::RunId(1)).await.unwrap().unwrap();
+        let run = store
+            .get_run(crate::domain::RunId(1))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(run.status, RunStatus::Queued, "started by the next start");
     }
 

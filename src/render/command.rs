@@ -6,7 +6,7 @@ use askama::filters::Escaper;
 
 use super::{Markdown, duration, run_duration, step_result};
 use crate::catalog::JobDef;
-use crate::store::{RunRow, RunStatus, StepRow, StepStatus};
+use crate::domain::{RunRow, RunStatus, StepRow, StepStatus};
 
 /// How a platform's message text is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,7 +26,7 @@ impl Flavor {
                 let _ = Markdown.write_escaped_str(&mut out, text);
                 out
             }
-            Self::Teams => crate::chat::teams::escape_text(text),
+            Self::Teams => crate::domain::text::escape_text(text),
         }
     }
 

@@ -18,7 +18,7 @@ pub mod command;
 #[doc(hidden)]
 pub mod samples;
 
-use crate::store::{RunRow, RunStatus, StepRow, StepStatus, TestFailureRow};
+use crate::domain::{RunRow, RunStatus, StepRow, StepStatus, TestFailureRow};
 
 /// The escaper of `.md` templates: Markdown punctuation is backslash-escaped, `@` gets a
 /// zero-width space after it (no `@channel` from a branch name), line breaks become spaces (a
@@ -117,43 +117,6 @@ pub fn timestamp(ms: i64) -> String {
     let at = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
     let text = humantime::format_rfc3339_seconds(at).to_string();
     format!("{} UTC", text.trim_end_matches('Z').replace('T', " "))
-}
-
-/// Removes ANSI escape sequences (colours, cursor moves) so logs never show `\x1b[31m`.
-pub fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c != '\x1b' {
-            out.push(c);
-            continue;
-        }
-        match chars.peek() {
-            // CSI: ESC [ parameters... final byte in @..~
-            Some('[') => {
-                chars.next();
-                for c in chars.by_ref() {
-                    if ('@'..='~').contains(&c) {
-                        break;
-                    }
-                }
-            }
-            // OSC: ESC ] ... BEL or ESC \
-            Some(']') => {
-                chars.next();
-                while let Some(c) = chars.next() {
-                    if c == '\x07' || (c == '\x1b' && chars.next_if_eq(&'\\').is_some()) {
-                        break;
-                    }
-                }
-            }
-            Some(_) => {
-                chars.next();
-            }
-            None => {}
-        }
-    }
-    out
 }
 
 /// Emoji shortcode for a run's status.
@@ -483,7 +446,7 @@ mod tests {
     #[test]
     fn strips_colour_and_title_sequences() {
         assert_eq!(
-            strip_ansi("\x1b[1;31merror\x1b[0m: \x1b]0;title\x07done"),
+            crate::domain::text::strip_ansi("\x1b[1;31merror\x1b[0m: \x1b]0;title\x07done"),
             "error: done"
         );
     }

@@ -1,6 +1,6 @@
 //! Sample runs for rendering tests: the same data feeds the Mattermost and Teams fixtures.
 
-use crate::store::{RunId, RunRow, RunStatus, StepRow, StepStatus, TestFailureRow};
+use crate::domain::{RunId, RunRow, RunStatus, StepRow, StepStatus, TestFailureRow};
 
 /// Run #42 of `build`, asked by alice, 3.5 s long.
 pub fn run(status: RunStatus) -> RunRow {

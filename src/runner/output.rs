@@ -489,7 +489,7 @@ impl LogSink {
 
     /// The current step's last `lines` lines of output, ANSI escape codes removed.
     pub fn step_tail(&self, lines: usize) -> String {
-        let text = crate::render::strip_ansi(&String::from_utf8_lossy(&self.step_tail));
+        let text = crate::domain::text::strip_ansi(&String::from_utf8_lossy(&self.step_tail));
         let all: Vec<&str> = text.trim_end().lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
     }

@@ -28,9 +28,10 @@ use sqlx::{Row, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
 use super::flush::Flusher;
-use super::runs::{Ack, Insert, Inserted, NewRun, Position, RunId, RunStatus};
+use super::runs::{Ack, Insert, Inserted, NewRun, Position};
 use super::{Error, Result, Writer, outbox};
-use crate::chat::Delivery;
+use crate::domain::Delivery;
+use crate::domain::{RunId, RunStatus};
 
 /// The most triggers one transaction stores.
 pub const MAX_BATCH: usize = 256;
@@ -428,8 +429,9 @@ const INSERT_RUNS: &str = "insert into run (run_id, platform, team_id, team_name
 mod tests {
     use std::collections::HashMap;
 
+    use crate::domain::RunId;
     use crate::store::runs::Ack;
-    use crate::store::{Insert, NewRun, Position, RunId, Store};
+    use crate::store::{Insert, NewRun, Position, Store};
 
     #[test]
     fn the_typical_duration_is_the_median() {

@@ -18,10 +18,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Connection, SqliteConnection, SqlitePool};
 
 pub use outbox::{DeliveryRow, DeliveryState};
-pub use runs::{
-    Claim, Insert, JobSteps, NewRun, Position, RunFilter, RunId, RunRow, RunStatus, StepRow,
-    StepStatus, TestFailureRow,
-};
+pub use runs::{Claim, Insert, JobSteps, NewRun, Position, RunFilter};
 
 /// Failures of the store.
 #[derive(Debug, thiserror::Error)]

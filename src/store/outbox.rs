@@ -8,8 +8,9 @@
 
 use sqlx::{Connection, FromRow, SqliteConnection};
 
-use super::{Result, RunId, Store};
-use crate::chat::Delivery;
+use super::{Result, Store};
+use crate::domain::Delivery;
+use crate::domain::RunId;
 
 /// An `outbox` row.
 #[derive(Debug, Clone, FromRow)]

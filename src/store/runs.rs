@@ -5,110 +5,10 @@
 //! another worker has claimed the run since (our lease expired), the write touches 0 rows and
 //! the caller learns it lost the run, as in underway's `mark_succeeded`.
 
-use std::fmt;
-
-use serde::Serialize;
 use sqlx::{Connection, FromRow, Row};
 
 use super::{Result, Store, outbox};
-use crate::chat::Delivery;
-
-/// A run's number, as users see it (`#42`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, sqlx::Type, Serialize)]
-#[sqlx(transparent)]
-pub struct RunId(pub i64);
-
-impl fmt::Display for RunId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-/// Where a run is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type, Serialize)]
-#[sqlx(rename_all = "snake_case")]
-#[serde(rename_all = "snake_case")]
-pub enum RunStatus {
-    /// Waiting for a worker.
-    Queued,
-    /// A worker holds it.
-    Running,
-    /// Every step succeeded.
-    Succeeded,
-    /// A step failed, or the run could not be started.
-    Failed,
-    /// The job's timeout stopped it.
-    TimedOut,
-    /// Stopped on request.
-    Cancelled,
-    /// Refused by the job's permissions; recorded, never run.
-    Denied,
-    /// chatrun stopped (crash, kill, shutdown) while it ran, and it is not run again.
-    Interrupted,
-}
-
-impl RunStatus {
-    /// The word used in replies and pages.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Queued => "queued",
-            Self::Running => "running",
-            Self::Succeeded => "succeeded",
-            Self::Failed => "failed",
-            Self::TimedOut => "timed out",
-            Self::Cancelled => "cancelled",
-            Self::Denied => "denied",
-            Self::Interrupted => "interrupted",
-        }
-    }
-
-    /// True once the run will not change any more.
-    pub fn is_finished(self) -> bool {
-        !matches!(self, Self::Queued | Self::Running)
-    }
-}
-
-/// Where a step is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type, Serialize)]
-#[sqlx(rename_all = "snake_case")]
-#[serde(rename_all = "snake_case")]
-pub enum StepStatus {
-    /// Not started yet.
-    Pending,
-    /// Its process is running.
-    Running,
-    /// Exited with status 0.
-    Succeeded,
-    /// Exited otherwise, or was killed by a signal.
-    Failed,
-    /// Stopped by the job's timeout.
-    TimedOut,
-    /// Stopped on request.
-    Cancelled,
-    /// Not run because an earlier step failed.
-    Skipped,
-    /// Could not be started (no such program, bad working directory).
-    Error,
-    /// chatrun stopped while it ran; its processes were killed.
-    Interrupted,
-}
-
-impl StepStatus {
-    /// The word used in replies and pages.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Running => "running",
-            Self::Succeeded => "passed",
-            Self::Failed => "failed",
-            Self::TimedOut => "timed out",
-            Self::Cancelled => "cancelled",
-            Self::Skipped => "skipped",
-            Self::Error => "could not start",
-            Self::Interrupted => "interrupted",
-        }
-    }
-}
+use crate::domain::{Delivery, RunId, RunRow, RunStatus, StepRow, StepStatus, TestFailureRow};
 
 /// A trigger that became a run, before it is stored.
 #[derive(Debug, Clone, Default)]
@@ -220,65 +120,6 @@ impl JobSteps {
     }
 }
 
-/// A `run` row.
-#[derive(Debug, Clone, FromRow, Serialize)]
-pub struct RunRow {
-    pub run_id: RunId,
-    pub platform: String,
-    pub team_id: String,
-    pub team_name: String,
-    pub channel_id: String,
-    pub channel_name: String,
-    pub user_id: String,
-    pub user_name: String,
-    pub message_id: String,
-    pub thread_root_id: Option<String>,
-    pub message: String,
-    pub job: String,
-    pub args: String,
-    pub hook: String,
-    pub status: RunStatus,
-    pub attempt: i64,
-    pub ack_text: String,
-    pub error: Option<String>,
-    /// The output's first bytes (lossy UTF-8).
-    pub log_head: String,
-    /// Its last bytes after the head, never reaching back past a capped log's marker.
-    pub log_tail: String,
-    /// Bytes the run printed (steps' output with secrets masked, and chatrun's notes). The log
-    /// file holds as many, or, when they were more than `max_log_bytes`, the head, the marker
-    /// line and the tail.
-    pub log_bytes: i64,
-    /// Lines the run printed: the page numbers lines (`#L123`) as they were printed.
-    pub log_lines: i64,
-    pub log_path: Option<String>,
-    pub created_at: i64,
-    pub started_at: Option<i64>,
-    pub finished_at: Option<i64>,
-}
-
-/// A `step` row.
-#[derive(Debug, Clone, FromRow, Serialize)]
-pub struct StepRow {
-    pub run_id: RunId,
-    pub position: i64,
-    pub name: String,
-    pub status: StepStatus,
-    pub exit_code: Option<i64>,
-    pub detail: Option<String>,
-    pub started_at: Option<i64>,
-    pub finished_at: Option<i64>,
-    /// Test counts from the step's reports; `None` when it names none or they were unusable.
-    pub tests_run: Option<i64>,
-    pub tests_failed: Option<i64>,
-    pub tests_skipped: Option<i64>,
-    pub tests_duration_ms: Option<i64>,
-    /// Why the step's named reports could not be used.
-    pub report_error: Option<String>,
-    /// The step's last output lines (failed steps only), ANSI codes stripped.
-    pub output_tail: Option<String>,
-}
-
 /// A run's steps and failed tests, as its worker writes them: the worker keeps this copy as it
 /// goes (each change beside its write), and words the result's reply from it, so the last
 /// write needs to read nothing back.
@@ -361,44 +202,6 @@ impl RunSteps {
                 }
             }
         }
-    }
-}
-
-/// A `test_failure` row: one failed test of a step.
-#[derive(Debug, Clone, FromRow, Serialize)]
-pub struct TestFailureRow {
-    pub position: i64,
-    pub suite: String,
-    pub name: String,
-    pub message: String,
-    pub detail: String,
-}
-
-impl StepRow {
-    /// Step `position` of run `run_id`, called `name`, before it runs: pending, nothing
-    /// recorded.
-    pub fn pending(run_id: RunId, position: i64, name: &str) -> Self {
-        Self {
-            run_id,
-            position,
-            name: name.to_string(),
-            status: StepStatus::Pending,
-            exit_code: None,
-            detail: None,
-            started_at: None,
-            finished_at: None,
-            tests_run: None,
-            tests_failed: None,
-            tests_skipped: None,
-            tests_duration_ms: None,
-            report_error: None,
-            output_tail: None,
-        }
-    }
-
-    /// How long the step ran, once it has started.
-    pub fn duration_ms(&self, now: i64) -> Option<i64> {
-        Some(self.finished_at.unwrap_or(now) - self.started_at?)
     }
 }
 

@@ -146,7 +146,11 @@ async fn a_browser_filters_the_list_and_sees_a_running_runs_lines_appear() {
     app.finished_run(1).await;
     app.say("bob", "#ticker", "t1").await;
     wait_for(|| async {
-        let run = app.store.get_run(chatrun::store::RunId(2)).await.unwrap()?;
+        let run = app
+            .store
+            .get_run(chatrun::domain::RunId(2))
+            .await
+            .unwrap()?;
         (run.status.as_str() == "running").then_some(())
     })
     .await;

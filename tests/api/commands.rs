@@ -1,6 +1,6 @@
 //! Chat commands and permissions, on both platforms.
 
-use chatrun::store::RunId;
+use chatrun::domain::RunId;
 use serde_json::Value;
 
 use crate::helpers::{

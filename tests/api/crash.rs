@@ -12,7 +12,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chatrun::store::{RunFilter, RunId, Store};
+use chatrun::domain::RunId;
+use chatrun::store::{RunFilter, Store};
 use serde_json::{Value, json};
 
 use crate::helpers::{TOKEN, wait_for_within};

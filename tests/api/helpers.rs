@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use chatrun::app::App;
 use chatrun::config::Config;
-use chatrun::store::{RunId, RunRow, Store};
+use chatrun::domain::{RunId, RunRow};
+use chatrun::store::Store;
 use serde_json::json;
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
@@ -338,7 +339,7 @@ impl TestApp {
     pub async fn first_step_running(&self, id: i64) {
         wait_for(|| async {
             let steps = self.store.steps(RunId(id)).await.unwrap();
-            (steps.first()?.status == chatrun::store::StepStatus::Running).then_some(())
+            (steps.first()?.status == chatrun::domain::StepStatus::Running).then_some(())
         })
         .await;
     }

@@ -1,6 +1,6 @@
 //! The history pages list runs and show their output, escaped.
 
-use chatrun::store::{RunId, RunStatus};
+use chatrun::domain::{RunId, RunStatus};
 
 use crate::helpers::spawn_app_with;
 

@@ -278,7 +278,7 @@ async fn a_follow_up_is_retried_until_the_chat_server_takes_it() {
     let deliveries = crate::helpers::wait_for(|| async {
         let list = app
             .store
-            .deliveries(chatrun::store::RunId(1))
+            .deliveries(chatrun::domain::RunId(1))
             .await
             .unwrap();
         (list.first().is_some_and(|d| d.status == "sent")).then_some(list)

@@ -18,7 +18,8 @@ use crate::helpers::{
     TEAMS_TOKEN, TestApp, WORKFLOW_PATH, spawn_app_configured, spawn_app_with_chat,
     teams_signature, wait_for,
 };
-use chatrun::store::{DeliveryState, RunId};
+use chatrun::domain::RunId;
+use chatrun::store::DeliveryState;
 
 /// The deliveries of run `id` once `done` holds for the first.
 async fn first_delivery_when(

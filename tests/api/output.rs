@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
+use chatrun::domain::{RunId, RunRow};
 use chatrun::runner::output::{Cap, DEFAULT_MAX_LOG_BYTES};
-use chatrun::store::{RunId, RunRow};
 
 use crate::helpers::{TestApp, spawn_app_with, start_with};
 

@@ -1,7 +1,7 @@
 //! Queue policies: concurrency, queue limits, what a new request does to older runs, the
 //! expected wait, and the per-user rate limit.
 
-use chatrun::store::RunId;
+use chatrun::domain::RunId;
 
 use crate::helpers::{TestApp, spawn_app_with, wait_for};
 

@@ -3,8 +3,9 @@
 
 use std::os::unix::process::CommandExt;
 
+use chatrun::domain::{RunId, StepStatus};
 use chatrun::store::runs::Ack;
-use chatrun::store::{NewRun, RunId, StepStatus, now_ms};
+use chatrun::store::{NewRun, now_ms};
 
 use crate::helpers::{BUILD_JOB, spawn_app, spawn_app_with, start, wait_for};
 

@@ -117,7 +117,7 @@ async fn a_throttled_card_is_sent_again_after_retry_after_and_delivered_once() {
     let deliveries = crate::helpers::wait_for(|| async {
         let list = app
             .store
-            .deliveries(chatrun::store::RunId(1))
+            .deliveries(chatrun::domain::RunId(1))
             .await
             .unwrap();
         list.first()
@@ -147,7 +147,7 @@ async fn a_refused_card_is_recorded_and_shown_on_the_run_page() {
     crate::helpers::wait_for(|| async {
         let list = app
             .store
-            .deliveries(chatrun::store::RunId(1))
+            .deliveries(chatrun::domain::RunId(1))
             .await
             .unwrap();
         list.first()

@@ -1,0 +1,37 @@
+//! Identifiers: run numbers and the random ids chatrun makes up (message ids of web and CLI
+//! triggers, the local token).
+
+use std::fmt;
+
+use serde::Serialize;
+
+/// A run's number, as users see it (`#42`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, sqlx::Type, Serialize)]
+#[sqlx(transparent)]
+pub struct RunId(pub i64);
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// 26 random characters from Mattermost's id alphabet.
+///
+/// # Errors
+///
+/// The system's random source failed.
+pub fn random_id() -> Result<String, NoRandomness> {
+    const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuwxyz13456789";
+    let mut bytes = [0u8; 26];
+    getrandom::fill(&mut bytes).map_err(|err| NoRandomness(err.to_string()))?;
+    Ok(bytes
+        .iter()
+        .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
+        .collect())
+}
+
+/// The system's random source failed.
+#[derive(Debug, thiserror::Error)]
+#[error("no random numbers: {0}")]
+pub struct NoRandomness(String);

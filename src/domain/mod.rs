@@ -1,0 +1,18 @@
+//! The domain: the values chatrun is about (runs, steps, platforms, replies, the command
+//! grammar) and the text helpers every platform shares. The bottom layer: no I/O, and no
+//! imports from the rest of the crate, so every other module may use it and it uses none.
+
+pub mod command;
+pub mod delivery;
+pub mod ids;
+pub mod platform;
+pub mod problem;
+pub mod run;
+pub mod text;
+
+pub use command::{BUILT_INS, Command, closest, parse_after_trigger, parse_command, parse_run_id};
+pub use delivery::Delivery;
+pub use ids::{RunId, random_id};
+pub use platform::Platform;
+pub use problem::Problem;
+pub use run::{RunRow, RunStatus, StepRow, StepStatus, TestFailureRow};
