@@ -18,8 +18,8 @@ use crate::config::{Config, default_public_url};
 use crate::domain::random_id;
 use crate::http::AppState;
 use crate::outbox::Sender;
-use crate::queue::{Reaper, Worker};
 use crate::store::Store;
+use crate::worker::{Reaper, Worker};
 use crate::{catalog, http};
 
 /// A built, not yet running, chatrun.
@@ -95,7 +95,7 @@ impl App {
             client,
             wake_workers: Arc::new(Notify::new()),
             wake_outbox: Arc::new(Notify::new()),
-            cancels: Arc::new(crate::queue::Cancels::default()),
+            cancels: Arc::new(crate::worker::Cancels::default()),
             rate: Arc::new(crate::http::RateLimit::default()),
             sessions: Arc::new(crate::http::auth::Sessions::default()),
             draining: CancellationToken::new(),
@@ -135,7 +135,7 @@ impl App {
             config: config.clone(),
             wake: state.wake_workers.clone(),
             outbox_wake: state.wake_outbox.clone(),
-            owner: crate::queue::owner_name(n),
+            owner: crate::worker::owner_name(n),
             cancels: state.cancels.clone(),
             job_steps: job_steps.clone(),
         };

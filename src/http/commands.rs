@@ -413,7 +413,7 @@ pub async fn stop(
         cancelled.status = RunStatus::Cancelled;
         cancelled.error = Some(reason.to_string());
         cancelled.finished_at = Some(now);
-        let reply = crate::queue::result_reply(&state.config, &cancelled, &[], &[]);
+        let reply = crate::worker::result_reply(&state.config, &cancelled, &[], &[]);
         if state
             .store
             .cancel_queued(run.run_id, reason, now, reply.as_ref())

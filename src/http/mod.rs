@@ -66,7 +66,7 @@ pub struct Shared {
     /// Wakes the outbox after a delivery was queued.
     pub wake_outbox: Arc<Notify>,
     /// Stops running runs on `cancel`.
-    pub cancels: Arc<crate::queue::Cancels>,
+    pub cancels: Arc<crate::worker::Cancels>,
     /// Requests that started runs, per user, for the rate limit.
     pub rate: Arc<RateLimit>,
     /// Signed-in users of the pages.

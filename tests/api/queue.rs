@@ -209,7 +209,7 @@ async fn a_restart_takes_over_at_once_the_runs_of_a_dead_chatrun_on_this_host() 
     let mut child = std::process::Command::new("true").spawn().unwrap();
     let dead = child.id();
     child.wait().unwrap();
-    let owner = chatrun::queue::owner_name(0)
+    let owner = chatrun::worker::owner_name(0)
         .replace(&format!(":{}#", std::process::id()), &format!(":{dead}#"));
     let now = now_ms();
     let (dir, mattermost) =
@@ -227,7 +227,7 @@ async fn a_restart_kills_the_processes_a_dead_chatrun_left_running_and_only_thos
     let mut child = std::process::Command::new("true").spawn().unwrap();
     let dead = child.id();
     child.wait().unwrap();
-    let owner = chatrun::queue::owner_name(0)
+    let owner = chatrun::worker::owner_name(0)
         .replace(&format!(":{}#", std::process::id()), &format!(":{dead}#"));
     let now = now_ms();
     let (dir, mattermost) =

@@ -138,7 +138,7 @@ impl Cancels {
 
 /// What [`Worker::try_run_one`] did.
 #[derive(Debug, Clone)]
-pub enum Step {
+pub enum Turn {
     /// It ran (or settled) this run; and claimed the next in the same write as it stored the
     /// result, when one was waiting.
     Ran(RunId, Option<Box<RunRow>>),
@@ -183,11 +183,11 @@ impl Worker {
             tokio::pin!(woken);
             woken.as_mut().enable();
             match self.try_run_one(&shutdown, next.take()).await {
-                Ok(Step::Ran(_, claimed)) => {
+                Ok(Turn::Ran(_, claimed)) => {
                     next = claimed;
                     continue;
                 }
-                Ok(Step::Idle) => {}
+                Ok(Turn::Idle) => {}
                 Err(err) => tracing::error!(error = ?err, "worker cannot reach the database"),
             }
             tokio::select! {
@@ -210,18 +210,18 @@ impl Worker {
         &self,
         shutdown: &CancellationToken,
         claimed: Option<Box<RunRow>>,
-    ) -> store::Result<Step> {
+    ) -> store::Result<Turn> {
         if shutdown.is_cancelled() {
             if let Some(run) = claimed {
                 self.store.requeue(run.run_id, run.attempt).await?;
             }
-            return Ok(Step::Idle);
+            return Ok(Turn::Idle);
         }
         let run = match claimed {
             Some(run) => *run,
             None => match self.store.try_claim(self.claim()).await? {
                 Some(run) => run,
-                None => return Ok(Step::Idle),
+                None => return Ok(Turn::Idle),
             },
         };
         let run_id = run.run_id;
@@ -230,7 +230,7 @@ impl Worker {
         let Some(job) = self.catalog.get(&run.job).cloned() else {
             let error = format!("the job `{}` no longer exists on this server", run.job);
             self.finish_without_steps(run, &[], error).await?;
-            return Ok(Step::Ran(run_id, None));
+            return Ok(Turn::Ran(run_id, None));
         };
         // Checked when queued; checked again, since the job's definition may have changed.
         let values = match crate::catalog::args::bind(&job.name, &job.params, &run.args) {
@@ -239,7 +239,7 @@ impl Worker {
                 let error = format!("its arguments no longer fit the job: {err}");
                 self.finish_without_steps(run, &job.step_names(), error)
                     .await?;
-                return Ok(Step::Ran(run_id, None));
+                return Ok(Turn::Ran(run_id, None));
             }
         };
 
@@ -275,7 +275,7 @@ impl Worker {
         }
         if lost.load(Ordering::SeqCst) {
             tracing::warn!(run = %run_id, attempt = run.attempt, "lease lost; result discarded");
-            return Ok(Step::Ran(run_id, None));
+            return Ok(Turn::Ran(run_id, None));
         }
         if result.status == RunStatus::Interrupted {
             match after_interrupt(job.retry_interrupted, run.attempt) {
@@ -293,12 +293,12 @@ impl Worker {
                     self.finish(run, result, &steps, last_step, None).await?;
                 }
             }
-            return Ok(Step::Ran(run_id, None));
+            return Ok(Turn::Ran(run_id, None));
         }
         // The next run is claimed with this one's result, unless shutdown began meanwhile.
         let next = (!shutdown.is_cancelled()).then(|| self.claim());
         let claimed = self.finish(run, result, &steps, last_step, next).await?;
-        Ok(Step::Ran(run_id, claimed.map(Box::new)))
+        Ok(Turn::Ran(run_id, claimed.map(Box::new)))
     }
 
     /// A claim of the next run by this worker, from now.
@@ -812,7 +812,7 @@ mod tests {
         shutdown.cancel();
 
         let step = worker.try_run_one(&shutdown, Some(Box::new(run))).await;
-        assert!(matches!(step, Ok(Step::Idle)), "{step:?}");
+        assert!(matches!(step, Ok(Turn::Idle)), "{step:?}");
         let run = store
             .get_run(crate::domain::RunId(1))
             .await
