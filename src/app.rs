@@ -87,16 +87,18 @@ impl App {
             .context("cannot build the HTTP client")?;
 
         let state = AppState::new(crate::http::Shared {
-            store,
-            catalog: Arc::new(catalog),
-            config: Arc::new(config),
+            service: crate::service::Context {
+                store,
+                catalog: Arc::new(catalog),
+                config: Arc::new(config),
+                wake_workers: Arc::new(Notify::new()),
+                wake_outbox: Arc::new(Notify::new()),
+                cancels: Arc::new(crate::service::Cancels::default()),
+                rate: Arc::new(crate::service::RateLimit::default()),
+            },
             mattermost_tokens: Arc::new(tokens),
             bot_user_id: Arc::new(OnceLock::new()),
             client,
-            wake_workers: Arc::new(Notify::new()),
-            wake_outbox: Arc::new(Notify::new()),
-            cancels: Arc::new(crate::worker::Cancels::default()),
-            rate: Arc::new(crate::http::RateLimit::default()),
             sessions: Arc::new(crate::http::auth::Sessions::default()),
             draining: CancellationToken::new(),
         });

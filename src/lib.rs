@@ -45,6 +45,7 @@ pub mod outbox;
 pub mod render;
 pub mod report;
 pub mod runner;
+pub mod service;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;

@@ -37,6 +37,15 @@ pub enum Error {
     Unavailable(#[source] crate::store::Error),
 }
 
+impl From<crate::service::Error> for Error {
+    fn from(err: crate::service::Error) -> Self {
+        match err {
+            crate::service::Error::Refused(refusal) => Self::BadRequest(refusal.to_string()),
+            crate::service::Error::Store(err) => Self::Store(err),
+        }
+    }
+}
+
 impl Error {
     /// The same error as a webhook answers it: a store failure becomes [`Error::Unavailable`]
     /// (503), so a chat server never reads a failure as an acknowledgement.

@@ -645,7 +645,7 @@ async fn cancel_run(
     axum::Form(form): axum::Form<ActionForm>,
 ) -> Result<Response, Error> {
     let (user, run) = form_user_and_run(&state, &headers, &form.token, id).await?;
-    super::commands::stop(&state, &run, &format!("cancelled by {user} (web)")).await?;
+    crate::service::stop(&state, &run, &format!("cancelled by {user} (web)")).await?;
     tracing::info!(run = id, %user, "cancelled from the web");
     Ok(axum::response::Redirect::to(&format!("/runs/{id}")).into_response())
 }
@@ -672,22 +672,22 @@ async fn rerun_run(
         message: format!("rerun of #{id} from the web"),
         ..crate::store::NewRun::default()
     };
-    let stored = super::commands::enqueue(&state, job, base, &run.args, |facts, _| {
+    let stored = crate::service::enqueue(&state, job, base, &run.args, |facts, _| {
         crate::store::runs::Ack {
             text: format!("queued run #{} from the web", facts.run_id),
             delivery: None,
         }
     })
-    .await?;
+    .await;
     match stored {
         Ok(inserted) => {
             tracing::info!(run = %inserted.run_id, rerun_of = id, %user, "queued from the web");
             Ok(axum::response::Redirect::to(&format!("/runs/{}", inserted.run_id)).into_response())
         }
-        Err(super::commands::Refusal::Arguments(reason)) => Err(Error::BadRequest(format!(
-            "its arguments no longer fit the job: {reason}"
-        ))),
-        Err(super::commands::Refusal::QueueFull(waiting)) => Ok((
+        Err(crate::service::Error::Refused(crate::service::Refusal::Arguments(reason))) => Err(
+            Error::BadRequest(format!("its arguments no longer fit the job: {reason}")),
+        ),
+        Err(crate::service::Error::Refused(crate::service::Refusal::QueueFull(waiting))) => Ok((
             axum::http::StatusCode::CONFLICT,
             format!(
                 "{waiting} runs of {} are already waiting, its limit; try again later\n",
@@ -695,6 +695,7 @@ async fn rerun_run(
             ),
         )
             .into_response()),
+        Err(err) => Err(err.into()),
     }
 }
 

@@ -5,26 +5,21 @@
 
 pub mod api;
 pub mod auth;
-pub mod commands;
 pub mod error;
 pub mod health;
 pub mod history;
 pub mod webhooks;
 
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 pub use error::Error;
 
-use crate::catalog::Catalog;
-use crate::config::Config;
-use crate::store::Store;
+use crate::service;
 
 /// What every handler can reach ([`Shared`]); cheap to clone.
 ///
@@ -49,66 +44,28 @@ impl std::ops::Deref for AppState {
     }
 }
 
-/// The parts of [`AppState`].
+/// The parts of [`AppState`]: the use cases' [`service::Context`] (reached through `Deref`:
+/// `state.store`, `state.config`), and what only HTTP needs.
 #[derive(Debug)]
 pub struct Shared {
-    pub store: Store,
-    pub catalog: Arc<Catalog>,
-    pub config: Arc<Config>,
+    pub service: service::Context,
     /// Tokens accepted on `/hooks/mattermost`: the configured ones, or the local one.
     pub mattermost_tokens: Arc<Vec<String>>,
     /// The Mattermost bot's user id, once known; its own posts are ignored.
     pub bot_user_id: Arc<OnceLock<String>>,
     /// For the REST look-ups made while answering a webhook.
     pub client: reqwest::Client,
-    /// Wakes the workers after an enqueue.
-    pub wake_workers: Arc<Notify>,
-    /// Wakes the outbox after a delivery was queued.
-    pub wake_outbox: Arc<Notify>,
-    /// Stops running runs on `cancel`.
-    pub cancels: Arc<crate::worker::Cancels>,
-    /// Requests that started runs, per user, for the rate limit.
-    pub rate: Arc<RateLimit>,
     /// Signed-in users of the pages.
     pub sessions: Arc<auth::Sessions>,
     /// Cancelled when chatrun starts shutting down: webhooks are refused from then on.
     pub draining: CancellationToken,
 }
 
-/// A sliding one-minute window of requests per user.
-#[derive(Debug, Default)]
-pub struct RateLimit {
-    seen: std::sync::Mutex<
-        std::collections::HashMap<String, std::collections::VecDeque<std::time::Instant>>,
-    >,
-}
+impl std::ops::Deref for Shared {
+    type Target = service::Context;
 
-impl RateLimit {
-    /// Counts a request of `user` and says whether it is within `per_minute` (0: no limit);
-    /// when not, how long until the next is allowed.
-    pub fn check(&self, user: &str, per_minute: usize) -> Result<(), Duration> {
-        if per_minute == 0 {
-            return Ok(());
-        }
-        let now = std::time::Instant::now();
-        let window = Duration::from_secs(60);
-        let mut seen = self
-            .seen
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let times = seen.entry(user.to_string()).or_default();
-        while times
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= window)
-        {
-            times.pop_front();
-        }
-        if times.len() >= per_minute {
-            let oldest = times.front().copied().unwrap_or(now);
-            return Err(window.saturating_sub(now.duration_since(oldest)));
-        }
-        times.push_back(now);
-        Ok(())
+    fn deref(&self) -> &service::Context {
+        &self.service
     }
 }
 

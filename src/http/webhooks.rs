@@ -20,7 +20,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde::Deserialize;
 
-use super::commands::{self, AckWords, Answer, Replies};
 use super::{AppState, Error};
 use crate::chat::check_replay_window;
 use crate::chat::mattermost::{self, Thread};
@@ -28,6 +27,7 @@ use crate::chat::teams;
 use crate::config::TeamsWebhook;
 use crate::domain::{Command, Platform, parse_after_trigger, parse_command};
 use crate::render::command::Flavor;
+use crate::service::{self, AckWords, Answer, Replies};
 use crate::store::runs::Ack;
 use crate::store::{NewRun, now_ms};
 
@@ -157,7 +157,7 @@ async fn mattermost_trigger(
         thread: &thread,
         trigger_word: &payload.trigger_word,
     };
-    let (text, queued_with_run) = match commands::execute(state, base, command, &replies).await? {
+    let (text, queued_with_run) = match service::execute(state, base, command, &replies).await? {
         Answer::Ack(inserted) => (inserted.ack_text, true),
         Answer::Text(text) => (text, false),
     };
@@ -304,7 +304,7 @@ async fn teams_trigger(
         ..NewRun::default()
     };
     let replies = TeamsReplies { mention: &mention };
-    let text = match commands::execute(state, base, command, &replies).await? {
+    let text = match service::execute(state, base, command, &replies).await? {
         Answer::Ack(inserted) => inserted.ack_text,
         Answer::Text(text) => text,
     };

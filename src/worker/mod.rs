@@ -23,10 +23,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::catalog::{Catalog, JobDef, StepDef};
-use crate::chat::{mattermost, teams};
 use crate::config::Config;
 use crate::domain::{RunId, RunRow, RunStatus, StepStatus};
 use crate::runner::{self, LogSink, StepOutcome};
+use crate::service::{Cancels, result_reply};
 use crate::store::runs::{RunResult, RunSteps, StepResult};
 use crate::store::{self, Store, ms, now_ms};
 
@@ -91,49 +91,6 @@ fn owner_is_dead_here(owner: &str) -> bool {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
         Err(nix::errno::Errno::ESRCH)
     )
-}
-
-/// The runs executing in this process, so that `cancel` can stop them.
-#[derive(Debug, Default)]
-pub struct Cancels {
-    running: std::sync::Mutex<std::collections::HashMap<RunId, (CancellationToken, String)>>,
-}
-
-impl Cancels {
-    fn register(&self, run_id: RunId, stop: CancellationToken) {
-        self.lock().insert(run_id, (stop, String::new()));
-    }
-
-    fn unregister(&self, run_id: RunId) -> Option<String> {
-        self.lock()
-            .remove(&run_id)
-            .map(|(_, by)| by)
-            .filter(|by| !by.is_empty())
-    }
-
-    /// Stops run `run_id` (its steps' process groups are killed); `reason` (`cancelled by
-    /// alice`) becomes the run's error. False when it is not running here.
-    pub fn cancel(&self, run_id: RunId, reason: &str) -> bool {
-        let mut running = self.lock();
-        match running.get_mut(&run_id) {
-            Some((stop, why)) => {
-                *why = reason.to_string();
-                stop.cancel();
-                true
-            }
-            None => false,
-        }
-    }
-
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<RunId, (CancellationToken, String)>>
-    {
-        // A panic while holding this lock leaves a plain map behind: keep using it.
-        self.running
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
 }
 
 /// What [`Worker::try_run_one`] did.
@@ -564,42 +521,6 @@ impl Worker {
             }
         }
         Ok(claimed)
-    }
-}
-
-/// The result reply of a finished run, when its trigger came from a chat we can post to.
-pub fn result_reply(
-    config: &Config,
-    run: &RunRow,
-    steps: &[crate::domain::StepRow],
-    failures: &[crate::domain::TestFailureRow],
-) -> Option<crate::domain::Delivery> {
-    let link = format!("{}/runs/{}", config.public_url, run.run_id);
-    let now = now_ms();
-    match run.platform.as_str() {
-        "mattermost" => {
-            if run.channel_id.is_empty() {
-                return None;
-            }
-            config.mattermost.rest()?;
-            let message = mattermost::render_result(run, steps, failures, &link, now);
-            // Unknown root (the look-up failed, or a `chatrun trigger` post that Mattermost
-            // does not know): a top-level post is always accepted, a guessed root_id may be
-            // refused.
-            Some(mattermost::render_post(
-                &run.channel_id,
-                run.thread_root_id.as_deref(),
-                &message,
-            ))
-        }
-        "teams" => {
-            let hook = config.teams.iter().find(|h| h.name == run.hook)?;
-            hook.follow_up_url.as_ref()?;
-            Some(teams::render_follow_up(
-                &hook.name, run, steps, failures, &link, now,
-            ))
-        }
-        _ => None,
     }
 }
 

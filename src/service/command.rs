@@ -3,11 +3,9 @@
 //! `retry <run>`. Each platform supplies its own wording through [`Replies`]; everything else
 //! is shared, so the two platforms cannot drift apart.
 
-use super::{AppState, Error};
-use crate::catalog::{Caller, OnNew, args};
-use crate::domain::Command;
-use crate::domain::parse_run_id;
-use crate::domain::{RunId, RunStatus};
+use super::{Context, Error, Refusal, Stopped, enqueue, stop};
+use crate::catalog::Caller;
+use crate::domain::{Command, RunId, RunStatus, parse_run_id};
 use crate::render::AckFacts;
 use crate::render::command::{self as words, Flavor};
 use crate::store::runs::{Ack, Inserted};
@@ -51,7 +49,7 @@ pub enum Answer {
 ///
 /// The database failed.
 pub async fn execute(
-    state: &AppState,
+    ctx: &Context,
     base: NewRun,
     command: Command,
     replies: &impl Replies,
@@ -67,31 +65,30 @@ pub async fn execute(
     };
     let f = replies.flavor();
     let visible = || -> Vec<(&str, &str)> {
-        state
-            .catalog
+        ctx.catalog
             .jobs()
             .filter(|job| job.allow.denies(&caller).is_none())
             .map(|job| (job.name.as_str(), job.description.as_str()))
             .collect()
     };
     if matches!(command, Command::Run { .. } | Command::Retry { .. })
-        && let Err(wait) = state.rate.check(
+        && let Err(wait) = ctx.rate.check(
             &format!("{}:{}", base.platform, base.user_id),
-            state.config.rate_limit_per_minute,
+            ctx.config.rate_limit_per_minute,
         )
     {
         return Ok(Answer::Text(words::notice(&format!(
             "slow down, please: {} runs a minute at most; try again in {}s",
-            state.config.rate_limit_per_minute,
+            ctx.config.rate_limit_per_minute,
             wait.as_secs().max(1)
         ))));
     }
     let text = match command {
         Command::Run { job, args } => {
-            return run_job(state, base, &caller, &job, &args, replies).await;
+            return run_job(ctx, base, &caller, &job, &args, replies).await;
         }
         Command::Help { job: None } => replies.jobs(None, None, visible()),
-        Command::Help { job: Some(name) } => match state.catalog.get(&name) {
+        Command::Help { job: Some(name) } => match ctx.catalog.get(&name) {
             Some(job) if job.allow.denies(&caller).is_none() => {
                 words::help_job(f, job, &replies.usage(&job.name))
             }
@@ -112,7 +109,7 @@ pub async fn execute(
             replies.jobs(Some(&word), suggestion.as_deref(), jobs)
         }
         Command::Queue => {
-            let active = state.store.active_runs().await?;
+            let active = ctx.store.active_runs().await?;
             let here = |run: &&crate::domain::RunRow| {
                 run.platform == base.platform && run.channel_id == base.channel_id
             };
@@ -128,14 +125,14 @@ pub async fn execute(
                 .map(|(i, r)| (i + 1, r))
                 .filter(|(_, r)| here(r))
                 .collect();
-            words::queue(f, &running, &queued, &state.config.public_url, now_ms())
+            words::queue(f, &running, &queued, &ctx.config.public_url, now_ms())
         }
-        Command::Status { run } => match find_run(state, &run).await? {
-            Err(text) => text,
-            Ok(run) => {
-                let steps = state.store.steps(run.run_id).await?;
+        Command::Status { run } => match find_run(ctx, &run).await? {
+            Lookup::Reply(text) => text,
+            Lookup::Found(run) => {
+                let steps = ctx.store.steps(run.run_id).await?;
                 let position = if run.status == RunStatus::Queued {
-                    let active = state.store.active_runs().await?;
+                    let active = ctx.store.active_runs().await?;
                     active
                         .iter()
                         .filter(|r| r.status == RunStatus::Queued)
@@ -144,25 +141,25 @@ pub async fn execute(
                 } else {
                     None
                 };
-                let link = format!("{}/runs/{}", state.config.public_url, run.run_id);
+                let link = format!("{}/runs/{}", ctx.config.public_url, run.run_id);
                 words::status(f, &run, &steps, position, &link, now_ms())
             }
         },
-        Command::Cancel { run } => match find_run(state, &run).await? {
-            Err(text) => text,
-            Ok(run) => cancel(state, &base, &caller, run, f).await?,
+        Command::Cancel { run } => match find_run(ctx, &run).await? {
+            Lookup::Reply(text) => text,
+            Lookup::Found(run) => cancel(ctx, &base, &caller, *run, f).await?,
         },
-        Command::Retry { run } => match find_run(state, &run).await? {
-            Err(text) => text,
-            Ok(old) => {
-                if state.catalog.get(&old.job).is_none() {
+        Command::Retry { run } => match find_run(ctx, &run).await? {
+            Lookup::Reply(text) => text,
+            Lookup::Found(old) => {
+                if ctx.catalog.get(&old.job).is_none() {
                     words::notice(&format!(
                         "run #{} was of the job {}, which no longer exists",
                         old.run_id,
                         f.escape(&old.job)
                     ))
                 } else {
-                    return run_job(state, base, &caller, &old.job, &old.args, replies).await;
+                    return run_job(ctx, base, &caller, &old.job, &old.args, replies).await;
                 }
             }
         },
@@ -173,14 +170,14 @@ pub async fn execute(
 /// Checks permissions and arguments, then stores the run. A denial is stored too (as
 /// `denied`), so the history shows who tried what, where.
 async fn run_job(
-    state: &AppState,
+    ctx: &Context,
     base: NewRun,
     caller: &Caller,
     job: &str,
     args: &str,
     replies: &impl Replies,
 ) -> Result<Answer, Error> {
-    let Some(def) = state.catalog.get(job) else {
+    let Some(def) = ctx.catalog.get(job) else {
         return Ok(Answer::Text(replies.jobs(Some(job), None, Vec::new())));
     };
     if let Some(reason) = def.allow.denies(caller) {
@@ -192,7 +189,7 @@ async fn run_job(
         };
         let text = replies.refusal(job, &reason);
         tracing::info!(job, user = %new.user_name, channel = %new.channel_name, %reason, "request denied");
-        let stored = state
+        let stored = ctx
             .store
             .insert_run(&new, now_ms(), {
                 let text = text.clone();
@@ -207,149 +204,51 @@ async fn run_job(
             Insert::QueueFull(_) => text,
         }));
     }
-    let stored = enqueue(state, def, base, args, replies.ack()).await?;
-    Ok(match stored {
+    Ok(match enqueue(ctx, def, base, args, replies.ack()).await {
         Ok(inserted) => Answer::Ack(inserted),
-        Err(Refusal::Arguments(reason)) => Answer::Text(replies.refusal(job, &reason)),
-        Err(Refusal::QueueFull(waiting)) => Answer::Text(replies.refusal(
+        Err(Error::Refused(Refusal::Arguments(reason))) => {
+            Answer::Text(replies.refusal(job, &reason))
+        }
+        Err(Error::Refused(Refusal::QueueFull(waiting))) => Answer::Text(replies.refusal(
             job,
             &format!(
                 "{waiting} runs of it are already waiting, its limit (queue_limit); try again when some have run"
             ),
         )),
+        Err(err) => return Err(err),
     })
 }
 
-/// Why [`enqueue`] stored nothing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refusal {
-    /// The arguments do not fit the job's parameters: the reason, naming the parameter.
-    Arguments(String),
-    /// This many runs of the job already wait: its `queue_limit`.
-    QueueFull(i64),
-}
-
-/// Queues a run of `def` for `base` (who, where, which message) with `args`: checks the
-/// arguments, stores the run under the job's queue policy, applies its `on_new` and wakes the
-/// workers. `ack` words the acknowledgement from the run's number, its position, the expected
-/// wait (ms, once the job has history) and its link. Chat requests and the web's "Run again"
-/// both come through here; permissions are the caller's to check first.
-///
-/// # Errors
-///
-/// The database failed.
-pub async fn enqueue(
-    state: &AppState,
-    def: &crate::catalog::JobDef,
-    base: NewRun,
-    args: &str,
-    ack: impl FnOnce(&AckFacts, &NewRun) -> Ack + Send + 'static,
-) -> Result<Result<Inserted, Refusal>, Error> {
-    let values = match args::bind(&def.name, &def.params, args) {
-        Ok(values) => values,
-        Err(err) => return Ok(Err(Refusal::Arguments(err.to_string()))),
-    };
-    let new = NewRun {
-        job: def.name.clone(),
-        args: args::canonical(&values),
-        concurrency: i64::try_from(def.concurrency).unwrap_or(i64::MAX),
-        queue_limit: i64::try_from(def.queue_limit).unwrap_or(i64::MAX),
-        ..base
-    };
-    let config = state.config.clone();
-    let stored = state
-        .store
-        .insert_run(&new, now_ms(), move |run_id, position, new| {
-            let wait = position
-                .typical_ms
-                .map(|m| m * ((position.place - 1 + position.running) / new.concurrency.max(1)));
-            let facts = AckFacts {
-                run_id: run_id.0,
-                job: &new.job,
-                user: &new.user_name,
-                place: position.place,
-                wait: wait.filter(|w| *w > 0),
-                args: &new.args,
-                link: &format!("{}/runs/{run_id}", config.public_url),
-            };
-            ack(&facts, new)
-        })
-        .await?;
-    let inserted = match stored {
-        Insert::Stored(inserted) => inserted,
-        Insert::QueueFull(waiting) => return Ok(Err(Refusal::QueueFull(waiting))),
-    };
-    if inserted.created {
-        tracing::info!(run = %inserted.run_id, job = %new.job, user = %new.user_name,
-            channel = %new.channel_name, platform = %new.platform, "run queued");
-        supersede(state, def.on_new, &new, inserted.run_id).await?;
-        state.wake_workers.notify_waiters();
-        // N.B. Only then: each wake costs the sender a claim on the writer, and a wake per
-        // trigger kept it claiming nothing between the batches of triggers.
-        if inserted.reply_queued {
-            state.wake_outbox.notify_one();
-        }
-    }
-    Ok(Ok(inserted))
-}
-
-/// Applies the job's `on_new` policy to its other runs, now that `new_run` is queued: replace a
-/// still-queued run with the same arguments, or cancel the running ones. Their threads are told
-/// why.
-async fn supersede(
-    state: &AppState,
-    policy: OnNew,
-    new: &NewRun,
-    new_run: RunId,
-) -> Result<(), Error> {
-    if policy == OnNew::Queue {
-        return Ok(());
-    }
-    let reason = format!("superseded by run #{new_run}");
-    for run in state.store.active_runs().await? {
-        // Only older runs: two requests racing must not supersede each other.
-        if run.job != new.job || run.run_id >= new_run {
-            continue;
-        }
-        let stale = match (policy, run.status) {
-            (OnNew::Replace, RunStatus::Queued) => run.args == new.args,
-            (OnNew::CancelRunning, RunStatus::Running) => true,
-            _ => false,
-        };
-        if stale {
-            stop(state, &run, &reason).await?;
-        }
-    }
-    Ok(())
-}
-
 /// The run a command names, or the reply saying it cannot be found.
-async fn find_run(
-    state: &AppState,
-    typed: &str,
-) -> Result<Result<crate::domain::RunRow, String>, Error> {
+async fn find_run(ctx: &Context, typed: &str) -> Result<Lookup, Error> {
     let Some(id) = parse_run_id(typed) else {
-        return Ok(Err(words::notice(
+        return Ok(Lookup::Reply(words::notice(
             "give a run number, e.g. **status 42** (the number is in the acknowledgement)",
         )));
     };
-    Ok(state
-        .store
-        .get_run(RunId(id))
-        .await?
-        .ok_or_else(|| words::notice(&format!("there is no run #{id}"))))
+    Ok(match ctx.store.get_run(RunId(id)).await? {
+        Some(run) => Lookup::Found(Box::new(run)),
+        None => Lookup::Reply(words::notice(&format!("there is no run #{id}"))),
+    })
+}
+
+/// What [`find_run`] found.
+enum Lookup {
+    Found(Box<crate::domain::RunRow>),
+    /// The reply to give instead: no number, or no such run.
+    Reply(String),
 }
 
 /// `cancel`: the requester and the job's admins may stop a queued or running run.
 async fn cancel(
-    state: &AppState,
+    ctx: &Context,
     base: &NewRun,
     caller: &Caller,
     run: crate::domain::RunRow,
     f: Flavor,
 ) -> Result<String, Error> {
     let requester = run.platform == base.platform && run.user_id == caller.user_id;
-    let admin = state
+    let admin = ctx
         .catalog
         .get(&run.job)
         .is_some_and(|job| job.allow.is_admin(caller));
@@ -367,7 +266,7 @@ async fn cancel(
         caller.user_name.clone()
     };
     Ok(
-        match stop(state, &run, &format!("cancelled by {by}")).await? {
+        match stop(ctx, &run, &format!("cancelled by {by}")).await? {
             Stopped::BeforeStart => words::cancelled(f, &run, false),
             Stopped::Stopping => words::cancelled(f, &run, true),
             Stopped::NotHere => words::notice(&format!(
@@ -381,54 +280,4 @@ async fn cancel(
             )),
         },
     )
-}
-
-/// What [`stop`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stopped {
-    /// It was queued: cancelled, its reply queued.
-    BeforeStart,
-    /// It was running: its process groups are being stopped.
-    Stopping,
-    /// It runs in another chatrun process.
-    NotHere,
-    /// Nothing to stop.
-    AlreadyFinished(RunStatus),
-}
-
-/// Stops a run for `reason` (`cancelled by alice`, `superseded by run #7`), which its result
-/// and reply will give.
-///
-/// # Errors
-///
-/// The database failed.
-pub async fn stop(
-    state: &AppState,
-    run: &crate::domain::RunRow,
-    reason: &str,
-) -> Result<Stopped, Error> {
-    if run.status == RunStatus::Queued {
-        let now = now_ms();
-        let mut cancelled = run.clone();
-        cancelled.status = RunStatus::Cancelled;
-        cancelled.error = Some(reason.to_string());
-        cancelled.finished_at = Some(now);
-        let reply = crate::worker::result_reply(&state.config, &cancelled, &[], &[]);
-        if state
-            .store
-            .cancel_queued(run.run_id, reason, now, reply.as_ref())
-            .await?
-        {
-            state.wake_outbox.notify_one();
-            return Ok(Stopped::BeforeStart);
-        }
-        // It started meanwhile: stop it where it runs.
-    } else if run.status != RunStatus::Running {
-        return Ok(Stopped::AlreadyFinished(run.status));
-    }
-    Ok(if state.cancels.cancel(run.run_id, reason) {
-        Stopped::Stopping
-    } else {
-        Stopped::NotHere
-    })
 }

@@ -1,0 +1,115 @@
+//! Queues a run: checks its arguments, stores it under the job's queue policy, applies the
+//! job's `on_new` to its other runs and wakes the workers.
+
+use super::{Context, Error, stop};
+use crate::catalog::{OnNew, args};
+use crate::domain::{RunId, RunStatus};
+use crate::render::AckFacts;
+use crate::store::runs::{Ack, Inserted};
+use crate::store::{Insert, NewRun, now_ms};
+
+/// Why [`enqueue`] stored nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The arguments do not fit the job's parameters: the reason, naming the parameter.
+    #[error("{0}")]
+    Arguments(String),
+    /// This many runs of the job already wait: its `queue_limit`.
+    #[error("{0} runs of the job are already waiting, its limit (queue_limit)")]
+    QueueFull(i64),
+}
+
+/// Queues a run of `def` for `base` (who, where, which message) with `args`: checks the
+/// arguments, stores the run under the job's queue policy, applies its `on_new` and wakes the
+/// workers. `ack` words the acknowledgement from the run's number, its position, the expected
+/// wait (ms, once the job has history) and its link. Chat requests and the web's "Run again"
+/// both come through here; permissions are the caller's to check first.
+///
+/// # Errors
+///
+/// [`Error::Refused`] when the arguments do not fit or the job's queue is full; otherwise the
+/// database failed.
+pub async fn enqueue(
+    ctx: &Context,
+    def: &crate::catalog::JobDef,
+    base: NewRun,
+    args: &str,
+    ack: impl FnOnce(&AckFacts, &NewRun) -> Ack + Send + 'static,
+) -> Result<Inserted, Error> {
+    let values = match args::bind(&def.name, &def.params, args) {
+        Ok(values) => values,
+        Err(err) => return Err(Refusal::Arguments(err.to_string()).into()),
+    };
+    let new = NewRun {
+        job: def.name.clone(),
+        args: args::canonical(&values),
+        concurrency: i64::try_from(def.concurrency).unwrap_or(i64::MAX),
+        queue_limit: i64::try_from(def.queue_limit).unwrap_or(i64::MAX),
+        ..base
+    };
+    let config = ctx.config.clone();
+    let stored = ctx
+        .store
+        .insert_run(&new, now_ms(), move |run_id, position, new| {
+            let wait = position
+                .typical_ms
+                .map(|m| m * ((position.place - 1 + position.running) / new.concurrency.max(1)));
+            let facts = AckFacts {
+                run_id: run_id.0,
+                job: &new.job,
+                user: &new.user_name,
+                place: position.place,
+                wait: wait.filter(|w| *w > 0),
+                args: &new.args,
+                link: &format!("{}/runs/{run_id}", config.public_url),
+            };
+            ack(&facts, new)
+        })
+        .await?;
+    let inserted = match stored {
+        Insert::Stored(inserted) => inserted,
+        Insert::QueueFull(waiting) => return Err(Refusal::QueueFull(waiting).into()),
+    };
+    if inserted.created {
+        tracing::info!(run = %inserted.run_id, job = %new.job, user = %new.user_name,
+            channel = %new.channel_name, platform = %new.platform, "run queued");
+        supersede(ctx, def.on_new, &new, inserted.run_id).await?;
+        ctx.wake_workers.notify_waiters();
+        // N.B. Only then: each wake costs the sender a claim on the writer, and a wake per
+        // trigger kept it claiming nothing between the batches of triggers.
+        if inserted.reply_queued {
+            ctx.wake_outbox.notify_one();
+        }
+    }
+    Ok(inserted)
+}
+
+/// Applies the job's `on_new` policy to its other runs, now that `new_run` is queued: replace a
+/// still-queued run with the same arguments, or cancel the running ones. Their threads are told
+/// why.
+async fn supersede(
+    ctx: &Context,
+    policy: OnNew,
+    new: &NewRun,
+    new_run: RunId,
+) -> Result<(), Error> {
+    if policy == OnNew::Queue {
+        return Ok(());
+    }
+    let reason = format!("superseded by run #{new_run}");
+    for run in ctx.store.active_runs().await? {
+        // Only older runs: two requests racing must not supersede each other.
+        if run.job != new.job || run.run_id >= new_run {
+            continue;
+        }
+        let stale = match (policy, run.status) {
+            (OnNew::Replace, RunStatus::Queued) => run.args == new.args,
+            (OnNew::CancelRunning, RunStatus::Running) => true,
+            _ => false,
+        };
+        if stale {
+            stop(ctx, &run, &reason).await?;
+        }
+    }
+    Ok(())
+}

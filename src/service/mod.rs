@@ -1,0 +1,53 @@
+//! The use cases: carry out a chat command, queue a run, stop one, word a finished run's result
+//! reply. Called by the webhooks and the pages alike, so a rule holds wherever a request comes
+//! from; takes a [`Context`], returns its own [`Error`], and knows nothing of HTTP.
+
+mod cancels;
+mod command;
+mod enqueue;
+mod rate;
+mod result;
+mod stop;
+
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+pub use cancels::Cancels;
+pub use command::{AckWords, Answer, Replies, execute};
+pub use enqueue::{Refusal, enqueue};
+pub use rate::RateLimit;
+pub use result::result_reply;
+pub use stop::{Stopped, stop};
+
+use crate::catalog::Catalog;
+use crate::config::Config;
+use crate::store::Store;
+
+/// What the use cases reach: the store, the jobs, the configuration and the in-process parts
+/// (wake-ups, running runs, the rate limit).
+#[derive(Debug)]
+pub struct Context {
+    pub store: Store,
+    pub catalog: Arc<Catalog>,
+    pub config: Arc<Config>,
+    /// Wakes the workers after an enqueue.
+    pub wake_workers: Arc<Notify>,
+    /// Wakes the outbox after a delivery was queued.
+    pub wake_outbox: Arc<Notify>,
+    /// Stops running runs on `cancel`.
+    pub cancels: Arc<Cancels>,
+    /// Requests that started runs, per user, for the rate limit.
+    pub rate: Arc<RateLimit>,
+}
+
+/// Why a use case did not do what it was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request is refused, and nothing was stored: the reason can be shown to the user.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::Error),
+}
