@@ -7,10 +7,11 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
 use crate::app::App;
+use crate::app::{shutdown, telemetry};
+use crate::catalog;
 use crate::chat::teams;
 use crate::config::Config;
 use crate::domain::random_id;
-use crate::{catalog, shutdown, telemetry};
 
 /// Run builds and tests from chat.
 ///

@@ -46,7 +46,5 @@ pub mod render;
 pub mod report;
 pub mod runner;
 pub mod service;
-pub mod shutdown;
 pub mod store;
-pub mod telemetry;
 pub mod worker;

@@ -2,6 +2,9 @@
 //! (configuration, jobs, database, port) before [`App::run`] starts the loops: the HTTP server,
 //! the workers and the outbox sender, all stopped by one cancellation token.
 
+pub mod shutdown;
+pub mod telemetry;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
