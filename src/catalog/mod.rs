@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::domain::{BUILT_INS, Problem};
+use crate::domain::{BUILT_INS, Platform, Problem};
 
 pub mod args;
 
@@ -97,7 +97,7 @@ pub struct Allow {
 #[derive(Debug, Clone, Default)]
 pub struct Caller {
     /// `mattermost` or `teams`: Teams display names are not unique, so there only ids count.
-    pub platform: String,
+    pub platform: Platform,
     pub user_id: String,
     pub user_name: String,
     pub channel_id: String,
@@ -130,7 +130,7 @@ impl Allow {
     }
 
     fn user_in(list: &[String], caller: &Caller) -> bool {
-        let by_name = caller.platform != "teams";
+        let by_name = caller.platform != Platform::Teams;
         list.iter().any(|entry| {
             let entry = entry.strip_prefix("aad:").unwrap_or(entry);
             !entry.is_empty() && (entry == caller.user_id || (by_name && entry == caller.user_name))
@@ -701,7 +701,7 @@ run = ["deploy", "{target}"]
             Some("channel random is not in the job's allow.channels")
         );
         let teams_user = Caller {
-            platform: "teams".into(),
+            platform: crate::domain::Platform::Teams,
             user_id: "3a7c".into(),
             user_name: "Ada".into(),
             channel_name: "ci".into(),

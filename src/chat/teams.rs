@@ -1361,7 +1361,7 @@ mod tests {
     fn run(status: RunStatus) -> RunRow {
         RunRow {
             run_id: RunId(7),
-            platform: "teams".into(),
+            platform: crate::domain::Platform::Teams,
             user_name: "José \"Quote\" Müller\\".into(),
             args: "branch=\"x\\y\"".into(),
             hook: "team".into(),

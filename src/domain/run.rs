@@ -5,7 +5,7 @@
 use serde::Serialize;
 use sqlx::FromRow;
 
-use super::RunId;
+use super::{Platform, RunId};
 
 /// Where a run is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type, Serialize)]
@@ -97,7 +97,7 @@ impl StepStatus {
 #[derive(Debug, Clone, FromRow, Serialize)]
 pub struct RunRow {
     pub run_id: RunId,
-    pub platform: String,
+    pub platform: Platform,
     pub team_id: String,
     pub team_name: String,
     pub channel_id: String,

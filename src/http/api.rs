@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{AppState, Error};
-use crate::domain::{RunId, RunRow, RunStatus};
+use crate::domain::{Platform, RunId, RunRow, RunStatus};
 use crate::store::RunFilter;
 
 /// Runs per page when `limit` is not given, and the most a page may have.
@@ -83,6 +83,12 @@ impl FilterQuery {
                 })
             })
             .transpose()?;
+        let platform = text(&self.platform)
+            .map(|p| {
+                p.parse::<Platform>()
+                    .map_err(|err| Error::BadRequest(format!("platform: {err}")))
+            })
+            .transpose()?;
         let limit = self.limit.unwrap_or(DEFAULT_LIMIT);
         if !(1..=MAX_LIMIT).contains(&limit) {
             return Err(Error::BadRequest(format!(
@@ -101,7 +107,7 @@ impl FilterQuery {
             status,
             user: text(&self.user),
             channel: text(&self.channel),
-            platform: text(&self.platform),
+            platform,
             since: time("since", &self.since)?,
             until: time("until", &self.until)?,
         };
@@ -134,7 +140,7 @@ struct RunJson {
     user_id: String,
     channel: String,
     team: String,
-    platform: String,
+    platform: Platform,
     message: String,
     error: Option<String>,
     created_at: String,
@@ -159,7 +165,7 @@ fn run_json(state: &AppState, run: &RunRow) -> RunJson {
         user_id: run.user_id.clone(),
         channel: run.channel_name.clone(),
         team: run.team_name.clone(),
-        platform: run.platform.clone(),
+        platform: run.platform,
         message: run.message.clone(),
         error: run.error.clone(),
         created_at: rfc3339(run.created_at),

@@ -663,7 +663,7 @@ async fn rerun_run(
         .get(&run.job)
         .ok_or_else(|| Error::BadRequest(format!("the job {} no longer exists", run.job)))?;
     let base = crate::store::NewRun {
-        platform: "web".into(),
+        platform: crate::domain::Platform::Web,
         channel_name: "web".into(),
         user_id: format!("web:{user}"),
         user_name: user.clone(),
@@ -818,6 +818,8 @@ fn chat_link(state: &AppState, run: &RunRow) -> Option<String> {
             && s.chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     };
-    (run.platform == "mattermost" && usable(&run.team_name) && usable(&run.message_id))
-        .then(|| format!("{url}/{}/pl/{}", run.team_name, run.message_id))
+    (run.platform == crate::domain::Platform::Mattermost
+        && usable(&run.team_name)
+        && usable(&run.message_id))
+    .then(|| format!("{url}/{}/pl/{}", run.team_name, run.message_id))
 }

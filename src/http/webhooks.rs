@@ -141,7 +141,7 @@ async fn mattermost_trigger(
     }
     let thread = lookup_thread(state, &payload.post_id).await;
     let base = NewRun {
-        platform: Platform::Mattermost.as_str().into(),
+        platform: Platform::Mattermost,
         team_id: payload.team_id.clone(),
         team_name: payload.team_domain.clone(),
         channel_id: payload.channel_id.clone(),
@@ -290,7 +290,7 @@ async fn teams_trigger(
     let (team_id, team_name) = activity.team();
     let (channel_id, channel_name) = activity.channel();
     let base = NewRun {
-        platform: Platform::Teams.as_str().into(),
+        platform: Platform::Teams,
         team_id,
         team_name,
         channel_id,

@@ -6,7 +6,7 @@ use crate::domain::{RunId, RunRow, RunStatus, StepRow, StepStatus, TestFailureRo
 pub fn run(status: RunStatus) -> RunRow {
     RunRow {
         run_id: RunId(42),
-        platform: "mattermost".into(),
+        platform: crate::domain::Platform::Mattermost,
         team_id: String::new(),
         team_name: String::new(),
         channel_id: "c1".into(),

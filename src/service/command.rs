@@ -55,7 +55,7 @@ pub async fn execute(
     replies: &impl Replies,
 ) -> Result<Answer, Error> {
     let caller = Caller {
-        platform: base.platform.clone(),
+        platform: base.platform,
         user_id: base.user_id.clone(),
         user_name: base.user_name.clone(),
         channel_id: base.channel_id.clone(),

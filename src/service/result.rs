@@ -3,7 +3,7 @@
 
 use crate::chat::{mattermost, teams};
 use crate::config::Config;
-use crate::domain::RunRow;
+use crate::domain::{Platform, RunRow};
 use crate::store::now_ms;
 
 /// The result reply of a finished run, when its trigger came from a chat we can post to.
@@ -15,8 +15,8 @@ pub fn result_reply(
 ) -> Option<crate::domain::Delivery> {
     let link = format!("{}/runs/{}", config.public_url, run.run_id);
     let now = now_ms();
-    match run.platform.as_str() {
-        "mattermost" => {
+    match run.platform {
+        Platform::Mattermost => {
             if run.channel_id.is_empty() {
                 return None;
             }
@@ -31,13 +31,13 @@ pub fn result_reply(
                 &message,
             ))
         }
-        "teams" => {
+        Platform::Teams => {
             let hook = config.teams.iter().find(|h| h.name == run.hook)?;
             hook.follow_up_url.as_ref()?;
             Some(teams::render_follow_up(
                 &hook.name, run, steps, failures, &link, now,
             ))
         }
-        _ => None,
+        Platform::Web => None,
     }
 }

@@ -456,7 +456,7 @@ mod tests {
             .map(|message| {
                 let store = store.clone();
                 let new = NewRun {
-                    platform: "mattermost".into(),
+                    platform: crate::domain::Platform::Mattermost,
                     message_id: message.clone(),
                     job: "build".into(),
                     message: "#build".into(),

@@ -250,7 +250,7 @@ mod tests {
             .await
             .unwrap();
         let new = NewRun {
-            platform: "mattermost".into(),
+            platform: crate::domain::Platform::Mattermost,
             message_id: "p1".into(),
             job: "build".into(),
             ..NewRun::default()

@@ -8,13 +8,15 @@
 use sqlx::{Connection, FromRow, Row};
 
 use super::{Result, Store, outbox};
-use crate::domain::{Delivery, RunId, RunRow, RunStatus, StepRow, StepStatus, TestFailureRow};
+use crate::domain::{
+    Delivery, Platform, RunId, RunRow, RunStatus, StepRow, StepStatus, TestFailureRow,
+};
 
 /// A trigger that became a run, before it is stored.
 #[derive(Debug, Clone, Default)]
 pub struct NewRun {
     /// `mattermost` or `teams`.
-    pub platform: String,
+    pub platform: Platform,
     /// Team id on the chat server.
     pub team_id: String,
     /// Team name, for display.
@@ -97,7 +99,7 @@ pub struct RunFilter {
     pub status: Option<RunStatus>,
     pub user: Option<String>,
     pub channel: Option<String>,
-    pub platform: Option<String>,
+    pub platform: Option<Platform>,
     /// Created at or after (ms).
     pub since: Option<i64>,
     /// Created before (ms).
@@ -813,10 +815,10 @@ impl Store {
         let mut conditions = vec!["run_id < ?"];
         let mut texts: Vec<&str> = Vec::new();
         for (value, condition) in [
-            (&filter.job, "job = ?"),
-            (&filter.user, "user_name = ?"),
-            (&filter.channel, "channel_name = ?"),
-            (&filter.platform, "platform = ?"),
+            (filter.job.as_deref(), "job = ?"),
+            (filter.user.as_deref(), "user_name = ?"),
+            (filter.channel.as_deref(), "channel_name = ?"),
+            (filter.platform.map(Platform::as_str), "platform = ?"),
         ] {
             if let Some(value) = value {
                 conditions.push(condition);
@@ -915,7 +917,7 @@ mod tests {
 
     fn new_run(message_id: &str) -> NewRun {
         NewRun {
-            platform: "mattermost".into(),
+            platform: crate::domain::Platform::Mattermost,
             message_id: message_id.into(),
             job: "build".into(),
             message: "#build".into(),
@@ -1413,7 +1415,7 @@ mod tests {
             job: Some("build".into()),
             status: Some(RunStatus::Failed),
             user: Some("alice".into()),
-            platform: Some("mattermost".into()),
+            platform: Some(Platform::Mattermost),
             since: Some(0),
             until: Some(2),
             ..RunFilter::default()

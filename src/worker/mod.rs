@@ -706,7 +706,7 @@ mod tests {
         let url = format!("sqlite://{}/t.db", dir.path().display());
         let store = Store::connect(&url).await.unwrap();
         let new = store::NewRun {
-            platform: "mattermost".into(),
+            platform: crate::domain::Platform::Mattermost,
             message_id: "p1".into(),
             job: "build".into(),
             message: "#build".into(),

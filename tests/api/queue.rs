@@ -270,7 +270,7 @@ async fn leave_a_claimed_run(
     let (dir, mattermost) = app.stop().await;
     let store = crate::helpers::open_store(dir.path()).await;
     let new = NewRun {
-        platform: "mattermost".into(),
+        platform: chatrun::domain::Platform::Mattermost,
         channel_id: "chan1".into(),
         message_id: "crashpost".into(),
         job: "build".into(),
@@ -304,7 +304,7 @@ async fn a_run_whose_arguments_no_longer_fit_its_job_fails_with_its_steps_skippe
     let app = spawn_app().await;
     // Queued when `build` took a `flavour` (the job has changed since).
     let old = NewRun {
-        platform: "mattermost".into(),
+        platform: chatrun::domain::Platform::Mattermost,
         message_id: "oldpost1".into(),
         job: "build".into(),
         message: "#build flavour=dark".into(),
