@@ -209,7 +209,7 @@ fn default_busy_timeout_ms() -> u64 {
     5000
 }
 fn default_max_log_bytes() -> u64 {
-    crate::runner::output::DEFAULT_MAX_LOG_BYTES
+    crate::logs::DEFAULT_MAX_LOG_BYTES
 }
 fn default_retry_base_ms() -> u64 {
     1000
@@ -698,13 +698,13 @@ impl Config {
                 format!("{} is out of range: 1 to 60000", raw.busy_timeout_ms),
             );
         }
-        if raw.max_log_bytes < crate::runner::output::MIN_MAX_LOG_BYTES {
+        if raw.max_log_bytes < crate::logs::MIN_MAX_LOG_BYTES {
             problem(
                 "max_log_bytes",
                 format!(
                     "{} is too small: at least {} (64 KiB)",
                     raw.max_log_bytes,
-                    crate::runner::output::MIN_MAX_LOG_BYTES
+                    crate::logs::MIN_MAX_LOG_BYTES
                 ),
             );
         }

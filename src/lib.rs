@@ -41,6 +41,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod logs;
 pub mod outbox;
 pub mod render;
 pub mod report;

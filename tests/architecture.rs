@@ -17,7 +17,7 @@ const LAYERS: &[&[&str]] = &[
     &["chat", "store", "catalog", "report", "render"],
     // The use cases and the processes. `config` builds every module's settings; it sits here
     // because the use cases, the workers and the pages still take the whole `Config`.
-    &["service", "runner", "config"],
+    &["service", "logs", "runner", "config"],
     &["worker", "outbox"],
     &["http"],
     &["app"],

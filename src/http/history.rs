@@ -19,8 +19,8 @@ use axum::routing::get;
 use super::api::FilterQuery;
 use super::{AppState, Error};
 use crate::domain::{RunId, RunRow, TestFailureRow};
+use crate::logs::{RunLog, TAIL_BYTES, marker};
 use crate::render;
-use crate::runner::output::{RunLog, TAIL_BYTES, marker};
 use crate::store::now_ms;
 
 /// Runs per page.
@@ -288,7 +288,7 @@ async fn run_page(
 
     let stored = log.stored().await;
     let stored_file = stored.is_some();
-    let cap = crate::runner::output::Cap::new(state.config.max_log_bytes);
+    let cap = crate::logs::Cap::new(state.config.max_log_bytes);
 
     // While a run goes, its output is only in the log: show the end of it, numbered, which the
     // live stream continues.

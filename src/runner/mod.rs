@@ -25,7 +25,6 @@
 //! A failed step is data ([`StepOutcome`]), not an error.
 
 pub mod orphans;
-pub mod output;
 pub mod spawner;
 
 use std::process::{ExitStatus, Stdio};
@@ -39,9 +38,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-pub use output::{LogSink, LogSummary};
-
 use crate::catalog::StepDef;
+use crate::logs::LogSink;
 
 /// How a step ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -315,16 +313,16 @@ mod tests {
         }
     }
 
-    async fn run(def: &StepDef, secs: u64) -> (StepOutcome, LogSummary) {
+    async fn run(def: &StepDef, secs: u64) -> (StepOutcome, crate::logs::LogSummary) {
         run_with(def, limits(secs)).await
     }
 
     /// Runs `def` within `limits` (with `CHATRUN_RUN_ID=7`): how it ended, and its log.
-    async fn run_with(def: &StepDef, limits: Limits) -> (StepOutcome, LogSummary) {
+    async fn run_with(def: &StepDef, limits: Limits) -> (StepOutcome, crate::logs::LogSummary) {
         let dir = tempfile::tempdir().unwrap();
         let mut log = LogSink::create(
             &dir.path().join("log"),
-            output::DEFAULT_MAX_LOG_BYTES,
+            crate::logs::DEFAULT_MAX_LOG_BYTES,
             false,
         )
         .await;
@@ -425,7 +423,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut log = LogSink::create(
             &dir.path().join("log"),
-            output::DEFAULT_MAX_LOG_BYTES,
+            crate::logs::DEFAULT_MAX_LOG_BYTES,
             false,
         )
         .await;

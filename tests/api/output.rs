@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use chatrun::domain::{RunId, RunRow};
-use chatrun::runner::output::{Cap, DEFAULT_MAX_LOG_BYTES};
+use chatrun::logs::{Cap, DEFAULT_MAX_LOG_BYTES};
 
 use crate::helpers::{TestApp, spawn_app_with, start_with};
 
