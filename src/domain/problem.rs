@@ -23,3 +23,17 @@ impl fmt::Display for Problem {
         }
     }
 }
+
+/// What `check` says of a value still holding config/example.toml's placeholder text.
+pub const PLACEHOLDER: &str = "is still the example file's placeholder (\"replace-with-…\"), known to anyone who read it: put your own value here, or remove the line";
+
+/// Whether a value is one of config/example.toml's documented placeholders, which must never be
+/// live: every one contains "replace-with".
+pub fn is_placeholder(value: &str) -> bool {
+    value.to_ascii_lowercase().contains("replace-with")
+}
+
+/// Whether `url` is an http:// or https:// URL.
+pub fn is_http_url(url: &str) -> bool {
+    url.starts_with("http://") || url.starts_with("https://")
+}

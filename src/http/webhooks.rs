@@ -24,7 +24,7 @@ use super::{AppState, Error};
 use crate::chat::check_replay_window;
 use crate::chat::mattermost::{self, Thread};
 use crate::chat::teams;
-use crate::config::TeamsWebhook;
+use crate::chat::teams::Webhook as TeamsWebhook;
 use crate::domain::{Command, Platform, parse_after_trigger, parse_command};
 use crate::render::command::Flavor;
 use crate::service::{self, AckWords, Answer, Replies};

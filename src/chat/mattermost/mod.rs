@@ -3,12 +3,14 @@
 //! See `shared/protocols/mattermost.md`. Pure: no I/O here.
 
 mod auth;
+mod config;
 mod delivery;
 mod inbound;
 mod post;
 mod reply;
 
 pub use auth::*;
+pub use config::*;
 pub use delivery::*;
 pub use inbound::*;
 pub use post::*;

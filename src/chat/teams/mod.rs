@@ -9,11 +9,13 @@
 mod activity;
 mod auth;
 mod card;
+mod config;
 mod reply;
 
 pub use activity::*;
 pub use auth::*;
 pub use card::*;
+pub use config::*;
 pub use reply::*;
 
 use askama::Template;
