@@ -11,7 +11,6 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
-use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -23,7 +22,7 @@ use crate::http::AppState;
 use crate::outbox::Sender;
 use crate::store::Store;
 use crate::worker::{Reaper, Worker};
-use crate::{catalog, http};
+use crate::{catalog, chat, http};
 
 /// A built, not yet running, chatrun.
 #[derive(Debug)]
@@ -88,6 +87,10 @@ impl App {
             .connect_timeout(Duration::from_secs(5))
             .build()
             .context("cannot build the HTTP client")?;
+        // The platforms: one client each, in one registry for the outbox and the workers.
+        let mattermost = chat::mattermost::Client::new(client.clone(), config.mattermost.clone());
+        let teams = chat::teams::Client::new(client, config.teams.clone());
+        let chat = chat::Registry::new(vec![Arc::new(mattermost.clone()), Arc::new(teams)]);
 
         let state = AppState::new(crate::http::Shared {
             service: crate::service::Context {
@@ -98,10 +101,11 @@ impl App {
                 wake_outbox: Arc::new(Notify::new()),
                 cancels: Arc::new(crate::service::Cancels::default()),
                 rate: Arc::new(crate::service::RateLimit::default()),
+                chat,
             },
             mattermost_tokens: Arc::new(tokens),
             bot_user_id: Arc::new(OnceLock::new()),
-            client,
+            mattermost,
             sessions: Arc::new(crate::http::auth::Sessions::default()),
             draining: CancellationToken::new(),
         });
@@ -142,6 +146,7 @@ impl App {
             outbox_wake: state.wake_outbox.clone(),
             owner: crate::worker::owner_name(n),
             cancels: state.cancels.clone(),
+            chat: state.chat.clone(),
             job_steps: job_steps.clone(),
         };
 
@@ -158,7 +163,7 @@ impl App {
         let sender = Sender {
             store: state.store.clone(),
             config: config.clone(),
-            client: state.client.clone(),
+            chat: state.chat.clone(),
             wake: state.wake_outbox.clone(),
         };
         let stop_sending = CancellationToken::new();
@@ -249,34 +254,15 @@ pub fn ensure_local_token(path: &Path) -> anyhow::Result<String> {
     Ok(token)
 }
 
-#[derive(Deserialize)]
-struct Me {
-    id: String,
-}
-
 /// Learns the bot's user id from `GET /api/v4/users/me`, retrying every minute until it works.
 async fn resolve_bot_user(state: AppState, shutdown: CancellationToken) {
-    let Some((url, token)) = state.config.mattermost.rest() else {
-        return;
-    };
     loop {
-        let response = state
-            .client
-            .get(format!("{url}/api/v4/users/me"))
-            .bearer_auth(token)
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status);
-        match response {
-            Ok(response) => match response.json::<Me>().await {
-                Ok(me) => {
-                    tracing::info!(bot_user_id = %me.id, "bot account found; its posts are ignored");
-                    let _ = state.bot_user_id.set(me.id);
-                    return;
-                }
-                Err(err) => tracing::warn!(error = %err, "unexpected answer from /api/v4/users/me"),
-            },
+        match state.mattermost.bot_user_id().await {
+            Ok(id) => {
+                tracing::info!(bot_user_id = %id, "bot account found; its posts are ignored");
+                let _ = state.bot_user_id.set(id);
+                return;
+            }
             Err(err) => tracing::warn!(error = %err,
                 "cannot look up the bot account (set mattermost.bot_user_id to skip this); retrying"),
         }

@@ -2,8 +2,13 @@
 //! becomes. Each platform's file verifies, parses and renders for its wire format; all of it is
 //! pure (bytes in, values out). Only [`crate::outbox`] sends a delivery.
 
+pub mod adapter;
 pub mod mattermost;
 pub mod teams;
+pub mod transport;
+
+pub use adapter::{Adapter, Registry};
+pub use transport::DeliveryError;
 
 use std::time::Duration;
 

@@ -54,7 +54,7 @@ pub struct Shared {
     /// The Mattermost bot's user id, once known; its own posts are ignored.
     pub bot_user_id: Arc<OnceLock<String>>,
     /// For the REST look-ups made while answering a webhook.
-    pub client: reqwest::Client,
+    pub mattermost: crate::chat::mattermost::Client,
     /// Signed-in users of the pages.
     pub sessions: Arc<auth::Sessions>,
     /// Cancelled when chatrun starts shutting down: webhooks are refused from then on.

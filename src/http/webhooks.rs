@@ -18,7 +18,6 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use serde::Deserialize;
 
 use super::{AppState, Error};
 use crate::chat::check_replay_window;
@@ -33,9 +32,6 @@ use crate::store::{NewRun, now_ms};
 
 /// The longest a webhook request may take, body included.
 const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
-
-/// How long the thread look-up may delay the acknowledgement.
-const LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The webhook routes.
 pub fn router() -> Router<AppState> {
@@ -139,7 +135,7 @@ async fn mattermost_trigger(
     {
         return Ok(json("{}".into()));
     }
-    let thread = lookup_thread(state, &payload.post_id).await;
+    let thread = state.mattermost.lookup_thread(&payload.post_id).await;
     let base = NewRun {
         platform: Platform::Mattermost,
         team_id: payload.team_id.clone(),
@@ -365,40 +361,4 @@ fn asks_for_help(text: &str) -> bool {
 
 fn json(body: String) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
-}
-
-#[derive(Deserialize)]
-struct PostInfo {
-    #[serde(default)]
-    root_id: String,
-}
-
-/// Asks Mattermost whether the trigger post is inside a thread, when the REST API is
-/// configured; [`Thread::Unknown`] when it is not or does not answer in time.
-async fn lookup_thread(state: &AppState, post_id: &str) -> Thread {
-    let Some((url, token)) = state.config.mattermost.rest() else {
-        return Thread::Unknown;
-    };
-    // `post_id` was checked by `Payload::check` to be letters, digits, `-` and `_` only.
-    let response = state
-        .client
-        .get(format!("{url}/api/v4/posts/{post_id}"))
-        .bearer_auth(token)
-        .timeout(LOOKUP_TIMEOUT)
-        .send()
-        .await;
-    let found = match response {
-        Ok(response) if response.status().is_success() => response.json::<PostInfo>().await.ok(),
-        Ok(response) => {
-            tracing::warn!(status = %response.status(), post = post_id,
-                "cannot look up the trigger post; replying at the top of the channel");
-            None
-        }
-        Err(err) => {
-            tracing::warn!(error = %err, post = post_id,
-                "cannot look up the trigger post; replying at the top of the channel");
-            None
-        }
-    };
-    found.map_or(Thread::Unknown, |post| Thread::from_root_id(&post.root_id))
 }

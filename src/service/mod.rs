@@ -39,6 +39,8 @@ pub struct Context {
     pub cancels: Arc<Cancels>,
     /// Requests that started runs, per user, for the rate limit.
     pub rate: Arc<RateLimit>,
+    /// The platforms replies go to.
+    pub chat: crate::chat::Registry,
 }
 
 /// Why a use case did not do what it was asked.

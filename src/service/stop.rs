@@ -35,7 +35,7 @@ pub async fn stop(
         cancelled.status = RunStatus::Cancelled;
         cancelled.error = Some(reason.to_string());
         cancelled.finished_at = Some(now);
-        let reply = super::result_reply(&ctx.config, &cancelled, &[], &[]);
+        let reply = super::result_reply(&ctx.chat, &ctx.config.public_url, &cancelled, &[], &[]);
         if ctx
             .store
             .cancel_queued(run.run_id, reason, now, reply.as_ref())

@@ -118,6 +118,8 @@ pub struct Worker {
     pub owner: String,
     /// Where running runs can be cancelled from.
     pub cancels: Arc<Cancels>,
+    /// The platforms result replies go to.
+    pub chat: crate::chat::Registry,
     /// The steps of `catalog`'s jobs, as the claim writes them ([`Worker::job_steps_of`]).
     pub job_steps: Arc<store::JobSteps>,
 }
@@ -503,7 +505,13 @@ impl Worker {
         run.status = result.status;
         run.finished_at = Some(result.finished_at);
         run.error.clone_from(&result.error);
-        let reply = result_reply(&self.config, &run, &steps.steps, &steps.failures);
+        let reply = result_reply(
+            &self.chat,
+            &self.config.public_url,
+            &run,
+            &steps.steps,
+            &steps.failures,
+        );
         let (stored, claimed) = self
             .store
             .finish_run(
@@ -675,7 +683,13 @@ impl Reaper {
         run.status = RunStatus::Interrupted;
         run.finished_at = Some(now);
         run.error = Some(error.clone());
-        let reply = result_reply(&self.worker.config, &run, &steps, &failures);
+        let reply = result_reply(
+            &self.worker.chat,
+            &self.worker.config.public_url,
+            &run,
+            &steps,
+            &failures,
+        );
         let done = store
             .interrupt_run(run.run_id, attempt, now, &error, reply.as_ref())
             .await?;
@@ -726,6 +740,7 @@ mod tests {
             outbox_wake: Arc::new(Notify::new()),
             owner: owner_name(0),
             cancels: Arc::new(Cancels::default()),
+            chat: crate::chat::Registry::default(),
             job_steps: Arc::new(store::JobSteps::new([("build", vec!["a"])])),
         };
         // As the worker's last run finished, it claimed this one; then shutdown began.

@@ -279,10 +279,12 @@ async fn drain_sends_what_is_due_leaves_failures_for_later_and_stops_at_its_dead
     .unwrap();
     let store = crate::helpers::open_store(dir.path()).await;
     let _ = rustls::crypto::ring::default_provider().install_default();
+    let mattermost =
+        chatrun::chat::mattermost::Client::new(reqwest::Client::new(), config.mattermost.clone());
     let sender = chatrun::outbox::Sender {
         store: store.clone(),
         config: Arc::new(config),
-        client: reqwest::Client::new(),
+        chat: chatrun::chat::Registry::new(vec![Arc::new(mattermost)]),
         wake: Arc::default(),
     };
     let post = |root: &str, message: &str| {
@@ -749,7 +751,7 @@ fn the_fakes_http_dates_are_imf_fixdates() {
     assert_eq!(http_date(784_111_777), "Sun, 06 Nov 1994 08:49:37 GMT");
     assert_eq!(http_date(951_868_799), "Tue, 29 Feb 2000 23:59:59 GMT");
     assert_eq!(
-        chatrun::outbox::parse_http_date(&http_date(1_445_412_480)),
+        chatrun::chat::transport::parse_http_date(&http_date(1_445_412_480)),
         Some(1_445_412_480)
     );
 }

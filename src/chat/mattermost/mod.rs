@@ -3,6 +3,7 @@
 //! See `shared/protocols/mattermost.md`. Pure: no I/O here.
 
 mod auth;
+mod client;
 mod config;
 mod delivery;
 mod inbound;
@@ -10,6 +11,7 @@ mod post;
 mod reply;
 
 pub use auth::*;
+pub use client::Client;
 pub use config::*;
 pub use delivery::*;
 pub use inbound::*;

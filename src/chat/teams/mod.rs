@@ -9,12 +9,14 @@
 mod activity;
 mod auth;
 mod card;
+mod client;
 mod config;
 mod reply;
 
 pub use activity::*;
 pub use auth::*;
 pub use card::*;
+pub use client::Client;
 pub use config::*;
 pub use reply::*;
 

@@ -1,0 +1,215 @@
+//! Mattermost's REST API, as the bot: posting replies, finding a reply an attempt posted whose
+//! answer was lost, learning where a trigger post sits and the bot's own user id.
+
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use serde::Deserialize;
+
+use super::*;
+use crate::chat::adapter::Adapter;
+use crate::chat::transport::{DeliveryError, describe, post_json, retry_after};
+use crate::domain::Platform;
+
+/// How long the search for an earlier attempt's post may take.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The search for an earlier attempt's post starts this long before the delivery was queued,
+/// in case Mattermost's clock is behind ours.
+const LOOKUP_CLOCK_SKEW_MS: i64 = 60_000;
+
+/// How long the thread look-up may delay the acknowledgement.
+const THREAD_LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The bot's client: the REST API when `url` and `bot_token` are configured.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    settings: Settings,
+}
+
+#[derive(Deserialize)]
+struct PostInfo {
+    #[serde(default)]
+    root_id: String,
+}
+
+#[derive(Deserialize)]
+struct Me {
+    id: String,
+}
+
+impl Client {
+    /// A client for `settings`, sharing `http`'s connections.
+    pub fn new(http: reqwest::Client, settings: Settings) -> Self {
+        Self { http, settings }
+    }
+
+    /// The settings it was made with.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    fn rest(&self) -> Result<(&str, &str), DeliveryError> {
+        self.settings.rest().ok_or_else(|| {
+            DeliveryError::permanent("mattermost.url and mattermost.bot_token are not configured")
+        })
+    }
+
+    /// Asks Mattermost whether the trigger post is inside a thread, when the REST API is
+    /// configured; [`Thread::Unknown`] when it is not or does not answer in time.
+    pub async fn lookup_thread(&self, post_id: &str) -> Thread {
+        let Some((url, token)) = self.settings.rest() else {
+            return Thread::Unknown;
+        };
+        // `post_id` was checked by `Payload::check` to be letters, digits, `-` and `_` only.
+        let response = self
+            .http
+            .get(format!("{url}/api/v4/posts/{post_id}"))
+            .bearer_auth(token)
+            .timeout(THREAD_LOOKUP_TIMEOUT)
+            .send()
+            .await;
+        let found = match response {
+            Ok(response) if response.status().is_success() => {
+                response.json::<PostInfo>().await.ok()
+            }
+            Ok(response) => {
+                tracing::warn!(status = %response.status(), post = post_id,
+                    "cannot look up the trigger post; replying at the top of the channel");
+                None
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, post = post_id,
+                    "cannot look up the trigger post; replying at the top of the channel");
+                None
+            }
+        };
+        found.map_or(Thread::Unknown, |post| Thread::from_root_id(&post.root_id))
+    }
+
+    /// The bot's user id, from `GET /api/v4/users/me`.
+    ///
+    /// # Errors
+    ///
+    /// Why it could not be learnt, for the log.
+    pub async fn bot_user_id(&self) -> Result<String, String> {
+        let Some((url, token)) = self.settings.rest() else {
+            return Err("mattermost.url and mattermost.bot_token are not configured".into());
+        };
+        let response = self
+            .http
+            .get(format!("{url}/api/v4/users/me"))
+            .bearer_auth(token)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|err| err.to_string())?;
+        response
+            .json::<Me>()
+            .await
+            .map(|me| me.id)
+            .map_err(|err| format!("unexpected answer from /api/v4/users/me: {err}"))
+    }
+}
+
+impl Adapter for Client {
+    fn platform(&self) -> Platform {
+        Platform::Mattermost
+    }
+
+    fn owns_target(&self, target: &str) -> bool {
+        target == TARGET_POST
+    }
+
+    fn result_reply(
+        &self,
+        run: &RunRow,
+        steps: &[StepRow],
+        failures: &[TestFailureRow],
+        link: &str,
+        now: i64,
+    ) -> Option<Delivery> {
+        if run.channel_id.is_empty() {
+            return None;
+        }
+        self.settings.rest()?;
+        let message = render_result(run, steps, failures, link, now);
+        // Unknown root (the look-up failed, or a `chatrun trigger` post that Mattermost does
+        // not know): a top-level post is always accepted, a guessed root_id may be refused.
+        Some(render_post(
+            &run.channel_id,
+            run.thread_root_id.as_deref(),
+            &message,
+        ))
+    }
+
+    /// `POST /api/v4/posts`, the post carrying `key` in `props.chatrun_delivery`.
+    fn send<'a>(
+        &'a self,
+        delivery: &'a Delivery,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<(), DeliveryError>> {
+        Box::pin(async move {
+            let (url, token) = self.rest()?;
+            let body = with_delivery_key(&delivery.body, key)
+                .ok_or_else(|| DeliveryError::permanent("the stored post is not JSON"))?;
+            let request = self
+                .http
+                .post(format!("{url}/api/v4/posts"))
+                .bearer_auth(token);
+            post_json(request, body).await
+        })
+    }
+
+    fn searchable(&self) -> bool {
+        true
+    }
+
+    /// `GET /api/v4/channels/{channel_id}/posts?since=…`: the posts made since the delivery was
+    /// queued (less a minute of clock skew), searched for `key`.
+    fn find_sent<'a>(
+        &'a self,
+        delivery: &'a Delivery,
+        since_ms: i64,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<bool, DeliveryError>> {
+        Box::pin(async move {
+            const CANNOT: &str = "cannot look for an earlier attempt's post";
+            let (url, token) = self.rest()?;
+            let channel_id = post_channel(&delivery.body)
+                .filter(|id| is_id(id))
+                .ok_or_else(|| {
+                    DeliveryError::permanent("the stored post names no valid channel")
+                })?;
+            let since = since_ms - LOOKUP_CLOCK_SKEW_MS;
+            let response = self
+                .http
+                .get(format!(
+                    "{url}/api/v4/channels/{channel_id}/posts?since={since}"
+                ))
+                .bearer_auth(token)
+                .timeout(LOOKUP_TIMEOUT)
+                .send()
+                .await
+                .map_err(|err| {
+                    DeliveryError::retryable(format!("{CANNOT}: {}", describe(&err.without_url())))
+                })?;
+            let status = response.status();
+            if !status.is_success() {
+                return Err(DeliveryError::Retryable {
+                    message: format!("{CANNOT}: {status}"),
+                    after: retry_after(&response),
+                    unsure: false,
+                });
+            }
+            let body = response.bytes().await.map_err(|err| {
+                DeliveryError::retryable(format!("{CANNOT}: {}", describe(&err.without_url())))
+            })?;
+            posts_contain_delivery(&body, key).map_err(|err| {
+                DeliveryError::retryable(format!("{CANNOT}: unreadable answer: {err}"))
+            })
+        })
+    }
+}

@@ -1,0 +1,73 @@
+//! Posting result cards to each webhook's Workflows URL (`follow_up_url`).
+
+use futures_util::future::BoxFuture;
+
+use super::*;
+use crate::chat::adapter::Adapter;
+use crate::chat::transport::{DeliveryError, post_json};
+use crate::domain::Platform;
+
+/// The Teams side: the configured outgoing webhooks and a shared HTTP client.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    hooks: Vec<Webhook>,
+}
+
+impl Client {
+    /// A client for `hooks`, sharing `http`'s connections.
+    pub fn new(http: reqwest::Client, hooks: Vec<Webhook>) -> Self {
+        Self { http, hooks }
+    }
+}
+
+impl Adapter for Client {
+    fn platform(&self) -> Platform {
+        Platform::Teams
+    }
+
+    fn owns_target(&self, target: &str) -> bool {
+        target.starts_with(TARGET_PREFIX)
+    }
+
+    fn result_reply(
+        &self,
+        run: &RunRow,
+        steps: &[StepRow],
+        failures: &[TestFailureRow],
+        link: &str,
+        now: i64,
+    ) -> Option<Delivery> {
+        let hook = self.hooks.iter().find(|h| h.name == run.hook)?;
+        hook.follow_up_url.as_ref()?;
+        Some(render_follow_up(
+            &hook.name, run, steps, failures, link, now,
+        ))
+    }
+
+    /// POSTs the card to the webhook's `follow_up_url`. A card cannot be searched for, so `key`
+    /// is not used.
+    fn send<'a>(
+        &'a self,
+        delivery: &'a Delivery,
+        _key: &'a str,
+    ) -> BoxFuture<'a, Result<(), DeliveryError>> {
+        Box::pin(async move {
+            let name = delivery
+                .target
+                .strip_prefix(TARGET_PREFIX)
+                .unwrap_or(&delivery.target);
+            let url = self
+                .hooks
+                .iter()
+                .find(|hook| hook.name == name)
+                .and_then(|hook| hook.follow_up_url.as_deref())
+                .ok_or_else(|| {
+                    DeliveryError::permanent(format!(
+                        "the Teams webhook `{name}` has no follow_up_url configured"
+                    ))
+                })?;
+            post_json(self.http.post(url), delivery.body.clone()).await
+        })
+    }
+}
