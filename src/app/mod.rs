@@ -7,7 +7,7 @@ pub mod telemetry;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
@@ -30,6 +30,8 @@ pub struct App {
     listener: TcpListener,
     addr: SocketAddr,
     state: AppState,
+    /// Learns the bot's user id in the background, when it is not configured.
+    mattermost: chat::mattermost::Client,
 }
 
 impl App {
@@ -88,7 +90,8 @@ impl App {
             .build()
             .context("cannot build the HTTP client")?;
         // The platforms: one client each, in one registry for the outbox and the workers.
-        let mattermost = chat::mattermost::Client::new(client.clone(), config.mattermost.clone());
+        let mattermost = chat::mattermost::Client::new(client.clone(), config.mattermost.clone())
+            .accepting(tokens);
         let teams = chat::teams::Client::new(client, config.teams.clone());
         let chat = chat::Registry::new(vec![Arc::new(mattermost.clone()), Arc::new(teams)]);
 
@@ -103,9 +106,6 @@ impl App {
                 rate: Arc::new(crate::service::RateLimit::default()),
                 chat,
             },
-            mattermost_tokens: Arc::new(tokens),
-            bot_user_id: Arc::new(OnceLock::new()),
-            mattermost,
             sessions: Arc::new(crate::http::auth::Sessions::default()),
             draining: CancellationToken::new(),
         });
@@ -113,6 +113,7 @@ impl App {
             listener,
             addr,
             state,
+            mattermost,
         })
     }
 
@@ -170,7 +171,7 @@ impl App {
         let sending = tokio::spawn(sender.clone().run(stop_sending.clone()));
         let background = TaskTracker::new();
         if config.mattermost.bot_user_id.is_none() && config.mattermost.rest().is_some() {
-            background.spawn(resolve_bot_user(state.clone(), shutdown.clone()));
+            background.spawn(resolve_bot_user(self.mattermost, shutdown.clone()));
         }
 
         let store = state.store.clone();
@@ -255,12 +256,11 @@ pub fn ensure_local_token(path: &Path) -> anyhow::Result<String> {
 }
 
 /// Learns the bot's user id from `GET /api/v4/users/me`, retrying every minute until it works.
-async fn resolve_bot_user(state: AppState, shutdown: CancellationToken) {
+async fn resolve_bot_user(mattermost: chat::mattermost::Client, shutdown: CancellationToken) {
     loop {
-        match state.mattermost.bot_user_id().await {
+        match mattermost.learn_bot_user_id().await {
             Ok(id) => {
                 tracing::info!(bot_user_id = %id, "bot account found; its posts are ignored");
-                let _ = state.bot_user_id.set(id);
                 return;
             }
             Err(err) => tracing::warn!(error = %err,

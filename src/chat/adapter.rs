@@ -4,16 +4,102 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
+use super::Replies;
 use super::transport::DeliveryError;
-use crate::domain::{Delivery, Platform, RunRow, StepRow, TestFailureRow};
+use crate::domain::{Command, Delivery, Platform, RunRow, StepRow, TestFailureRow};
+use crate::store::NewRun;
+
+/// A webhook request as it arrived, before anything in it is trusted.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// The `{name}` of `/hooks/<platform>/{name}`, when the URL has one.
+    pub name: Option<&'a str>,
+    /// The `Content-Type` header's bytes (see [`header_text`]).
+    pub content_type: Option<&'a [u8]>,
+    /// The `Authorization` header's bytes.
+    pub authorization: Option<&'a [u8]>,
+    /// The body, within `max_body_bytes`.
+    pub body: &'a [u8],
+}
+
+/// A header's value as text: `None` unless it is all visible ASCII (what `HeaderValue::to_str`
+/// accepts).
+pub fn header_text(value: &[u8]) -> Option<&str> {
+    value
+        .iter()
+        .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
+        .then(|| std::str::from_utf8(value).ok())
+        .flatten()
+}
+
+/// What a webhook needs to know beside the request.
+#[derive(Debug, Clone, Copy)]
+pub struct HookContext<'a> {
+    /// The jobs' names, for the command grammar.
+    pub jobs: &'a [&'a str],
+    /// Now, in ms since the epoch, for the replay window.
+    pub now_ms: i64,
+    /// How far a message's own time may lie from now (`replay_window`).
+    pub replay_window: Duration,
+}
+
+/// What a verified webhook request asks for.
+pub enum Inbound {
+    /// Nothing to do: answer with this body (a post of our own bot, chatter in a channel).
+    Ignore(String),
+    /// A command, from `base` (who, where, which message), worded by `replies`.
+    Trigger {
+        /// The run as far as the request tells (no job or arguments yet).
+        base: Box<NewRun>,
+        /// What the message asks for.
+        command: Command,
+        /// The platform's wording, for this request.
+        replies: Box<dyn Replies>,
+    },
+}
+
+/// Why a webhook request was refused before anything in it was stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    /// Not from the chat server (token or signature): 401.
+    Unauthorized(&'static str),
+    /// Not a request chatrun understands, or outside the replay window: 400, the reason safe to
+    /// show.
+    BadRequest(String),
+    /// No such hook (a name this platform's URLs do not take): 404.
+    NotFound,
+}
 
 /// One chat platform's outgoing side.
 pub trait Adapter: Send + Sync + fmt::Debug {
     /// The platform whose runs and deliveries this adapter serves.
     fn platform(&self) -> Platform;
+
+    /// Whether `/hooks/<platform>/{name}` exists besides `/hooks/<platform>` (Teams names its
+    /// webhooks).
+    fn named_hooks(&self) -> bool {
+        false
+    }
+
+    /// Verifies a webhook request (its token or signature, in constant time, before anything
+    /// else in it is acted on) and reads what it asks for.
+    fn accept<'a>(
+        &'a self,
+        request: Request<'a>,
+        context: HookContext<'a>,
+    ) -> BoxFuture<'a, Result<Inbound, Rejection>>;
+
+    /// The HTTP response body that shows the user why a verified request was not taken
+    /// (chatrun cannot store it, or is shutting down), for a platform that shows one; `None`
+    /// answers with the status and a plain message.
+    fn error_body(&self, message: &str) -> Option<String> {
+        let _ = message;
+        None
+    }
 
     /// Whether a stored delivery's `target` is this platform's.
     fn owns_target(&self, target: &str) -> bool;
@@ -70,6 +156,11 @@ impl Registry {
             .iter()
             .find(|a| a.platform() == platform)
             .map(AsRef::as_ref)
+    }
+
+    /// The adapter whose webhooks are at `/hooks/<segment>`.
+    pub fn for_hook(&self, segment: &str) -> Option<&dyn Adapter> {
+        self.get(segment.parse().ok()?)
     }
 
     /// The adapter a delivery to `target` goes through.

@@ -4,10 +4,12 @@
 
 pub mod adapter;
 pub mod mattermost;
+mod replies;
 pub mod teams;
 pub mod transport;
 
-pub use adapter::{Adapter, Registry};
+pub use adapter::{Adapter, HookContext, Inbound, Registry, Rejection, Request};
+pub use replies::{AckWords, Replies};
 pub use transport::DeliveryError;
 
 use std::time::Duration;

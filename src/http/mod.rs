@@ -10,7 +10,7 @@ pub mod health;
 pub mod history;
 pub mod webhooks;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -49,12 +49,6 @@ impl std::ops::Deref for AppState {
 #[derive(Debug)]
 pub struct Shared {
     pub service: service::Context,
-    /// Tokens accepted on `/hooks/mattermost`: the configured ones, or the local one.
-    pub mattermost_tokens: Arc<Vec<String>>,
-    /// The Mattermost bot's user id, once known; its own posts are ignored.
-    pub bot_user_id: Arc<OnceLock<String>>,
-    /// For the REST look-ups made while answering a webhook.
-    pub mattermost: crate::chat::mattermost::Client,
     /// Signed-in users of the pages.
     pub sessions: Arc<auth::Sessions>,
     /// Cancelled when chatrun starts shutting down: webhooks are refused from then on.

@@ -1,5 +1,6 @@
-//! `POST /hooks/mattermost` and `POST /hooks/teams[/{name}]`: a trigger becomes a stored run
-//! and an acknowledgement.
+//! `POST /hooks/{platform}[/{name}]`: a trigger becomes a stored run and an acknowledgement.
+//! One handler for every platform: the platform's [`Adapter`] verifies and reads the request and
+//! words the replies; the use cases ([`service::execute`]) decide what happens.
 //!
 //! Order matters: the token or HMAC is checked (constant time) before anything in the body is
 //! interpreted or stored; the run is committed before the acknowledgement is sent; the job is
@@ -20,15 +21,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 
 use super::{AppState, Error};
-use crate::chat::check_replay_window;
-use crate::chat::mattermost::{self, Thread};
-use crate::chat::teams;
-use crate::chat::teams::Webhook as TeamsWebhook;
-use crate::domain::{Command, Platform, parse_after_trigger, parse_command};
-use crate::render::command::Flavor;
-use crate::service::{self, AckWords, Answer, Replies};
-use crate::store::runs::Ack;
-use crate::store::{NewRun, now_ms};
+use crate::chat::{Adapter, HookContext, Inbound, Rejection, Request};
+use crate::service::{self, Answer};
+use crate::store::now_ms;
 
 /// The longest a webhook request may take, body included.
 const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
@@ -36,9 +31,8 @@ const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 /// The webhook routes.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/hooks/mattermost", post(mattermost_hook))
-        .route("/hooks/teams", post(teams_hook))
-        .route("/hooks/teams/{name}", post(teams_named_hook))
+        .route("/hooks/{platform}", post(hook))
+        .route("/hooks/{platform}/{name}", post(named_hook))
         // A chat server gives up long before this; a client that trickles its body does not
         // hold a connection forever. (Not on the pages: a long log download may take minutes.)
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
@@ -61,103 +55,94 @@ fn body(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Bytes, 
     })
 }
 
-/// `POST /hooks/mattermost`.
-async fn mattermost_hook(
+/// `POST /hooks/{platform}`.
+async fn hook(
     State(state): State<AppState>,
+    Path(platform): Path<String>,
     headers: HeaderMap,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Error> {
-    let bytes = body(&state, bytes)?;
-    match mattermost_trigger(&state, &headers, &bytes)
+    handle(&state, &platform, None, &headers, bytes).await
+}
+
+/// `POST /hooks/{platform}/{name}`: only that webhook's secret (Teams).
+async fn named_hook(
+    State(state): State<AppState>,
+    Path((platform, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<Response, Error> {
+    handle(&state, &platform, Some(&name), &headers, bytes).await
+}
+
+async fn handle(
+    state: &AppState,
+    platform: &str,
+    name: Option<&str>,
+    headers: &HeaderMap,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<Response, Error> {
+    let Some(chat) = state.chat.for_hook(platform) else {
+        return Err(Error::NotFound);
+    };
+    if name.is_some() && !chat.named_hooks() {
+        return Err(Error::NotFound);
+    }
+    let bytes = body(state, bytes)?;
+    match trigger(state, chat, name, headers, &bytes)
         .await
         .map_err(Error::unavailable)
     {
-        // Mattermost ignores the status and posts a JSON reply's `text`: the user sees that
-        // nothing was stored. (Only a request whose token matched, or any request during a
-        // shutdown, gets this far.)
+        // A platform that shows a body whatever the status (Mattermost) gets one saying that
+        // nothing was stored. (Only a verified request, or any request during a shutdown, gets
+        // this far.)
         Err(err @ (Error::Unavailable(_) | Error::ShuttingDown)) => {
-            let text = format!(":warning: {err}");
-            let status = err.into_response().status();
-            let body = serde_json::json!({ "text": text }).to_string();
-            Ok((status, json(body)).into_response())
+            match chat.error_body(&err.to_string()) {
+                Some(body) => {
+                    let status = err.into_response().status();
+                    Ok((status, json(body)).into_response())
+                }
+                None => Err(err),
+            }
         }
         other => other,
     }
 }
 
-async fn mattermost_trigger(
+async fn trigger(
     state: &AppState,
+    chat: &dyn Adapter,
+    name: Option<&str>,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, Error> {
     refuse_while_draining(state)?;
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
-    // N.B. The token is in the body, so the body is decoded first; nothing in it is acted on
-    // before the token matched.
-    let payload = mattermost::parse_payload(content_type, body)
-        .map_err(|err| Error::BadRequest(err.to_string()))?;
-    if !mattermost::token_matches(&payload.token, &state.mattermost_tokens) {
-        return Err(Error::Unauthorized(
-            "the token matches no configured outgoing webhook",
-        ));
-    }
-    payload
-        .check()
-        .map_err(|err| Error::BadRequest(err.to_string()))?;
-    let sent = payload
-        .timestamp_ms()
-        .map_err(|err| Error::BadRequest(err.to_string()))?;
-    check_replay_window(sent, now_ms(), state.config.replay_window).map_err(|err| {
-        tracing::warn!(post = %payload.post_id, error = %err, "refused a Mattermost message");
-        Error::BadRequest(err.to_string())
-    })?;
-
-    let bot = state
-        .config
-        .mattermost
-        .bot_user_id
-        .as_deref()
-        .or(state.bot_user_id.get().map(String::as_str));
-    if bot.is_some_and(|bot| bot == payload.user_id) {
-        tracing::debug!(post = %payload.post_id, "ignoring a post of our own bot");
-        return Ok(json("{}".into()));
-    }
-
+    let request = Request {
+        name,
+        content_type: headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes()),
+        authorization: headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()),
+        body,
+    };
     let jobs: Vec<&str> = state.catalog.jobs().map(|j| j.name.as_str()).collect();
-    let command = parse_command(&payload.text, &jobs);
-    // A channel-bound webhook without trigger words sees every message of its channel: answer
-    // only a job's name or `help` ("queue is long today" is not a command).
-    if payload.trigger_word.is_empty()
-        && !matches!(command, Command::Run { .. })
-        && !asks_for_help(&payload.text)
-    {
-        return Ok(json("{}".into()));
-    }
-    let thread = state.mattermost.lookup_thread(&payload.post_id).await;
-    let base = NewRun {
-        platform: Platform::Mattermost,
-        team_id: payload.team_id.clone(),
-        team_name: payload.team_domain.clone(),
-        channel_id: payload.channel_id.clone(),
-        channel_name: payload.channel_name.clone(),
-        user_id: payload.user_id.clone(),
-        user_name: payload.user_name.clone(),
-        message_id: payload.post_id.clone(),
-        thread_root_id: thread.root_for(&payload.post_id),
-        message: payload.text.clone(),
-        ..NewRun::default()
+    let context = HookContext {
+        jobs: &jobs,
+        now_ms: now_ms(),
+        replay_window: state.config.replay_window,
     };
-    let replies = MattermostReplies {
-        thread: &thread,
-        trigger_word: &payload.trigger_word,
+    let (base, command, replies) = match chat.accept(request, context).await? {
+        Inbound::Ignore(body) => return Ok(json(body)),
+        Inbound::Trigger {
+            base,
+            command,
+            replies,
+        } => (base, command, replies),
     };
-    let (text, queued_with_run) = match service::execute(state, base, command, &replies).await? {
-        Answer::Ack(inserted) => (inserted.ack_text, true),
-        Answer::Text(text) => (text, false),
-    };
-    let (body, delivery) = mattermost::render_response(&text, &thread, &payload.channel_id);
+    let (text, queued_with_run) =
+        match service::execute(state, *base, command, replies.as_ref()).await? {
+            Answer::Ack(inserted) => (inserted.ack_text, true),
+            Answer::Text(text) => (text, false),
+        };
+    let (body, delivery) = replies.respond(&text);
     // An acknowledgement's delivery was queued with its run; other replies queue theirs here.
     if let Some(delivery) = delivery
         && !queued_with_run
@@ -168,178 +153,13 @@ async fn mattermost_trigger(
     Ok(json(body))
 }
 
-/// Mattermost's wording.
-struct MattermostReplies<'a> {
-    thread: &'a Thread,
-    trigger_word: &'a str,
-}
-
-impl Replies for MattermostReplies<'_> {
-    fn flavor(&self) -> Flavor {
-        Flavor::Markdown
-    }
-
-    fn usage(&self, job: &str) -> String {
-        match self.trigger_word.trim() {
-            "" => job.to_string(),
-            word if word.trim_start_matches(['#', '!', '/', '@']) == job => word.to_string(),
-            word => format!("{word} {job}"),
+impl From<Rejection> for Error {
+    fn from(rejection: Rejection) -> Self {
+        match rejection {
+            Rejection::Unauthorized(why) => Self::Unauthorized(why),
+            Rejection::BadRequest(message) => Self::BadRequest(message),
+            Rejection::NotFound => Self::NotFound,
         }
-    }
-
-    fn ack(&self) -> AckWords {
-        let thread = self.thread.clone();
-        Box::new(move |facts, new| {
-            let text = mattermost::render_ack(facts);
-            let (_, delivery) = mattermost::render_response(&text, &thread, &new.channel_id);
-            Ack { text, delivery }
-        })
-    }
-
-    fn jobs(
-        &self,
-        unknown: Option<&str>,
-        suggestion: Option<&str>,
-        jobs: Vec<(&str, &str)>,
-    ) -> String {
-        mattermost::render_jobs(unknown, suggestion, jobs.into_iter(), self.trigger_word)
-    }
-
-    fn refusal(&self, job: &str, reason: &str) -> String {
-        mattermost::render_refusal(job, reason)
-    }
-}
-
-/// `POST /hooks/teams`: any configured webhook's secret may have signed the body.
-async fn teams_hook(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    bytes: Result<Bytes, BytesRejection>,
-) -> Result<Response, Error> {
-    let bytes = body(&state, bytes)?;
-    teams_trigger(&state, None, &headers, &bytes)
-        .await
-        .map_err(Error::unavailable)
-}
-
-/// `POST /hooks/teams/{name}`: only that webhook's secret.
-async fn teams_named_hook(
-    State(state): State<AppState>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    bytes: Result<Bytes, BytesRejection>,
-) -> Result<Response, Error> {
-    let bytes = body(&state, bytes)?;
-    teams_trigger(&state, Some(&name), &headers, &bytes)
-        .await
-        .map_err(Error::unavailable)
-}
-
-async fn teams_trigger(
-    state: &AppState,
-    name: Option<&str>,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Response, Error> {
-    refuse_while_draining(state)?;
-    let hooks: Vec<&TeamsWebhook> = state
-        .config
-        .teams
-        .iter()
-        .filter(|hook| name.is_none_or(|name| hook.name == name))
-        .collect();
-    let keys: Vec<&[u8]> = hooks.iter().map(|hook| hook.key.as_slice()).collect();
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let index = teams::verify(authorization, body, &keys).map_err(|err| {
-        tracing::warn!(error = %err, hook = ?name, "refused a Teams request");
-        Error::Unauthorized("the HMAC signature matches no configured Teams webhook")
-    })?;
-    let hook = hooks[index];
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .map(|v| v.to_str().unwrap_or("not text"));
-    teams::check_content_type(content_type).map_err(|err| Error::BadRequest(err.to_string()))?;
-    let activity = teams::parse_activity(body).map_err(|err| Error::BadRequest(err.to_string()))?;
-    activity
-        .check()
-        .map_err(|err| Error::BadRequest(err.to_string()))?;
-    // No timestamp: accepted (see `Activity::timestamp_ms`), the id still de-duplicates.
-    if let Some(sent) = activity
-        .timestamp_ms()
-        .map_err(|err| Error::BadRequest(err.to_string()))?
-    {
-        check_replay_window(sent, now_ms(), state.config.replay_window).map_err(|err| {
-            tracing::warn!(message = activity.message_id(), error = %err, "refused a Teams message");
-            Error::BadRequest(err.to_string())
-        })?;
-    }
-
-    let (text, mention) = teams::command_text(
-        activity.text.as_deref().unwrap_or_default(),
-        activity.own_mention().as_deref(),
-    );
-    // The mention is the trigger: what follows it is the job (`@BuildBot build web`).
-    let jobs: Vec<&str> = state.catalog.jobs().map(|j| j.name.as_str()).collect();
-    let command = parse_after_trigger(&text, &jobs);
-    let (team_id, team_name) = activity.team();
-    let (channel_id, channel_name) = activity.channel();
-    let base = NewRun {
-        platform: Platform::Teams,
-        team_id,
-        team_name,
-        channel_id,
-        channel_name,
-        user_id: activity.user_id(),
-        user_name: activity.user_name(),
-        message_id: activity.message_id().to_string(),
-        thread_root_id: activity.thread_root(),
-        message: format!("@{mention} {text}"),
-        hook: hook.name.clone(),
-        ..NewRun::default()
-    };
-    let replies = TeamsReplies { mention: &mention };
-    let text = match service::execute(state, base, command, &replies).await? {
-        Answer::Ack(inserted) => inserted.ack_text,
-        Answer::Text(text) => text,
-    };
-    Ok(json(teams::render_response(&text)))
-}
-
-/// Teams' wording.
-struct TeamsReplies<'a> {
-    /// How the user addressed the webhook.
-    mention: &'a str,
-}
-
-impl Replies for TeamsReplies<'_> {
-    fn flavor(&self) -> Flavor {
-        Flavor::Teams
-    }
-
-    fn usage(&self, job: &str) -> String {
-        format!("@{} {job}", self.mention)
-    }
-
-    fn ack(&self) -> AckWords {
-        Box::new(|facts, _| Ack {
-            text: teams::render_ack(facts),
-            delivery: None,
-        })
-    }
-
-    fn jobs(
-        &self,
-        unknown: Option<&str>,
-        suggestion: Option<&str>,
-        jobs: Vec<(&str, &str)>,
-    ) -> String {
-        teams::render_jobs(unknown, suggestion, jobs.into_iter(), self.mention)
-    }
-
-    fn refusal(&self, job: &str, reason: &str) -> String {
-        teams::render_refusal(job, reason)
     }
 }
 
@@ -350,13 +170,6 @@ fn refuse_while_draining(state: &AppState) -> Result<(), Error> {
         return Err(Error::ShuttingDown);
     }
     Ok(())
-}
-
-/// `help`, `#help`, `!help`…: the first word asks for the list of jobs.
-fn asks_for_help(text: &str) -> bool {
-    text.split_whitespace()
-        .next()
-        .is_some_and(|word| word.trim_start_matches(['#', '!', '/', '@']) == "help")
 }
 
 fn json(body: String) -> Response {

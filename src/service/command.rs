@@ -1,38 +1,15 @@
 //! Carries out a chat command for either platform: run a job (after its permissions and
 //! arguments are checked), `help [job]`, `status <run>`, `queue`, `cancel <run>`,
-//! `retry <run>`. Each platform supplies its own wording through [`Replies`]; everything else
+//! `retry <run>`. Each platform supplies its own wording through [`crate::chat::Replies`]; everything else
 //! is shared, so the two platforms cannot drift apart.
 
 use super::{Context, Error, Refusal, Stopped, enqueue, stop};
 use crate::catalog::Caller;
+use crate::chat::Replies;
 use crate::domain::{Command, RunId, RunStatus, parse_run_id};
-use crate::render::AckFacts;
 use crate::render::command::{self as words, Flavor};
 use crate::store::runs::{Ack, Inserted};
 use crate::store::{Insert, NewRun, now_ms};
-
-/// Words a queued run's acknowledgement from what it tells and the run.
-pub type AckWords = Box<dyn FnOnce(&AckFacts, &NewRun) -> Ack + Send>;
-
-/// A platform's wording of the replies that have templates of their own.
-pub trait Replies {
-    /// How the platform writes text.
-    fn flavor(&self) -> Flavor;
-    /// How a user starts `job` here: `#build`, `@BuildBot build`.
-    fn usage(&self, job: &str) -> String;
-    /// How to word the acknowledgement of a queued run (with a delivery, when it must go
-    /// through the outbox), called by the store once the run has its number and place.
-    fn ack(&self) -> AckWords;
-    /// The list of jobs, after an unknown word (and the closest name) or for `help`.
-    fn jobs(
-        &self,
-        unknown: Option<&str>,
-        suggestion: Option<&str>,
-        jobs: Vec<(&str, &str)>,
-    ) -> String;
-    /// Why a request runs nothing.
-    fn refusal(&self, job: &str, reason: &str) -> String;
-}
 
 /// What a command produced.
 #[derive(Debug)]
@@ -52,7 +29,7 @@ pub async fn execute(
     ctx: &Context,
     base: NewRun,
     command: Command,
-    replies: &impl Replies,
+    replies: &dyn Replies,
 ) -> Result<Answer, Error> {
     let caller = Caller {
         platform: base.platform,
@@ -175,7 +152,7 @@ async fn run_job(
     caller: &Caller,
     job: &str,
     args: &str,
-    replies: &impl Replies,
+    replies: &dyn Replies,
 ) -> Result<Answer, Error> {
     let Some(def) = ctx.catalog.get(job) else {
         return Ok(Answer::Text(replies.jobs(Some(job), None, Vec::new())));

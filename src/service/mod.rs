@@ -14,7 +14,7 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 pub use cancels::Cancels;
-pub use command::{AckWords, Answer, Replies, execute};
+pub use command::{Answer, execute};
 pub use enqueue::{Refusal, enqueue};
 pub use rate::RateLimit;
 pub use result::result_reply;

@@ -1,6 +1,7 @@
 //! Mattermost's REST API, as the bot: posting replies, finding a reply an attempt posted whose
 //! answer was lost, learning where a trigger post sits and the bot's own user id.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -9,6 +10,7 @@ use serde::Deserialize;
 use super::*;
 use crate::chat::adapter::Adapter;
 use crate::chat::transport::{DeliveryError, describe, post_json, retry_after};
+use crate::chat::{HookContext, Inbound, Rejection, Request};
 use crate::domain::Platform;
 
 /// How long the search for an earlier attempt's post may take.
@@ -21,11 +23,17 @@ const LOOKUP_CLOCK_SKEW_MS: i64 = 60_000;
 /// How long the thread look-up may delay the acknowledgement.
 const THREAD_LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The bot's client: the REST API when `url` and `bot_token` are configured.
+/// Mattermost as chatrun sees it: the webhook tokens it accepts, and the bot's REST API when
+/// `url` and `bot_token` are configured.
 #[derive(Debug, Clone)]
 pub struct Client {
     http: reqwest::Client,
-    settings: Settings,
+    pub(super) settings: Settings,
+    /// Tokens accepted on `/hooks/mattermost`: the configured ones, or the local one.
+    pub(super) tokens: Arc<Vec<String>>,
+    /// The bot's user id, once learnt ([`Client::learn_bot_user_id`]); its own posts are
+    /// ignored.
+    pub(super) bot_user_id: Arc<OnceLock<String>>,
 }
 
 #[derive(Deserialize)]
@@ -40,9 +48,35 @@ struct Me {
 }
 
 impl Client {
-    /// A client for `settings`, sharing `http`'s connections.
+    /// A client for `settings`, sharing `http`'s connections, accepting the configured tokens.
     pub fn new(http: reqwest::Client, settings: Settings) -> Self {
-        Self { http, settings }
+        let tokens = Arc::new(settings.tokens.clone());
+        Self {
+            http,
+            settings,
+            tokens,
+            bot_user_id: Arc::default(),
+        }
+    }
+
+    /// The same client accepting `tokens` instead (the local token, when none is configured).
+    #[must_use]
+    pub fn accepting(self, tokens: Vec<String>) -> Self {
+        Self {
+            tokens: Arc::new(tokens),
+            ..self
+        }
+    }
+
+    /// Learns the bot's user id ([`Client::bot_user_id`]), so the bot's own posts are ignored.
+    ///
+    /// # Errors
+    ///
+    /// Why it could not be learnt, for the log.
+    pub async fn learn_bot_user_id(&self) -> Result<String, String> {
+        let id = self.bot_user_id().await?;
+        let _ = self.bot_user_id.set(id.clone());
+        Ok(id)
     }
 
     /// The settings it was made with.
@@ -117,6 +151,20 @@ impl Client {
 impl Adapter for Client {
     fn platform(&self) -> Platform {
         Platform::Mattermost
+    }
+
+    fn accept<'a>(
+        &'a self,
+        request: Request<'a>,
+        context: HookContext<'a>,
+    ) -> BoxFuture<'a, Result<Inbound, Rejection>> {
+        Box::pin(self.accept_hook(request, context))
+    }
+
+    /// Mattermost ignores the status and posts a JSON reply's `text`: the user sees that nothing
+    /// was stored.
+    fn error_body(&self, message: &str) -> Option<String> {
+        Some(serde_json::json!({ "text": format!(":warning: {message}") }).to_string())
     }
 
     fn owns_target(&self, target: &str) -> bool {

@@ -6,6 +6,7 @@ mod auth;
 mod client;
 mod config;
 mod delivery;
+mod hook;
 mod inbound;
 mod post;
 mod reply;

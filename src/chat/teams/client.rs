@@ -5,13 +5,14 @@ use futures_util::future::BoxFuture;
 use super::*;
 use crate::chat::adapter::Adapter;
 use crate::chat::transport::{DeliveryError, post_json};
+use crate::chat::{HookContext, Inbound, Rejection, Request};
 use crate::domain::Platform;
 
 /// The Teams side: the configured outgoing webhooks and a shared HTTP client.
 #[derive(Debug, Clone)]
 pub struct Client {
     http: reqwest::Client,
-    hooks: Vec<Webhook>,
+    pub(super) hooks: Vec<Webhook>,
 }
 
 impl Client {
@@ -24,6 +25,18 @@ impl Client {
 impl Adapter for Client {
     fn platform(&self) -> Platform {
         Platform::Teams
+    }
+
+    fn named_hooks(&self) -> bool {
+        true
+    }
+
+    fn accept<'a>(
+        &'a self,
+        request: Request<'a>,
+        context: HookContext<'a>,
+    ) -> BoxFuture<'a, Result<Inbound, Rejection>> {
+        Box::pin(std::future::ready(self.accept_hook(request, context)))
     }
 
     fn owns_target(&self, target: &str) -> bool {

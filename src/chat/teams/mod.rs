@@ -11,6 +11,7 @@ mod auth;
 mod card;
 mod client;
 mod config;
+mod hook;
 mod reply;
 
 pub use activity::*;
