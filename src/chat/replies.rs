@@ -4,8 +4,8 @@
 use crate::domain::Delivery;
 use crate::render::AckFacts;
 use crate::render::command::Flavor;
+use crate::store::Ack;
 use crate::store::NewRun;
-use crate::store::runs::Ack;
 
 /// Words a queued run's acknowledgement from what it tells and the run.
 pub type AckWords = Box<dyn FnOnce(&AckFacts, &NewRun) -> Ack + Send>;

@@ -8,7 +8,7 @@ use crate::catalog::Caller;
 use crate::chat::Replies;
 use crate::domain::{Command, RunId, RunStatus, parse_run_id};
 use crate::render::command::{self as words, Flavor};
-use crate::store::runs::{Ack, Inserted};
+use crate::store::{Ack, Inserted};
 use crate::store::{Insert, NewRun, now_ms};
 
 /// What a command produced.

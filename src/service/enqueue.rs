@@ -5,7 +5,7 @@ use super::{Context, Error, stop};
 use crate::catalog::{OnNew, args};
 use crate::domain::{RunId, RunStatus};
 use crate::render::AckFacts;
-use crate::store::runs::{Ack, Inserted};
+use crate::store::{Ack, Inserted};
 use crate::store::{Insert, NewRun, now_ms};
 
 /// Why [`enqueue`] stored nothing.

@@ -1,24 +1,30 @@
-//! The store: the one place with SQL. A SQLite file in WAL mode, migrated on connect.
+//! The store: the one place with SQL, behind one seam. [`Store`] is what the rest of chatrun
+//! calls; which backend answers is chosen by `database_url` when it connects, and nothing above
+//! `store/` knows which (as Oban's engines, River's drivers).
 //!
-//! One file per table ([`runs`] holds `run` and its `step` rows, [`outbox`] the replies waiting
-//! to be delivered). Queries are written out plainly with `sqlx::query_as::<_, Row>()`; times are
-//! integer milliseconds passed in by the caller ([`now_ms`] in production), so every statement
-//! is deterministic under test.
+//! - `sqlite/`: the embedded default, a SQLite file in WAL mode.
+//! - [`model`]: what goes in and out, the same for every backend.
+//!
+//! Every `*_at` time is integer milliseconds passed in by the caller ([`now_ms`] in production),
+//! so every statement is deterministic under test. `tests/store_suite.rs` runs one suite on every
+//! backend.
 
-mod batch;
-pub mod flush;
-pub mod outbox;
-pub mod runs;
+pub mod model;
+// Sample data for the store's tests (here and `tests/store_suite.rs`).
+#[doc(hidden)]
+pub mod samples;
+mod sqlite;
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Connection, SqliteConnection, SqlitePool};
+pub use model::{
+    Ack, Claim, DeliveryRow, DeliveryState, Insert, Inserted, JobSteps, NewRun, Position,
+    RunFilter, RunResult, RunSteps, StepResult,
+};
+pub use sqlite::flush::FlushCounts;
 
-pub use outbox::{DeliveryRow, DeliveryState};
-pub use runs::{Claim, Insert, JobSteps, NewRun, Position, RunFilter};
+use crate::domain::{Delivery, RunId, RunRow, StepRow, TestFailureRow};
 
 /// Failures of the store.
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +44,17 @@ pub enum Error {
     /// A commit could not be synced to disk.
     #[error("cannot sync the database to disk")]
     Flush(#[source] std::io::Error),
-    /// The batch of triggers this one was stored with failed ([`batch`]).
+    /// A write waited longer than `busy_timeout_ms` for its turn.
+    #[error("the database is busy: a write waited longer than busy_timeout_ms")]
+    Busy,
+    /// The store was closed (chatrun is shutting down).
+    #[error("the store is closed")]
+    Closed,
+    /// The request that asked for this write went away before it was stored (its twin from the
+    /// chat server's retry is stored instead).
+    #[error("the request went away before it was stored")]
+    Abandoned,
+    /// The batch of triggers this one was stored with failed.
     #[error(transparent)]
     Batch(Arc<Error>),
 }
@@ -62,133 +78,26 @@ pub fn ms(d: Duration) -> i64 {
 /// How long a write waits for another writer's lock unless configured.
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Connections reading at once (pages, the API, the queue's look-ups); WAL lets them read while
-/// the writer writes.
-const READERS: u32 = 8;
-
-/// `result`, after rolling back on `conn` whatever transaction its statements left open when
-/// it is an error.
-async fn rolled_back_on_error<T>(
-    conn: &mut sqlx::SqliteConnection,
-    result: std::result::Result<T, impl Into<Error>>,
-) -> Result<T> {
-    match result {
-        Ok(value) => Ok(value),
-        Err(err) => {
-            // Fails harmlessly when no transaction was open (the `begin` itself failed).
-            let _ = sqlx::query("rollback").execute(&mut *conn).await;
-            Err(err.into())
-        }
-    }
-}
-
-/// The one connection that writes, held for as long as chatrun runs; writes take turns on it,
-/// the batches of triggers ahead of the others.
-///
-/// N.B. Not a pool of one: a pool tests every connection it gets back by sending it a `ping`
-/// from a task of its own, one more round trip to the connection's thread after every write
-/// (and a write is often one round trip itself).
-#[derive(Debug, Clone)]
-struct Writer {
-    conn: Arc<tokio::sync::Mutex<Option<SqliteConnection>>>,
-    /// Held by every write but the triggers' from before it queues for `conn` until it is
-    /// done: so none of them waits there, and a batch of triggers waits for the one write
-    /// under way at most (with four workers writing their runs' claims and results, in one
-    /// queue with the batches, a batch waited for the writer half its time).
-    others: Arc<tokio::sync::Mutex<()>>,
-    /// How long a write waits for its turn before it fails (as for another process's lock).
-    wait: Duration,
-}
-
-/// The writer's connection, for one write.
-struct Turn<'a> {
-    conn: tokio::sync::MappedMutexGuard<'a, SqliteConnection>,
-    /// Released after `conn`, so a waiting batch of triggers gets `conn` first.
-    _others: Option<tokio::sync::MutexGuard<'a, ()>>,
-}
-
-impl std::ops::Deref for Turn<'_> {
-    type Target = SqliteConnection;
-
-    fn deref(&self) -> &SqliteConnection {
-        &self.conn
-    }
-}
-
-impl std::ops::DerefMut for Turn<'_> {
-    fn deref_mut(&mut self) -> &mut SqliteConnection {
-        &mut self.conn
-    }
-}
-
-impl Writer {
-    /// The connection, once the writes queued before this one are done.
-    ///
-    /// # Errors
-    ///
-    /// The turn did not come within `wait`, or the store was closed.
-    async fn lock(&self) -> Result<Turn<'_>> {
-        self.turn(true).await
-    }
-
-    /// The connection for a batch of triggers ([`batch`]), after the write under way.
-    ///
-    /// # Errors
-    ///
-    /// As [`Writer::lock`].
-    async fn lock_first(&self) -> Result<Turn<'_>> {
-        self.turn(false).await
-    }
-
-    async fn turn(&self, behind_others: bool) -> Result<Turn<'_>> {
-        let (others, conn) = tokio::time::timeout(self.wait, async {
-            let others = if behind_others {
-                Some(self.others.lock().await)
-            } else {
-                None
-            };
-            (others, self.conn.lock().await)
-        })
-        .await
-        .map_err(|_| sqlx::Error::PoolTimedOut)?;
-        let conn = tokio::sync::MutexGuard::try_map(conn, Option::as_mut)
-            .map_err(|_| Error::Sqlx(sqlx::Error::PoolClosed))?;
-        Ok(Turn {
-            conn,
-            _others: others,
-        })
-    }
-
-    /// Closes the connection (SQLite checkpoints the log); writes fail from then on.
-    async fn close(&self) {
-        if let Some(conn) = self.conn.lock().await.take() {
-            let _ = conn.close().await;
-        }
-    }
-}
-
-/// A handle on the database; cheap to clone.
-///
-/// Writes go through one connection (`writer`) and reads through a pool of others (`reader`):
-/// SQLite lets one writer in at a time anyway, and a writer waiting for the connection is
-/// served in turn the moment it is free, where a second writing connection would sleep in
-/// SQLite's busy handler (up to 100 ms a try) and let the queue of triggers grow meanwhile.
+/// A handle on the database, whichever backend it is; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
-    writer: Writer,
-    reader: SqlitePool,
-    flusher: Arc<flush::Flusher>,
-    /// Where [`Store::insert_run`] queues its trigger for the next batch ([`batch`]).
-    batch: tokio::sync::mpsc::Sender<batch::Request>,
+    backend: Backend,
+}
+
+/// The backends. A second one is a variant here, a folder beside `sqlite/`, its migrations, and
+/// an arm in [`Store::connect_with`]; the compiler then names every method it must implement.
+#[derive(Debug, Clone)]
+enum Backend {
+    Sqlite(sqlite::Store),
 }
 
 impl Store {
-    /// Opens (creating the file and its folder if needed) and migrates the database; a write
-    /// waits up to [`DEFAULT_BUSY_TIMEOUT`] for another writer.
+    /// Opens (creating a SQLite file and its folder if needed) and migrates the database; a
+    /// write waits up to [`DEFAULT_BUSY_TIMEOUT`] for another writer.
     ///
     /// # Errors
     ///
-    /// The URL is not SQLite, the folder or file cannot be created, or a migration failed.
+    /// The URL names no backend, the database cannot be opened, or a migration failed.
     pub async fn connect(url: &str) -> Result<Self> {
         Self::connect_with(url, DEFAULT_BUSY_TIMEOUT).await
     }
@@ -198,130 +107,132 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// The URL is not SQLite, the folder or file cannot be created, or a migration failed.
+    /// The URL names no backend, the database cannot be opened, or a migration failed.
     pub async fn connect_with(url: &str, busy_timeout: Duration) -> Result<Self> {
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // N.B. NORMAL, and the writes chatrun acts on wait for `flusher` (group commit):
-            // an acknowledged run survives a power cut as with FULL, and concurrent writes
-            // share one sync of the log.
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(busy_timeout)
-            .foreign_keys(true);
-        let file = options.get_filename().to_path_buf();
-        if let Some(folder) = file.parent()
-            && !folder.as_os_str().is_empty()
-            && file != std::path::Path::new(":memory:")
-        {
-            std::fs::create_dir_all(folder)
-                .map_err(|err| Error::Folder(folder.display().to_string(), err))?;
-        }
-        let mut conn = SqliteConnection::connect_with(&options).await?;
-        sqlx::migrate!("./migrations").run(&mut conn).await?;
-        let (mode,): (String,) = sqlx::query_as("pragma journal_mode")
-            .fetch_one(&mut conn)
-            .await?;
-        let wal = if mode.eq_ignore_ascii_case("wal") {
-            let mut wal = file.as_os_str().to_owned();
-            wal.push("-wal");
-            Some(std::path::PathBuf::from(wal))
-        } else {
-            // No log to sync (an in-memory database): SQLite syncs each commit, if it can.
-            sqlx::query("pragma synchronous = full")
-                .execute(&mut conn)
-                .await?;
-            None
-        };
-        let writer = Writer {
-            conn: Arc::new(tokio::sync::Mutex::new(Some(conn))),
-            others: Arc::new(tokio::sync::Mutex::new(())),
-            // Waiting for our own writer is bounded like waiting for another process's lock.
-            wait: busy_timeout.max(Duration::from_millis(100)),
-        };
-        // N.B. No test before acquire: it would cost a round trip to the connection's thread
-        // on every statement, and a SQLite file does not drop connections.
-        let reader = SqlitePoolOptions::new()
-            .max_connections(READERS)
-            .test_before_acquire(false)
-            .connect_with(options)
-            .await?;
-        let flusher = Arc::new(flush::Flusher::new(wal));
-        let (batch, requests) = tokio::sync::mpsc::channel(batch::MAX_BATCH * 4);
-        batch::start(writer.clone(), requests, flusher.clone()).map_err(Error::Batcher)?;
-        Ok(Self {
-            writer,
-            reader,
-            flusher,
-            batch,
-        })
-    }
-
-    /// Answers when the database does.
-    ///
-    /// # Errors
-    ///
-    /// The database is unreachable.
-    pub async fn ping(&self) -> Result<()> {
-        sqlx::query("select 1").execute(&self.reader).await?;
-        Ok(())
-    }
-
-    /// Returns once the writes committed so far are on disk (see [`flush`]). Called by the
-    /// writes that chatrun acts on outside the database; every other write is covered by the
-    /// next of those.
-    ///
-    /// # Errors
-    ///
-    /// The log could not be synced.
-    async fn durable(&self) -> Result<()> {
-        self.flusher.flush().await.map_err(Error::Flush)
+        let backend = Backend::Sqlite(sqlite::Store::connect_with(url, busy_timeout).await?);
+        Ok(Self { backend })
     }
 
     /// Writes that waited for a sync and the syncs done, since start-up.
-    pub fn flush_counts(&self) -> flush::FlushCounts {
-        self.flusher.counts()
+    pub fn flush_counts(&self) -> FlushCounts {
+        match &self.backend {
+            Backend::Sqlite(store) => store.flush_counts(),
+        }
     }
+}
 
-    /// Runs `script`, statements from `begin` to `commit` sent to the writer's thread in one
-    /// message (each message costs two thread wake-ups, more than a short statement), and rolls
-    /// back what it began when one of them fails. The rows its statements changed, in all.
-    ///
-    /// N.B. Parameters are numbered (`?3`). sqlx binds an index below a statement's highest
-    /// that the statement does not use as if it were an unnumbered `?`, taking the next value
-    /// in order, and stops binding once it has run past the last value, which leaves the rest
-    /// of that statement's parameters NULL. So the indexes skipped, counted over the whole
-    /// script, must stay fewer than the values: number first what most statements use.
-    ///
-    /// # Errors
-    ///
-    /// A statement failed; nothing was written.
-    async fn write_script(
+/// The backend-independent methods: each is the backend's own, documented there.
+macro_rules! delegate {
+    ($($(#[doc = $doc:expr])* fn $name:ident(&self $(, $arg:ident: $ty:ty)* $(,)?) -> $ret:ty;)*) => {
+        impl Store {
+            $(
+                $(#[doc = $doc])*
+                #[allow(clippy::missing_errors_doc)]
+                pub async fn $name(&self $(, $arg: $ty)*) -> $ret {
+                    match &self.backend {
+                        Backend::Sqlite(store) => store.$name($($arg),*).await,
+                    }
+                }
+            )*
+        }
+    };
+}
+
+delegate! {
+    /// Answers when the database does.
+    fn ping(&self) -> Result<()>;
+    /// Closes every connection (on shutdown).
+    fn close(&self) -> ();
+    /// Stores a trigger's run (once per platform and message id) with its acknowledgement,
+    /// worded by `ack` once its number and place are known.
+    fn insert_run(
         &self,
-        script: sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
-    ) -> Result<u64> {
-        let mut conn = self.writer.lock().await?;
-        let done = script.execute(&mut *conn).await;
-        rolled_back_on_error(&mut conn, done.map(|done| done.rows_affected())).await
-    }
-
-    /// [`Store::write_script`], for a script that ends with reads: the rows they return.
-    ///
-    /// # Errors
-    ///
-    /// A statement failed; nothing was written.
-    async fn fetch_script(
+        new: &NewRun,
+        now: i64,
+        ack: impl FnOnce(RunId, Position, &NewRun) -> Ack + Send + 'static,
+    ) -> Result<Insert>;
+    /// Claims the next queued (or lease-expired) run, if one may run.
+    fn try_claim(&self, claim: Claim<'_>) -> Result<Option<RunRow>>;
+    /// Extends the lease of `attempt`; false when the run is no longer ours.
+    fn renew(&self, run_id: RunId, attempt: i64, lease_until: i64) -> Result<bool>;
+    /// Marks a step running.
+    fn start_step(&self, run_id: RunId, position: usize, now: i64) -> Result<()>;
+    /// Records a step's result.
+    fn finish_step(&self, run_id: RunId, position: usize, result: &StepResult) -> Result<()>;
+    /// A run's failed tests.
+    fn test_failures(&self, run_id: RunId) -> Result<Vec<TestFailureRow>>;
+    /// Records a run's result and its reply in one write, and claims the next run with it.
+    fn finish_run(
         &self,
-        script: sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
-    ) -> Result<Vec<sqlx::sqlite::SqliteRow>> {
-        let mut conn = self.writer.lock().await?;
-        let rows = script.fetch_all(&mut *conn).await;
-        rolled_back_on_error(&mut conn, rows).await
-    }
-
-    /// Closes every connection (on shutdown, so the WAL is checkpointed).
-    pub async fn close(&self) {
-        self.reader.close().await;
-        self.writer.close().await;
-    }
+        run_id: RunId,
+        attempt: i64,
+        result: &RunResult,
+        reply: Option<&Delivery>,
+        last_step: Option<(usize, &StepResult)>,
+        next: Option<Claim<'_>>,
+    ) -> Result<(bool, Option<RunRow>)>;
+    /// Runs whose lease expired.
+    fn expired_runs(&self, now: i64) -> Result<Vec<RunRow>>;
+    /// Ends a run whose worker stopped under it as interrupted, with its reply.
+    fn interrupt_run(
+        &self,
+        run_id: RunId,
+        attempt: i64,
+        now: i64,
+        error: &str,
+        reply: Option<&Delivery>,
+    ) -> Result<bool>;
+    /// Puts a run whose lease expired back in the queue.
+    fn requeue_expired(&self, run_id: RunId, attempt: i64, now: i64) -> Result<bool>;
+    /// The running runs and their lease owners.
+    fn running_leases(&self) -> Result<Vec<(RunId, Option<String>)>>;
+    /// Expires the lease of a run `owner` held.
+    fn expire_lease(&self, run_id: RunId, owner: &str) -> Result<bool>;
+    /// Cancels a run that has not started, with its reply.
+    fn cancel_queued(
+        &self,
+        run_id: RunId,
+        reason: &str,
+        now: i64,
+        reply: Option<&Delivery>,
+    ) -> Result<bool>;
+    /// The queued and running runs, in queue order.
+    fn active_runs(&self) -> Result<Vec<RunRow>>;
+    /// Puts a claimed run back in the queue (shutdown before it started).
+    fn requeue(&self, run_id: RunId, attempt: i64) -> Result<bool>;
+    /// One run.
+    fn get_run(&self, run_id: RunId) -> Result<Option<RunRow>>;
+    /// A run's steps, in order.
+    fn steps(&self, run_id: RunId) -> Result<Vec<StepRow>>;
+    /// The newest runs before `before`.
+    fn list_runs(&self, before: Option<RunId>, limit: i64) -> Result<Vec<RunRow>>;
+    /// The newest runs before `before` that `filter` matches.
+    fn search_runs(
+        &self,
+        filter: &RunFilter,
+        before: Option<RunId>,
+        limit: i64,
+    ) -> Result<Vec<RunRow>>;
+    /// How many runs there are, and how many are active.
+    fn counts(&self) -> Result<(i64, i64)>;
+    /// Queues a delivery, due at once.
+    fn enqueue_delivery(&self, delivery: &Delivery, now: i64) -> Result<()>;
+    /// Claims the delivery due first, holding it until `hold_until`.
+    fn try_claim_delivery(&self, now: i64, hold_until: i64) -> Result<Option<DeliveryRow>>;
+    /// When the next delivery is due.
+    fn next_delivery_at(&self) -> Result<Option<i64>>;
+    /// Marks a delivery sent.
+    fn mark_sent(&self, outbox_id: i64, now: i64) -> Result<()>;
+    /// Schedules a delivery's next attempt.
+    fn mark_retry(
+        &self,
+        outbox_id: i64,
+        next_attempt_at: i64,
+        error: &str,
+        unsure: bool,
+    ) -> Result<()>;
+    /// Gives a delivery up.
+    fn mark_dead(&self, outbox_id: i64, error: &str) -> Result<()>;
+    /// How a run's deliveries went.
+    fn deliveries(&self, run_id: RunId) -> Result<Vec<DeliveryState>>;
 }

@@ -28,8 +28,8 @@ use crate::domain::{RunId, RunRow, RunStatus, StepStatus};
 use crate::logs::LogSink;
 use crate::runner::{self, StepOutcome};
 use crate::service::{Cancels, result_reply};
-use crate::store::runs::{RunResult, RunSteps, StepResult};
 use crate::store::{self, Store, ms, now_ms};
+use crate::store::{RunResult, RunSteps, StepResult};
 
 /// How often the reaper looks for runs whose lease expired.
 pub const REAP_EVERY: Duration = Duration::from_secs(5);
@@ -727,7 +727,7 @@ mod tests {
             message: "#build".into(),
             ..store::NewRun::default()
         };
-        let ack = |_, _, _: &store::NewRun| store::runs::Ack {
+        let ack = |_, _, _: &store::NewRun| store::Ack {
             text: "queued".into(),
             delivery: None,
         };

@@ -4,7 +4,7 @@
 use std::os::unix::process::CommandExt;
 
 use chatrun::domain::{RunId, StepStatus};
-use chatrun::store::runs::Ack;
+use chatrun::store::Ack;
 use chatrun::store::{NewRun, now_ms};
 
 use crate::helpers::{BUILD_JOB, spawn_app, spawn_app_with, start, wait_for};

@@ -8,8 +8,8 @@ use crate::chat::{
 };
 use crate::domain::{Platform, parse_after_trigger};
 use crate::render::command::Flavor;
+use crate::store::Ack;
 use crate::store::NewRun;
-use crate::store::runs::Ack;
 
 fn bad(err: impl std::fmt::Display) -> Rejection {
     Rejection::BadRequest(err.to_string())

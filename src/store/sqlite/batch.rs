@@ -28,10 +28,10 @@ use sqlx::{Row, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
 use super::flush::Flusher;
-use super::runs::{Ack, Insert, Inserted, NewRun, Position};
 use super::{Error, Result, Writer, outbox};
 use crate::domain::Delivery;
 use crate::domain::{RunId, RunStatus};
+use crate::store::model::{Ack, Insert, Inserted, NewRun, Position};
 
 /// The most triggers one transaction stores.
 pub const MAX_BATCH: usize = 256;
@@ -255,7 +255,7 @@ async fn store_on(
         })),
         // The twin of a request whose caller went away: nothing was stored for the message,
         // and the chat server's retry will be.
-        Plan::Gone | Plan::SameAs(_) => Err(Error::Sqlx(sqlx::Error::RowNotFound)),
+        Plan::Gone | Plan::SameAs(_) => Err(Error::Abandoned),
     };
     Ok(plans
         .iter()
@@ -427,99 +427,10 @@ const INSERT_RUNS: &str = "insert into run (run_id, platform, team_id, team_name
     from (select value as r from json_each(?1) order by key)";
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
-    use crate::domain::RunId;
-    use crate::store::runs::Ack;
-    use crate::store::{Insert, NewRun, Position, Store};
-
     #[test]
     fn the_typical_duration_is_the_median() {
         assert_eq!(super::median(vec![]), None);
         assert_eq!(super::median(vec![300, 100, 200]), Some(200));
         assert_eq!(super::median(vec![4, 1, 3, 2]), Some(3));
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn concurrent_triggers_get_one_numbered_run_each_within_the_queue_limit() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::connect(&format!("sqlite://{}/t.db", dir.path().display()))
-            .await
-            .unwrap();
-        // 150 messages, the first 50 of them delivered twice, for a job that queues 100.
-        let messages: Vec<String> = (0..150)
-            .map(|i| format!("post{i}"))
-            .chain((0..50).map(|i| format!("post{i}")))
-            .collect();
-        let tasks: Vec<_> = messages
-            .iter()
-            .map(|message| {
-                let store = store.clone();
-                let new = NewRun {
-                    platform: crate::domain::Platform::Mattermost,
-                    message_id: message.clone(),
-                    job: "build".into(),
-                    message: "#build".into(),
-                    queue_limit: 100,
-                    ..NewRun::default()
-                };
-                tokio::spawn(async move {
-                    let ack = |run_id: RunId, position: Position, _: &NewRun| Ack {
-                        text: format!("#{run_id} at {}", position.place),
-                        delivery: None,
-                    };
-                    (
-                        new.message_id.clone(),
-                        store.insert_run(&new, 1, ack).await.unwrap(),
-                    )
-                })
-            })
-            .collect();
-        let mut by_message: HashMap<String, Vec<Insert>> = HashMap::new();
-        for task in tasks {
-            let (message, outcome) = task.await.unwrap();
-            by_message.entry(message).or_default().push(outcome);
-        }
-
-        let mut created = Vec::new();
-        let mut full = 0;
-        for outcomes in by_message.values() {
-            match &outcomes[0] {
-                Insert::Stored(first) => {
-                    for other in outcomes {
-                        let Insert::Stored(other) = other else {
-                            panic!("one delivery stored, the other refused: {outcomes:?}");
-                        };
-                        assert_eq!(
-                            (other.run_id, &other.ack_text),
-                            (first.run_id, &first.ack_text)
-                        );
-                    }
-                    let made: Vec<_> = outcomes
-                        .iter()
-                        .filter(|o| matches!(o, Insert::Stored(i) if i.created))
-                        .collect();
-                    assert_eq!(made.len(), 1, "{outcomes:?}");
-                    created.push(first.clone());
-                }
-                Insert::QueueFull(waiting) => {
-                    assert_eq!(*waiting, 100);
-                    full += 1;
-                }
-            }
-        }
-        assert_eq!((created.len(), full), (100, 50));
-        created.sort_by_key(|i| i.run_id);
-        for (n, inserted) in (1..).zip(&created) {
-            assert_eq!(inserted.run_id, RunId(n), "numbered without gaps");
-            assert_eq!(
-                inserted.ack_text,
-                format!("#{n} at {n}"),
-                "each place given once, in order"
-            );
-            let row = store.get_run(inserted.run_id).await.unwrap().unwrap();
-            assert_eq!(row.ack_text, inserted.ack_text);
-        }
-        assert_eq!(store.counts().await.unwrap(), (100, 0));
     }
 }

@@ -1,0 +1,285 @@
+//! What goes in and out of the store, whichever backend holds it: a new run, its place, the
+//! queue operations' arguments and answers, a delivery's row. No SQL here.
+
+use sqlx::FromRow;
+
+use crate::domain::{Delivery, Platform, RunId, RunStatus, StepRow, StepStatus, TestFailureRow};
+
+/// A trigger that became a run, before it is stored.
+#[derive(Debug, Clone, Default)]
+pub struct NewRun {
+    /// `mattermost` or `teams`.
+    pub platform: Platform,
+    /// Team id on the chat server.
+    pub team_id: String,
+    /// Team name, for display.
+    pub team_name: String,
+    /// Channel id on the chat server.
+    pub channel_id: String,
+    /// Channel name, for display.
+    pub channel_name: String,
+    /// User id on the chat server.
+    pub user_id: String,
+    /// User name, for display and mentions.
+    pub user_name: String,
+    /// The trigger post's id; one run per (platform, message_id).
+    pub message_id: String,
+    /// The thread the result goes to, when known.
+    pub thread_root_id: Option<String>,
+    /// The whole trigger text.
+    pub message: String,
+    /// The job to run.
+    pub job: String,
+    /// What followed the job name.
+    pub args: String,
+    /// The configured webhook that delivered the trigger (Teams), or empty.
+    pub hook: String,
+    /// Set when permissions refused the request: it is recorded as `denied`, with this reason,
+    /// and never runs.
+    pub denied: Option<String>,
+    /// Runs of the job that may execute at once (at least 1).
+    pub concurrency: i64,
+    /// Runs of the job that may wait; 0 for no limit.
+    pub queue_limit: i64,
+}
+
+/// Where a new run stands, for its acknowledgement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    /// 1 for the next run of its job to start.
+    pub place: i64,
+    /// Runs of its job running now.
+    pub running: i64,
+    /// The median duration of its job's last 20 finished runs (ms), once it has some.
+    pub typical_ms: Option<i64>,
+}
+
+/// The acknowledgement of a newly stored run, made once its number and position are known.
+#[derive(Debug, Clone)]
+pub struct Ack {
+    /// What the chat reply says.
+    pub text: String,
+    /// A reply to send through the outbox as well (a trigger typed inside a thread).
+    pub delivery: Option<Delivery>,
+}
+
+/// The outcome of [`Store::insert_run`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inserted {
+    /// The run's number.
+    pub run_id: RunId,
+    /// The acknowledgement (the stored one, for a duplicate).
+    pub ack_text: String,
+    /// False when the trigger had been seen before (or the queue was full).
+    pub created: bool,
+    /// The acknowledgement was queued in the outbox with the run (its delivery), to be sent.
+    pub reply_queued: bool,
+}
+
+/// What [`Store::insert_run`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Insert {
+    /// Stored (or found again, for a trigger delivered twice).
+    Stored(Inserted),
+    /// Not stored: this many runs of the job already wait, the job's limit.
+    QueueFull(i64),
+}
+
+/// Which runs a history page or `/api/runs` shows; unset fields match every run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunFilter {
+    pub job: Option<String>,
+    pub status: Option<RunStatus>,
+    pub user: Option<String>,
+    pub channel: Option<String>,
+    pub platform: Option<Platform>,
+    /// Created at or after (ms).
+    pub since: Option<i64>,
+    /// Created before (ms).
+    pub until: Option<i64>,
+}
+
+/// Every job's steps, by name, as [`Store::try_claim`] writes them for the run it claims
+/// (built from the catalog).
+#[derive(Debug, Clone)]
+pub struct JobSteps(pub(crate) String);
+
+impl JobSteps {
+    /// `(job, its steps' names in order)` for each job.
+    pub fn new<'a>(jobs: impl IntoIterator<Item = (&'a str, Vec<&'a str>)>) -> Self {
+        let jobs: Vec<serde_json::Value> = jobs
+            .into_iter()
+            .map(|(job, steps)| serde_json::json!([job, steps]))
+            .collect();
+        JobSteps(serde_json::Value::from(jobs).to_string())
+    }
+}
+
+/// A run's steps and failed tests, as its worker writes them: the worker keeps this copy as it
+/// goes (each change beside its write), and words the result's reply from it, so the last
+/// write needs to read nothing back.
+#[derive(Debug, Clone, Default)]
+pub struct RunSteps {
+    pub steps: Vec<StepRow>,
+    pub failures: Vec<TestFailureRow>,
+}
+
+impl RunSteps {
+    /// The steps [`Store::try_claim`] writes for run `run_id` of a job with steps `names`,
+    /// claimed at `now`.
+    pub fn claimed(run_id: RunId, names: &[&str], now: i64) -> Self {
+        let steps = names
+            .iter()
+            .enumerate()
+            .map(|(position, name)| {
+                let pending =
+                    StepRow::pending(run_id, i64::try_from(position).unwrap_or(i64::MAX), name);
+                if position == 0 {
+                    StepRow {
+                        status: StepStatus::Running,
+                        started_at: Some(now),
+                        ..pending
+                    }
+                } else {
+                    pending
+                }
+            })
+            .collect();
+        Self {
+            steps,
+            failures: Vec::new(),
+        }
+    }
+
+    /// As [`Store::start_step`].
+    pub fn start(&mut self, position: usize, now: i64) {
+        if let Some(step) = self.steps.get_mut(position) {
+            step.status = StepStatus::Running;
+            step.started_at = Some(now);
+        }
+    }
+
+    /// As [`FINISH_STEP`] (through [`Store::finish_step`] or [`Store::finish_run`]).
+    pub fn finish(&mut self, position: usize, result: &StepResult, last: bool) {
+        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let tests = result.tests.as_ref();
+        if let Some(step) = self.steps.get_mut(position) {
+            step.status = result.status;
+            step.exit_code = result.exit_code.map(i64::from);
+            step.detail.clone_from(&result.detail);
+            step.finished_at = Some(result.finished_at);
+            step.tests_run = tests.map(|t| count(t.tests));
+            step.tests_failed = tests.map(|t| count(t.failed));
+            step.tests_skipped = tests.map(|t| count(t.skipped));
+            step.tests_duration_ms = tests.map(|t| t.duration_ms);
+            step.report_error.clone_from(&result.report_error);
+            step.output_tail.clone_from(&result.output_tail);
+            let at = i64::try_from(position).unwrap_or(i64::MAX);
+            self.failures.retain(|f| f.position != at);
+            self.failures.extend(
+                tests
+                    .iter()
+                    .flat_map(|t| &t.failures)
+                    .map(|f| TestFailureRow {
+                        position: at,
+                        suite: f.suite.clone(),
+                        name: f.name.clone(),
+                        message: f.message.clone(),
+                        detail: f.detail.clone(),
+                    }),
+            );
+            self.failures.sort_by_key(|f| f.position);
+        }
+        if last {
+            for step in &mut self.steps {
+                if step.status == StepStatus::Pending {
+                    step.status = StepStatus::Skipped;
+                }
+            }
+        }
+    }
+}
+
+/// What a finished step reports.
+#[derive(Debug, Clone)]
+pub struct StepResult {
+    pub status: StepStatus,
+    pub exit_code: Option<i32>,
+    pub detail: Option<String>,
+    pub finished_at: i64,
+    /// What its test reports say, when it names some and they could be read.
+    pub tests: Option<crate::report::TestSummary>,
+    /// Why its named reports could not be used.
+    pub report_error: Option<String>,
+    /// Its last output lines, kept for failed steps.
+    pub output_tail: Option<String>,
+}
+
+/// What a finished run reports.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    pub status: RunStatus,
+    pub error: Option<String>,
+    pub log_head: String,
+    pub log_tail: String,
+    pub log_bytes: i64,
+    pub log_lines: i64,
+    pub log_path: Option<String>,
+    pub finished_at: i64,
+}
+
+/// Who claims the next run ([`super::Store::try_claim`], [`super::Store::finish_run`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Claim<'a> {
+    /// The worker (host:pid#n), whose lease it is.
+    pub owner: &'a str,
+    pub now: i64,
+    pub lease_until: i64,
+    /// What the claimed run's steps are.
+    pub steps: &'a JobSteps,
+}
+
+/// An `outbox` row.
+#[derive(Debug, Clone, FromRow)]
+pub struct DeliveryRow {
+    pub outbox_id: i64,
+    pub run_id: Option<RunId>,
+    pub target: String,
+    pub body: String,
+    /// Attempts so far, this one included.
+    pub attempts: i64,
+    /// When it was queued: the give-up time counts from here.
+    pub created_at: i64,
+    pub thread: Option<String>,
+    /// Earlier attempts that may have been delivered although no success was recorded.
+    pub unsure: i64,
+    /// Why the previous attempt failed.
+    pub last_error: Option<String>,
+}
+
+/// How a delivery of a run went, for the run page and the API.
+#[derive(Debug, Clone, FromRow)]
+pub struct DeliveryState {
+    pub outbox_id: i64,
+    pub target: String,
+    /// `pending`, `sent` or `dead`.
+    pub status: String,
+    pub attempts: i64,
+    /// Why the last attempt failed; for a dead delivery, why it was given up.
+    pub last_error: Option<String>,
+    /// When a pending delivery is tried next.
+    pub next_attempt_at: i64,
+    pub created_at: i64,
+    pub sent_at: Option<i64>,
+}
+
+impl DeliveryRow {
+    /// The delivery to send.
+    pub fn delivery(&self) -> Delivery {
+        Delivery {
+            target: self.target.clone(),
+            body: self.body.clone(),
+            thread: self.thread.clone().unwrap_or_default(),
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! Sample runs and claims for the store's tests: the SQLite backend's own and the suite every
+//! backend passes (`tests/store_suite.rs`).
+
+use super::{Ack, Claim, Insert, Inserted, JobSteps, NewRun, Position, RunResult};
+use crate::domain::{RunId, RunStatus};
+
+/// A claim by `owner` at `now`, its lease until `lease_until`.
+pub fn claim<'a>(owner: &'a str, now: i64, lease_until: i64, steps: &'a JobSteps) -> Claim<'a> {
+    Claim {
+        owner,
+        now,
+        lease_until,
+        steps,
+    }
+}
+
+/// The steps of the job `build` of [`new_run`].
+pub fn build_steps() -> JobSteps {
+    JobSteps::new([("other", vec!["x"]), ("build", vec!["a", "b"])])
+}
+
+pub fn new_run(message_id: &str) -> NewRun {
+    NewRun {
+        platform: crate::domain::Platform::Mattermost,
+        message_id: message_id.into(),
+        job: "build".into(),
+        message: "#build".into(),
+        user_name: "alice".into(),
+        ..NewRun::default()
+    }
+}
+
+pub fn ack(run_id: RunId, position: Position, _: &NewRun) -> Ack {
+    Ack {
+        text: format!("#{run_id} at {}", position.place),
+        delivery: None,
+    }
+}
+
+pub fn stored(insert: Insert) -> Inserted {
+    match insert {
+        Insert::Stored(inserted) => inserted,
+        Insert::QueueFull(n) => panic!("queue full at {n}"),
+    }
+}
+
+pub fn result(status: RunStatus) -> RunResult {
+    RunResult {
+        status,
+        error: None,
+        log_head: "out".into(),
+        log_tail: String::new(),
+        log_bytes: 3,
+        log_lines: 1,
+        log_path: None,
+        finished_at: 50,
+    }
+}

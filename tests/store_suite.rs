@@ -1,0 +1,649 @@
+//! The store suite: what every store backend must do, run on each (today the embedded SQLite;
+//! a new backend adds itself to [`suite!`] and must pass every test unchanged). Black box: only
+//! `chatrun::store::Store`'s public methods, on a real database made for each test.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap fails the test, by design
+
+use std::collections::HashMap;
+
+use chatrun::domain::{Delivery, Platform, RunId, RunRow, RunStatus, StepRow, StepStatus};
+use chatrun::store::samples::{ack, build_steps, claim, new_run, result, stored};
+use chatrun::store::{
+    Ack, Claim, Insert, NewRun, Position, RunFilter, RunSteps, StepResult, Store,
+};
+
+/// A fresh SQLite file in a temporary folder (kept while the test runs).
+async fn sqlite() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/t.db", dir.path().display());
+    (dir, Store::connect(&url).await.unwrap())
+}
+
+/// One `#[tokio::test]` per suite test and backend: `sqlite::claims_oldest_first_…`.
+macro_rules! suite {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let (_dir, store) = super::sqlite().await;
+                    super::$name(store).await;
+                }
+            )*
+        }
+    };
+}
+
+suite!(
+    claims_oldest_first_and_a_lost_lease_cannot_finish,
+    an_expired_run_is_interrupted_once_with_its_reply_and_its_steps_settled,
+    a_result_and_the_next_claim_go_in_one_write,
+    finishing_records_steps_and_skips_the_ones_not_run,
+    a_period_is_paged_newest_first_without_gaps,
+    a_due_delivery_is_claimed_once_retried_later_and_marked_sent,
+    a_delivery_waits_while_an_earlier_one_to_its_thread_is_pending,
+    an_attempt_whose_outcome_was_never_recorded_counts_as_unsure,
+    concurrent_triggers_get_one_numbered_run_each_within_the_queue_limit,
+);
+
+fn post(thread: &str, body: &str) -> Delivery {
+    Delivery {
+        target: "mattermost.post".into(),
+        body: body.into(),
+        thread: thread.into(),
+    }
+}
+
+async fn claims_oldest_first_and_a_lost_lease_cannot_finish(store: Store) {
+    store.insert_run(&new_run("p1"), 1, ack).await.unwrap();
+    store
+        .insert_run(
+            &NewRun {
+                job: "lint".into(),
+                ..new_run("p2")
+            },
+            2,
+            ack,
+        )
+        .await
+        .unwrap();
+
+    let run = store
+        .try_claim(claim("w1", 10, 20, &build_steps()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (run.run_id, run.attempt, run.status),
+        (RunId(1), 1, RunStatus::Running)
+    );
+    assert!(store.renew(run.run_id, 1, 30).await.unwrap());
+
+    // The lease ran out (the worker died): it is not claimed as it is, but it is expired,
+    // and once requeued the next claim takes run 1 again.
+    let expired: Vec<RunId> = store
+        .expired_runs(31)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.run_id)
+        .collect();
+    assert_eq!(expired, vec![RunId(1)]);
+    assert!(!store.requeue_expired(run.run_id, 1, 30).await.unwrap());
+    assert!(store.requeue_expired(run.run_id, 1, 31).await.unwrap());
+    let second = store
+        .try_claim(claim("w2", 31, 60, &build_steps()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((second.run_id, second.attempt), (RunId(1), 2));
+    assert!(!store.renew(run.run_id, 1, 70).await.unwrap());
+    assert!(
+        !store
+            .finish_run(run.run_id, 1, &result(RunStatus::Failed), None, None, None)
+            .await
+            .unwrap()
+            .0
+    );
+    assert!(
+        store
+            .finish_run(
+                run.run_id,
+                2,
+                &result(RunStatus::Succeeded),
+                None,
+                None,
+                None
+            )
+            .await
+            .unwrap()
+            .0
+    );
+
+    let third = store
+        .try_claim(claim("w1", 40, 70, &build_steps()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(third.run_id, RunId(2));
+    assert!(
+        store
+            .try_claim(claim("w1", 41, 71, &build_steps()))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        store.running_leases().await.unwrap(),
+        vec![(third.run_id, Some("w1".to_string()))]
+    );
+    assert!(!store.expire_lease(third.run_id, "w2").await.unwrap());
+    assert!(store.expire_lease(third.run_id, "w1").await.unwrap());
+    assert!(store.requeue(third.run_id, third.attempt).await.unwrap());
+    let active: Vec<RunId> = store
+        .active_runs()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.run_id)
+        .collect();
+    assert_eq!(active, vec![RunId(2)]);
+    assert!(
+        store
+            .cancel_queued(RunId(2), "cancelled by bob", 80, None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .cancel_queued(RunId(2), "again", 81, None)
+            .await
+            .unwrap()
+    );
+    assert!(store.active_runs().await.unwrap().is_empty());
+    assert_eq!(store.counts().await.unwrap(), (0, 0));
+}
+
+async fn an_expired_run_is_interrupted_once_with_its_reply_and_its_steps_settled(store: Store) {
+    store.insert_run(&new_run("p1"), 1, ack).await.unwrap();
+    let run = store
+        .try_claim(claim("w1", 10, 100, &build_steps()))
+        .await
+        .unwrap()
+        .unwrap();
+    let reply = Delivery {
+        target: "mattermost.post".into(),
+        body: "{}".into(),
+        thread: String::new(),
+    };
+
+    // Still leased: not interrupted.
+    assert!(
+        !store
+            .interrupt_run(run.run_id, 1, 100, "stopped", Some(&reply))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .interrupt_run(run.run_id, 1, 101, "stopped", Some(&reply))
+            .await
+            .unwrap()
+    );
+    // A second reaper (another chatrun on the same database) finds nothing to do.
+    assert!(
+        !store
+            .interrupt_run(run.run_id, 1, 102, "stopped", Some(&reply))
+            .await
+            .unwrap()
+    );
+    let row = store.get_run(run.run_id).await.unwrap().unwrap();
+    assert_eq!(
+        (row.status, row.error.as_deref(), row.finished_at),
+        (RunStatus::Interrupted, Some("stopped"), Some(101))
+    );
+    let steps = store.steps(run.run_id).await.unwrap();
+    assert_eq!(
+        (steps[0].status, steps[1].status),
+        (StepStatus::Interrupted, StepStatus::Skipped)
+    );
+    assert_eq!(store.deliveries(run.run_id).await.unwrap().len(), 1);
+    // The old worker, if it still runs somewhere, cannot write over it.
+    assert!(!store.renew(run.run_id, 1, 200).await.unwrap());
+}
+
+async fn a_result_and_the_next_claim_go_in_one_write(store: Store) {
+    for message in ["p1", "p2"] {
+        store.insert_run(&new_run(message), 1, ack).await.unwrap();
+    }
+    let steps = build_steps();
+    let first = store
+        .try_claim(claim("w1", 10, 1000, &steps))
+        .await
+        .unwrap()
+        .unwrap();
+    let next = Claim {
+        owner: "w1",
+        now: 20,
+        lease_until: 2000,
+        steps: &steps,
+    };
+    // The job runs one at a time: the first run's result frees the slot the claim takes.
+    let (stored, claimed) = store
+        .finish_run(
+            first.run_id,
+            1,
+            &result(RunStatus::Succeeded),
+            None,
+            None,
+            Some(next),
+        )
+        .await
+        .unwrap();
+    assert!(stored);
+    let claimed = claimed.expect("the second run is claimed");
+    assert_eq!(
+        (
+            claimed.run_id,
+            claimed.status,
+            claimed.attempt,
+            claimed.started_at
+        ),
+        (RunId(2), RunStatus::Running, 1, Some(20))
+    );
+    let first_now = store.get_run(first.run_id).await.unwrap().unwrap();
+    assert_eq!(first_now.status, RunStatus::Succeeded);
+    let names = |steps: Vec<StepRow>| -> Vec<(String, StepStatus, Option<i64>)> {
+        steps
+            .into_iter()
+            .map(|s| (s.name, s.status, s.started_at))
+            .collect()
+    };
+    assert_eq!(
+        names(store.steps(claimed.run_id).await.unwrap()),
+        [
+            ("a".to_string(), StepStatus::Running, Some(20)),
+            ("b".to_string(), StepStatus::Pending, None)
+        ],
+        "the claimed run's steps are written with the claim"
+    );
+    assert_eq!(
+        names(store.steps(first.run_id).await.unwrap())[0],
+        ("a".to_string(), StepStatus::Running, Some(10)),
+        "the first run keeps its own"
+    );
+
+    // Nothing left to claim: the result is stored all the same.
+    let (stored, none) = store
+        .finish_run(
+            claimed.run_id,
+            1,
+            &result(RunStatus::Failed),
+            None,
+            None,
+            Some(Claim { now: 30, ..next }),
+        )
+        .await
+        .unwrap();
+    assert!(stored && none.is_none());
+    assert_eq!(store.counts().await.unwrap(), (0, 0));
+}
+
+async fn finishing_records_steps_and_skips_the_ones_not_run(store: Store) {
+    store.insert_run(&new_run("p1"), 1, ack).await.unwrap();
+    let run = store
+        .try_claim(claim("w1", 10, 1000, &build_steps()))
+        .await
+        .unwrap()
+        .unwrap();
+    // The claim wrote its job's steps, the first running since the claim.
+    let claimed = store.steps(run.run_id).await.unwrap();
+    assert_eq!(
+        claimed
+            .iter()
+            .map(|s| (s.name.as_str(), s.status, s.started_at))
+            .collect::<Vec<_>>(),
+        [
+            ("a", StepStatus::Running, Some(10)),
+            ("b", StepStatus::Pending, None)
+        ]
+    );
+    let failed = StepResult {
+        status: StepStatus::Failed,
+        exit_code: Some(2),
+        detail: None,
+        finished_at: 15,
+        tests: Some(chatrun::report::TestSummary {
+            tests: 3,
+            failed: 1,
+            skipped: 0,
+            duration_ms: 2,
+            failures: vec![chatrun::report::FailedTest {
+                suite: "s".into(),
+                name: "t".into(),
+                message: "boom".into(),
+                detail: "boom\nat line 3".into(),
+            }],
+        }),
+        report_error: None,
+        output_tail: Some("last line".into()),
+    };
+    // The worker's copy, changed beside each write.
+    use serde_json::json;
+    let mut held = RunSteps::claimed(run.run_id, &["a", "b"], 10);
+    assert_eq!(json!(held.steps), json!(claimed));
+    // Not the last step yet: the next stays pending.
+    store.finish_step(run.run_id, 0, &failed).await.unwrap();
+    held.finish(0, &failed, false);
+    let going = store.steps(run.run_id).await.unwrap();
+    assert_eq!(going[1].status, StepStatus::Pending);
+    assert_eq!(json!(held.steps), json!(going));
+    // The last: written with the run's result.
+    held.finish(0, &failed, true);
+    assert!(
+        store
+            .finish_run(
+                run.run_id,
+                1,
+                &result(RunStatus::Failed),
+                None,
+                Some((0, &failed)),
+                None
+            )
+            .await
+            .unwrap()
+            .0
+    );
+
+    let steps = store.steps(run.run_id).await.unwrap();
+    assert_eq!(steps[0].status, StepStatus::Failed);
+    assert_eq!(steps[0].exit_code, Some(2));
+    assert_eq!(steps[0].duration_ms(99), Some(5));
+    assert_eq!(
+        (steps[0].tests_run, steps[0].tests_failed),
+        (Some(3), Some(1))
+    );
+    assert_eq!(steps[0].output_tail.as_deref(), Some("last line"));
+    let failures = store.test_failures(run.run_id).await.unwrap();
+    assert_eq!(failures.len(), 1);
+    assert_eq!(
+        (failures[0].position, failures[0].detail.as_str()),
+        (0, "boom\nat line 3")
+    );
+    assert_eq!(steps[1].tests_run, None);
+    assert_eq!(steps[1].status, StepStatus::Skipped);
+    // What the worker holds, and words the reply from, is what is stored.
+    assert_eq!(json!(held.steps), json!(steps));
+    assert_eq!(json!(held.failures), json!(failures));
+    let stored = store.get_run(run.run_id).await.unwrap().unwrap();
+    assert_eq!(stored.status, RunStatus::Failed);
+    assert_eq!(stored.log_head, "out");
+
+    let filter = RunFilter {
+        job: Some("build".into()),
+        status: Some(RunStatus::Failed),
+        user: Some("alice".into()),
+        platform: Some(Platform::Mattermost),
+        since: Some(0),
+        until: Some(2),
+        ..RunFilter::default()
+    };
+    assert_eq!(store.search_runs(&filter, None, 10).await.unwrap().len(), 1);
+    let other = RunFilter {
+        channel: Some("elsewhere".into()),
+        ..filter
+    };
+    assert!(
+        store
+            .search_runs(&other, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let page = store.list_runs(None, 10).await.unwrap();
+    assert_eq!(page.len(), 1);
+    assert!(
+        store
+            .list_runs(Some(RunId(1)), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn a_period_is_paged_newest_first_without_gaps(store: Store) {
+    // Runs 1 to 120, made at times 1 to 120; the period [11, 101) holds runs 11 to 100.
+    for n in 1..=120 {
+        stored(
+            store
+                .insert_run(&new_run(&format!("post{n}")), n, ack)
+                .await
+                .unwrap(),
+        );
+    }
+    let period = RunFilter {
+        since: Some(11),
+        until: Some(101),
+        ..RunFilter::default()
+    };
+    let ids = |page: &[RunRow]| page.iter().map(|run| run.run_id.0).collect::<Vec<_>>();
+    let first = store.search_runs(&period, None, 50).await.unwrap();
+    assert_eq!(ids(&first), (51..=100).rev().collect::<Vec<_>>());
+    let next = store
+        .search_runs(&period, Some(first[49].run_id), 50)
+        .await
+        .unwrap();
+    assert_eq!(ids(&next), (11..=50).rev().collect::<Vec<_>>());
+    assert_eq!(next[0].created_at, 50, "whole rows, not only their numbers");
+    let since = RunFilter {
+        since: Some(111),
+        ..RunFilter::default()
+    };
+    let last = store.search_runs(&since, None, 50).await.unwrap();
+    assert_eq!(ids(&last), (111..=120).rev().collect::<Vec<_>>());
+}
+
+async fn a_due_delivery_is_claimed_once_retried_later_and_marked_sent(store: Store) {
+    let new = NewRun {
+        platform: chatrun::domain::Platform::Mattermost,
+        message_id: "p1".into(),
+        job: "build".into(),
+        ..NewRun::default()
+    };
+    let chatrun::store::Insert::Stored(inserted) = store
+        .insert_run(&new, 100, |_, _, _| Ack {
+            text: "queued".into(),
+            delivery: Some(Delivery {
+                target: "mattermost.post".into(),
+                body: "{}".into(),
+                thread: "mattermost:c1/p1".into(),
+            }),
+        })
+        .await
+        .unwrap()
+    else {
+        panic!("stored")
+    };
+
+    assert_eq!(store.next_delivery_at().await.unwrap(), Some(100));
+    let row = store.try_claim_delivery(100, 200).await.unwrap().unwrap();
+    assert_eq!((row.run_id, row.attempts), (Some(inserted.run_id), 1));
+    assert!(store.try_claim_delivery(150, 250).await.unwrap().is_none());
+
+    store
+        .mark_retry(row.outbox_id, 300, "503", false)
+        .await
+        .unwrap();
+    assert!(store.try_claim_delivery(299, 400).await.unwrap().is_none());
+    let again = store.try_claim_delivery(300, 400).await.unwrap().unwrap();
+    assert_eq!(again.attempts, 2);
+    store.mark_sent(again.outbox_id, 301).await.unwrap();
+    assert_eq!(store.next_delivery_at().await.unwrap(), None);
+    let list = store.deliveries(inserted.run_id).await.unwrap();
+    assert_eq!(list[0].status, "sent");
+
+    store.mark_dead(again.outbox_id, "gone").await.unwrap();
+    assert_eq!(
+        store.deliveries(inserted.run_id).await.unwrap()[0].status,
+        "dead"
+    );
+}
+
+async fn a_delivery_waits_while_an_earlier_one_to_its_thread_is_pending(store: Store) {
+    for (thread, body) in [
+        ("a", "a1"),
+        ("a", "a2"),
+        ("b", "b1"),
+        ("", "x1"),
+        ("", "x2"),
+    ] {
+        store
+            .enqueue_delivery(&post(thread, body), 100)
+            .await
+            .unwrap();
+    }
+    let claim = |now| {
+        let store = store.clone();
+        async move { store.try_claim_delivery(now, now + 1000).await.unwrap() }
+    };
+
+    let a1 = claim(100).await.unwrap();
+    assert_eq!(a1.body, "a1");
+    store
+        .mark_retry(a1.outbox_id, 500, "503", false)
+        .await
+        .unwrap();
+    // a2 is due but waits behind a1; the others go.
+    let mut claimed = Vec::new();
+    while let Some(row) = claim(200).await {
+        claimed.push(row.body.clone());
+        store.mark_sent(row.outbox_id, 200).await.unwrap();
+    }
+    assert_eq!(claimed, ["b1", "x1", "x2"]);
+    assert_eq!(
+        store.next_delivery_at().await.unwrap(),
+        Some(500),
+        "the sender sleeps until a1 is due, not a2"
+    );
+
+    let a1 = claim(500).await.unwrap();
+    assert_eq!(a1.body, "a1");
+    assert!(claim(500).await.is_none(), "a1 is held, still pending");
+    store.mark_sent(a1.outbox_id, 501).await.unwrap();
+    assert_eq!(claim(501).await.unwrap().body, "a2");
+
+    // A given-up delivery does not hold its thread up.
+    store.enqueue_delivery(&post("c", "c1"), 600).await.unwrap();
+    store.enqueue_delivery(&post("c", "c2"), 600).await.unwrap();
+    let c1 = claim(600).await.unwrap();
+    store.mark_dead(c1.outbox_id, "404").await.unwrap();
+    let c2 = claim(600).await.unwrap();
+    assert_eq!((c2.body.as_str(), c2.thread.as_deref()), ("c2", Some("c")));
+}
+
+async fn an_attempt_whose_outcome_was_never_recorded_counts_as_unsure(store: Store) {
+    store.enqueue_delivery(&post("a", "a1"), 100).await.unwrap();
+
+    let first = store.try_claim_delivery(100, 200).await.unwrap().unwrap();
+    assert_eq!(first.unsure, 0);
+    // The sender died before recording anything: after the hold, the row is claimed again
+    // and the lost attempt is counted.
+    let second = store.try_claim_delivery(200, 300).await.unwrap().unwrap();
+    assert_eq!((second.attempts, second.unsure), (2, 1));
+    // A timeout is recorded as unsure too; a definite failure is not.
+    store
+        .mark_retry(second.outbox_id, 300, "timed out", true)
+        .await
+        .unwrap();
+    let third = store.try_claim_delivery(300, 400).await.unwrap().unwrap();
+    assert_eq!(third.unsure, 2);
+    assert_eq!(third.last_error.as_deref(), Some("timed out"));
+    store
+        .mark_retry(third.outbox_id, 400, "503", false)
+        .await
+        .unwrap();
+    let fourth = store.try_claim_delivery(400, 500).await.unwrap().unwrap();
+    assert_eq!(
+        fourth.unsure, 2,
+        "a recorded outcome leaves nothing in flight"
+    );
+    store.mark_sent(fourth.outbox_id, 450).await.unwrap();
+}
+
+async fn concurrent_triggers_get_one_numbered_run_each_within_the_queue_limit(store: Store) {
+    // 150 messages, the first 50 of them delivered twice, for a job that queues 100.
+    let messages: Vec<String> = (0..150)
+        .map(|i| format!("post{i}"))
+        .chain((0..50).map(|i| format!("post{i}")))
+        .collect();
+    let tasks: Vec<_> = messages
+        .iter()
+        .map(|message| {
+            let store = store.clone();
+            let new = NewRun {
+                platform: chatrun::domain::Platform::Mattermost,
+                message_id: message.clone(),
+                job: "build".into(),
+                message: "#build".into(),
+                queue_limit: 100,
+                ..NewRun::default()
+            };
+            tokio::spawn(async move {
+                let ack = |run_id: RunId, position: Position, _: &NewRun| Ack {
+                    text: format!("#{run_id} at {}", position.place),
+                    delivery: None,
+                };
+                (
+                    new.message_id.clone(),
+                    store.insert_run(&new, 1, ack).await.unwrap(),
+                )
+            })
+        })
+        .collect();
+    let mut by_message: HashMap<String, Vec<Insert>> = HashMap::new();
+    for task in tasks {
+        let (message, outcome) = task.await.unwrap();
+        by_message.entry(message).or_default().push(outcome);
+    }
+
+    let mut created = Vec::new();
+    let mut full = 0;
+    for outcomes in by_message.values() {
+        match &outcomes[0] {
+            Insert::Stored(first) => {
+                for other in outcomes {
+                    let Insert::Stored(other) = other else {
+                        panic!("one delivery stored, the other refused: {outcomes:?}");
+                    };
+                    assert_eq!(
+                        (other.run_id, &other.ack_text),
+                        (first.run_id, &first.ack_text)
+                    );
+                }
+                let made: Vec<_> = outcomes
+                    .iter()
+                    .filter(|o| matches!(o, Insert::Stored(i) if i.created))
+                    .collect();
+                assert_eq!(made.len(), 1, "{outcomes:?}");
+                created.push(first.clone());
+            }
+            Insert::QueueFull(waiting) => {
+                assert_eq!(*waiting, 100);
+                full += 1;
+            }
+        }
+    }
+    assert_eq!((created.len(), full), (100, 50));
+    created.sort_by_key(|i| i.run_id);
+    for (n, inserted) in (1..).zip(&created) {
+        assert_eq!(inserted.run_id, RunId(n), "numbered without gaps");
+        assert_eq!(
+            inserted.ack_text,
+            format!("#{n} at {n}"),
+            "each place given once, in order"
+        );
+        let row = store.get_run(inserted.run_id).await.unwrap().unwrap();
+        assert_eq!(row.ack_text, inserted.ack_text);
+    }
+    assert_eq!(store.counts().await.unwrap(), (100, 0));
+}
