@@ -36,6 +36,13 @@ pub fn header_text(value: &[u8]) -> Option<&str> {
         .flatten()
 }
 
+impl Rejection {
+    /// A bad request, its reason from `err`.
+    pub fn bad(err: impl fmt::Display) -> Self {
+        Self::BadRequest(err.to_string())
+    }
+}
+
 /// What a webhook needs to know beside the request.
 #[derive(Debug, Clone, Copy)]
 pub struct HookContext<'a> {

@@ -11,10 +11,6 @@ use crate::render::command::Flavor;
 use crate::store::Ack;
 use crate::store::NewRun;
 
-fn bad(err: impl std::fmt::Display) -> Rejection {
-    Rejection::BadRequest(err.to_string())
-}
-
 impl Client {
     /// See [`crate::chat::Adapter::accept`].
     pub(super) async fn accept_hook(
@@ -25,17 +21,17 @@ impl Client {
         let content_type = request.content_type.and_then(header_text);
         // N.B. The token is in the body, so the body is decoded first; nothing in it is acted on
         // before the token matched.
-        let payload = parse_payload(content_type, request.body).map_err(bad)?;
+        let payload = parse_payload(content_type, request.body).map_err(Rejection::bad)?;
         if !token_matches(&payload.token, &self.tokens) {
             return Err(Rejection::Unauthorized(
                 "the token matches no configured outgoing webhook",
             ));
         }
-        payload.check().map_err(bad)?;
-        let sent = payload.timestamp_ms().map_err(bad)?;
+        payload.check().map_err(Rejection::bad)?;
+        let sent = payload.timestamp_ms().map_err(Rejection::bad)?;
         check_replay_window(sent, context.now_ms, context.replay_window).map_err(|err| {
             tracing::warn!(post = %payload.post_id, error = %err, "refused a Mattermost message");
-            bad(err)
+            Rejection::bad(err)
         })?;
 
         let bot = self

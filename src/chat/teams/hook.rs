@@ -11,10 +11,6 @@ use crate::render::command::Flavor;
 use crate::store::Ack;
 use crate::store::NewRun;
 
-fn bad(err: impl std::fmt::Display) -> Rejection {
-    Rejection::BadRequest(err.to_string())
-}
-
 impl Client {
     /// See [`crate::chat::Adapter::accept`]. With a `name` (`/hooks/teams/{name}`) only that
     /// webhook's secret may have signed the body; without, any configured one's.
@@ -39,14 +35,14 @@ impl Client {
         let content_type = request
             .content_type
             .map(|v| header_text(v).unwrap_or("not text"));
-        check_content_type(content_type).map_err(bad)?;
-        let activity = parse_activity(request.body).map_err(bad)?;
-        activity.check().map_err(bad)?;
+        check_content_type(content_type).map_err(Rejection::bad)?;
+        let activity = parse_activity(request.body).map_err(Rejection::bad)?;
+        activity.check().map_err(Rejection::bad)?;
         // No timestamp: accepted (see `Activity::timestamp_ms`), the id still de-duplicates.
-        if let Some(sent) = activity.timestamp_ms().map_err(bad)? {
+        if let Some(sent) = activity.timestamp_ms().map_err(Rejection::bad)? {
             check_replay_window(sent, context.now_ms, context.replay_window).map_err(|err| {
                 tracing::warn!(message = activity.message_id(), error = %err, "refused a Teams message");
-                bad(err)
+                Rejection::bad(err)
             })?;
         }
 
