@@ -2,37 +2,75 @@
 //!
 //! # Layout
 //!
-//! A trigger travels left to right through these modules:
+//! Layers, lowest first; a module uses its own layer's peers (without a cycle) and anything
+//! below, never above (`tests/architecture.rs` checks it):
 //!
 //! ```text
-//!  chat server ──POST──> http::webhooks ──> chat::mattermost (verify, parse: pure)
-//!                              │                   │
-//!                              │             catalog (which job)
-//!                              ▼
-//!                         store::runs  (run row + acknowledgement, one transaction)
-//!                              │ wake
-//!                              ▼
-//!                         queue::Worker ──> runner (child processes, logs)
-//!                              │
-//!                              ▼ finish: result + outbox row, one transaction
-//!                         outbox (POST the reply, retry with backoff) ──> chat server
+//!  domain                               runs, steps, platforms, deliveries, the command grammar
+//!  chat · store · catalog · report · render      platforms · the only SQL · jobs · JUnit · wording
+//!  service · logs · runner · config     use cases · run logs · processes · settings
+//!  worker · outbox                      claim → run → finish · send stored replies
+//!  http                                 one webhook handler, pages, API, login
+//!  app → cli                            builds and runs everything · the command line
 //! ```
 //!
-//! - Pure modules (bytes in, values out, no I/O): [`chat`], [`catalog`] (parsing), [`render`].
-//! - I/O at the edges: [`store`] (the only SQL), [`runner`] (processes), [`outbox`]
-//!   (outgoing HTTP), [`http`] (incoming HTTP).
+//! A trigger travels:
+//!
+//! ```text
+//!  chat server ──POST /hooks/{platform}──> http::webhooks ──> chat::<platform> (verify, read)
+//!                                              │
+//!                                              ▼
+//!                           service::execute (permissions, arguments, queue policies)
+//!                                              │
+//!                         store (run row + acknowledgement, one transaction)
+//!                                              │ wake
+//!                                              ▼
+//!                         worker::Worker ──> runner (child processes) ──> logs
+//!                                              │
+//!                                              ▼ finish: result + its reply, one transaction
+//!                         outbox ──> chat::Adapter::send ──> chat server
+//! ```
+//!
+//! - Pure (values in, values out): [`domain`], [`catalog`], [`report`], [`render`], and the
+//!   parsing and wording half of each platform in [`chat`].
+//! - I/O at the edges: [`store`] (SQL), [`runner`] (processes), [`logs`] (files), each
+//!   platform's `client.rs` (outgoing HTTP), [`http`] (incoming HTTP).
 //! - Wiring: [`config`] (TOML + environment), [`app`] (builds and runs everything), [`cli`].
+//!
+//! # Adding a chat platform
+//!
+//! 1. A folder `src/chat/<platform>/`, as `mattermost/` and `teams/`: `config.rs` (its settings
+//!    and their checks), `hook.rs` (verify and read a webhook request into a command, and this
+//!    request's [`chat::Replies`]), `reply.rs` (wording), `client.rs` (its API), and an
+//!    implementation of [`chat::Adapter`] on its client.
+//! 2. A variant of [`domain::Platform`]: its name is the webhook's path, `/hooks/<name>`.
+//! 3. Its section in `config/raw.rs` (the file's keys) and `config/validate.rs`.
+//! 4. One line in `app::App::build`, where the [`chat::Registry`] is made.
+//!
+//! The handler, the use cases, the outbox and the workers need no change.
+//!
+//! # Adding a store backend
+//!
+//! 1. A folder `src/store/<backend>/` with a `Store` that has every method of
+//!    [`store::Store`], and its migrations in `migrations/<backend>/`.
+//! 2. A variant of `store::Backend` and an arm in [`store::Store::connect_with`] (chosen by
+//!    `database_url`); the compiler then names each method the backend still lacks.
+//! 3. Its line in the `suite!` of `tests/store_suite.rs`: every test there must pass unchanged.
 //!
 //! # Glossary
 //!
 //! - **job**: a definition in `jobs/NAME.toml`: steps to run, a timeout.
-//! - **run**: one requested execution of a job, numbered (`#42`), stored in SQLite.
+//! - **run**: one requested execution of a job, numbered (`#42`).
 //! - **attempt**: one lease of a run by a worker; a run whose worker died is claimed again
 //!   with the next attempt number.
 //! - **trigger**: the chat message that asked for a run.
 //! - **reply**: what chatrun says in chat: the acknowledgement (in the HTTP response) and the
 //!   result (posted later).
 //! - **delivery**: one reply waiting in the outbox to be sent to a chat server.
+//! - **origin**: where a run was asked for: platform, team, channel, user.
+//! - **platform**: a chat server chatrun serves (Mattermost, Teams), or its own pages (web).
+//! - **adapter**: one platform's code behind [`chat::Adapter`] (hubot's word for it).
+//! - **backend**: the database behind [`store::Store`].
 
 pub mod app;
 pub mod catalog;

@@ -1,6 +1,8 @@
-//! What chat platforms have in common: the command grammar and the [`Delivery`] a reply
-//! becomes. Each platform's file verifies, parses and renders for its wire format; all of it is
-//! pure (bytes in, values out). Only [`crate::outbox`] sends a delivery.
+//! The chat platforms: one folder each (`mattermost/`, `teams/`) holding everything of that
+//! platform (verifying and reading its webhooks, wording its replies, its own API client), and
+//! what they share: the [`Adapter`] seam and its [`Registry`], the [`Replies`] a command is
+//! worded with, the HTTP plumbing of their clients ([`transport`]), and the checks every
+//! webhook makes (the replay window, the JSON depth).
 
 pub mod adapter;
 pub mod mattermost;

@@ -109,7 +109,7 @@ pub fn retry_after(response: &reqwest::Response) -> Option<Duration> {
 }
 
 /// The longest `Retry-After` honoured; a longer one is cut to this.
-const RETRY_AFTER_MAX: Duration = Duration::from_secs(3600);
+pub const RETRY_AFTER_MAX: Duration = Duration::from_secs(3600);
 
 /// A `Retry-After` value (RFC 9110 10.2.3): a number of seconds, or an HTTP date (IMF-fixdate,
 /// `Wed, 21 Oct 2015 07:28:00 GMT`) taken relative to `now` (ms since the epoch); at most

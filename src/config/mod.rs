@@ -1,7 +1,7 @@
 //! Configuration: a TOML file (or the embedded defaults), then `CHATRUN_*` environment overrides,
 //! then validation into a ready-to-use [`Config`].
 //!
-//! Two layers, as in ripgrep's `LowArgs`/`HiArgs`: [`RawConfig`] is exactly what the file may say
+//! Two layers, as in ripgrep's `LowArgs`/`HiArgs`: `RawConfig` is exactly what the file may say
 //! (serde, `deny_unknown_fields`), [`Config`] is what the rest of the program may rely on (paths
 //! resolved, URLs checked, defaults filled in). Validation collects *every* problem so that
 //! `chatrun check` can list them all at once.

@@ -63,7 +63,7 @@ pub struct Ack {
     pub delivery: Option<Delivery>,
 }
 
-/// The outcome of [`Store::insert_run`].
+/// The outcome of [`super::Store::insert_run`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Inserted {
     /// The run's number.
@@ -76,7 +76,7 @@ pub struct Inserted {
     pub reply_queued: bool,
 }
 
-/// What [`Store::insert_run`] did.
+/// What [`super::Store::insert_run`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Insert {
     /// Stored (or found again, for a trigger delivered twice).
@@ -99,7 +99,7 @@ pub struct RunFilter {
     pub until: Option<i64>,
 }
 
-/// Every job's steps, by name, as [`Store::try_claim`] writes them for the run it claims
+/// Every job's steps, by name, as [`super::Store::try_claim`] writes them for the run it claims
 /// (built from the catalog).
 #[derive(Debug, Clone)]
 pub struct JobSteps(pub(crate) String);
@@ -125,7 +125,7 @@ pub struct RunSteps {
 }
 
 impl RunSteps {
-    /// The steps [`Store::try_claim`] writes for run `run_id` of a job with steps `names`,
+    /// The steps [`super::Store::try_claim`] writes for run `run_id` of a job with steps `names`,
     /// claimed at `now`.
     pub fn claimed(run_id: RunId, names: &[&str], now: i64) -> Self {
         let steps = names
@@ -151,7 +151,7 @@ impl RunSteps {
         }
     }
 
-    /// As [`Store::start_step`].
+    /// As [`super::Store::start_step`].
     pub fn start(&mut self, position: usize, now: i64) {
         if let Some(step) = self.steps.get_mut(position) {
             step.status = StepStatus::Running;
@@ -159,7 +159,7 @@ impl RunSteps {
         }
     }
 
-    /// As [`FINISH_STEP`] (through [`Store::finish_step`] or [`Store::finish_run`]).
+    /// As the SQLite backend's `FINISH_STEP` (through [`super::Store::finish_step`] or [`super::Store::finish_run`]).
     pub fn finish(&mut self, position: usize, result: &StepResult, last: bool) {
         let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         let tests = result.tests.as_ref();

@@ -128,7 +128,7 @@ pub struct Named {
 /// # Errors
 ///
 /// The body is not a JSON activity with an id, or nests deeper than
-/// [`super::MAX_JSON_DEPTH`].
+/// [`crate::chat::MAX_JSON_DEPTH`].
 pub fn parse_activity(body: &[u8]) -> Result<Activity, ParseError> {
     if let Some(problem) = crate::chat::json_body_problem(body) {
         return Err(ParseError::Json(problem));

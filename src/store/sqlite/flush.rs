@@ -91,7 +91,7 @@ impl Flusher {
     }
 }
 
-/// What [`Flusher::counts`] reports.
+/// What `Flusher::counts` reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlushCounts {
     /// Writes that waited for a sync.
