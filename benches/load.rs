@@ -419,16 +419,37 @@ async fn start_webhook() -> Option<(Server, SocketAddr)> {
     ))
 }
 
-/// chatrun in a temporary folder: rate limit off, job `build` (`true`, concurrency 4, no
+/// What each run of `build` executes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Runs {
+    /// `true`: every run is started, watched and finished while the triggers come, competing
+    /// with them for the cores.
+    True,
+    /// `sleep 5`: the runs wait without using a core, so the figure shows the triggers' own
+    /// cost with durable runs queued behind them.
+    Sleep,
+}
+
+impl Runs {
+    fn argv(self) -> &'static str {
+        match self {
+            Runs::True => "[\"true\"]",
+            Runs::Sleep => "[\"sleep\", \"5\"]",
+        }
+    }
+}
+
+/// chatrun in a temporary folder: rate limit off, job `build` (`runs`, concurrency 4, no
 /// queue limit), job `burn` (a CPU-bound shell loop, for figure 2), four workers.
-async fn start_chatrun() -> (Server, SocketAddr) {
+async fn start_chatrun(runs: Runs) -> (Server, SocketAddr) {
+    let build = format!(
+        "description = \"load test\"\ntimeout = \"1m\"\nconcurrency = 4\nqueue_limit = 0\n\
+         [[steps]]\nname = \"run\"\nrun = {}\n",
+        runs.argv()
+    );
     common::start_chatrun(
         &[
-            (
-                "build",
-                "description = \"load test\"\ntimeout = \"1m\"\nconcurrency = 4\nqueue_limit = 0\n\
-                 [[steps]]\nname = \"true\"\nrun = [\"true\"]\n",
-            ),
+            ("build", build.as_str()),
             (
                 "burn",
                 "description = \"spins a CPU\"\ntimeout = \"5m\"\nconcurrency = 2\nqueue_limit = 0\n\
@@ -602,7 +623,14 @@ fn print_table(title: &str, rows: &[Row]) {
 /// Measures the three servers with one platform and one load, `rounds` times: each round
 /// measures the three in turn, each on a fresh server, so that a noisy minute of a shared
 /// machine falls on one round of each of them rather than on all of one's.
-async fn compare(title: &str, platform: Platform, load: &Load, burn: bool, rounds: usize) {
+async fn compare(
+    title: &str,
+    platform: Platform,
+    load: &Load,
+    burn: bool,
+    runs: Runs,
+    rounds: usize,
+) {
     let mut rows = [
         Row::new("bare axum"),
         Row::new("webhook"),
@@ -617,7 +645,7 @@ async fn compare(title: &str, platform: Platform, load: &Load, burn: bool, round
         rows[1]
             .rounds
             .extend(drive_webhook(platform, load, burn).await);
-        let (figures, runs) = drive_chatrun(platform, load, burn).await;
+        let (figures, runs) = drive_chatrun(platform, load, burn, runs).await;
         acked += figures.ok + figures.warmup_ok;
         stored += runs;
         rows[2].rounds.push(figures);
@@ -660,8 +688,8 @@ async fn drive_webhook(platform: Platform, load: &Load, burn: bool) -> Option<Fi
 }
 
 /// One measurement of a fresh chatrun, and the runs of `build` it stored.
-async fn drive_chatrun(platform: Platform, load: &Load, burn: bool) -> (Figures, i64) {
-    let (server, addr) = start_chatrun().await;
+async fn drive_chatrun(platform: Platform, load: &Load, burn: bool, runs: Runs) -> (Figures, i64) {
+    let (server, addr) = start_chatrun(runs).await;
     if burn {
         // Two runs of `burn` take two of the four workers and spin until chatrun stops.
         let burn = Triggers::new(
@@ -745,6 +773,7 @@ async fn comparison() {
         Platform::Mattermost,
         &closed,
         false,
+        Runs::True,
         rounds,
     )
     .await;
@@ -755,6 +784,18 @@ async fn comparison() {
         Platform::Teams,
         &closed,
         false,
+        Runs::True,
+        rounds,
+    )
+    .await;
+    compare(
+        &title(&format!(
+            "Figure 1, Mattermost: closed loop, {connections} connections, runs that sleep"
+        )),
+        Platform::Mattermost,
+        &closed,
+        false,
+        Runs::Sleep,
         rounds,
     )
     .await;
@@ -765,6 +806,7 @@ async fn comparison() {
         Platform::Mattermost,
         &steady,
         false,
+        Runs::True,
         rounds,
     )
     .await;
@@ -775,6 +817,7 @@ async fn comparison() {
         Platform::Mattermost,
         &steady,
         true,
+        Runs::True,
         rounds,
     )
     .await;

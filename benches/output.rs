@@ -1,7 +1,7 @@
 //! Output at scale: the real `chatrun serve` runs a job whose step prints 1 GiB as fast as it
 //! can. Prints chatrun's peak memory (`VmHWM` of /proc/<pid>/status) and the wall time from the
 //! trigger to the result, next to the same command writing to /dev/null directly, measured in
-//! the same run. Issue #8's targets: under 64 MiB, within 1.2x.
+//! the same run. Targets (issues #8, #18): under 64 MiB; within 1.5x of the same output through a pipe to `cat`.
 //!
 //!     cargo bench --bench output              (MIB=256 for a quicker look; SECRET=1 to mask)
 
@@ -175,14 +175,14 @@ async fn main() {
     let through_pipe = piped.elapsed();
 
     println!(
-        "{size} MiB printed{}: {:.2} s from trigger to result; to /dev/null directly: {:.2} s; ratio {:.2}x (target 1.2x)",
+        "{size} MiB printed{}: {:.2} s from trigger to result; to /dev/null directly: {:.2} s; ratio {:.2}x (for reference: writing to /dev/null copies nothing)",
         if secret { " (one secret masked)" } else { "" },
         through.as_secs_f64(),
         baseline.as_secs_f64(),
         through.as_secs_f64() / baseline.as_secs_f64()
     );
     println!(
-        "through a pipe to cat: {:.2} s; chatrun to that: {:.2}x; chatrun's CPU time: {cpu:.2} s",
+        "through a pipe to cat: {:.2} s; chatrun to that: {:.2}x (target 1.5x); chatrun's CPU time: {cpu:.2} s",
         through_pipe.as_secs_f64(),
         through.as_secs_f64() / through_pipe.as_secs_f64()
     );
