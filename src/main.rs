@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
-/// glibc's allocator took a tenth of the CPU of an acknowledgement (many small, short-lived
-/// allocations across threads); mimalloc takes a fraction of that.
+/// An acknowledgement makes many small, short-lived allocations across threads, where glibc's
+/// allocator showed in the profile and mimalloc much less (docs/performance.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -24,8 +24,8 @@ use crate::service;
 /// What every handler can reach ([`Shared`]); cheap to clone.
 ///
 /// N.B. One `Arc` for the whole: axum clones the state for every request, and cloning and
-/// dropping each part (a dozen counts, the cancellation token's behind a mutex) was 2% of the
-/// CPU of an acknowledgement.
+/// dropping each part (a dozen counts, the cancellation token's behind a mutex) showed in the
+/// profile of an acknowledgement (docs/performance.md).
 #[derive(Debug, Clone)]
 pub struct AppState(Arc<Shared>);
 

@@ -14,8 +14,8 @@ pub fn mask_secrets(text: &[u8], secrets: &[Vec<u8>]) -> Vec<u8> {
     masked(text, secrets).into_owned()
 }
 
-/// [`mask_secrets`], without a copy when no secret occurs (the usual case: searched at
-/// several GB/s, where a byte-by-byte comparison made a run printing 1 GiB take 11 s).
+/// [`mask_secrets`], without a copy when no secret occurs (the usual case), searched with
+/// `memchr`'s vectorised finder: a byte-by-byte comparison dominated a large run's time.
 pub(super) fn masked<'a>(text: &'a [u8], secrets: &[Vec<u8>]) -> Cow<'a, [u8]> {
     let mut out = Cow::Borrowed(text);
     for secret in secrets.iter().filter(|s| !s.is_empty()) {

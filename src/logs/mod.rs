@@ -15,7 +15,7 @@
 //!   default), when that is at most 8 MiB. Every 100 ms its newest bytes, up to a segment's
 //!   length, are mirrored to segment files in `<run>.log.parts/` for live readers: a step
 //!   printing slower than that is mirrored whole, a flood by its latest output, so a flood is
-//!   not written to disk only to be deleted (that took half of chatrun's time for 1 GiB).
+//!   not written to disk only to be deleted (docs/performance.md has what that cost).
 //! - With a larger cap, the output after the head is written whole to the segment files.
 //! - Segments are named `<offset>-<lines>` (where the first byte is in the output, and the
 //!   newlines before it) and are a sixteenth of the cap long (at most 1 MiB). A segment is
@@ -134,7 +134,7 @@ pub struct LogSummary {
 }
 
 /// Newlines in `bytes`; counted in blocks of 255 into a byte, which compiles to wide compares
-/// (a plain `filter().count()` widens every byte to 64 bits: 8 times slower on 1 GiB).
+/// (a plain `filter().count()` widens every byte to 64 bits, several times slower).
 fn newlines(bytes: &[u8]) -> u64 {
     bytes
         .chunks(255)

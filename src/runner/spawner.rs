@@ -8,8 +8,8 @@
 //!
 //! N.B. Why not the alternatives: `setpriority` on the child's pid after the spawn races with a
 //! step that forks at once; a `pre_exec` hook needs `unsafe`, which this crate forbids; and
-//! wrapping the argv in coreutils' `nice` costs one more exec per step (1 to 2 ms, as figure 3
-//! of the benches measured while steps ran that way).
+//! wrapping the argv in coreutils' `nice` costs one more exec per step (measured in
+//! docs/performance.md, "Figures behind the code").
 
 use std::collections::BTreeMap;
 use std::io;

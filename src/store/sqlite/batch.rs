@@ -56,8 +56,8 @@ pub struct Request {
 /// N.B. Not on the server's threads: there the batch waited its turn behind the requests being
 /// served twice per batch, each time the writer's thread answered (a task woken from outside
 /// the runtime's threads waits in its shared queue, which each thread looks at only between
-/// dozens of its own tasks). The batch is the one path every trigger goes through in turn;
-/// with runs of `true` beside the triggers, acknowledgements/s went up by 8%.
+/// dozens of its own tasks). The batch is the one path every trigger goes through in turn, so
+/// its waits count for every trigger (docs/performance.md).
 ///
 /// # Errors
 ///
