@@ -445,7 +445,10 @@ async fn a_period_is_paged_newest_first_without_gaps(store: Store) {
 
 async fn a_due_delivery_is_claimed_once_retried_later_and_marked_sent(store: Store) {
     let new = NewRun {
-        platform: chatrun::domain::Platform::Mattermost,
+        origin: chatrun::domain::Origin {
+            platform: chatrun::domain::Platform::Mattermost,
+            ..chatrun::domain::Origin::default()
+        },
         message_id: "p1".into(),
         job: "build".into(),
         ..NewRun::default()
@@ -581,7 +584,10 @@ async fn concurrent_triggers_get_one_numbered_run_each_within_the_queue_limit(st
         .map(|message| {
             let store = store.clone();
             let new = NewRun {
-                platform: chatrun::domain::Platform::Mattermost,
+                origin: chatrun::domain::Origin {
+                    platform: chatrun::domain::Platform::Mattermost,
+                    ..chatrun::domain::Origin::default()
+                },
                 message_id: message.clone(),
                 job: "build".into(),
                 message: "#build".into(),

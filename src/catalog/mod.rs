@@ -94,17 +94,7 @@ pub struct Allow {
 }
 
 /// Who asks, and where: what permissions are checked against.
-#[derive(Debug, Clone, Default)]
-pub struct Caller {
-    /// `mattermost` or `teams`: Teams display names are not unique, so there only ids count.
-    pub platform: Platform,
-    pub user_id: String,
-    pub user_name: String,
-    pub channel_id: String,
-    pub channel_name: String,
-    pub team_id: String,
-    pub team_name: String,
-}
+pub type Caller = crate::domain::Origin;
 
 impl Allow {
     /// Why `caller` may not run the job, naming the rule; `None` when allowed.

@@ -189,7 +189,7 @@ impl Registry {
         now: i64,
     ) -> Option<Delivery> {
         let link = format!("{public_url}/runs/{}", run.run_id);
-        self.get(run.platform)?
+        self.get(run.origin.platform)?
             .result_reply(run, steps, failures, &link, now)
     }
 }

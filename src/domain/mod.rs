@@ -5,6 +5,7 @@
 pub mod command;
 pub mod delivery;
 pub mod ids;
+pub mod origin;
 pub mod platform;
 pub mod problem;
 pub mod run;
@@ -13,6 +14,7 @@ pub mod text;
 pub use command::{BUILT_INS, Command, closest, parse_after_trigger, parse_command, parse_run_id};
 pub use delivery::Delivery;
 pub use ids::{RunId, random_id};
+pub use origin::Origin;
 pub use platform::Platform;
 pub use problem::Problem;
 pub use run::{RunRow, RunStatus, StepRow, StepStatus, TestFailureRow};

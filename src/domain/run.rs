@@ -5,7 +5,7 @@
 use serde::Serialize;
 use sqlx::FromRow;
 
-use super::{Platform, RunId};
+use super::{Origin, RunId};
 
 /// Where a run is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type, Serialize)]
@@ -97,13 +97,10 @@ impl StepStatus {
 #[derive(Debug, Clone, FromRow, Serialize)]
 pub struct RunRow {
     pub run_id: RunId,
-    pub platform: Platform,
-    pub team_id: String,
-    pub team_name: String,
-    pub channel_id: String,
-    pub channel_name: String,
-    pub user_id: String,
-    pub user_name: String,
+    /// Who asked, and where (the row's own columns).
+    #[sqlx(flatten)]
+    #[serde(flatten)]
+    pub origin: Origin,
     pub message_id: String,
     pub thread_root_id: Option<String>,
     pub message: String,

@@ -663,10 +663,13 @@ async fn rerun_run(
         .get(&run.job)
         .ok_or_else(|| Error::BadRequest(format!("the job {} no longer exists", run.job)))?;
     let base = crate::store::NewRun {
-        platform: crate::domain::Platform::Web,
-        channel_name: "web".into(),
-        user_id: format!("web:{user}"),
-        user_name: user.clone(),
+        origin: crate::domain::Origin {
+            platform: crate::domain::Platform::Web,
+            channel_name: "web".into(),
+            user_id: format!("web:{user}"),
+            user_name: user.clone(),
+            ..crate::domain::Origin::default()
+        },
         message_id: crate::domain::random_id()
             .map_err(|_| Error::BadRequest("no randomness".into()))?,
         message: format!("rerun of #{id} from the web"),
@@ -801,8 +804,8 @@ fn run_item(run: &RunRow, now: i64) -> RunItem {
         job: run.job.clone(),
         status: run.status.as_str(),
         status_class: class(run.status.as_str()),
-        user: run.user_name.clone(),
-        channel: run.channel_name.clone(),
+        user: run.origin.user_name.clone(),
+        channel: run.origin.channel_name.clone(),
         when: render::timestamp(run.created_at),
         duration: render::run_duration(run, now).map_or_else(String::new, render::duration),
     }
@@ -817,8 +820,8 @@ fn chat_link(state: &AppState, run: &RunRow) -> Option<String> {
             && s.chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     };
-    (run.platform == crate::domain::Platform::Mattermost
-        && usable(&run.team_name)
+    (run.origin.platform == crate::domain::Platform::Mattermost
+        && usable(&run.origin.team_name)
         && usable(&run.message_id))
-    .then(|| format!("{url}/{}/pl/{}", run.team_name, run.message_id))
+    .then(|| format!("{url}/{}/pl/{}", run.origin.team_name, run.message_id))
 }

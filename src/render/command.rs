@@ -72,7 +72,7 @@ pub fn status(
 ) -> String {
     let emoji = run_emoji(run.status);
     let name = run_name(f, run);
-    let who = f.escape(&run.user_name);
+    let who = f.escape(&run.origin.user_name);
     let state = match run.status {
         RunStatus::Queued => format!(
             "queued{}",
@@ -140,7 +140,7 @@ pub fn queue(
             lines.push(format!(
                 "• {} for {}{elapsed}: {base}/runs/{}",
                 run_name(f, run),
-                f.escape(&run.user_name),
+                f.escape(&run.origin.user_name),
                 run.run_id
             ));
         }
@@ -151,7 +151,7 @@ pub fn queue(
             lines.push(format!(
                 "• {position}. {} for {}",
                 run_name(f, run),
-                f.escape(&run.user_name)
+                f.escape(&run.origin.user_name)
             ));
         }
     }
@@ -286,7 +286,7 @@ mod tests {
         let mut running = samples::run(RunStatus::Running);
         running.finished_at = None;
         let mut queued = samples::run(RunStatus::Queued);
-        queued.user_name = "<bob>".into();
+        queued.origin.user_name = "<bob>".into();
         let text = queue(
             Flavor::Teams,
             &[&running],

@@ -6,13 +6,15 @@ use crate::domain::{RunId, RunRow, RunStatus, StepRow, StepStatus, TestFailureRo
 pub fn run(status: RunStatus) -> RunRow {
     RunRow {
         run_id: RunId(42),
-        platform: crate::domain::Platform::Mattermost,
-        team_id: String::new(),
-        team_name: String::new(),
-        channel_id: "c1".into(),
-        channel_name: "ci".into(),
-        user_id: "u1".into(),
-        user_name: "alice".into(),
+        origin: crate::domain::Origin {
+            platform: crate::domain::Platform::Mattermost,
+            team_id: String::new(),
+            team_name: String::new(),
+            channel_id: "c1".into(),
+            channel_name: "ci".into(),
+            user_id: "u1".into(),
+            user_name: "alice".into(),
+        },
         message_id: "p1".into(),
         thread_root_id: None,
         message: "#build".into(),

@@ -31,15 +31,7 @@ pub async fn execute(
     command: Command,
     replies: &dyn Replies,
 ) -> Result<Answer, Error> {
-    let caller = Caller {
-        platform: base.platform,
-        user_id: base.user_id.clone(),
-        user_name: base.user_name.clone(),
-        channel_id: base.channel_id.clone(),
-        channel_name: base.channel_name.clone(),
-        team_id: base.team_id.clone(),
-        team_name: base.team_name.clone(),
-    };
+    let caller: Caller = base.origin.clone();
     let f = replies.flavor();
     let visible = || -> Vec<(&str, &str)> {
         ctx.catalog
@@ -50,7 +42,7 @@ pub async fn execute(
     };
     if matches!(command, Command::Run { .. } | Command::Retry { .. })
         && let Err(wait) = ctx.rate.check(
-            &format!("{}:{}", base.platform, base.user_id),
+            &format!("{}:{}", base.origin.platform, base.origin.user_id),
             ctx.config.rate_limit_per_minute,
         )
     {
@@ -88,7 +80,8 @@ pub async fn execute(
         Command::Queue => {
             let active = ctx.store.active_runs().await?;
             let here = |run: &&crate::domain::RunRow| {
-                run.platform == base.platform && run.channel_id == base.channel_id
+                run.origin.platform == base.origin.platform
+                    && run.origin.channel_id == base.origin.channel_id
             };
             let running: Vec<_> = active
                 .iter()
@@ -165,7 +158,7 @@ async fn run_job(
             ..base
         };
         let text = replies.refusal(job, &reason);
-        tracing::info!(job, user = %new.user_name, channel = %new.channel_name, %reason, "request denied");
+        tracing::info!(job, user = %new.origin.user_name, channel = %new.origin.channel_name, %reason, "request denied");
         let stored = ctx
             .store
             .insert_run(&new, now_ms(), {
@@ -224,7 +217,8 @@ async fn cancel(
     run: crate::domain::RunRow,
     f: Flavor,
 ) -> Result<String, Error> {
-    let requester = run.platform == base.platform && run.user_id == caller.user_id;
+    let requester =
+        run.origin.platform == base.origin.platform && run.origin.user_id == caller.user_id;
     let admin = ctx
         .catalog
         .get(&run.job)
@@ -232,7 +226,7 @@ async fn cancel(
     if !requester && !admin {
         return Ok(words::notice(&format!(
             "only {} (who asked for run #{}) and the admins of {} may cancel it",
-            f.escape(&run.user_name),
+            f.escape(&run.origin.user_name),
             run.run_id,
             f.escape(&run.job)
         )));

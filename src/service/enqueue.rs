@@ -57,7 +57,7 @@ pub async fn enqueue(
             let facts = AckFacts {
                 run_id: run_id.0,
                 job: &new.job,
-                user: &new.user_name,
+                user: &new.origin.user_name,
                 place: position.place,
                 wait: wait.filter(|w| *w > 0),
                 args: &new.args,
@@ -71,8 +71,8 @@ pub async fn enqueue(
         Insert::QueueFull(waiting) => return Err(Refusal::QueueFull(waiting).into()),
     };
     if inserted.created {
-        tracing::info!(run = %inserted.run_id, job = %new.job, user = %new.user_name,
-            channel = %new.channel_name, platform = %new.platform, "run queued");
+        tracing::info!(run = %inserted.run_id, job = %new.job, user = %new.origin.user_name,
+            channel = %new.origin.channel_name, platform = %new.origin.platform, "run queued");
         supersede(ctx, def.on_new, &new, inserted.run_id).await?;
         ctx.wake_workers.notify_waiters();
         // N.B. Only then: each wake costs the sender a claim on the writer, and a wake per

@@ -3,25 +3,15 @@
 
 use sqlx::FromRow;
 
-use crate::domain::{Delivery, Platform, RunId, RunStatus, StepRow, StepStatus, TestFailureRow};
+use crate::domain::{
+    Delivery, Origin, Platform, RunId, RunStatus, StepRow, StepStatus, TestFailureRow,
+};
 
 /// A trigger that became a run, before it is stored.
 #[derive(Debug, Clone, Default)]
 pub struct NewRun {
-    /// `mattermost` or `teams`.
-    pub platform: Platform,
-    /// Team id on the chat server.
-    pub team_id: String,
-    /// Team name, for display.
-    pub team_name: String,
-    /// Channel id on the chat server.
-    pub channel_id: String,
-    /// Channel name, for display.
-    pub channel_name: String,
-    /// User id on the chat server.
-    pub user_id: String,
-    /// User name, for display and mentions.
-    pub user_name: String,
+    /// Who asked, and where.
+    pub origin: Origin,
     /// The trigger post's id; one run per (platform, message_id).
     pub message_id: String,
     /// The thread the result goes to, when known.

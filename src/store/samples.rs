@@ -21,11 +21,14 @@ pub fn build_steps() -> JobSteps {
 
 pub fn new_run(message_id: &str) -> NewRun {
     NewRun {
-        platform: crate::domain::Platform::Mattermost,
+        origin: crate::domain::Origin {
+            platform: crate::domain::Platform::Mattermost,
+            user_name: "alice".into(),
+            ..crate::domain::Origin::default()
+        },
         message_id: message_id.into(),
         job: "build".into(),
         message: "#build".into(),
-        user_name: "alice".into(),
         ..NewRun::default()
     }
 }

@@ -301,8 +301,11 @@ impl Worker {
         let mut env = vec![
             ("CHATRUN_RUN_ID".to_string(), run_id.to_string()),
             ("CHATRUN_JOB".to_string(), run.job.clone()),
-            ("CHATRUN_USER".to_string(), run.user_name.clone()),
-            ("CHATRUN_CHANNEL".to_string(), run.channel_name.clone()),
+            ("CHATRUN_USER".to_string(), run.origin.user_name.clone()),
+            (
+                "CHATRUN_CHANNEL".to_string(),
+                run.origin.channel_name.clone(),
+            ),
             // With CHATRUN_RUN_ID, how a restarted chatrun finds what a killed one left running.
             ("CHATRUN_OWNER".to_string(), self.owner.clone()),
         ];
@@ -721,7 +724,10 @@ mod tests {
         let url = format!("sqlite://{}/t.db", dir.path().display());
         let store = Store::connect(&url).await.unwrap();
         let new = store::NewRun {
-            platform: crate::domain::Platform::Mattermost,
+            origin: crate::domain::Origin {
+                platform: crate::domain::Platform::Mattermost,
+                ..crate::domain::Origin::default()
+            },
             message_id: "p1".into(),
             job: "build".into(),
             message: "#build".into(),

@@ -134,7 +134,7 @@ async fn trigger_can_send_a_signed_teams_activity() {
     );
     let run = app.finished_run(1).await;
     assert_eq!(
-        (run.platform.as_str(), run.args.as_str()),
+        (run.origin.platform.as_str(), run.args.as_str()),
         ("teams", "branch=main target=web")
     );
 

@@ -158,7 +158,7 @@ async fn retry_runs_the_same_job_with_the_same_arguments_and_cancel_stops_a_queu
     );
     let second = app.finished_run(2).await;
     assert_eq!(
-        (second.args.as_str(), second.platform.as_str()),
+        (second.args.as_str(), second.origin.platform.as_str()),
         (first.args.as_str(), "teams")
     );
     let text = say(&app, "bob", "#ci retry #2", "p1b").await;
@@ -212,7 +212,10 @@ async fn denied_requests_are_refused_recorded_and_hidden_from_help() {
     let run = app.store.get_run(RunId(1)).await.unwrap().unwrap();
     assert_eq!(run.status.as_str(), "denied");
     assert_eq!(
-        (run.user_name.as_str(), run.channel_name.as_str()),
+        (
+            run.origin.user_name.as_str(),
+            run.origin.channel_name.as_str()
+        ),
         ("bob", "ci-builds")
     );
     let list = app.get("/").await.text().await.unwrap();

@@ -569,8 +569,8 @@ async fn a_signed_in_user_reruns_and_cancels_from_the_run_page_with_its_form_tok
     assert_eq!(
         (
             second.job.as_str(),
-            second.user_name.as_str(),
-            second.platform.as_str(),
+            second.origin.user_name.as_str(),
+            second.origin.platform.as_str(),
             second.status
         ),
         ("slow", "alice", "web", RunStatus::Queued)

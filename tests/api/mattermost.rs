@@ -21,8 +21,8 @@ async fn a_form_trigger_is_stored_and_acknowledged_in_its_thread() {
     assert!(text.contains(&format!("{}/runs/1", app.base)), "{text}");
     let run = app.finished_run(1).await;
     assert_eq!(run.job, "build");
-    assert_eq!(run.user_name, "alice");
-    assert_eq!(run.channel_name, "ci-builds");
+    assert_eq!(run.origin.user_name, "alice");
+    assert_eq!(run.origin.channel_name, "ci-builds");
     assert_eq!(run.message, "#build");
 }
 

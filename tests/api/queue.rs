@@ -270,12 +270,15 @@ async fn leave_a_claimed_run(
     let (dir, mattermost) = app.stop().await;
     let store = crate::helpers::open_store(dir.path()).await;
     let new = NewRun {
-        platform: chatrun::domain::Platform::Mattermost,
-        channel_id: "chan1".into(),
+        origin: chatrun::domain::Origin {
+            platform: chatrun::domain::Platform::Mattermost,
+            channel_id: "chan1".into(),
+            user_name: "alice".into(),
+            ..chatrun::domain::Origin::default()
+        },
         message_id: "crashpost".into(),
         job: "build".into(),
         message: "#build".into(),
-        user_name: "alice".into(),
         ..NewRun::default()
     };
     store
@@ -304,12 +307,15 @@ async fn a_run_whose_arguments_no_longer_fit_its_job_fails_with_its_steps_skippe
     let app = spawn_app().await;
     // Queued when `build` took a `flavour` (the job has changed since).
     let old = NewRun {
-        platform: chatrun::domain::Platform::Mattermost,
+        origin: chatrun::domain::Origin {
+            platform: chatrun::domain::Platform::Mattermost,
+            user_name: "alice".into(),
+            ..chatrun::domain::Origin::default()
+        },
         message_id: "oldpost1".into(),
         job: "build".into(),
         message: "#build flavour=dark".into(),
         args: "flavour=dark".into(),
-        user_name: "alice".into(),
         ..NewRun::default()
     };
     app.store

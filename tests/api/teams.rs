@@ -47,8 +47,8 @@ async fn a_signed_mention_queues_the_job_and_answers_with_a_message() {
     );
     assert!(text.contains(&format!("({}/runs/1)", app.base)), "{text}");
     let run = app.finished_run(1).await;
-    assert_eq!(run.platform, "teams");
-    assert_eq!(run.user_id, "3a7c9e21-5b4d-4f60-8e12-9d0c1b2a3f45");
+    assert_eq!(run.origin.platform, "teams");
+    assert_eq!(run.origin.user_id, "3a7c9e21-5b4d-4f60-8e12-9d0c1b2a3f45");
     assert_eq!(run.hook, "platform-team");
     assert_eq!(run.args, "branch=main target=api-server");
     assert_eq!(run.message_id, "1716220800123");

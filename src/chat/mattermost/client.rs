@@ -179,7 +179,7 @@ impl Adapter for Client {
         link: &str,
         now: i64,
     ) -> Option<Delivery> {
-        if run.channel_id.is_empty() {
+        if run.origin.channel_id.is_empty() {
             return None;
         }
         self.settings.rest()?;
@@ -187,7 +187,7 @@ impl Adapter for Client {
         // Unknown root (the look-up failed, or a `chatrun trigger` post that Mattermost does
         // not know): a top-level post is always accepted, a guessed root_id may be refused.
         Some(render_post(
-            &run.channel_id,
+            &run.origin.channel_id,
             run.thread_root_id.as_deref(),
             &message,
         ))

@@ -6,7 +6,7 @@ use crate::chat::adapter::header_text;
 use crate::chat::{
     AckWords, HookContext, Inbound, Rejection, Replies, Request, check_replay_window,
 };
-use crate::domain::{Command, Platform, parse_command};
+use crate::domain::{Command, Origin, Platform, parse_command};
 use crate::render::command::Flavor;
 use crate::store::Ack;
 use crate::store::NewRun;
@@ -55,13 +55,15 @@ impl Client {
         }
         let thread = self.lookup_thread(&payload.post_id).await;
         let base = Box::new(NewRun {
-            platform: Platform::Mattermost,
-            team_id: payload.team_id.clone(),
-            team_name: payload.team_domain.clone(),
-            channel_id: payload.channel_id.clone(),
-            channel_name: payload.channel_name.clone(),
-            user_id: payload.user_id.clone(),
-            user_name: payload.user_name.clone(),
+            origin: Origin {
+                platform: Platform::Mattermost,
+                team_id: payload.team_id.clone(),
+                team_name: payload.team_domain.clone(),
+                channel_id: payload.channel_id.clone(),
+                channel_name: payload.channel_name.clone(),
+                user_id: payload.user_id.clone(),
+                user_name: payload.user_name.clone(),
+            },
             message_id: payload.post_id.clone(),
             thread_root_id: thread.root_for(&payload.post_id),
             message: payload.text.clone(),
@@ -111,7 +113,7 @@ impl Replies for MattermostReplies {
         let thread = self.thread.clone();
         Box::new(move |facts, new| {
             let text = render_ack(facts);
-            let (_, delivery) = render_response(&text, &thread, &new.channel_id);
+            let (_, delivery) = render_response(&text, &thread, &new.origin.channel_id);
             Ack { text, delivery }
         })
     }

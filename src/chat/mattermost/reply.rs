@@ -68,7 +68,7 @@ pub fn render_result(
     link: &str,
     now: i64,
 ) -> String {
-    let mention = render::mention(&run.user_name);
+    let mention = render::mention(&run.origin.user_name);
     let error = run.error.as_deref().map(|e| truncate_runes(e, 500));
     let mut last = String::new();
     for detail in Detail::levels(steps.len()) {

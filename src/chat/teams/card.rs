@@ -246,7 +246,7 @@ pub(super) fn result_message(run: &RunRow, view: &ResultView, link: &str, now: i
         run.run_id,
         run.status.as_str()
     );
-    let user = cell(&run.user_name, 100);
+    let user = cell(&run.origin.user_name, 100);
 
     let mut facts = vec![
         Fact {
@@ -434,8 +434,8 @@ pub fn render_follow_up(
 ) -> Delivery {
     let target = format!("{TARGET_PREFIX}{hook}");
     let thread = match &run.thread_root_id {
-        Some(root) => format!("{target}|{};messageid={root}", run.channel_id),
-        None => format!("{target}|{}", run.channel_id),
+        Some(root) => format!("{target}|{};messageid={root}", run.origin.channel_id),
+        None => format!("{target}|{}", run.origin.channel_id),
     };
     Delivery {
         target,

@@ -6,7 +6,7 @@ use crate::chat::adapter::header_text;
 use crate::chat::{
     AckWords, HookContext, Inbound, Rejection, Replies, Request, check_replay_window,
 };
-use crate::domain::{Platform, parse_after_trigger};
+use crate::domain::{Origin, Platform, parse_after_trigger};
 use crate::render::command::Flavor;
 use crate::store::Ack;
 use crate::store::NewRun;
@@ -55,13 +55,15 @@ impl Client {
         let (team_id, team_name) = activity.team();
         let (channel_id, channel_name) = activity.channel();
         let base = Box::new(NewRun {
-            platform: Platform::Teams,
-            team_id,
-            team_name,
-            channel_id,
-            channel_name,
-            user_id: activity.user_id(),
-            user_name: activity.user_name(),
+            origin: Origin {
+                platform: Platform::Teams,
+                team_id,
+                team_name,
+                channel_id,
+                channel_name,
+                user_id: activity.user_id(),
+                user_name: activity.user_name(),
+            },
             message_id: activity.message_id().to_string(),
             thread_root_id: activity.thread_root(),
             message: format!("@{mention} {text}"),

@@ -348,8 +348,11 @@ mod tests {
     fn run(status: RunStatus) -> RunRow {
         RunRow {
             run_id: RunId(7),
-            platform: crate::domain::Platform::Teams,
-            user_name: "José \"Quote\" Müller\\".into(),
+            origin: crate::domain::Origin {
+                platform: crate::domain::Platform::Teams,
+                user_name: "José \"Quote\" Müller\\".into(),
+                ..crate::render::samples::run(status).origin
+            },
             args: "branch=\"x\\y\"".into(),
             hook: "team".into(),
             started_at: Some(0),

@@ -169,7 +169,7 @@ async fn store_on(
     let mut first_of: HashMap<(&str, &str), usize> = HashMap::new();
     let mut plans = Vec::with_capacity(news.len());
     for (i, (((new, _), words), done)) in news.iter().zip(words).zip(dones).enumerate() {
-        let key = (new.platform.as_str(), new.message_id.as_str());
+        let key = (new.origin.platform.as_str(), new.message_id.as_str());
         if let Some(existing) = stored.get(&key) {
             plans.push(Plan::Stored(existing.clone()));
             continue;
@@ -295,7 +295,7 @@ async fn look_up<'a>(
 )> {
     let keys: Vec<serde_json::Value> = news
         .iter()
-        .map(|(new, _)| serde_json::json!([new.platform, new.message_id]))
+        .map(|(new, _)| serde_json::json!([new.origin.platform, new.message_id]))
         .collect();
     let mut jobs: Vec<&str> = news.iter().map(|(new, _)| new.job.as_str()).collect();
     jobs.sort_unstable();
@@ -345,10 +345,10 @@ async fn look_up<'a>(
             let (platform, message_id): (&str, &str) = (row.try_get(1)?, row.try_get(2)?);
             if let Some((new, _)) = news
                 .iter()
-                .find(|(new, _)| new.platform == platform && new.message_id == message_id)
+                .find(|(new, _)| new.origin.platform == platform && new.message_id == message_id)
             {
                 stored.insert(
-                    (new.platform.as_str(), new.message_id.as_str()),
+                    (new.origin.platform.as_str(), new.message_id.as_str()),
                     Inserted {
                         run_id: row.try_get(3)?,
                         ack_text: row.try_get(4)?,
@@ -395,13 +395,13 @@ fn row(run_id: RunId, new: &NewRun, now: i64, ack_text: &str) -> serde_json::Val
     };
     serde_json::json!([
         run_id.0,
-        new.platform,
-        new.team_id,
-        new.team_name,
-        new.channel_id,
-        new.channel_name,
-        new.user_id,
-        new.user_name,
+        new.origin.platform,
+        new.origin.team_id,
+        new.origin.team_name,
+        new.origin.channel_id,
+        new.origin.channel_name,
+        new.origin.user_id,
+        new.origin.user_name,
         new.message_id,
         new.thread_root_id,
         new.message,
