@@ -42,9 +42,10 @@ async fn get_json(client: &reqwest::Client, url: &str) -> Option<serde_json::Val
 }
 
 async fn chatrun(dir: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_chatrun"))
+    Command::new(common::chatrun_bin())
         .args(args)
         .current_dir(dir)
+        .env_remove("CHATRUN_BIN")
         .env("RUST_LOG", "warn")
         .output()
         .await
@@ -83,9 +84,11 @@ async fn main() {
     )
     .expect("the configuration");
 
-    let mut server = Command::new(env!("CARGO_BIN_EXE_chatrun"))
+    let mut server = Command::new(common::chatrun_bin())
         .args(["serve", "--config", "chatrun.toml"])
         .current_dir(dir.path())
+        // chatrun reads every CHATRUN_ variable as a setting, and has none by that name.
+        .env_remove("CHATRUN_BIN")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

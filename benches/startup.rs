@@ -20,7 +20,10 @@ use std::time::{Duration, Instant};
 use chatrun::store::Store;
 
 const ROUNDS: usize = 7;
-const BIN: &str = env!("CARGO_BIN_EXE_chatrun");
+/// The chatrun under test: `CHATRUN_BIN`, else the release binary cargo built with the bench.
+fn bin() -> std::path::PathBuf {
+    std::env::var_os("CHATRUN_BIN").map_or_else(|| env!("CARGO_BIN_EXE_chatrun").into(), Into::into)
+}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -67,9 +70,11 @@ fn healthy(port: u16) -> bool {
 
 fn spawn(dir: &Path) -> Child {
     let log = std::fs::File::create(dir.join("chatrun.log")).expect("log file");
-    Command::new(BIN)
+    Command::new(bin())
         .args(["serve", "--config", "chatrun.toml"])
         .current_dir(dir)
+        // chatrun reads every CHATRUN_ variable as a setting, and has none by that name.
+        .env_remove("CHATRUN_BIN")
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("log file"))
         .stderr(log)
@@ -205,7 +210,7 @@ async fn main() {
     let mut version = Vec::new();
     for _ in 0..ROUNDS {
         let start = Instant::now();
-        let status = Command::new(BIN)
+        let status = Command::new(bin())
             .arg("--version")
             .stdout(Stdio::null())
             .status()
