@@ -169,23 +169,36 @@ async fn serve(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
 }
 
 fn check(config: Option<PathBuf>) -> ExitCode {
-    let (problems, summary) = match Config::load(config.as_deref()) {
-        Err(err) => (err.0, None),
-        Ok(config) => match catalog::load(&config.jobs_dir) {
-            Ok(catalog) => {
-                let names: Vec<&str> = catalog.jobs().map(|j| j.name.as_str()).collect();
-                let summary = format!(
-                    "{}: ok; {} job(s) in {}: {}",
-                    config.source,
-                    names.len(),
-                    config.jobs_dir.display(),
-                    names.join(", ")
-                );
-                (Vec::new(), Some(summary))
-            }
-            Err(problems) => (problems, None),
-        },
+    let mut problems = Vec::new();
+    // The jobs are checked even when the configuration has problems, in the folder it names
+    // (or would name).
+    let (source, jobs_dir) = match Config::load(config.as_deref()) {
+        Ok(config) => (config.source, config.jobs_dir),
+        Err(err) => {
+            problems.extend(err.0);
+            (String::new(), Config::jobs_dir_hint(config.as_deref()))
+        }
     };
+    let mut summary = None;
+    match catalog::load(&jobs_dir) {
+        Ok(catalog) => {
+            let names: Vec<&str> = catalog.jobs().map(|j| j.name.as_str()).collect();
+            summary = Some(format!(
+                "{source}: ok; {} job(s) in {}: {}",
+                names.len(),
+                jobs_dir.display(),
+                names.join(", ")
+            ));
+        }
+        Err(found) => problems.extend(found),
+    }
+    for path in catalog::ignored_files(&jobs_dir) {
+        eprintln!(
+            "warning: {}: not a .toml file, so not a job (a job is {}/NAME.toml)",
+            path.display(),
+            jobs_dir.display()
+        );
+    }
     if problems.is_empty() {
         println!("{}", summary.unwrap_or_default());
         ExitCode::SUCCESS

@@ -56,6 +56,9 @@ impl App {
         if catalog.is_empty() {
             tracing::warn!(dir = %config.jobs_dir.display(), "no jobs defined: add NAME.toml files");
         }
+        for path in catalog::ignored_files(&config.jobs_dir) {
+            tracing::warn!(file = %path.display(), "not a .toml file, so not a job: ignored");
+        }
         std::fs::create_dir_all(&config.data_dir).with_context(|| {
             format!(
                 "cannot create the data folder {}",

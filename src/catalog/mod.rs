@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::domain::problem::{Key, take_unknown_keys};
 use crate::domain::{BUILT_INS, Platform, Problem};
 
 pub mod args;
@@ -196,6 +197,48 @@ impl Catalog {
     }
 }
 
+/// Every key a job file may hold (the fields of the raw structs below), to report all unknown
+/// keys at once.
+const JOB_KEYS: &[Key] = &[
+    Key::Value("description"),
+    Key::Value("timeout"),
+    Key::Value("keep_going"),
+    Key::Value("retry_interrupted"),
+    Key::Value("concurrency"),
+    Key::Value("queue_limit"),
+    Key::Value("on_new"),
+    Key::Value("secret_env"),
+    Key::Named(
+        "params",
+        &[
+            Key::Value("description"),
+            Key::Value("default"),
+            Key::Value("pattern"),
+            Key::Value("choices"),
+            Key::Value("positional"),
+        ],
+    ),
+    Key::Table(
+        "allow",
+        &[
+            Key::Value("users"),
+            Key::Value("channels"),
+            Key::Value("teams"),
+            Key::Value("admins"),
+        ],
+    ),
+    Key::Tables(
+        "steps",
+        &[
+            Key::Value("name"),
+            Key::Value("run"),
+            Key::Value("workdir"),
+            Key::Value("env"),
+            Key::Value("junit"),
+        ],
+    ),
+];
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawJob {
@@ -251,6 +294,19 @@ struct RawStep {
     env: BTreeMap<String, String>,
     #[serde(default)]
     junit: Option<String>,
+}
+
+/// The files in `dir` that are not job files (not `*.toml`), which [`load`] ignores: worth a
+/// warning, since `build.yml` or `build.toml.bak` looks like a job to whoever wrote it.
+pub fn ignored_files(dir: &Path) -> Vec<PathBuf> {
+    let mut ignored: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().is_none_or(|e| e != "toml"))
+        .collect();
+    ignored.sort();
+    ignored
 }
 
 /// Reads every `*.toml` in `dir`.
@@ -318,7 +374,24 @@ pub fn parse_job(name: &str, text: &str, base: &Path) -> Result<JobDef, Vec<(Str
     if let Err(message) = check_name(name) {
         problems.push((String::new(), message));
     }
-    let raw: RawJob = match toml::from_str(text) {
+    let mut table: toml::Table = match toml::from_str(text) {
+        Ok(table) => table,
+        Err(err) => {
+            problems.push((String::new(), err.to_string().trim_end().to_string()));
+            return Err(problems);
+        }
+    };
+    // Every unknown key at once; the rest is still read and checked.
+    problems.extend(take_unknown_keys(&mut table, JOB_KEYS));
+    // A number without a unit is the common slip: say how to write it.
+    if let Some(toml::Value::Integer(n)) = table.get("timeout") {
+        problems.push((
+            "timeout".into(),
+            format!("`{n}` has no unit: write a duration such as \"{n}s\" or \"{n}m\""),
+        ));
+        table.remove("timeout");
+    }
+    let raw: RawJob = match toml::Value::Table(table).try_into() {
         Ok(raw) => raw,
         Err(err) => {
             problems.push((String::new(), err.to_string().trim_end().to_string()));

@@ -26,6 +26,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::domain::Problem;
+use crate::domain::problem::take_unknown_keys;
 
 /// The file read when `--config` is not given, if it exists in the working directory.
 pub const DEFAULT_FILE: &str = "chatrun.toml";
@@ -188,34 +189,82 @@ impl Config {
         text: &str,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, Error> {
-        let problem = |key: &str, message: String| Problem {
+        let problem = |source: &str, key: &str, message: String| Problem {
             source: source.to_string(),
             key: key.to_string(),
             message,
         };
-        let overrides = env_overrides(env);
-        let raw: RawConfig = if overrides.is_empty() {
-            toml::from_str(text).map_err(|err| Error(vec![problem("", toml_message(&err))]))?
-        } else {
-            let mut table: toml::Table =
-                toml::from_str(text).map_err(|err| Error(vec![problem("", toml_message(&err))]))?;
-            let names: Vec<String> = overrides.iter().map(|o| o.0.clone()).collect();
-            for (_, path, value) in overrides {
-                prepare_arrays(&mut table, &path);
-                set_path(&mut table, &path, value);
+        let mut table: toml::Table = toml::from_str(text)
+            .map_err(|err| Error(vec![problem(source, "", toml_message(&err))]))?;
+        // Every unknown key at once; the rest is still read and checked.
+        let mut problems: Vec<Problem> = take_unknown_keys(&mut table, KEYS)
+            .into_iter()
+            .map(|(key, message)| problem(source, &key, message))
+            .collect();
+        // Which variable set which key, so a problem with its value names the variable.
+        let mut set_by: Vec<(String, String)> = Vec::new();
+        for (name, path, value) in env_overrides(env) {
+            let mut alone = toml::Table::new();
+            prepare_arrays(&mut alone, &path);
+            set_path(&mut alone, &path, value.clone());
+            if let Some((key, message)) = take_unknown_keys(&mut alone, KEYS).into_iter().next() {
+                problems.push(problem(
+                    &name,
+                    &key,
+                    message.replace("unknown key", "names no configuration key"),
+                ));
+                continue;
             }
-            toml::Value::Table(table).try_into().map_err(|err| {
-                Error(vec![problem(
-                    "",
+            prepare_arrays(&mut table, &path);
+            set_path(&mut table, &path, value);
+            set_by.push((path.join("."), name));
+        }
+        let raw: RawConfig = match toml::Value::Table(table).try_into() {
+            Ok(raw) => raw,
+            Err(err) => {
+                let names: Vec<&str> = set_by.iter().map(|(_, name)| name.as_str()).collect();
+                let message = if names.is_empty() {
+                    toml_message(&err)
+                } else {
                     format!(
                         "{} (after applying {})",
                         toml_message(&err),
                         names.join(", ")
-                    ),
-                )])
-            })?
+                    )
+                };
+                problems.push(problem(source, "", message));
+                return Err(Error(problems));
+            }
         };
-        Self::validate(source, raw)
+        match Self::validate(source, raw) {
+            Ok(config) if problems.is_empty() => Ok(config),
+            Ok(_) => Err(Error(problems)),
+            Err(Error(found)) => {
+                // A value from the environment is the variable's problem, not the file's.
+                problems.extend(found.into_iter().map(|mut p| {
+                    if let Some((_, name)) = set_by.iter().find(|(key, _)| *key == p.key) {
+                        p.source = format!("{name} (environment)");
+                    }
+                    p
+                }));
+                Err(Error(problems))
+            }
+        }
+    }
+
+    /// Where the jobs are, as far as the configuration can tell even when it has problems:
+    /// `CHATRUN_JOBS_DIR`, else the file's `jobs_dir` if it reads as TOML, else `jobs`. For
+    /// `chatrun check`, which checks the jobs whatever the configuration's problems.
+    pub fn jobs_dir_hint(path: Option<&Path>) -> PathBuf {
+        if let Some(dir) = std::env::var_os("CHATRUN_JOBS_DIR").filter(|d| !d.is_empty()) {
+            return dir.into();
+        }
+        let path = path.map_or_else(|| PathBuf::from(DEFAULT_FILE), Path::to_path_buf);
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|text| text.parse::<toml::Table>().ok())
+            .and_then(|table| table.get("jobs_dir")?.as_str().map(PathBuf::from))
+            .unwrap_or_else(default_jobs_dir)
     }
 
     /// The local token's file: generated on first start, accepted while `mattermost.tokens` is
@@ -361,6 +410,42 @@ mod tests {
             err.to_string().contains("`10MB` is not a whole number"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_problem_with_a_value_from_the_environment_names_the_variable() {
+        let err =
+            Config::parse("c.toml", "workers = 2\n", env(&[("CHATRUN_WORKERS", "0")])).unwrap_err();
+        assert_eq!(err.0.len(), 1, "{err}");
+        assert_eq!(err.0[0].source, "CHATRUN_WORKERS (environment)");
+        assert_eq!(err.0[0].key, "workers");
+    }
+
+    #[test]
+    fn every_unknown_key_is_listed_beside_the_other_problems() {
+        let err = Config::parse(
+            "c.toml",
+            "wrokers = 2\nlisten = \"nowhere\"\n[outbox]\nretry_base = 5\n",
+            env(&[("CHATRUN_MATTERMOST__TOKEN", "t")]),
+        )
+        .unwrap_err();
+        let found: Vec<(&str, &str)> = err
+            .0
+            .iter()
+            .map(|p| (p.source.as_str(), p.key.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("c.toml", "wrokers"),
+                ("c.toml", "outbox.retry_base"),
+                ("CHATRUN_MATTERMOST__TOKEN", "mattermost.token"),
+                ("c.toml", "listen"),
+            ],
+            "{err}"
+        );
+        assert!(err.to_string().contains("did you mean `workers`?"), "{err}");
+        assert!(err.to_string().contains("did you mean `tokens`?"), "{err}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! an empty file is valid.
 
 use super::*;
+use crate::domain::problem::Key;
 
 /// What the TOML file may contain. Every field has a default, so an empty file is valid.
 #[derive(Debug, Deserialize)]
@@ -175,3 +176,59 @@ pub(super) fn default_retry_max_secs() -> u64 {
 pub(super) fn default_give_up_after() -> String {
     "24h".into()
 }
+
+/// Every key the file may hold (the fields above), to report all unknown keys at once.
+pub(super) const KEYS: &[Key] = &[
+    Key::Value("listen"),
+    Key::Value("database_url"),
+    Key::Value("jobs_dir"),
+    Key::Value("data_dir"),
+    Key::Value("public_url"),
+    Key::Value("workers"),
+    Key::Value("lease_secs"),
+    Key::Value("kill_grace_secs"),
+    Key::Value("job_nice"),
+    Key::Value("shutdown_grace_secs"),
+    Key::Value("rate_limit_per_minute"),
+    Key::Value("max_body_bytes"),
+    Key::Value("replay_window"),
+    Key::Value("busy_timeout_ms"),
+    Key::Value("max_log_bytes"),
+    Key::Table(
+        "mattermost",
+        &[
+            Key::Value("tokens"),
+            Key::Value("url"),
+            Key::Value("bot_token"),
+            Key::Value("bot_user_id"),
+        ],
+    ),
+    Key::Table(
+        "teams",
+        &[Key::Tables(
+            "webhooks",
+            &[
+                Key::Value("name"),
+                Key::Value("secret"),
+                Key::Value("follow_up_url"),
+            ],
+        )],
+    ),
+    Key::Table(
+        "outbox",
+        &[
+            Key::Value("retry_base_ms"),
+            Key::Value("retry_max_secs"),
+            Key::Value("give_up_after"),
+        ],
+    ),
+    Key::Table(
+        "web",
+        &[
+            Key::Value("open"),
+            Key::Value("password"),
+            Key::Tables("users", &[Key::Value("name"), Key::Value("password_hash")]),
+            Key::Value("trust_header"),
+        ],
+    ),
+];

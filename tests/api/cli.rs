@@ -64,6 +64,42 @@ async fn check_lists_every_problem_of_config_and_jobs_and_fails() {
 }
 
 #[tokio::test]
+async fn check_reports_every_unknown_key_and_the_jobs_despite_a_bad_config() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("jobs")).unwrap();
+    std::fs::write(
+        dir.path().join("jobs/build.toml"),
+        "timeout = 600
+descriptoin = \"x\"\n[[steps]]\nnme = \"x\"\nrun = [\"true\"]\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("jobs/deploy.yml"), "steps: []\n").unwrap();
+    std::fs::write(
+        dir.path().join("chatrun.toml"),
+        "wrokers = 2\nlisten_addr = \"x\"\n[mattermost]\ntoken = [\"t\"]\n",
+    )
+    .unwrap();
+
+    let output = chatrun(dir.path(), &["check"]).await;
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for expected in [
+        "chatrun.toml: wrokers: unknown key; did you mean `workers`?",
+        "chatrun.toml: listen_addr: unknown key",
+        "chatrun.toml: mattermost.token: unknown key; did you mean `tokens`?",
+        "build.toml: descriptoin: unknown key; did you mean `description`?",
+        "build.toml: steps[0].nme: unknown key; did you mean `name`?",
+        "build.toml: timeout: `600` has no unit: write a duration such as \"600s\"",
+        "warning: jobs/deploy.yml: not a .toml file, so not a job",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing {expected:?} in:\n{stderr}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn trigger_sends_a_mattermost_webhook_and_prints_the_acknowledgement() {
     let app = spawn_app().await;
     let url = format!("{}/hooks/mattermost", app.base);
