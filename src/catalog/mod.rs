@@ -787,7 +787,11 @@ run = ["deploy", "{target}"]
     fn rejects_unknown_keys_and_built_in_names() {
         let problems =
             parse_job("build", "[[steps]]\nnmae = \"x\"\n", Path::new(BASE)).unwrap_err();
-        assert!(problems[0].1.contains("nmae"), "{problems:?}");
+        assert_eq!(problems[0].0, "steps[0].nmae", "{problems:?}");
+        assert!(
+            problems[0].1.contains("did you mean `name`?"),
+            "{problems:?}"
+        );
         let problems = parse_job(
             "help",
             "[[steps]]\nname = \"x\"\nrun = [\"true\"]\n",
