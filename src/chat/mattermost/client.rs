@@ -1,6 +1,7 @@
 //! Mattermost's REST API, as the bot: posting replies, finding a reply an attempt posted whose
 //! answer was lost, learning where a trigger post sits and the bot's own user id.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -34,6 +35,9 @@ pub struct Client {
     /// The bot's user id, once learnt ([`Client::learn_bot_user_id`]); its own posts are
     /// ignored.
     pub(super) bot_user_id: Arc<OnceLock<String>>,
+    /// Whether a failed thread look-up has been reported (once: each one delays an
+    /// acknowledgement).
+    lookup_failed: Arc<AtomicBool>,
 }
 
 #[derive(Deserialize)]
@@ -56,6 +60,7 @@ impl Client {
             settings,
             tokens,
             bot_user_id: Arc::default(),
+            lookup_failed: Arc::default(),
         }
     }
 
@@ -104,22 +109,27 @@ impl Client {
             .timeout(THREAD_LOOKUP_TIMEOUT)
             .send()
             .await;
-        let found = match response {
+        let failure = match response {
             Ok(response) if response.status().is_success() => {
-                response.json::<PostInfo>().await.ok()
+                return response
+                    .json::<PostInfo>()
+                    .await
+                    .map_or(Thread::Unknown, |post| Thread::from_root_id(&post.root_id));
             }
-            Ok(response) => {
-                tracing::warn!(status = %response.status(), post = post_id,
-                    "cannot look up the trigger post; replying at the top of the channel");
-                None
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, post = post_id,
-                    "cannot look up the trigger post; replying at the top of the channel");
-                None
-            }
+            Ok(response) => response.status().to_string(),
+            Err(err) => describe(&err.without_url()),
         };
-        found.map_or(Thread::Unknown, |post| Thread::from_root_id(&post.root_id))
+        if self.lookup_failed.swap(true, Ordering::Relaxed) {
+            tracing::debug!(error = %failure, post = post_id,
+                "cannot look up the trigger post; replying at the top of the channel");
+        } else {
+            tracing::warn!(error = %failure, post = post_id, %url,
+                "cannot look up the trigger post in Mattermost (mattermost.url): replying at the top \
+                 of the channel, and while this lasts each acknowledgement waits up to {} s for the \
+                 look-up (said once; later failures are logged at debug)",
+                THREAD_LOOKUP_TIMEOUT.as_secs());
+        }
+        Thread::Unknown
     }
 
     /// The bot's user id, from `GET /api/v4/users/me`.
