@@ -56,6 +56,27 @@ async fn a_signed_mention_queues_the_job_and_answers_with_a_message() {
 }
 
 #[tokio::test]
+async fn a_person_mentioned_before_the_bot_is_not_part_of_the_command() {
+    let app = spawn_app().await;
+
+    let response = post_fresh(
+        &app,
+        "/hooks/teams",
+        include_bytes!("../fixtures/teams/mention-before-bot.json"),
+    )
+    .await;
+
+    assert_eq!(response.status(), 200);
+    let reply: Value = response.json().await.unwrap();
+    let text = reply["text"].as_str().unwrap();
+    assert!(text.contains("Queued run **#1** of **build**"), "{text}");
+    let run = app.finished_run(1).await;
+    assert_eq!(run.job, "build");
+    assert!(run.args.contains("feature/y"), "{}", run.args);
+    assert!(!run.args.contains("Pranav"), "{}", run.args);
+}
+
+#[tokio::test]
 async fn the_result_card_reaches_the_workflow_and_is_a_valid_adaptive_card() {
     let app = spawn_app().await;
     post_fresh(&app, "/hooks/teams", SAMPLE1).await;

@@ -324,23 +324,42 @@ impl Activity {
     }
 }
 
-/// The command in a message's `text`: the webhook's own `<at>…</at>` mention removed (the one
-/// whose text is `mention_name`, else the first), other tags replaced by spaces, entities
-/// decoded once, whitespace collapsed. Returns the command and the removed mention's text.
+/// The command in a message's `text`: what follows the webhook's own `<at>…</at>` mention (the
+/// one whose text is `mention_name`, else the first), or what precedes it when nothing follows
+/// (`build web @BuildBot`); other people's mentions are not words of the command and go, other
+/// tags become spaces, entities are decoded once, whitespace collapsed. Returns the command and
+/// the webhook's mention's text.
 pub fn command_text(text: &str, mention_name: Option<&str>) -> (String, String) {
     let mentions = find_mentions(text);
     let chosen = mentions
         .iter()
         .find(|m| mention_name.is_some_and(|name| clean(m.inner).eq_ignore_ascii_case(name.trim())))
         .or(mentions.first());
-    let (rest, mention) = match chosen {
-        Some(m) => (
-            format!("{} {}", &text[..m.start], &text[m.end..]),
-            clean(m.inner),
-        ),
-        None => (text.to_string(), String::new()),
-    };
-    (clean(&rest), mention)
+    match chosen {
+        Some(m) => {
+            let after = clean(&without_mentions(&text[m.end..]));
+            let command = if after.is_empty() {
+                clean(&without_mentions(&text[..m.start]))
+            } else {
+                after
+            };
+            (command, clean(m.inner))
+        }
+        None => (clean(text), String::new()),
+    }
+}
+
+/// `text` with every `<at>…</at>` element replaced by a space.
+fn without_mentions(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut from = 0;
+    for m in find_mentions(text) {
+        out.push_str(&text[from..m.start]);
+        out.push(' ');
+        from = m.end;
+    }
+    out.push_str(&text[from..]);
+    out
 }
 
 pub(super) struct Mention<'a> {

@@ -289,17 +289,19 @@ mod tests {
             ),
             // No space after the mention.
             ("<at>BuildBot</at>build web", "build web"),
-            // Several mentions: only ours goes, the others' names stay as text.
+            // Several mentions: the command follows ours; other people's are not its words.
             (
                 "<at>BuildBot</at> <at>Larry Brown</at> please build x",
-                "Larry Brown please build x",
+                "please build x",
             ),
             (
-                "<at>Larry Brown</at> <AT>BuildBot</AT> build x",
-                "Larry Brown build x",
+                "<at>Pranav Smith</at> <AT>BuildBot</AT> build feature/y",
+                "build feature/y",
             ),
-            // Mention not first.
-            ("Hey <at>BuildBot</at> build x", "Hey build x"),
+            // Mention not first: what follows it.
+            ("Hey <at>BuildBot</at> build x", "build x"),
+            // Nothing after it: what came before.
+            ("build x <at>BuildBot</at>&nbsp;\n", "build x"),
             // Only the mention.
             ("<at>BuildBot</at>&nbsp;\n", ""),
             // HTML inside the text, entities decoded once.
