@@ -15,11 +15,24 @@ use crate::domain::random_id;
 
 /// Run builds and tests from chat.
 ///
-/// chatrun receives Mattermost outgoing webhooks (`#build` in a channel), queues a run of the
-/// job in SQLite, answers at once with the run's number and link, runs the job's steps and
-/// posts the result in the trigger's thread. Every run, with its output, is on the history page.
+/// chatrun receives Mattermost outgoing webhooks (`#build` in a channel) and Microsoft Teams
+/// outgoing webhooks (`@BuildBot build`), queues a run of the job, answers at once with the
+/// run's number and link, runs the job's steps and posts the result in the trigger's thread (a
+/// Markdown table in Mattermost, an Adaptive Card in Teams). Every run, with its live output,
+/// is on the history pages at http://127.0.0.1:8080 (the JSON API under /api/runs).
+///
+/// Try it without a chat server: `chatrun serve` in one terminal, `chatrun trigger "#build"` in
+/// another, then open the link it prints.
 #[derive(Debug, Parser)]
-#[command(name = "chatrun", version, propagate_version = true)]
+#[command(
+    name = "chatrun",
+    version,
+    propagate_version = true,
+    after_help = "Configuration: ./chatrun.toml (or --config), every key documented in \
+config/example.toml; environment variables override it: CHATRUN_KEY for a top-level key \
+(CHATRUN_WORKERS=4), CHATRUN_SECTION__KEY for a key in a section \
+(CHATRUN_MATTERMOST__BOT_TOKEN=…). `chatrun check` lists every problem."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -143,8 +156,9 @@ async fn serve(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     );
     if state.config.mattermost.tokens.is_empty() {
         println!(
-            "  local token    {} (no mattermost.tokens configured); try: chatrun trigger \"#build\"",
-            state.config.local_token_path().display()
+            "  local token    {} (no mattermost.tokens configured); try: {} trigger \"#build\"",
+            state.config.local_token_path().display(),
+            invocation()
         );
     }
     for hook in &state.config.teams {
@@ -243,13 +257,36 @@ struct TriggerArgs {
     text: String,
 }
 
+/// Who is at the terminal: `$USER`, else `$LOGNAME` (as in a container or under cron, where
+/// `$USER` is often unset), when set and not empty.
+fn login_name() -> Option<String> {
+    ["USER", "LOGNAME"]
+        .iter()
+        .filter_map(|var| std::env::var(var).ok())
+        .map(|name| name.trim().to_string())
+        .find(|name| !name.is_empty())
+}
+
+/// How to run chatrun again as it was run now: `cargo run --` when it is cargo's build (so the
+/// hint works as printed), else `chatrun`.
+fn invocation() -> &'static str {
+    let under_cargo = std::env::current_exe()
+        .is_ok_and(|exe| exe.components().any(|c| c.as_os_str() == "target"))
+        && std::env::var_os("CARGO").is_some();
+    if under_cargo {
+        "cargo run --"
+    } else {
+        "chatrun"
+    }
+}
+
 async fn trigger(args: TriggerArgs) -> anyhow::Result<ExitCode> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let config = Config::load(args.config.as_deref())?;
     let user = args
         .user
         .clone()
-        .or_else(|| std::env::var("USER").ok())
+        .or_else(login_name)
         .unwrap_or_else(|| "local".into());
     let request = match &args.teams {
         Some(name) => teams_request(&config, name, &args, &user)?,
@@ -390,4 +427,29 @@ fn local_base(config: &Config) -> String {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
     format!("http://{addr}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hint_after_serve_names_the_command_that_works_here() {
+        // These tests run from cargo's target/ with CARGO set, as `cargo run` does.
+        assert_eq!(invocation(), "cargo run --");
+    }
+
+    #[test]
+    fn the_help_says_teams_the_pages_and_the_environment() {
+        use clap::CommandFactory;
+        let help = Cli::command().render_long_help().to_string();
+        for expected in [
+            "Microsoft Teams",
+            "history pages",
+            "CHATRUN_SECTION__KEY",
+            "trigger",
+        ] {
+            assert!(help.contains(expected), "{expected} missing from:\n{help}");
+        }
+    }
 }
