@@ -296,3 +296,15 @@ async fn injection_attempts_from_teams_are_refused_too() {
     }
     assert!(app.store.list_runs(None, 10).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_command_without_a_run_number_shows_that_command_with_one() {
+    let app = app().await;
+    for (command, post) in [("status", "p-s"), ("cancel", "p-c"), ("retry", "p-r")] {
+        let reply = say(&app, "alice", &format!("#ci {command}"), post).await;
+        assert!(
+            reply.contains(&format!("e.g. **{command} 42**")),
+            "{command}: {reply}"
+        );
+    }
+}

@@ -102,11 +102,7 @@ impl Replies for MattermostReplies {
     }
 
     fn usage(&self, job: &str) -> String {
-        match self.trigger_word.trim() {
-            "" => job.to_string(),
-            word if word.trim_start_matches(['#', '!', '/', '@']) == job => word.to_string(),
-            word => format!("{word} {job}"),
-        }
+        usage(&self.trigger_word, job)
     }
 
     fn ack(&self) -> AckWords {

@@ -41,6 +41,18 @@ pub const MAX_FIELD_BYTES: usize = 1024;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_usage_example_follows_the_trigger_word_but_never_after_a_command_word() {
+        assert_eq!(usage("#build", "build"), "#build");
+        assert_eq!(usage("#ci", "build"), "#ci build");
+        assert_eq!(usage("", "build"), "build");
+        assert_eq!(usage("#help", "build"), "#build");
+        assert_eq!(usage("!status", "deploy"), "!deploy");
+        let jobs = render_jobs(None, None, [("build", "Build it")].into_iter(), "#help");
+        assert!(jobs.contains("e.g. **\\#build**"), "{jobs}");
+        assert!(!jobs.contains("help build"), "{jobs}");
+    }
     use crate::domain::{RunStatus, StepStatus};
 
     const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mattermost");

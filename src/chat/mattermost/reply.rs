@@ -42,11 +42,10 @@ pub fn render_jobs<'a>(
     trigger_word: &str,
 ) -> String {
     let jobs: Vec<_> = jobs.collect();
-    let example = match (trigger_word.trim(), jobs.first()) {
-        ("", Some((name, _))) => (*name).to_string(),
-        (word, Some((name, _))) => format!("{word} {name}"),
-        (_, None) => String::new(),
-    };
+    let example = jobs
+        .first()
+        .map(|(name, _)| usage(trigger_word, name))
+        .unwrap_or_default();
     let text = JobsMessage {
         unknown,
         suggestion,
@@ -56,6 +55,24 @@ pub fn render_jobs<'a>(
     .render()
     .expect("the jobs template renders");
     truncate_runes(text.trim(), MAX_RUNES)
+}
+
+/// How a user starts `job` with the webhook whose trigger word is `trigger_word`: `#build` when
+/// the word is the job's own, `#ci build` after a generic word, the job alone in a channel
+/// webhook without one. A word that is itself a command (`#help`) is no generic word: the
+/// example is the job's own word (`#build`), never `#help build`.
+pub fn usage(trigger_word: &str, job: &str) -> String {
+    let word = trigger_word.trim();
+    let bare = word.trim_start_matches(['#', '!', '/', '@']);
+    if word.is_empty() {
+        job.to_string()
+    } else if bare == job {
+        word.to_string()
+    } else if crate::domain::BUILT_INS.contains(&bare) {
+        format!("{}{job}", &word[..word.len() - bare.len()])
+    } else {
+        format!("{word} {job}")
+    }
 }
 
 /// The result message of a finished run: the table (with test counts when steps name test
