@@ -96,6 +96,7 @@ fn replies(c: &mut Criterion) {
         job: "build",
         user: "alice",
         place: 1,
+        starts_now: false,
         wait: Some(3_500),
         args: "api-server",
         link: LINK,

@@ -35,6 +35,9 @@ pub struct AckFacts<'a> {
     pub user: &'a str,
     /// The run's place in its job's queue (1: next).
     pub place: i64,
+    /// Whether it is next and its job has a free slot (fewer runs running than its
+    /// `concurrency`): it starts as soon as a worker takes it, so it is not "in the queue".
+    pub starts_now: bool,
     /// The expected wait (ms), when the job has history.
     pub wait: Option<i64>,
     /// What followed the job's name.

@@ -59,6 +59,7 @@ pub async fn enqueue(
                 job: &new.job,
                 user: &new.origin.user_name,
                 place: position.place,
+                starts_now: position.place == 1 && position.running < new.concurrency.max(1),
                 wait: wait.filter(|w| *w > 0),
                 args: &new.args,
                 link: &format!("{}/runs/{run_id}", config.public_url),

@@ -15,7 +15,7 @@ async fn a_form_trigger_is_stored_and_acknowledged_in_its_thread() {
     assert_eq!(reply["response_type"], "comment");
     let text = reply["text"].as_str().unwrap();
     assert!(
-        text.contains("run **#1** of **build** (branch=main target=all) for @alice, position 1"),
+        text.contains("run **#1** of **build** (branch=main target=all) for @alice, starting now"),
         "{text}"
     );
     assert!(text.contains(&format!("{}/runs/1", app.base)), "{text}");

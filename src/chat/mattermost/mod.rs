@@ -365,6 +365,7 @@ mod tests {
             job: "build",
             user: "alice",
             place: 1,
+            starts_now: false,
             wait: None,
             args: "",
             link: "http://ci/runs/42",
@@ -380,6 +381,15 @@ mod tests {
         });
         assert!(
             text.contains("**build** (target=web note=@\u{200B}channel) for"),
+            "{text}"
+        );
+        let text = render_ack(&render::AckFacts {
+            starts_now: true,
+            wait: Some(95_000),
+            ..facts
+        });
+        assert!(
+            text.contains("for @alice, starting now. Details:"),
             "{text}"
         );
         let text = render_refusal("deploy", "`x|y` is not allowed for env");

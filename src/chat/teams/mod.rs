@@ -520,6 +520,7 @@ mod tests {
             job: "build",
             user: "José <b>",
             place: 2,
+            starts_now: false,
             wait: None,
             args: "target=web",
             link: "http://ci/runs/7",
