@@ -114,7 +114,7 @@ async fn run(writer: Writer, mut requests: mpsc::Receiver<Request>, flusher: Arc
 }
 
 /// What happens to one request of a batch.
-enum Plan {
+enum Fate {
     /// Its message was stored before: that run.
     Stored(Inserted),
     /// The same message as an earlier request of this batch: that request's run.
@@ -167,24 +167,24 @@ async fn store_on(
 
     // Number the new runs, in arrival order, and word their acknowledgements.
     let mut first_of: HashMap<(&str, &str), usize> = HashMap::new();
-    let mut plans = Vec::with_capacity(news.len());
+    let mut fates = Vec::with_capacity(news.len());
     for (i, (((new, _), words), done)) in news.iter().zip(words).zip(dones).enumerate() {
         let key = (new.origin.platform.as_str(), new.message_id.as_str());
         if let Some(existing) = stored.get(&key) {
-            plans.push(Plan::Stored(existing.clone()));
+            fates.push(Fate::Stored(existing.clone()));
             continue;
         }
         if let Some(&first) = first_of.get(&key) {
-            plans.push(Plan::SameAs(first));
+            fates.push(Fate::SameAs(first));
             continue;
         }
         let queue = queues.entry(new.job.as_str()).or_default();
         if new.denied.is_none() && new.queue_limit > 0 && queue.waiting >= new.queue_limit {
-            plans.push(Plan::Full(queue.waiting));
+            fates.push(Fate::Full(queue.waiting));
             continue;
         }
         if done.is_closed() {
-            plans.push(Plan::Gone);
+            fates.push(Fate::Gone);
             continue;
         }
         next_id += 1;
@@ -198,7 +198,7 @@ async fn store_on(
             queue.waiting += 1;
         }
         first_of.insert(key, i);
-        plans.push(Plan::Worded {
+        fates.push(Fate::Worded {
             run_id,
             ack: words(run_id, position, new),
         });
@@ -206,17 +206,17 @@ async fn store_on(
 
     let rows: Vec<serde_json::Value> = news
         .iter()
-        .zip(&plans)
-        .filter_map(|((new, now), plan)| match plan {
-            Plan::Worded { run_id, ack } => Some(row(*run_id, new, *now, &ack.text)),
+        .zip(&fates)
+        .filter_map(|((new, now), fate)| match fate {
+            Fate::Worded { run_id, ack } => Some(row(*run_id, new, *now, &ack.text)),
             _ => None,
         })
         .collect();
     let replies: Vec<(RunId, &Delivery, i64)> = news
         .iter()
-        .zip(&plans)
-        .filter_map(|((_, now), plan)| match plan {
-            Plan::Worded {
+        .zip(&fates)
+        .filter_map(|((_, now), fate)| match fate {
+            Fate::Worded {
                 run_id,
                 ack:
                     Ack {
@@ -244,10 +244,10 @@ async fn store_on(
         sqlx::query("commit").execute(&mut *conn).await?;
     }
 
-    let outcome = |plan: &Plan| match plan {
-        Plan::Stored(existing) => Ok(Insert::Stored(existing.clone())),
-        Plan::Full(waiting) => Ok(Insert::QueueFull(*waiting)),
-        Plan::Worded { run_id, ack } => Ok(Insert::Stored(Inserted {
+    let outcome = |fate: &Fate| match fate {
+        Fate::Stored(existing) => Ok(Insert::Stored(existing.clone())),
+        Fate::Full(waiting) => Ok(Insert::QueueFull(*waiting)),
+        Fate::Worded { run_id, ack } => Ok(Insert::Stored(Inserted {
             run_id: *run_id,
             ack_text: ack.text.clone(),
             created: true,
@@ -255,13 +255,13 @@ async fn store_on(
         })),
         // The twin of a request whose caller went away: nothing was stored for the message,
         // and the chat server's retry will be.
-        Plan::Gone | Plan::SameAs(_) => Err(Error::Abandoned),
+        Fate::Gone | Fate::SameAs(_) => Err(Error::Abandoned),
     };
-    Ok(plans
+    Ok(fates
         .iter()
-        .map(|plan| match plan {
+        .map(|fate| match fate {
             // The same message twice: one run, as for a trigger delivered twice.
-            Plan::SameAs(first) => outcome(&plans[*first]).map(|insert| match insert {
+            Fate::SameAs(first) => outcome(&fates[*first]).map(|insert| match insert {
                 Insert::Stored(inserted) => Insert::Stored(Inserted {
                     created: false,
                     reply_queued: false,
@@ -269,7 +269,7 @@ async fn store_on(
                 }),
                 full => full,
             }),
-            plan => outcome(plan),
+            fate => outcome(fate),
         })
         .collect())
 }
