@@ -183,11 +183,12 @@ async fn acknowledged_triggers_survive_sigkill_with_one_run_and_one_reply_each()
     let marker = format!("{}", std::process::id());
     let fake = FakeMattermost::default();
     let mattermost = fake.clone().start().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // A port below the ephemeral range (32768 and up): while chatrun is down between a kill and
+    // its restart, no other test's socket or outgoing connection can be given its port.
+    let port = (0..100)
+        .map(|_| 20_000 + u16::try_from(random_below(10_000)).unwrap())
+        .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
+        .expect("a free port below the ephemeral range");
     std::fs::create_dir(dir.path().join("jobs")).unwrap();
     let job = |retry: bool| {
         format!(
@@ -273,7 +274,18 @@ async fn acknowledged_triggers_survive_sigkill_with_one_run_and_one_reply_each()
         tokio::time::sleep(Duration::from_millis(300 + random_below(900))).await;
         server.kill().await;
         server.start().await;
-        wait_for_within(Duration::from_secs(30), healthy).await;
+        // As wait_for_within, but a restart that does not come up shows its log.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while healthy().await.is_none() {
+            if tokio::time::Instant::now() >= deadline {
+                let log = std::fs::read_to_string(
+                    dir.path().join(format!("chatrun-{}.log", server.starts)),
+                )
+                .unwrap_or_default();
+                panic!("chatrun did not answer within 30 s of its restart; its log:\n{log}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
     for sender in senders {
         sender.await.unwrap();
