@@ -77,8 +77,6 @@ pub enum Rejection {
     /// Not a request chatrun understands, or outside the replay window: 400, the reason safe to
     /// show.
     BadRequest(String),
-    /// No such hook (a name this platform's URLs do not take): 404.
-    NotFound,
 }
 
 /// One chat platform's outgoing side.

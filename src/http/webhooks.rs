@@ -158,7 +158,6 @@ impl From<Rejection> for Error {
         match rejection {
             Rejection::Unauthorized(why) => Self::Unauthorized(why),
             Rejection::BadRequest(message) => Self::BadRequest(message),
-            Rejection::NotFound => Self::NotFound,
         }
     }
 }

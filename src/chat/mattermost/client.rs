@@ -73,20 +73,15 @@ impl Client {
         }
     }
 
-    /// Learns the bot's user id ([`Client::bot_user_id`]), so the bot's own posts are ignored.
+    /// Learns the bot's user id from `GET /api/v4/users/me`, so the bot's own posts are ignored.
     ///
     /// # Errors
     ///
     /// Why it could not be learnt, for the log.
     pub async fn learn_bot_user_id(&self) -> Result<String, String> {
-        let id = self.bot_user_id().await?;
+        let id = self.fetch_bot_user_id().await?;
         let _ = self.bot_user_id.set(id.clone());
         Ok(id)
-    }
-
-    /// The settings it was made with.
-    pub fn settings(&self) -> &Settings {
-        &self.settings
     }
 
     fn rest(&self) -> Result<(&str, &str), DeliveryError> {
@@ -137,7 +132,7 @@ impl Client {
     /// # Errors
     ///
     /// Why it could not be learnt, for the log.
-    pub async fn bot_user_id(&self) -> Result<String, String> {
+    async fn fetch_bot_user_id(&self) -> Result<String, String> {
         let Some((url, token)) = self.settings.rest() else {
             return Err("mattermost.url and mattermost.bot_token are not configured".into());
         };
