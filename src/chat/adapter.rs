@@ -10,7 +10,7 @@ use futures_util::future::BoxFuture;
 
 use super::Replies;
 use super::transport::DeliveryError;
-use crate::domain::{Command, Delivery, Platform, RunRow, StepRow, TestFailureRow};
+use crate::domain::{Address, Command, Delivery, Platform, RunRow, StepRow, TestFailureRow};
 use crate::store::NewRun;
 
 /// A webhook request as it arrived, before anything in it is trusted.
@@ -109,8 +109,12 @@ pub trait Adapter: Send + Sync + fmt::Debug {
     /// Whether a stored delivery's `target` is this platform's.
     fn owns_target(&self, target: &str) -> bool;
 
-    /// The result reply of a finished run, addressed to where it was asked for; `None` when the
-    /// platform cannot post there (no REST API configured, no Workflows URL, no channel).
+    /// Where the result reply of `run` goes (where it was asked for); `None` when the platform
+    /// cannot post there (no REST API configured, no Workflows URL, no channel).
+    fn result_address(&self, run: &RunRow) -> Option<Address>;
+
+    /// The result reply of a finished run, worded from what is stored of it and addressed as
+    /// [`Adapter::result_address`] says; `None` when the platform cannot post there.
     fn result_reply(
         &self,
         run: &RunRow,
@@ -174,6 +178,12 @@ impl Registry {
             .iter()
             .find(|a| a.owns_target(target))
             .map(AsRef::as_ref)
+    }
+
+    /// Where the result reply of `run` goes; `None` when its platform cannot be posted to (or is
+    /// the web's).
+    pub fn result_address(&self, run: &RunRow) -> Option<Address> {
+        self.get(run.origin.platform)?.result_address(run)
     }
 
     /// The result reply of a finished run, worded by its platform; `None` when its platform

@@ -12,7 +12,7 @@ pub mod run;
 pub mod text;
 
 pub use command::{BUILT_INS, Command, closest, parse_after_trigger, parse_command, parse_run_id};
-pub use delivery::Delivery;
+pub use delivery::{Address, Delivery, ReplyIntent};
 pub use ids::{RunId, random_id};
 pub use origin::Origin;
 pub use platform::Platform;

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::chat::{DeliveryError, Registry};
 use crate::config::Config;
-use crate::domain::RunId;
+use crate::domain::{Delivery, ReplyIntent, RunId};
 use crate::store::{self, DeliveryRow, Store, ms, now_ms};
 
 /// How long one POST may take. A claimed delivery is held for twice as long, which covers the
@@ -111,7 +111,10 @@ impl Sender {
         let Some(row) = self.store.try_claim_delivery(now, hold).await? else {
             return Ok(None);
         };
-        let delivery = row.delivery();
+        let delivery = match self.word(&row).await {
+            Ok(delivery) => delivery,
+            Err(err) => return self.failed(&row, err).await.map(Some),
+        };
         let key = delivery_key(row.run_id, row.outbox_id, row.created_at);
         let sent = match self.chat.for_target(&delivery.target) {
             None => Err(DeliveryError::permanent(format!(
@@ -141,6 +144,49 @@ impl Sender {
             }
             Err(err) => self.failed(&row, err).await.map(Some),
         }
+    }
+
+    /// The reply `row` holds, ready to send: a run's result is worded now, by its platform,
+    /// from the run as stored.
+    async fn word(&self, row: &DeliveryRow) -> Result<Delivery, DeliveryError> {
+        let address = match row.intent() {
+            ReplyIntent::Worded(delivery) => return Ok(delivery),
+            ReplyIntent::Result(address) => address,
+        };
+        let run_id = row
+            .run_id
+            .ok_or_else(|| DeliveryError::permanent("a result delivery names no run"))?;
+        let stored = async {
+            let Some(run) = self.store.get_run(run_id).await? else {
+                return Ok(None);
+            };
+            let steps = self.store.steps(run_id).await?;
+            let failures = self.store.test_failures(run_id).await?;
+            Ok::<_, store::Error>(Some((run, steps, failures)))
+        };
+        let (run, steps, failures) = stored
+            .await
+            .map_err(|err| {
+                DeliveryError::retryable(format!(
+                    "cannot read run #{run_id} to word its result: {err}"
+                ))
+            })?
+            .ok_or_else(|| DeliveryError::permanent(format!("run #{run_id} no longer exists")))?;
+        let worded = self
+            .chat
+            .result_reply(&self.config.public_url, &run, &steps, &failures, now_ms())
+            .ok_or_else(|| {
+                DeliveryError::permanent(format!(
+                    "the configuration no longer lets chatrun post to {}",
+                    address.target
+                ))
+            })?;
+        // To where the run's end said, in the thread its order was kept in.
+        Ok(Delivery {
+            target: address.target,
+            body: worded.body,
+            thread: address.thread,
+        })
     }
 
     async fn failed(&self, row: &DeliveryRow, err: DeliveryError) -> store::Result<Outcome> {
@@ -296,6 +342,7 @@ mod tests {
             thread: None,
             unsure: 0,
             last_error: None,
+            kind: "worded".into(),
         }
     }
 

@@ -6,7 +6,6 @@ mod cancels;
 mod command;
 mod enqueue;
 mod rate;
-mod result;
 mod stop;
 
 use std::sync::Arc;
@@ -17,7 +16,6 @@ pub use cancels::Cancels;
 pub use command::{Answer, execute};
 pub use enqueue::{Refusal, enqueue};
 pub use rate::RateLimit;
-pub use result::result_reply;
 pub use stop::{Stopped, stop};
 
 use crate::catalog::Catalog;

@@ -31,11 +31,7 @@ pub async fn stop(
 ) -> Result<Stopped, Error> {
     if run.status == RunStatus::Queued {
         let now = now_ms();
-        let mut cancelled = run.clone();
-        cancelled.status = RunStatus::Cancelled;
-        cancelled.error = Some(reason.to_string());
-        cancelled.finished_at = Some(now);
-        let reply = super::result_reply(&ctx.chat, &ctx.config.public_url, &cancelled, &[], &[]);
+        let reply = ctx.chat.result_address(run);
         if ctx
             .store
             .cancel_queued(run.run_id, reason, now, reply.as_ref())

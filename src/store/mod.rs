@@ -20,11 +20,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use model::{
     Ack, Claim, DeliveryRow, DeliveryState, Insert, Inserted, JobSteps, NewRun, Position,
-    RunFilter, RunResult, RunSteps, StepResult,
+    RunFilter, RunResult, StepResult,
 };
 pub use sqlite::flush::FlushCounts;
 
-use crate::domain::{Delivery, RunId, RunRow, StepRow, TestFailureRow};
+use crate::domain::{Address, Delivery, RunId, RunRow, StepRow, TestFailureRow};
 
 /// Failures of the store.
 #[derive(Debug, thiserror::Error)]
@@ -167,7 +167,7 @@ delegate! {
         run_id: RunId,
         attempt: i64,
         result: &RunResult,
-        reply: Option<&Delivery>,
+        reply: Option<&Address>,
         last_step: Option<(usize, &StepResult)>,
         next: Option<Claim<'_>>,
     ) -> Result<(bool, Option<RunRow>)>;
@@ -180,7 +180,7 @@ delegate! {
         attempt: i64,
         now: i64,
         error: &str,
-        reply: Option<&Delivery>,
+        reply: Option<&Address>,
     ) -> Result<bool>;
     /// Puts a run whose lease expired back in the queue.
     fn requeue_expired(&self, run_id: RunId, attempt: i64, now: i64) -> Result<bool>;
@@ -194,7 +194,7 @@ delegate! {
         run_id: RunId,
         reason: &str,
         now: i64,
-        reply: Option<&Delivery>,
+        reply: Option<&Address>,
     ) -> Result<bool>;
     /// The queued and running runs, in queue order.
     fn active_runs(&self) -> Result<Vec<RunRow>>;

@@ -4,7 +4,7 @@
 use sqlx::FromRow;
 
 use crate::domain::{
-    Delivery, Origin, Platform, RunId, RunStatus, StepRow, StepStatus, TestFailureRow,
+    Address, Delivery, Origin, Platform, ReplyIntent, RunId, RunStatus, StepStatus,
 };
 
 /// A trigger that became a run, before it is stored.
@@ -105,91 +105,6 @@ impl JobSteps {
     }
 }
 
-/// A run's steps and failed tests, as its worker writes them: the worker keeps this copy as it
-/// goes (each change beside its write), and words the result's reply from it, so the last
-/// write needs to read nothing back.
-#[derive(Debug, Clone, Default)]
-pub struct RunSteps {
-    pub steps: Vec<StepRow>,
-    pub failures: Vec<TestFailureRow>,
-}
-
-impl RunSteps {
-    /// The steps [`super::Store::try_claim`] writes for run `run_id` of a job with steps `names`,
-    /// claimed at `now`.
-    pub fn claimed(run_id: RunId, names: &[&str], now: i64) -> Self {
-        let steps = names
-            .iter()
-            .enumerate()
-            .map(|(position, name)| {
-                let pending =
-                    StepRow::pending(run_id, i64::try_from(position).unwrap_or(i64::MAX), name);
-                if position == 0 {
-                    StepRow {
-                        status: StepStatus::Running,
-                        started_at: Some(now),
-                        ..pending
-                    }
-                } else {
-                    pending
-                }
-            })
-            .collect();
-        Self {
-            steps,
-            failures: Vec::new(),
-        }
-    }
-
-    /// As [`super::Store::start_step`].
-    pub fn start(&mut self, position: usize, now: i64) {
-        if let Some(step) = self.steps.get_mut(position) {
-            step.status = StepStatus::Running;
-            step.started_at = Some(now);
-        }
-    }
-
-    /// As the SQLite backend's `FINISH_STEP` (through [`super::Store::finish_step`] or [`super::Store::finish_run`]).
-    pub fn finish(&mut self, position: usize, result: &StepResult, last: bool) {
-        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-        let tests = result.tests.as_ref();
-        if let Some(step) = self.steps.get_mut(position) {
-            step.status = result.status;
-            step.exit_code = result.exit_code.map(i64::from);
-            step.detail.clone_from(&result.detail);
-            step.finished_at = Some(result.finished_at);
-            step.tests_run = tests.map(|t| count(t.tests));
-            step.tests_failed = tests.map(|t| count(t.failed));
-            step.tests_skipped = tests.map(|t| count(t.skipped));
-            step.tests_duration_ms = tests.map(|t| t.duration_ms);
-            step.report_error.clone_from(&result.report_error);
-            step.output_tail.clone_from(&result.output_tail);
-            let at = i64::try_from(position).unwrap_or(i64::MAX);
-            self.failures.retain(|f| f.position != at);
-            self.failures.extend(
-                tests
-                    .iter()
-                    .flat_map(|t| &t.failures)
-                    .map(|f| TestFailureRow {
-                        position: at,
-                        suite: f.suite.clone(),
-                        name: f.name.clone(),
-                        message: f.message.clone(),
-                        detail: f.detail.clone(),
-                    }),
-            );
-            self.failures.sort_by_key(|f| f.position);
-        }
-        if last {
-            for step in &mut self.steps {
-                if step.status == StepStatus::Pending {
-                    step.status = StepStatus::Skipped;
-                }
-            }
-        }
-    }
-}
-
 /// What a finished step reports.
 #[derive(Debug, Clone)]
 pub struct StepResult {
@@ -245,6 +160,8 @@ pub struct DeliveryRow {
     pub unsure: i64,
     /// Why the previous attempt failed.
     pub last_error: Option<String>,
+    /// `worded` (`body` is what to send) or `result` (its run's result, worded when sent).
+    pub kind: String,
 }
 
 /// How a delivery of a run went, for the run page and the API.
@@ -264,12 +181,20 @@ pub struct DeliveryState {
 }
 
 impl DeliveryRow {
-    /// The delivery to send.
-    pub fn delivery(&self) -> Delivery {
-        Delivery {
-            target: self.target.clone(),
-            body: self.body.clone(),
-            thread: self.thread.clone().unwrap_or_default(),
+    /// What the row holds: a worded reply, or where its run's result goes.
+    pub fn intent(&self) -> ReplyIntent {
+        let thread = self.thread.clone().unwrap_or_default();
+        if self.kind == "result" {
+            ReplyIntent::Result(Address {
+                target: self.target.clone(),
+                thread,
+            })
+        } else {
+            ReplyIntent::Worded(Delivery {
+                target: self.target.clone(),
+                body: self.body.clone(),
+                thread,
+            })
         }
     }
 }

@@ -27,9 +27,9 @@ use crate::config::Config;
 use crate::domain::{RunId, RunRow, RunStatus, StepStatus};
 use crate::logs::LogSink;
 use crate::runner::{self, StepOutcome};
-use crate::service::{Cancels, result_reply};
+use crate::service::Cancels;
 use crate::store::{self, Store, ms, now_ms};
-use crate::store::{RunResult, RunSteps, StepResult};
+use crate::store::{RunResult, StepResult};
 
 /// How often the reaper looks for runs whose lease expired.
 pub const REAP_EVERY: Duration = Duration::from_secs(5);
@@ -226,7 +226,7 @@ impl Worker {
         self.cancels.register(run_id, stop.clone());
         let result = self.execute(&run, &job, &values, &stop, &interrupted).await;
         let cancelled_because = self.cancels.unregister(run_id);
-        let (mut result, steps, last_step) = result?;
+        let (mut result, last_step) = result?;
         let last_step = last_step.as_ref().map(|(position, step)| (*position, step));
         if let Some(reason) = cancelled_because
             && result.status == RunStatus::Cancelled
@@ -250,14 +250,14 @@ impl Worker {
                         humantime::format_duration(self.config.shutdown_grace)
                     );
                     result.error = Some(interrupted_error(&cause, run.attempt > 1));
-                    self.finish(run, result, &steps, last_step, None).await?;
+                    self.finish(run, result, last_step, None).await?;
                 }
             }
             return Ok(Turn::Ran(run_id, None));
         }
         // The next run is claimed with this one's result, unless shutdown began meanwhile.
         let next = (!shutdown.is_cancelled()).then(|| self.claim());
-        let claimed = self.finish(run, result, &steps, last_step, next).await?;
+        let claimed = self.finish(run, result, last_step, next).await?;
         Ok(Turn::Ran(run_id, claimed.map(Box::new)))
     }
 
@@ -273,8 +273,7 @@ impl Worker {
     }
 
     /// Runs the steps in order; a failed step stops the run unless the job keeps going. The
-    /// result, with the run's steps and failed tests as written, and the last step's result,
-    /// which is written with the run's.
+    /// result, and the last step's result, which is written with the run's.
     async fn execute(
         &self,
         run: &RunRow,
@@ -282,10 +281,8 @@ impl Worker {
         values: &std::collections::BTreeMap<String, String>,
         stop: &CancellationToken,
         interrupted: &AtomicBool,
-    ) -> store::Result<(RunResult, RunSteps, Option<(usize, StepResult)>)> {
+    ) -> store::Result<(RunResult, Option<(usize, StepResult)>)> {
         let run_id = run.run_id;
-        let names = job.step_names();
-        let mut steps = RunSteps::claimed(run_id, &names, run.started_at.unwrap_or_default());
         // (The claim wrote the steps' rows, the first one running.) The file itself is made
         // when needed; what an earlier attempt logged is removed first.
         let log_path = self.config.log_file(run_id);
@@ -328,7 +325,6 @@ impl Worker {
             if position > 0 {
                 let now = now_ms();
                 self.store.start_step(run_id, position, now).await?;
-                steps.start(position, now);
             }
             let started = std::time::SystemTime::now();
             log.note(&format!(
@@ -434,7 +430,6 @@ impl Worker {
                     RunStatus::TimedOut | RunStatus::Cancelled | RunStatus::Interrupted
                 )
                 || (status != RunStatus::Succeeded && !job.keep_going);
-            steps.finish(position, &result, last);
             if last {
                 last_step = Some((position, result));
                 break;
@@ -456,7 +451,7 @@ impl Worker {
             log_path: summary.file.then_some(path),
             finished_at: now_ms(),
         };
-        Ok((result, steps, last_step))
+        Ok((result, last_step))
     }
 
     /// Ends a run before its steps: those of job steps `names` that the claim wrote are marked
@@ -488,33 +483,21 @@ impl Worker {
             tests: None,
             report_error: None,
         };
-        let mut steps = RunSteps::claimed(run.run_id, names, run.started_at.unwrap_or_default());
-        steps.finish(0, &skipped, true);
         let first = (!names.is_empty()).then_some((0, &skipped));
-        self.finish(run, result, &steps, first, None).await?;
+        self.finish(run, result, first, None).await?;
         Ok(())
     }
 
-    /// Stores the result, with its last step's, and its reply, which shows `steps`; in the
-    /// same write, claims `next` (when given): the run it claimed.
+    /// Stores the result, with its last step's, and its reply (worded from the stored run when
+    /// it is sent); in the same write, claims `next` (when given): the run it claimed.
     async fn finish(
         &self,
-        mut run: RunRow,
+        run: RunRow,
         result: RunResult,
-        steps: &RunSteps,
         last_step: Option<(usize, &StepResult)>,
         next: Option<store::Claim<'_>>,
     ) -> store::Result<Option<RunRow>> {
-        run.status = result.status;
-        run.finished_at = Some(result.finished_at);
-        run.error.clone_from(&result.error);
-        let reply = result_reply(
-            &self.chat,
-            &self.config.public_url,
-            &run,
-            &steps.steps,
-            &steps.failures,
-        );
+        let reply = self.chat.result_address(&run);
         let (stored, claimed) = self
             .store
             .finish_run(
@@ -527,7 +510,7 @@ impl Worker {
             )
             .await?;
         if stored {
-            tracing::info!(run = %run.run_id, status = run.status.as_str(), "run finished");
+            tracing::info!(run = %run.run_id, status = result.status.as_str(), "run finished");
             if reply.is_some() {
                 self.outbox_wake.notify_one();
             }
@@ -664,37 +647,15 @@ impl Reaper {
         Ok(settled)
     }
 
-    async fn interrupt(&self, mut run: RunRow, now: i64) -> store::Result<bool> {
+    async fn interrupt(&self, run: RunRow, now: i64) -> store::Result<bool> {
         let store = &self.worker.store;
         let error = interrupted_error(
             "chatrun stopped while this run was going (it was killed, or lost its database)",
             run.attempt > 1,
         );
-        let mut steps = store.steps(run.run_id).await?;
-        for step in &mut steps {
-            match step.status {
-                StepStatus::Running => {
-                    step.status = StepStatus::Interrupted;
-                    step.finished_at = Some(now);
-                }
-                StepStatus::Pending => step.status = StepStatus::Skipped,
-                _ => {}
-            }
-        }
-        let failures = store.test_failures(run.run_id).await?;
-        let attempt = run.attempt;
-        run.status = RunStatus::Interrupted;
-        run.finished_at = Some(now);
-        run.error = Some(error.clone());
-        let reply = result_reply(
-            &self.worker.chat,
-            &self.worker.config.public_url,
-            &run,
-            &steps,
-            &failures,
-        );
+        let reply = self.worker.chat.result_address(&run);
         let done = store
-            .interrupt_run(run.run_id, attempt, now, &error, reply.as_ref())
+            .interrupt_run(run.run_id, run.attempt, now, &error, reply.as_ref())
             .await?;
         if done {
             tracing::warn!(run = %run.run_id, "chatrun stopped under this run: it ends interrupted");

@@ -176,6 +176,17 @@ impl Adapter for Client {
         target == TARGET_POST
     }
 
+    fn result_address(&self, run: &RunRow) -> Option<Address> {
+        if run.origin.channel_id.is_empty() {
+            return None;
+        }
+        self.settings.rest()?;
+        Some(post_address(
+            &run.origin.channel_id,
+            run.thread_root_id.as_deref(),
+        ))
+    }
+
     fn result_reply(
         &self,
         run: &RunRow,
@@ -184,10 +195,7 @@ impl Adapter for Client {
         link: &str,
         now: i64,
     ) -> Option<Delivery> {
-        if run.origin.channel_id.is_empty() {
-            return None;
-        }
-        self.settings.rest()?;
+        self.result_address(run)?;
         let message = render_result(run, steps, failures, link, now);
         // Unknown root (the look-up failed, or a `chatrun trigger` post that Mattermost does
         // not know): a top-level post is always accepted, a guessed root_id may be refused.

@@ -24,8 +24,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::domain::Delivery;
 use crate::domain::text::truncate_runes;
+use crate::domain::{Address, Delivery};
 use crate::domain::{RunRow, StepRow, StepStatus, TestFailureRow};
 use crate::render::{self, AckMessage, Detail, JobsMessage, ResultMessage, ResultRow, ResultView};
 

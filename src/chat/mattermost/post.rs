@@ -92,9 +92,22 @@ pub fn render_post(channel_id: &str, root_id: Option<&str>, message: &str) -> De
             message,
         })
         .expect("a struct of strings serializes"),
-        thread: match root_id {
-            Some(root) => format!("mattermost:{channel_id}/{root}"),
-            None => format!("mattermost:{channel_id}"),
-        },
+        thread: post_thread(channel_id, root_id),
+    }
+}
+
+/// Where a post goes: in the thread of `root_id`, or at the top of the channel.
+pub fn post_address(channel_id: &str, root_id: Option<&str>) -> Address {
+    Address {
+        target: TARGET_POST.into(),
+        thread: post_thread(channel_id, root_id),
+    }
+}
+
+/// The thread a post is ordered in: its root's, or the channel's top level.
+fn post_thread(channel_id: &str, root_id: Option<&str>) -> String {
+    match root_id {
+        Some(root) => format!("mattermost:{channel_id}/{root}"),
+        None => format!("mattermost:{channel_id}"),
     }
 }

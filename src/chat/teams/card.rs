@@ -432,15 +432,22 @@ pub fn render_follow_up(
     link: &str,
     now: i64,
 ) -> Delivery {
-    let target = format!("{TARGET_PREFIX}{hook}");
-    let thread = match &run.thread_root_id {
-        Some(root) => format!("{target}|{};messageid={root}", run.origin.channel_id),
-        None => format!("{target}|{}", run.origin.channel_id),
-    };
+    let Address { target, thread } = follow_up_address(hook, run);
     Delivery {
         target,
         body: serde_json::to_string(&render_result(run, steps, failures, link, now))
             .expect("a card of strings and numbers serializes"),
         thread,
     }
+}
+
+/// Where run `run`'s result card goes: through webhook `hook`, ordered within the trigger's
+/// conversation.
+pub fn follow_up_address(hook: &str, run: &RunRow) -> Address {
+    let target = format!("{TARGET_PREFIX}{hook}");
+    let thread = match &run.thread_root_id {
+        Some(root) => format!("{target}|{};messageid={root}", run.origin.channel_id),
+        None => format!("{target}|{}", run.origin.channel_id),
+    };
+    Address { target, thread }
 }

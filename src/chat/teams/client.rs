@@ -43,6 +43,12 @@ impl Adapter for Client {
         target.starts_with(TARGET_PREFIX)
     }
 
+    fn result_address(&self, run: &RunRow) -> Option<Address> {
+        let hook = self.hooks.iter().find(|h| h.name == run.hook)?;
+        hook.follow_up_url.as_ref()?;
+        Some(follow_up_address(&hook.name, run))
+    }
+
     fn result_reply(
         &self,
         run: &RunRow,
@@ -51,11 +57,8 @@ impl Adapter for Client {
         link: &str,
         now: i64,
     ) -> Option<Delivery> {
-        let hook = self.hooks.iter().find(|h| h.name == run.hook)?;
-        hook.follow_up_url.as_ref()?;
-        Some(render_follow_up(
-            &hook.name, run, steps, failures, link, now,
-        ))
+        self.result_address(run)?;
+        Some(render_follow_up(&run.hook, run, steps, failures, link, now))
     }
 
     /// POSTs the card to the webhook's `follow_up_url`. A card cannot be searched for, so `key`

@@ -28,7 +28,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use crate::domain::Delivery;
+use crate::domain::{Address, Delivery};
 use crate::domain::{RunRow, RunStatus, StepRow, StepStatus, TestFailureRow};
 use crate::render::{self, Detail, ResultRow, ResultView};
 

@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::flush::Flusher;
 use super::{Error, Result, Writer, outbox};
-use crate::domain::Delivery;
+use crate::domain::{Delivery, ReplyIntent};
 use crate::domain::{RunId, RunStatus};
 use crate::store::model::{Ack, Insert, Inserted, NewRun, Position};
 
@@ -239,7 +239,8 @@ async fn store_on(
             .execute(&mut *conn)
             .await?;
         for (run_id, delivery, now) in replies {
-            outbox::insert(conn, Some(run_id), delivery, now).await?;
+            let intent = ReplyIntent::Worded(delivery.clone());
+            outbox::insert(conn, Some(run_id), &intent, now).await?;
         }
         sqlx::query("commit").execute(&mut *conn).await?;
     }

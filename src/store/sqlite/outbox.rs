@@ -1,6 +1,6 @@
 //! The `outbox` table: replies waiting to be delivered.
 //!
-//! Rows are inserted inside the transaction that stores what they report ([`insert`] takes the
+//! Rows are inserted inside the transaction that stores what they report (`insert` takes the
 //! caller's transaction). A sender claims a due row by pushing its `next_attempt_at` forward, so
 //! a sender that dies mid-request leaves the row to be tried again later, never lost. Only the
 //! oldest pending row of a thread can be claimed: replies to one thread go out in the order
@@ -9,18 +9,18 @@
 use sqlx::{Connection, SqliteConnection};
 
 use super::{Result, Store};
-use crate::domain::Delivery;
 use crate::domain::RunId;
+use crate::domain::{Delivery, ReplyIntent};
 use crate::store::model::{DeliveryRow, DeliveryState};
 
 /// The start of a statement that queues a delivery, due at once: then its run, target, body,
-/// [`thread`], due time and queue time.
+/// [`thread`], due time, queue time and kind (`worded`, or `result` with an empty body).
 pub(super) const INSERT: &str =
-    "insert into outbox (run_id, target, body, thread, next_attempt_at, created_at)";
+    "insert into outbox (run_id, target, body, thread, next_attempt_at, created_at, kind)";
 
-/// A delivery's thread as stored: none for a post at the top of a channel.
-pub(super) fn thread(delivery: &Delivery) -> Option<&str> {
-    Some(delivery.thread.as_str()).filter(|t| !t.is_empty())
+/// A thread as stored: none for a post that is ordered with nothing.
+pub(super) fn thread(thread: &str) -> Option<&str> {
+    Some(thread).filter(|t| !t.is_empty())
 }
 
 /// Queues a delivery inside the caller's transaction (on its connection), due at once.
@@ -28,21 +28,26 @@ pub(super) fn thread(delivery: &Delivery) -> Option<&str> {
 /// # Errors
 ///
 /// The database failed.
-pub async fn insert(
+pub(super) async fn insert(
     tx: &mut SqliteConnection,
     run_id: Option<RunId>,
-    delivery: &Delivery,
+    intent: &ReplyIntent,
     now: i64,
 ) -> Result<()> {
+    let (target, body, thread_name, kind) = match intent {
+        ReplyIntent::Worded(d) => (&d.target, d.body.as_str(), &d.thread, "worded"),
+        ReplyIntent::Result(a) => (&a.target, "", &a.thread, "result"),
+    };
     sqlx::query(sqlx::AssertSqlSafe(format!(
-        "{INSERT} values (?, ?, ?, ?, ?, ?)"
+        "{INSERT} values (?, ?, ?, ?, ?, ?, ?)"
     )))
     .bind(run_id)
-    .bind(&delivery.target)
-    .bind(&delivery.body)
-    .bind(thread(delivery))
+    .bind(target)
+    .bind(body)
+    .bind(thread(thread_name))
     .bind(now)
     .bind(now)
+    .bind(kind)
     .execute(&mut *tx)
     .await?;
     Ok(())
@@ -57,7 +62,7 @@ impl Store {
     pub async fn enqueue_delivery(&self, delivery: &Delivery, now: i64) -> Result<()> {
         let mut conn = self.writer.lock().await?;
         let mut tx = conn.begin().await?;
-        insert(&mut tx, None, delivery, now).await?;
+        insert(&mut tx, None, &ReplyIntent::Worded(delivery.clone()), now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -86,7 +91,7 @@ impl Store {
                                    where status = 'pending' group by thread))
                  order by next_attempt_at, outbox_id limit 1)
              returning outbox_id, run_id, target, body, attempts, created_at, thread, unsure,
-                 last_error",
+                 last_error, kind",
         )
         .bind(hold_until)
         .bind(now)

@@ -8,7 +8,7 @@
 use sqlx::{Connection, FromRow, Row};
 
 use super::{Result, Store, outbox};
-use crate::domain::{Delivery, Platform, RunId, RunRow, StepRow, TestFailureRow};
+use crate::domain::{Address, Platform, ReplyIntent, RunId, RunRow, StepRow, TestFailureRow};
 use crate::store::model::{Ack, Claim, Insert, NewRun, Position, RunFilter, RunResult, StepResult};
 
 const RUN_COLUMNS: &str = "run_id, platform, team_id, team_name, channel_id, channel_name, \
@@ -287,7 +287,7 @@ impl Store {
         run_id: RunId,
         attempt: i64,
         result: &RunResult,
-        reply: Option<&Delivery>,
+        reply: Option<&Address>,
         last_step: Option<(usize, &StepResult)>,
         next: Option<Claim<'_>>,
     ) -> Result<(bool, Option<RunRow>)> {
@@ -306,7 +306,7 @@ impl Store {
                  where run_id = ?1 and attempt = ?14 and status = 'running';
                  select changes();
                  {}
-                 select ?1, ?4, ?5, ?6, ?3, ?3 where ?4 is not null and changes() = 1;",
+                 select ?1, ?4, ?5, ?6, ?3, ?3, 'result' where ?4 is not null and changes() = 1;",
                 outbox::INSERT
             );
             [format!("{body} commit"), body]
@@ -319,8 +319,9 @@ impl Store {
         .bind(last_step.map(|(position, step)| step_json(position, step, true)))
         .bind(result.finished_at)
         .bind(reply.map(|r| &r.target))
-        .bind(reply.map(|r| &r.body))
-        .bind(reply.and_then(outbox::thread))
+        // A result is worded when it is sent: its body is empty.
+        .bind(reply.map(|_| ""))
+        .bind(reply.and_then(|r| outbox::thread(&r.thread)))
         .bind(result.status)
         .bind(&result.error)
         .bind(&result.log_head)
@@ -385,7 +386,7 @@ impl Store {
         attempt: i64,
         now: i64,
         error: &str,
-        reply: Option<&Delivery>,
+        reply: Option<&Address>,
     ) -> Result<bool> {
         let mut conn = self.writer.lock().await?;
         let mut tx = conn.begin_with("begin immediate").await?;
@@ -414,7 +415,8 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if let Some(reply) = reply {
-            outbox::insert(&mut tx, Some(run_id), reply, now).await?;
+            let intent = ReplyIntent::Result(reply.clone());
+            outbox::insert(&mut tx, Some(run_id), &intent, now).await?;
         }
         tx.commit().await?;
         Ok(true)
@@ -480,7 +482,7 @@ impl Store {
         run_id: RunId,
         reason: &str,
         now: i64,
-        reply: Option<&Delivery>,
+        reply: Option<&Address>,
     ) -> Result<bool> {
         let mut conn = self.writer.lock().await?;
         let mut tx = conn.begin().await?;
@@ -497,7 +499,8 @@ impl Store {
             return Ok(false);
         }
         if let Some(reply) = reply {
-            outbox::insert(&mut tx, Some(run_id), reply, now).await?;
+            let intent = ReplyIntent::Result(reply.clone());
+            outbox::insert(&mut tx, Some(run_id), &intent, now).await?;
         }
         tx.commit().await?;
         // The next write need not wait for this one's sync.
