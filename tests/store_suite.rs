@@ -10,7 +10,7 @@ use chatrun::domain::{
     Address, Delivery, Platform, ReplyIntent, RunId, RunRow, RunStatus, StepRow, StepStatus,
 };
 use chatrun::store::samples::{ack, build_steps, claim, new_run, result, stored};
-use chatrun::store::{Ack, Claim, Insert, NewRun, Position, RunFilter, StepResult, Store};
+use chatrun::store::{Ack, Claim, Insert, NewRun, Position, Renewal, RunFilter, StepResult, Store};
 
 /// A fresh SQLite file in a temporary folder (kept while the test runs).
 async fn sqlite() -> (tempfile::TempDir, Store) {
@@ -44,7 +44,85 @@ suite!(
     a_delivery_waits_while_an_earlier_one_to_its_thread_is_pending,
     an_attempt_whose_outcome_was_never_recorded_counts_as_unsure,
     concurrent_triggers_get_one_numbered_run_each_within_the_queue_limit,
+    a_cancel_request_reaches_the_runs_worker_through_its_renewal,
+    a_queued_run_or_delivery_wakes_the_loops_waiting_on_the_store,
 );
+
+/// Waits for `what`, failing the test after ten seconds.
+async fn within_10s<T>(what: impl std::future::Future<Output = T>, waiting_for: &str) -> T {
+    tokio::time::timeout(std::time::Duration::from_secs(10), what)
+        .await
+        .unwrap_or_else(|_| panic!("no {waiting_for} within 10 s"))
+}
+
+async fn a_cancel_request_reaches_the_runs_worker_through_its_renewal(store: Store) {
+    store.insert_run(&new_run("p1"), 1, ack).await.unwrap();
+    store.insert_run(&new_run("p2"), 2, ack).await.unwrap();
+    // The worker watches before it claims, so no request for its run can come before.
+    let mut watch = store.watch_cancels();
+    let run = store
+        .try_claim(claim("w1", 10, 100, &build_steps()))
+        .await
+        .unwrap()
+        .unwrap();
+    // Only a running run can be asked to stop this way (a queued one is cancelled outright).
+    assert!(
+        !store
+            .request_cancel(RunId(2), "cancelled by bob")
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .request_cancel(run.run_id, "cancelled by bob")
+            .await
+            .unwrap()
+    );
+    within_10s(watch.requested(), "wake-up of the watching worker").await;
+    // A second request keeps the first one's reason.
+    assert!(
+        store
+            .request_cancel(run.run_id, "superseded by run #3")
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.renew(run.run_id, 1, 110).await.unwrap(),
+        Renewal::CancelRequested("cancelled by bob".into())
+    );
+    assert!(
+        store
+            .finish_run(
+                run.run_id,
+                1,
+                &result(RunStatus::Cancelled),
+                None,
+                None,
+                None
+            )
+            .await
+            .unwrap()
+            .0
+    );
+    assert!(
+        !store
+            .request_cancel(run.run_id, "cancelled by bob")
+            .await
+            .unwrap()
+    );
+}
+
+async fn a_queued_run_or_delivery_wakes_the_loops_waiting_on_the_store(store: Store) {
+    let work = store.wait_for_work();
+    tokio::pin!(work);
+    work.as_mut().enable();
+    store.insert_run(&new_run("p1"), 1, ack).await.unwrap();
+    within_10s(work, "wake-up of the workers").await;
+
+    // A delivery queued while nothing waits is kept for the outbox's next wait.
+    store.enqueue_delivery(&post("t", "{}"), 2).await.unwrap();
+    within_10s(store.wait_for_delivery(), "wake-up of the outbox").await;
+}
 
 fn post(thread: &str, body: &str) -> Delivery {
     Delivery {
@@ -77,7 +155,7 @@ async fn claims_oldest_first_and_a_lost_lease_cannot_finish(store: Store) {
         (run.run_id, run.attempt, run.status),
         (RunId(1), 1, RunStatus::Running)
     );
-    assert!(store.renew(run.run_id, 1, 30).await.unwrap());
+    assert_eq!(store.renew(run.run_id, 1, 30).await.unwrap(), Renewal::Held);
 
     // The lease ran out (the worker died): it is not claimed as it is, but it is expired,
     // and once requeued the next claim takes run 1 again.
@@ -97,7 +175,7 @@ async fn claims_oldest_first_and_a_lost_lease_cannot_finish(store: Store) {
         .unwrap()
         .unwrap();
     assert_eq!((second.run_id, second.attempt), (RunId(1), 2));
-    assert!(!store.renew(run.run_id, 1, 70).await.unwrap());
+    assert_eq!(store.renew(run.run_id, 1, 70).await.unwrap(), Renewal::Lost);
     assert!(
         !store
             .finish_run(run.run_id, 1, &result(RunStatus::Failed), None, None, None)
@@ -214,7 +292,10 @@ async fn an_expired_run_is_interrupted_once_with_its_reply_and_its_steps_settled
         (Some(run.run_id), ReplyIntent::Result(reply))
     );
     // The old worker, if it still runs somewhere, cannot write over it.
-    assert!(!store.renew(run.run_id, 1, 200).await.unwrap());
+    assert_eq!(
+        store.renew(run.run_id, 1, 200).await.unwrap(),
+        Renewal::Lost
+    );
 }
 
 async fn a_result_and_the_next_claim_go_in_one_write(store: Store) {

@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -103,9 +102,6 @@ impl App {
                 store,
                 catalog: Arc::new(catalog),
                 config: Arc::new(config),
-                wake_workers: Arc::new(Notify::new()),
-                wake_outbox: Arc::new(Notify::new()),
-                cancels: Arc::new(crate::service::Cancels::default()),
                 rate: Arc::new(crate::service::RateLimit::default()),
                 chat,
             },
@@ -146,10 +142,7 @@ impl App {
             store: state.store.clone(),
             catalog: state.catalog.clone(),
             config: config.clone(),
-            wake: state.wake_workers.clone(),
-            outbox_wake: state.wake_outbox.clone(),
             owner: crate::worker::owner_name(n),
-            cancels: state.cancels.clone(),
             chat: state.chat.clone(),
             job_steps: job_steps.clone(),
         };
@@ -168,7 +161,6 @@ impl App {
             store: state.store.clone(),
             config: config.clone(),
             chat: state.chat.clone(),
-            wake: state.wake_outbox.clone(),
         };
         let stop_sending = CancellationToken::new();
         let sending = tokio::spawn(sender.clone().run(stop_sending.clone()));

@@ -148,7 +148,6 @@ async fn trigger(
         && !queued_with_run
     {
         state.store.enqueue_delivery(&delivery, now_ms()).await?;
-        state.wake_outbox.notify_one();
     }
     Ok(json(body))
 }

@@ -19,7 +19,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::chat::{DeliveryError, Registry};
@@ -41,15 +40,13 @@ pub struct Sender {
     pub config: Arc<Config>,
     /// The platforms deliveries go to.
     pub chat: Registry,
-    /// Notified when a delivery is queued.
-    pub wake: Arc<Notify>,
 }
 
 impl Sender {
     /// Delivers until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
         loop {
-            let woken = self.wake.notified();
+            let woken = self.store.wait_for_delivery();
             tokio::pin!(woken);
             woken.as_mut().enable();
             match self.try_send_one().await {

@@ -240,10 +240,6 @@ async fn cancel(
         match stop(ctx, &run, &format!("cancelled by {by}")).await? {
             Stopped::BeforeStart => words::cancelled(f, &run, false),
             Stopped::Stopping => words::cancelled(f, &run, true),
-            Stopped::NotHere => words::notice(&format!(
-                "run #{} is not running in this chatrun (another instance runs it)",
-                run.run_id
-            )),
             Stopped::AlreadyFinished(status) => words::notice(&format!(
                 "run #{} has already finished ({})",
                 run.run_id,

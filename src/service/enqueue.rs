@@ -75,12 +75,6 @@ pub async fn enqueue(
         tracing::info!(run = %inserted.run_id, job = %new.job, user = %new.origin.user_name,
             channel = %new.origin.channel_name, platform = %new.origin.platform, "run queued");
         supersede(ctx, def.on_new, &new, inserted.run_id).await?;
-        ctx.wake_workers.notify_waiters();
-        // N.B. Only then: each wake costs the sender a claim on the writer, and a wake per
-        // trigger kept it claiming nothing between the batches of triggers.
-        if inserted.reply_queued {
-            ctx.wake_outbox.notify_one();
-        }
     }
     Ok(inserted)
 }

@@ -2,7 +2,6 @@
 //! reply. Called by the webhooks and the pages alike, so a rule holds wherever a request comes
 //! from; takes a [`Context`], returns its own [`Error`], and knows nothing of HTTP.
 
-mod cancels;
 mod command;
 mod enqueue;
 mod rate;
@@ -10,9 +9,6 @@ mod stop;
 
 use std::sync::Arc;
 
-use tokio::sync::Notify;
-
-pub use cancels::Cancels;
 pub use command::{Answer, execute};
 pub use enqueue::{Refusal, enqueue};
 pub use rate::RateLimit;
@@ -22,19 +18,14 @@ use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::store::Store;
 
-/// What the use cases reach: the store, the jobs, the configuration and the in-process parts
-/// (wake-ups, running runs, the rate limit).
+/// What the use cases reach: the store (which also wakes the workers and the outbox, and carries
+/// cancel requests to the runs' workers), the jobs, the configuration, the rate limit and the
+/// platforms.
 #[derive(Debug)]
 pub struct Context {
     pub store: Store,
     pub catalog: Arc<Catalog>,
     pub config: Arc<Config>,
-    /// Wakes the workers after an enqueue.
-    pub wake_workers: Arc<Notify>,
-    /// Wakes the outbox after a delivery was queued.
-    pub wake_outbox: Arc<Notify>,
-    /// Stops running runs on `cancel`.
-    pub cancels: Arc<Cancels>,
     /// Requests that started runs, per user, for the rate limit.
     pub rate: Arc<RateLimit>,
     /// The platforms replies go to.

@@ -1,8 +1,8 @@
-//! Stops a run: a queued one is cancelled with its reply in one write; a running one is
-//! stopped where it runs.
+//! Stops a run: a queued one is cancelled with its reply in one write; for a running one a
+//! cancel is requested in the store, which its worker, wherever it runs, sees and acts on.
 
 use super::{Context, Error};
-use crate::domain::RunStatus;
+use crate::domain::{RunRow, RunStatus};
 use crate::store::now_ms;
 
 /// What [`stop`] did.
@@ -10,10 +10,8 @@ use crate::store::now_ms;
 pub enum Stopped {
     /// It was queued: cancelled, its reply queued.
     BeforeStart,
-    /// It was running: its process groups are being stopped.
+    /// It was running: its worker is stopping its steps.
     Stopping,
-    /// It runs in another chatrun process.
-    NotHere,
     /// Nothing to stop.
     AlreadyFinished(RunStatus),
 }
@@ -24,29 +22,28 @@ pub enum Stopped {
 /// # Errors
 ///
 /// The database failed.
-pub async fn stop(
-    ctx: &Context,
-    run: &crate::domain::RunRow,
-    reason: &str,
-) -> Result<Stopped, Error> {
+pub async fn stop(ctx: &Context, run: &RunRow, reason: &str) -> Result<Stopped, Error> {
     if run.status == RunStatus::Queued {
-        let now = now_ms();
         let reply = ctx.chat.result_address(run);
         if ctx
             .store
-            .cancel_queued(run.run_id, reason, now, reply.as_ref())
+            .cancel_queued(run.run_id, reason, now_ms(), reply.as_ref())
             .await?
         {
-            ctx.wake_outbox.notify_one();
             return Ok(Stopped::BeforeStart);
         }
         // It started meanwhile: stop it where it runs.
     } else if run.status != RunStatus::Running {
         return Ok(Stopped::AlreadyFinished(run.status));
     }
-    Ok(if ctx.cancels.cancel(run.run_id, reason) {
-        Stopped::Stopping
-    } else {
-        Stopped::NotHere
-    })
+    if ctx.store.request_cancel(run.run_id, reason).await? {
+        return Ok(Stopped::Stopping);
+    }
+    // It ended meanwhile.
+    let status = ctx
+        .store
+        .get_run(run.run_id)
+        .await?
+        .map_or(run.status, |now| now.status);
+    Ok(Stopped::AlreadyFinished(status))
 }

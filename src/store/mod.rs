@@ -5,6 +5,11 @@
 //! - `sqlite/`: the embedded default, a SQLite file in WAL mode.
 //! - [`model`]: what goes in and out, the same for every backend.
 //!
+//! The store also owns what other loops wait for: [`Store::wait_for_work`],
+//! [`Store::wait_for_delivery`] and cancel requests ([`Store::request_cancel`], seen by the
+//! run's worker through [`Store::renew`]), so that, on a shared backend, a write on one
+//! instance reaches the loops of every other.
+//!
 //! Every `*_at` time is integer milliseconds passed in by the caller ([`now_ms`] in production),
 //! so every statement is deterministic under test. `tests/store_suite.rs` runs one suite on every
 //! backend.
@@ -17,6 +22,9 @@ mod sqlite;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::futures::Notified;
+use tokio::sync::{Notify, watch};
 
 pub use model::{
     Ack, Claim, DeliveryRow, DeliveryState, Insert, Inserted, JobSteps, NewRun, Position,
@@ -82,6 +90,46 @@ pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 pub struct Store {
     backend: Backend,
+    signals: Arc<Signals>,
+}
+
+/// What the store tells the loops that wait on it, after the writes that concern them. For the
+/// embedded backend these are in-process; a shared one feeds them from the database's
+/// notifications as well, so a write on another instance wakes this one.
+#[derive(Debug)]
+struct Signals {
+    /// A run may have become claimable (queued, or put back).
+    work: Notify,
+    /// A delivery was queued.
+    deliveries: Notify,
+    /// Counts the cancel requests, so a worker can tell one came since it looked.
+    cancels: watch::Sender<u64>,
+}
+
+/// What [`Store::renew`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Renewal {
+    /// The lease is extended; go on.
+    Held,
+    /// The run is no longer this attempt's (settled, or taken over): stop, and write nothing.
+    Lost,
+    /// The lease is extended, and someone asked for the run to be stopped, for this reason.
+    CancelRequested(String),
+}
+
+/// Tells a worker that a cancel was requested since it subscribed ([`Store::watch_cancels`]),
+/// for any run: it then renews its lease to see whether the request is for its own.
+#[derive(Debug, Clone)]
+pub struct CancelWatch(watch::Receiver<u64>);
+
+impl CancelWatch {
+    /// Resolves once a cancel was requested since the last call (or since the watch was made).
+    pub async fn requested(&mut self) {
+        if self.0.changed().await.is_err() {
+            // The store is gone: nothing will ever be requested.
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 /// The backends. A second one is a variant here, a folder beside `sqlite/`, its migrations, and
@@ -110,7 +158,32 @@ impl Store {
     /// The URL names no backend, the database cannot be opened, or a migration failed.
     pub async fn connect_with(url: &str, busy_timeout: Duration) -> Result<Self> {
         let backend = Backend::Sqlite(sqlite::Store::connect_with(url, busy_timeout).await?);
-        Ok(Self { backend })
+        Ok(Self {
+            backend,
+            signals: Arc::new(Signals {
+                work: Notify::new(),
+                deliveries: Notify::new(),
+                cancels: watch::Sender::new(0),
+            }),
+        })
+    }
+
+    /// Resolves once a run may have become claimable. Make it and `enable()` it before
+    /// looking for work, so that a run queued between the look and the wait is not missed.
+    pub fn wait_for_work(&self) -> Notified<'_> {
+        self.signals.work.notified()
+    }
+
+    /// Resolves once a delivery was queued (at most one waiter is woken per delivery, and a
+    /// wake-up with no waiter is kept for the next).
+    pub fn wait_for_delivery(&self) -> Notified<'_> {
+        self.signals.deliveries.notified()
+    }
+
+    /// A watch on cancel requests from now on; a worker makes it before it claims a run, so
+    /// no request for that run is missed.
+    pub fn watch_cancels(&self) -> CancelWatch {
+        CancelWatch(self.signals.cancels.subscribe())
     }
 
     /// Writes that waited for a sync and the syncs done, since start-up.
@@ -122,16 +195,20 @@ impl Store {
 }
 
 /// The backend-independent methods: each is the backend's own, documented there.
+/// `then` names what a write that succeeded tells the loops waiting on the store.
 macro_rules! delegate {
-    ($($(#[doc = $doc:expr])* fn $name:ident(&self $(, $arg:ident: $ty:ty)* $(,)?) -> $ret:ty;)*) => {
+    ($($(#[doc = $doc:expr])* fn $name:ident(&self $(, $arg:ident: $ty:ty)* $(,)?) -> $ret:ty
+        $(, then $signal:expr)?;)*) => {
         impl Store {
             $(
                 $(#[doc = $doc])*
                 #[allow(clippy::missing_errors_doc)]
                 pub async fn $name(&self $(, $arg: $ty)*) -> $ret {
-                    match &self.backend {
+                    let out = match &self.backend {
                         Backend::Sqlite(store) => store.$name($($arg),*).await,
-                    }
+                    };
+                    $( if let Ok(out) = &out { ($signal)(&*self.signals, out) } )?
+                    out
                 }
             )*
         }
@@ -150,11 +227,32 @@ delegate! {
         new: &NewRun,
         now: i64,
         ack: impl FnOnce(RunId, Position, &NewRun) -> Ack + Send + 'static,
-    ) -> Result<Insert>;
+    ) -> Result<Insert>, then |signals: &Signals, insert: &Insert| {
+        if let Insert::Stored(inserted) = insert {
+            if inserted.created {
+                signals.work.notify_waiters();
+            }
+            // Only then: each wake costs the outbox a claim on the writer, and a wake per
+            // trigger kept it claiming nothing between the batches of triggers.
+            if inserted.reply_queued {
+                signals.deliveries.notify_one();
+            }
+        }
+    };
     /// Claims the next queued (or lease-expired) run, if one may run.
     fn try_claim(&self, claim: Claim<'_>) -> Result<Option<RunRow>>;
-    /// Extends the lease of `attempt`; false when the run is no longer ours.
-    fn renew(&self, run_id: RunId, attempt: i64, lease_until: i64) -> Result<bool>;
+    /// Extends the lease of `attempt`, and says whether the run is still ours and whether its
+    /// cancel was asked for.
+    fn renew(&self, run_id: RunId, attempt: i64, lease_until: i64) -> Result<Renewal>;
+    /// Asks for a running run to be stopped, for `reason`; its worker, wherever it runs, sees
+    /// it when it next renews (at once, through [`Store::watch_cancels`]). False when the run
+    /// is not running.
+    fn request_cancel(&self, run_id: RunId, reason: &str) -> Result<bool>,
+        then |signals: &Signals, asked: &bool| {
+            if *asked {
+                signals.cancels.send_modify(|n| *n = n.wrapping_add(1));
+            }
+        };
     /// Marks a step running.
     fn start_step(&self, run_id: RunId, position: usize, now: i64) -> Result<()>;
     /// Records a step's result.
@@ -170,7 +268,11 @@ delegate! {
         reply: Option<&Address>,
         last_step: Option<(usize, &StepResult)>,
         next: Option<Claim<'_>>,
-    ) -> Result<(bool, Option<RunRow>)>;
+    ) -> Result<(bool, Option<RunRow>)>, then |signals: &Signals, (stored, _): &(bool, _)| {
+        if *stored && reply.is_some() {
+            signals.deliveries.notify_one();
+        }
+    };
     /// Runs whose lease expired.
     fn expired_runs(&self, now: i64) -> Result<Vec<RunRow>>;
     /// Ends a run whose worker stopped under it as interrupted, with its reply.
@@ -181,9 +283,18 @@ delegate! {
         now: i64,
         error: &str,
         reply: Option<&Address>,
-    ) -> Result<bool>;
+    ) -> Result<bool>, then |signals: &Signals, done: &bool| {
+        if *done && reply.is_some() {
+            signals.deliveries.notify_one();
+        }
+    };
     /// Puts a run whose lease expired back in the queue.
-    fn requeue_expired(&self, run_id: RunId, attempt: i64, now: i64) -> Result<bool>;
+    fn requeue_expired(&self, run_id: RunId, attempt: i64, now: i64) -> Result<bool>,
+        then |signals: &Signals, done: &bool| {
+            if *done {
+                signals.work.notify_waiters();
+            }
+        };
     /// The running runs and their lease owners.
     fn running_leases(&self) -> Result<Vec<(RunId, Option<String>)>>;
     /// Expires the lease of a run `owner` held.
@@ -195,7 +306,11 @@ delegate! {
         reason: &str,
         now: i64,
         reply: Option<&Address>,
-    ) -> Result<bool>;
+    ) -> Result<bool>, then |signals: &Signals, done: &bool| {
+        if *done && reply.is_some() {
+            signals.deliveries.notify_one();
+        }
+    };
     /// The queued and running runs, in queue order.
     fn active_runs(&self) -> Result<Vec<RunRow>>;
     /// Puts a claimed run back in the queue (shutdown before it started).
@@ -216,7 +331,8 @@ delegate! {
     /// How many runs there are, and how many are active.
     fn counts(&self) -> Result<(i64, i64)>;
     /// Queues a delivery, due at once.
-    fn enqueue_delivery(&self, delivery: &Delivery, now: i64) -> Result<()>;
+    fn enqueue_delivery(&self, delivery: &Delivery, now: i64) -> Result<()>,
+        then |signals: &Signals, (): &()| signals.deliveries.notify_one();
     /// Claims the delivery due first, holding it until `hold_until`.
     fn try_claim_delivery(&self, now: i64, hold_until: i64) -> Result<Option<DeliveryRow>>;
     /// When the next delivery is due.

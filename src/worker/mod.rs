@@ -1,10 +1,13 @@
 //! Workers: claim a queued run, run its steps, record the result and queue the reply; and the
 //! reaper, which settles runs whose worker stopped under them.
 //!
-//! - A worker sleeps until woken by an enqueue (no polling delay).
+//! - A worker sleeps until the store says a run may be claimable (no polling delay).
 //! - The claim is committed before anything runs; no transaction is held while a job runs.
 //! - A heartbeat renews the lease. When a renew finds the run is no longer ours, the steps are
-//!   stopped and the result is discarded: the run was settled elsewhere.
+//!   stopped and the result is discarded: the run was settled elsewhere. When it finds a
+//!   cancel was requested (`cancel`, from any page or chat), the steps are stopped and the run
+//!   ends cancelled; the store wakes the heartbeat at once on a request, so it need not wait
+//!   for its next beat.
 //! - The result and its reply are written in one transaction ([`Store::finish_run`]), so there
 //!   is never a reply without a stored result, nor a result whose reply is lost.
 //! - On shutdown, running steps get `shutdown_grace` to finish; then their process groups are
@@ -14,11 +17,10 @@
 //!   (chatrun was killed, or lost the database): it kills what a dead chatrun of this host left
 //!   running and settles each run the same way, with a reply. No run stays `running`.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
@@ -27,8 +29,7 @@ use crate::config::Config;
 use crate::domain::{RunId, RunRow, RunStatus, StepStatus};
 use crate::logs::LogSink;
 use crate::runner::{self, StepOutcome};
-use crate::service::Cancels;
-use crate::store::{self, Store, ms, now_ms};
+use crate::store::{self, CancelWatch, Renewal, Store, ms, now_ms};
 use crate::store::{RunResult, StepResult};
 
 /// How often the reaper looks for runs whose lease expired.
@@ -99,9 +100,17 @@ fn owner_is_dead_here(owner: &str) -> bool {
 pub enum Turn {
     /// It ran (or settled) this run; and claimed the next in the same write as it stored the
     /// result, when one was waiting.
-    Ran(RunId, Option<Box<RunRow>>),
+    Ran(RunId, Option<Box<Claimed>>),
     /// The queue was empty.
     Idle,
+}
+
+/// A run a worker claimed, with the watch on cancel requests it made before the claim (so a
+/// request for the run cannot come before the watch).
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub run: RunRow,
+    pub cancels: CancelWatch,
 }
 
 /// Everything a worker needs; cheap to clone.
@@ -110,14 +119,8 @@ pub struct Worker {
     pub store: Store,
     pub catalog: Arc<Catalog>,
     pub config: Arc<Config>,
-    /// Notified on every enqueue.
-    pub wake: Arc<Notify>,
-    /// Notified when a reply was queued.
-    pub outbox_wake: Arc<Notify>,
     /// Written into the lease, for people reading the database.
     pub owner: String,
-    /// Where running runs can be cancelled from.
-    pub cancels: Arc<Cancels>,
     /// The platforms result replies go to.
     pub chat: crate::chat::Registry,
     /// The steps of `catalog`'s jobs, as the claim writes them ([`Worker::job_steps_of`]).
@@ -139,7 +142,7 @@ impl Worker {
     pub async fn run(self, shutdown: CancellationToken) {
         let mut next = None;
         loop {
-            let woken = self.wake.notified();
+            let woken = self.store.wait_for_work();
             tokio::pin!(woken);
             woken.as_mut().enable();
             match self.try_run_one(&shutdown, next.take()).await {
@@ -169,20 +172,24 @@ impl Worker {
     pub async fn try_run_one(
         &self,
         shutdown: &CancellationToken,
-        claimed: Option<Box<RunRow>>,
+        claimed: Option<Box<Claimed>>,
     ) -> store::Result<Turn> {
         if shutdown.is_cancelled() {
-            if let Some(run) = claimed {
+            if let Some(claimed) = claimed {
+                let run = &claimed.run;
                 self.store.requeue(run.run_id, run.attempt).await?;
             }
             return Ok(Turn::Idle);
         }
-        let run = match claimed {
-            Some(run) => *run,
-            None => match self.store.try_claim(self.claim()).await? {
-                Some(run) => run,
-                None => return Ok(Turn::Idle),
-            },
+        let Claimed { run, cancels } = match claimed {
+            Some(claimed) => *claimed,
+            None => {
+                let cancels = self.store.watch_cancels();
+                match self.store.try_claim(self.claim()).await? {
+                    Some(run) => Claimed { run, cancels },
+                    None => return Ok(Turn::Idle),
+                }
+            }
         };
         let run_id = run.run_id;
         tracing::info!(run = %run_id, job = %run.job, attempt = run.attempt, "run started");
@@ -213,27 +220,31 @@ impl Worker {
             stop.clone(),
             interrupted.clone(),
         )));
-        let lost = Arc::new(AtomicBool::new(false));
+        let lease = Lease {
+            lost: AtomicBool::new(false),
+            cancelled_because: OnceLock::new(),
+        };
+        let lease = Arc::new(lease);
         let _heartbeat = AbortOnDropHandle::new(tokio::spawn(heartbeat(
             self.store.clone(),
-            run_id,
-            run.attempt,
+            (run_id, run.attempt),
             self.config.lease,
+            cancels,
             stop.clone(),
-            lost.clone(),
+            lease.clone(),
         )));
 
-        self.cancels.register(run_id, stop.clone());
-        let result = self.execute(&run, &job, &values, &stop, &interrupted).await;
-        let cancelled_because = self.cancels.unregister(run_id);
-        let (mut result, last_step) = result?;
+        let (mut result, last_step) = self
+            .execute(&run, &job, &values, &stop, &interrupted)
+            .await?;
+        let cancelled_because = lease.cancelled_because.get().cloned();
         let last_step = last_step.as_ref().map(|(position, step)| (*position, step));
         if let Some(reason) = cancelled_because
             && result.status == RunStatus::Cancelled
         {
             result.error = Some(reason);
         }
-        if lost.load(Ordering::SeqCst) {
+        if lease.lost.load(Ordering::SeqCst) {
             tracing::warn!(run = %run_id, attempt = run.attempt, "lease lost; result discarded");
             return Ok(Turn::Ran(run_id, None));
         }
@@ -257,8 +268,12 @@ impl Worker {
         }
         // The next run is claimed with this one's result, unless shutdown began meanwhile.
         let next = (!shutdown.is_cancelled()).then(|| self.claim());
+        let cancels = self.store.watch_cancels();
         let claimed = self.finish(run, result, last_step, next).await?;
-        Ok(Turn::Ran(run_id, claimed.map(Box::new)))
+        Ok(Turn::Ran(
+            run_id,
+            claimed.map(|run| Box::new(Claimed { run, cancels })),
+        ))
     }
 
     /// A claim of the next run by this worker, from now.
@@ -511,9 +526,6 @@ impl Worker {
             .await?;
         if stored {
             tracing::info!(run = %run.run_id, status = result.status.as_str(), "run finished");
-            if reply.is_some() {
-                self.outbox_wake.notify_one();
-            }
         }
         Ok(claimed)
     }
@@ -533,24 +545,42 @@ async fn read_reports(
         .unwrap_or_else(|err| Err(format!("report unreadable: {err}")))
 }
 
-/// Renews the lease every third of its length; on losing it, stops the run.
+/// What the heartbeat learnt of a run's lease.
+#[derive(Debug)]
+struct Lease {
+    /// The run is no longer this attempt's.
+    lost: AtomicBool,
+    /// Why a cancel was asked for, once it was.
+    cancelled_because: OnceLock<String>,
+}
+
+/// Renews the lease every third of its length, and at once when a cancel was requested; on
+/// losing the lease or on a cancel request for the run, stops it.
 async fn heartbeat(
     store: Store,
-    run_id: RunId,
-    attempt: i64,
-    lease: Duration,
+    (run_id, attempt): (RunId, i64),
+    length: Duration,
+    mut cancels: CancelWatch,
     stop: CancellationToken,
-    lost: Arc<AtomicBool>,
+    lease: Arc<Lease>,
 ) {
-    let mut every = tokio::time::interval(lease / 3);
+    let mut every = tokio::time::interval(length / 3);
     every.tick().await;
     loop {
-        every.tick().await;
-        let now = now_ms();
-        match store.renew(run_id, attempt, now + ms(lease)).await {
-            Ok(true) => {}
-            Ok(false) => {
-                lost.store(true, Ordering::SeqCst);
+        tokio::select! {
+            _ = every.tick() => {}
+            () = cancels.requested() => {}
+        }
+        match store.renew(run_id, attempt, now_ms() + ms(length)).await {
+            Ok(Renewal::Held) => {}
+            Ok(Renewal::CancelRequested(reason)) => {
+                if lease.cancelled_because.set(reason).is_ok() {
+                    tracing::info!(run = %run_id, "cancel requested: stopping the steps");
+                    stop.cancel();
+                }
+            }
+            Ok(Renewal::Lost) => {
+                lease.lost.store(true, Ordering::SeqCst);
                 stop.cancel();
                 return;
             }
@@ -636,7 +666,6 @@ impl Reaper {
                     let requeued = store.requeue_expired(run.run_id, run.attempt, now).await?;
                     if requeued {
                         tracing::warn!(run = %run.run_id, "chatrun stopped under this run: running it once more");
-                        self.worker.wake.notify_waiters();
                     }
                     requeued
                 }
@@ -659,9 +688,6 @@ impl Reaper {
             .await?;
         if done {
             tracing::warn!(run = %run.run_id, "chatrun stopped under this run: it ends interrupted");
-            if reply.is_some() {
-                self.worker.outbox_wake.notify_one();
-            }
         }
         Ok(done)
     }
@@ -703,19 +729,18 @@ mod tests {
             store: store.clone(),
             catalog: Arc::new(crate::catalog::Catalog::default()),
             config: Arc::new(Config::parse("test", "", Vec::new()).unwrap()),
-            wake: Arc::new(Notify::new()),
-            outbox_wake: Arc::new(Notify::new()),
             owner: owner_name(0),
-            cancels: Arc::new(Cancels::default()),
             chat: crate::chat::Registry::default(),
             job_steps: Arc::new(store::JobSteps::new([("build", vec!["a"])])),
         };
         // As the worker's last run finished, it claimed this one; then shutdown began.
+        let cancels = store.watch_cancels();
         let run = store.try_claim(worker.claim()).await.unwrap().unwrap();
+        let claimed = Box::new(Claimed { run, cancels });
         let shutdown = CancellationToken::new();
         shutdown.cancel();
 
-        let step = worker.try_run_one(&shutdown, Some(Box::new(run))).await;
+        let step = worker.try_run_one(&shutdown, Some(claimed)).await;
         assert!(matches!(step, Ok(Turn::Idle)), "{step:?}");
         let run = store
             .get_run(crate::domain::RunId(1))

@@ -285,7 +285,6 @@ async fn drain_sends_what_is_due_leaves_failures_for_later_and_stops_at_its_dead
         store: store.clone(),
         config: Arc::new(config),
         chat: chatrun::chat::Registry::new(vec![Arc::new(mattermost)]),
-        wake: Arc::default(),
     };
     let post = |root: &str, message: &str| {
         chatrun::chat::mattermost::render_post("chan1", Some(root), message)

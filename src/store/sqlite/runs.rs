@@ -9,6 +9,7 @@ use sqlx::{Connection, FromRow, Row};
 
 use super::{Result, Store, outbox};
 use crate::domain::{Address, Platform, ReplyIntent, RunId, RunRow, StepRow, TestFailureRow};
+use crate::store::Renewal;
 use crate::store::model::{Ack, Claim, Insert, NewRun, Position, RunFilter, RunResult, StepResult};
 
 const RUN_COLUMNS: &str = "run_id, platform, team_id, team_name, channel_id, channel_name, \
@@ -204,19 +205,43 @@ impl Store {
         Ok(Some(run))
     }
 
-    /// Extends a lease. False when the run is no longer ours (another attempt claimed it).
+    /// Extends a lease: [`Renewal::Lost`] when the run is no longer ours (settled, or another
+    /// attempt claimed it), [`Renewal::CancelRequested`] when a cancel was asked for.
     ///
     /// # Errors
     ///
     /// The database failed.
-    pub async fn renew(&self, run_id: RunId, attempt: i64, lease_until: i64) -> Result<bool> {
-        let done = sqlx::query(
+    pub async fn renew(&self, run_id: RunId, attempt: i64, lease_until: i64) -> Result<Renewal> {
+        let row: Option<(Option<String>,)> = sqlx::query_as(
             "update run set lease_expires_at = ?
-             where run_id = ? and attempt = ? and status = 'running'",
+             where run_id = ? and attempt = ? and status = 'running'
+             returning cancel_reason",
         )
         .bind(lease_until)
         .bind(run_id)
         .bind(attempt)
+        .fetch_optional(&mut *self.writer.lock().await?)
+        .await?;
+        Ok(match row {
+            None => Renewal::Lost,
+            Some((None,)) => Renewal::Held,
+            Some((Some(reason),)) => Renewal::CancelRequested(reason),
+        })
+    }
+
+    /// Asks for running run `run_id` to be stopped, for `reason` (the first request's reason
+    /// stands). False when it is not running.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn request_cancel(&self, run_id: RunId, reason: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "update run set cancel_reason = coalesce(cancel_reason, ?)
+             where run_id = ? and status = 'running'",
+        )
+        .bind(reason)
+        .bind(run_id)
         .execute(&mut *self.writer.lock().await?)
         .await?;
         Ok(done.rows_affected() == 1)
