@@ -23,17 +23,21 @@
 //!                           service::execute (permissions, arguments, queue policies)
 //!                                              │
 //!                         store (run row + acknowledgement, one transaction)
-//!                                              │ wake
+//!                                              │ store::wait_for_work
 //!                                              ▼
-//!                         worker::Worker ──> runner (child processes) ──> logs
+//!                         worker::Worker ──> runner (child processes) ──> logs::LogStore
 //!                                              │
-//!                                              ▼ finish: result + its reply, one transaction
-//!                         outbox ──> chat::Adapter::send ──> chat server
+//!                                              ▼ finish: result + reply intent, one write
+//!                         outbox ──> chat::Adapter (word the result from the stored run, send)
+//!                                              │
+//!                                              ▼
+//!                                         chat server
 //! ```
 //!
 //! - Pure (values in, values out): [`domain`], [`catalog`], [`report`], [`render`], and the
 //!   parsing and wording half of each platform in [`chat`].
-//! - I/O at the edges: [`store`] (SQL), [`runner`] (processes), [`logs`] (files), each
+//! - I/O at the edges: [`store`] (SQL, and the wake-ups and cancel requests that follow its
+//!   writes), [`runner`] (processes), [`logs::LogStore`] (files today), each
 //!   platform's `client.rs` (outgoing HTTP), [`http`] (incoming HTTP).
 //! - Wiring: [`config`] (TOML + environment), [`app`] (builds and runs everything), [`cli`].
 //!
@@ -66,7 +70,9 @@
 //! - **trigger**: the chat message that asked for a run.
 //! - **reply**: what chatrun says in chat: the acknowledgement (in the HTTP response) and the
 //!   result (posted later).
-//! - **delivery**: one reply waiting in the outbox to be sent to a chat server.
+//! - **delivery**: one reply waiting in the outbox to be sent to a chat server: worded when
+//!   queued, or a run's result, worded by its platform from the stored run when it is sent
+//!   ([`domain::ReplyIntent`]).
 //! - **origin**: where a run was asked for: platform, team, channel, user.
 //! - **platform**: a chat server chatrun serves (Mattermost, Teams), or its own pages (web).
 //! - **adapter**: one platform's code behind [`chat::Adapter`] (hubot's word for it).

@@ -99,6 +99,7 @@ impl App {
 
         let state = AppState::new(crate::http::Shared {
             service: crate::service::Context {
+                logs: crate::logs::LogStore::files(config.logs_dir(), config.max_log_bytes),
                 store,
                 catalog: Arc::new(catalog),
                 config: Arc::new(config),
@@ -144,6 +145,7 @@ impl App {
             config: config.clone(),
             owner: crate::worker::owner_name(n),
             chat: state.chat.clone(),
+            logs: state.logs.clone(),
             job_steps: job_steps.clone(),
         };
 

@@ -273,10 +273,9 @@ impl Config {
         self.data_dir.join("local-token")
     }
 
-    /// Run `run_id`'s log file (`logs/` in the data folder), when it has one (see
-    /// `runner::output`).
-    pub fn log_file(&self, run_id: impl std::fmt::Display) -> PathBuf {
-        self.data_dir.join("logs").join(format!("{run_id}.log"))
+    /// The folder of the runs' log files (`logs/` in the data folder).
+    pub fn logs_dir(&self) -> PathBuf {
+        self.data_dir.join("logs")
     }
 }
 

@@ -238,7 +238,9 @@ async fn log(
         .await?
         .ok_or(Error::NotFound)?;
     let length = query.length.unwrap_or(64 * 1024).min(MAX_LOG_CHUNK);
-    let (bytes, offset, size) = super::history::log_of(&state, &run)
+    let (bytes, offset, size) = state
+        .logs
+        .open(&run)
         .await
         .read(Some(query.offset.unwrap_or(0)), length)
         .await;

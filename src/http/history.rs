@@ -5,8 +5,6 @@
 //! of an unfinished run follows its log through Server-Sent Events (a few lines of plain
 //! JavaScript) and reloads when the run ends.
 
-use std::path::PathBuf;
-
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
@@ -19,7 +17,7 @@ use axum::routing::get;
 use super::api::FilterQuery;
 use super::{AppState, Error};
 use crate::domain::{RunId, RunRow, TestFailureRow};
-use crate::logs::{RunLog, TAIL_BYTES, marker};
+use crate::logs::{TAIL_BYTES, marker};
 use crate::render;
 use crate::store::now_ms;
 
@@ -284,11 +282,11 @@ async fn run_page(
         .collect();
     let now = now_ms();
     let finished = run.status.is_finished();
-    let log = log_of(&state, &run).await;
+    let log = state.logs.open(&run).await;
 
     let stored = log.stored().await;
     let stored_file = stored.is_some();
-    let cap = crate::logs::Cap::new(state.config.max_log_bytes);
+    let cap = state.logs.cap();
 
     // While a run goes, its output is only in the log: show the end of it, numbered, which the
     // live stream continues.
@@ -398,7 +396,7 @@ async fn run_log(State(state): State<AppState>, Path(id): Path<i64>) -> Result<R
         .get_run(RunId(id))
         .await?
         .ok_or(Error::NotFound)?;
-    let log = std::sync::Arc::new(log_of(&state, &run).await);
+    let log = std::sync::Arc::new(state.logs.open(&run).await);
     if log.stored().await.is_none() {
         return Err(Error::NotFound);
     }
@@ -435,13 +433,6 @@ async fn run_log(State(state): State<AppState>, Path(id): Path<i64>) -> Result<R
         body,
     )
         .into_response())
-}
-
-/// Where `run`'s log is read from: its file, or the database's head for a finished run that has
-/// none (see `runner::output`).
-pub(super) async fn log_of(state: &AppState, run: &RunRow) -> RunLog {
-    let path = state.config.log_file(run.run_id);
-    RunLog::of(path, run.status.is_finished(), &run.log_head, run.log_bytes).await
 }
 
 /// Lines of a finished run's output shown from its start and from its end.
@@ -509,22 +500,19 @@ async fn log_stream(
         .and_then(|v| v.trim().parse::<u64>().ok())
         .or(query.from)
         .unwrap_or(0);
-    let line = log_of(&state, &run).await.count_lines(start).await;
+    let line = state.logs.open(&run).await.count_lines(start).await;
     struct Follow {
         state: AppState,
         run_id: RunId,
         offset: u64,
         /// Lines before `offset`.
         line: u64,
-        /// The log file, read while the run cannot be (see `log_of` for when it can).
-        path: PathBuf,
         /// Whether the run was going when the stream started (offsets count printed output).
         live: bool,
         pending: std::collections::VecDeque<Event>,
         done: bool,
     }
     let follow = Follow {
-        path: state.config.log_file(run.run_id),
         state,
         run_id: run.run_id,
         offset: start,
@@ -545,8 +533,8 @@ async fn log_stream(
             let run = f.state.store.get_run(f.run_id).await.ok().flatten();
             let finished = run.as_ref().is_none_or(|r| r.status.is_finished());
             let log = match &run {
-                Some(run) => log_of(&f.state, run).await,
-                None => RunLog::File(f.path.clone()),
+                Some(run) => f.state.logs.open(run).await,
+                None => f.state.logs.stored(f.run_id),
             };
             let (chunk, start, size) = log.read(Some(f.offset), FOLLOW_CHUNK).await;
             // A capped log was put together at the run's end: its tail moved, and the page

@@ -50,11 +50,13 @@ use tokio::time::Instant;
 mod mask;
 mod read;
 mod sink;
+mod store;
 
 pub use mask::{MASK, mask_secrets};
 use mask::{masked, safe_cut};
 pub use read::{RunLog, count_lines, read_log};
 pub use sink::LogSink;
+pub use store::LogStore;
 
 /// Bytes kept from the start of the output, for the database.
 pub const HEAD_BYTES: usize = 16 * 1024;

@@ -30,6 +30,8 @@ pub struct Context {
     pub rate: Arc<RateLimit>,
     /// The platforms replies go to.
     pub chat: crate::chat::Registry,
+    /// Where the runs' logs are kept.
+    pub logs: crate::logs::LogStore,
 }
 
 /// Why a use case did not do what it was asked.

@@ -27,7 +27,7 @@ use tokio_util::task::AbortOnDropHandle;
 use crate::catalog::{Catalog, JobDef, StepDef};
 use crate::config::Config;
 use crate::domain::{RunId, RunRow, RunStatus, StepStatus};
-use crate::logs::LogSink;
+use crate::logs::LogStore;
 use crate::runner::{self, StepOutcome};
 use crate::store::{self, CancelWatch, Renewal, Store, ms, now_ms};
 use crate::store::{RunResult, StepResult};
@@ -123,6 +123,8 @@ pub struct Worker {
     pub owner: String,
     /// The platforms result replies go to.
     pub chat: crate::chat::Registry,
+    /// Where the runs' output goes.
+    pub logs: LogStore,
     /// The steps of `catalog`'s jobs, as the claim writes them ([`Worker::job_steps_of`]).
     pub job_steps: Arc<store::JobSteps>,
 }
@@ -300,8 +302,7 @@ impl Worker {
         let run_id = run.run_id;
         // (The claim wrote the steps' rows, the first one running.) The file itself is made
         // when needed; what an earlier attempt logged is removed first.
-        let log_path = self.config.log_file(run_id);
-        let mut log = LogSink::create(&log_path, self.config.max_log_bytes, run.attempt > 1).await;
+        let mut log = self.logs.capture(run_id, run.attempt > 1).await;
         // Values of the job's secret variables, wherever the steps get them from.
         log.set_secrets(job.secret_env.iter().flat_map(|name| {
             job.steps
@@ -731,6 +732,7 @@ mod tests {
             config: Arc::new(Config::parse("test", "", Vec::new()).unwrap()),
             owner: owner_name(0),
             chat: crate::chat::Registry::default(),
+            logs: LogStore::files(dir.path().join("logs"), crate::logs::DEFAULT_MAX_LOG_BYTES),
             job_steps: Arc::new(store::JobSteps::new([("build", vec!["a"])])),
         };
         // As the worker's last run finished, it claimed this one; then shutdown began.
