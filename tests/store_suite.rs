@@ -44,6 +44,8 @@ suite!(
     a_delivery_waits_while_an_earlier_one_to_its_thread_is_pending,
     an_attempt_whose_outcome_was_never_recorded_counts_as_unsure,
     concurrent_triggers_get_one_numbered_run_each_within_the_queue_limit,
+    a_dead_senders_claim_is_released_at_once_and_counted_unsure,
+    a_stuck_reply_holds_back_its_own_runs_next_and_another_runs_for_a_minute_at_most,
     a_cancel_request_reaches_the_runs_worker_through_its_renewal,
     a_queued_run_or_delivery_wakes_the_loops_waiting_on_the_store,
 );
@@ -286,7 +288,11 @@ async fn an_expired_run_is_interrupted_once_with_its_reply_and_its_steps_settled
     );
     assert_eq!(store.deliveries(run.run_id).await.unwrap().len(), 1);
     // The reply is the run's result, worded when it is sent from what was stored.
-    let queued = store.try_claim_delivery(101, 200).await.unwrap().unwrap();
+    let queued = store
+        .try_claim_delivery(101, 200, "h:1#outbox")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (queued.run_id, queued.intent()),
         (Some(run.run_id), ReplyIntent::Result(reply))
@@ -545,16 +551,36 @@ async fn a_due_delivery_is_claimed_once_retried_later_and_marked_sent(store: Sto
     };
 
     assert_eq!(store.next_delivery_at().await.unwrap(), Some(100));
-    let row = store.try_claim_delivery(100, 200).await.unwrap().unwrap();
+    let row = store
+        .try_claim_delivery(100, 200, "h:1#outbox")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((row.run_id, row.attempts), (Some(inserted.run_id), 1));
-    assert!(store.try_claim_delivery(150, 250).await.unwrap().is_none());
+    assert!(
+        store
+            .try_claim_delivery(150, 250, "h:1#outbox")
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     store
-        .mark_retry(row.outbox_id, 300, "503", false)
+        .mark_retry(row.outbox_id, 300, "503", false, false)
         .await
         .unwrap();
-    assert!(store.try_claim_delivery(299, 400).await.unwrap().is_none());
-    let again = store.try_claim_delivery(300, 400).await.unwrap().unwrap();
+    assert!(
+        store
+            .try_claim_delivery(299, 400, "h:1#outbox")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let again = store
+        .try_claim_delivery(300, 400, "h:1#outbox")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(again.attempts, 2);
     store.mark_sent(again.outbox_id, 301).await.unwrap();
     assert_eq!(store.next_delivery_at().await.unwrap(), None);
@@ -583,13 +609,18 @@ async fn a_delivery_waits_while_an_earlier_one_to_its_thread_is_pending(store: S
     }
     let claim = |now| {
         let store = store.clone();
-        async move { store.try_claim_delivery(now, now + 1000).await.unwrap() }
+        async move {
+            store
+                .try_claim_delivery(now, now + 1000, "h:1#outbox")
+                .await
+                .unwrap()
+        }
     };
 
     let a1 = claim(100).await.unwrap();
     assert_eq!(a1.body, "a1");
     store
-        .mark_retry(a1.outbox_id, 500, "503", false)
+        .mark_retry(a1.outbox_id, 500, "503", false, false)
         .await
         .unwrap();
     // a2 is due but waits behind a1; the others go.
@@ -623,30 +654,171 @@ async fn a_delivery_waits_while_an_earlier_one_to_its_thread_is_pending(store: S
 async fn an_attempt_whose_outcome_was_never_recorded_counts_as_unsure(store: Store) {
     store.enqueue_delivery(&post("a", "a1"), 100).await.unwrap();
 
-    let first = store.try_claim_delivery(100, 200).await.unwrap().unwrap();
+    let first = store
+        .try_claim_delivery(100, 200, "h:1#outbox")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(first.unsure, 0);
     // The sender died before recording anything: after the hold, the row is claimed again
     // and the lost attempt is counted.
-    let second = store.try_claim_delivery(200, 300).await.unwrap().unwrap();
+    let second = store
+        .try_claim_delivery(200, 300, "h:1#outbox")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((second.attempts, second.unsure), (2, 1));
+    // From when the first unsure attempt began: Mattermost's pending_post_id window.
+    assert_eq!(second.unsure_at, Some(100));
     // A timeout is recorded as unsure too; a definite failure is not.
     store
-        .mark_retry(second.outbox_id, 300, "timed out", true)
+        .mark_retry(second.outbox_id, 300, "timed out", true, false)
         .await
         .unwrap();
-    let third = store.try_claim_delivery(300, 400).await.unwrap().unwrap();
+    let third = store
+        .try_claim_delivery(300, 400, "h:1#outbox")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(third.unsure, 2);
+    assert_eq!(third.unsure_at, Some(100), "the first stays the first");
     assert_eq!(third.last_error.as_deref(), Some("timed out"));
     store
-        .mark_retry(third.outbox_id, 400, "503", false)
+        .mark_retry(third.outbox_id, 400, "503", false, false)
         .await
         .unwrap();
-    let fourth = store.try_claim_delivery(400, 500).await.unwrap().unwrap();
+    let fourth = store
+        .try_claim_delivery(400, 500, "h:1#outbox")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         fourth.unsure, 2,
         "a recorded outcome leaves nothing in flight"
     );
     store.mark_sent(fourth.outbox_id, 450).await.unwrap();
+}
+
+async fn a_dead_senders_claim_is_released_at_once_and_counted_unsure(store: Store) {
+    store.enqueue_delivery(&post("a", "a1"), 100).await.unwrap();
+    let first = store
+        .try_claim_delivery(100, 30_100, "h:1#outbox")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        store.claimed_deliveries().await.unwrap(),
+        [(first.outbox_id, Some("h:1#outbox".to_string()))]
+    );
+    // Held until 30 100, unless its sender is known dead: released by its owner's name only.
+    assert!(
+        store
+            .try_claim_delivery(150, 30_150, "h:2#outbox")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        !store
+            .release_delivery(first.outbox_id, "h:9#outbox", 150)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .release_delivery(first.outbox_id, "h:1#outbox", 150)
+            .await
+            .unwrap()
+    );
+    let again = store
+        .try_claim_delivery(150, 30_150, "h:2#outbox")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((again.unsure, again.unsure_at), (1, Some(100)));
+    // Sent without knowing: recorded before, kept with the error on the sent row.
+    store.mark_blind(again.outbox_id).await.unwrap();
+    store.mark_sent(again.outbox_id, 200).await.unwrap();
+    assert!(store.claimed_deliveries().await.unwrap().is_empty());
+}
+
+async fn a_stuck_reply_holds_back_its_own_runs_next_and_another_runs_for_a_minute_at_most(
+    store: Store,
+) {
+    let owner = "h:1#outbox";
+    // Run 1's acknowledgement went to thread t with the run; it fails until much later.
+    let in_thread = |thread: &'static str| {
+        move |_, _, _: &NewRun| Ack {
+            text: "queued".into(),
+            delivery: Some(post(thread, "ack")),
+        }
+    };
+    store
+        .insert_run(&new_run("p1"), 1000, in_thread("t"))
+        .await
+        .unwrap();
+    let ack1 = store
+        .try_claim_delivery(1000, 2000, owner)
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .mark_retry(ack1.outbox_id, 10_000_000, "500", false, false)
+        .await
+        .unwrap();
+    // Its result waits for it however long it takes: an acknowledgement before its result.
+    let run = store
+        .try_claim(claim("w1", 1000, 100_000, &build_steps()))
+        .await
+        .unwrap()
+        .unwrap();
+    let to_t = Address {
+        target: "mattermost.post".into(),
+        thread: "t".into(),
+    };
+    store
+        .finish_run(
+            run.run_id,
+            1,
+            &result(RunStatus::Succeeded),
+            Some(&to_t),
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    // Run 2's acknowledgement, in the same thread, waits for run 1's for a minute only.
+    store
+        .insert_run(&new_run("p2"), 2000, in_thread("t"))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .try_claim_delivery(60_999, 70_000, owner)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        store.next_delivery_at().await.unwrap(),
+        Some(61_000),
+        "the sender wakes when the hold ends"
+    );
+    let ack2 = store
+        .try_claim_delivery(61_001, 70_000, owner)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ack2.run_id, Some(RunId(2)));
+    store.mark_sent(ack2.outbox_id, 61_001).await.unwrap();
+    assert!(
+        store
+            .try_claim_delivery(5_000_000, 5_100_000, owner)
+            .await
+            .unwrap()
+            .is_none(),
+        "run 1's result still waits for its acknowledgement"
+    );
 }
 
 async fn concurrent_triggers_get_one_numbered_run_each_within_the_queue_limit(store: Store) {

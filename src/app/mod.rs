@@ -163,6 +163,7 @@ impl App {
             store: state.store.clone(),
             config: config.clone(),
             chat: state.chat.clone(),
+            owner: crate::runner::orphans::owner("outbox"),
         };
         let stop_sending = CancellationToken::new();
         let sending = tokio::spawn(sender.clone().run(stop_sending.clone()));

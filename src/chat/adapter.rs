@@ -132,6 +132,23 @@ pub trait Adapter: Send + Sync + fmt::Debug {
         key: &'a str,
     ) -> BoxFuture<'a, Result<(), DeliveryError>>;
 
+    /// Where `run`'s result goes in its conversation: the root of its thread, for a run whose
+    /// thread could not be looked up when it came (`thread_unsettled`); asked once more
+    /// before its result is posted.
+    fn settle_thread<'a>(
+        &'a self,
+        run: &'a RunRow,
+    ) -> BoxFuture<'a, Result<Option<String>, DeliveryError>> {
+        Box::pin(std::future::ready(Ok(run.thread_root_id.clone())))
+    }
+
+    /// How long after an attempt whose outcome was lost the same delivery may simply be sent
+    /// again, because the chat server drops the copy (Mattermost's `pending_post_id`). Zero
+    /// when it does not.
+    fn dedup_window(&self) -> Duration {
+        Duration::ZERO
+    }
+
     /// Whether an attempt whose outcome was lost can be looked for ([`Adapter::find_sent`]).
     fn searchable(&self) -> bool {
         false

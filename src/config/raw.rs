@@ -91,7 +91,7 @@ pub(super) struct RawTeamsWebhook {
     pub(super) follow_up_url: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawMattermost {
     #[serde(default, deserialize_with = "de::list")]
@@ -102,6 +102,23 @@ pub(super) struct RawMattermost {
     pub(super) bot_token: Option<String>,
     #[serde(default)]
     pub(super) bot_user_id: Option<String>,
+    #[serde(
+        default = "default_pending_post_window_secs",
+        deserialize_with = "de::number"
+    )]
+    pub(super) pending_post_window_secs: u64,
+}
+
+impl Default for RawMattermost {
+    fn default() -> Self {
+        Self {
+            tokens: Vec::new(),
+            url: None,
+            bot_token: None,
+            bot_user_id: None,
+            pending_post_window_secs: default_pending_post_window_secs(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -167,6 +184,9 @@ pub(super) fn default_busy_timeout_ms() -> u64 {
 pub(super) fn default_max_log_bytes() -> u64 {
     crate::logs::DEFAULT_MAX_LOG_BYTES
 }
+pub(super) fn default_pending_post_window_secs() -> u64 {
+    crate::chat::mattermost::DEFAULT_PENDING_POST_WINDOW.as_secs()
+}
 pub(super) fn default_retry_base_ms() -> u64 {
     1000
 }
@@ -201,6 +221,7 @@ pub(super) const KEYS: &[Key] = &[
             Key::Value("url"),
             Key::Value("bot_token"),
             Key::Value("bot_user_id"),
+            Key::Value("pending_post_window_secs"),
         ],
     ),
     Key::Table(

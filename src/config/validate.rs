@@ -69,6 +69,7 @@ impl Config {
             raw.mattermost.url,
             raw.mattermost.bot_token,
             raw.mattermost.bot_user_id,
+            raw.mattermost.pending_post_window_secs,
             &mut problem,
         );
         let mut teams: Vec<crate::chat::teams::Webhook> = Vec::new();

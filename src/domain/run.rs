@@ -103,6 +103,10 @@ pub struct RunRow {
     pub origin: Origin,
     pub message_id: String,
     pub thread_root_id: Option<String>,
+    /// The trigger's thread could not be looked up when it came: its result's delivery looks
+    /// again before it is posted.
+    #[serde(skip)]
+    pub thread_unsettled: bool,
     pub message: String,
     pub job: String,
     pub args: String,

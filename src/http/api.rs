@@ -208,6 +208,7 @@ async fn one(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<
                 "target": d.target, "status": d.status, "attempts": d.attempts,
                 "last_error": d.last_error,
                 "next_attempt_at": (d.status == "pending").then_some(d.next_attempt_at),
+                "maybe_duplicate": d.blind,
             })
         })
         .collect();

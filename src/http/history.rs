@@ -217,13 +217,20 @@ fn reply_item(delivery: crate::store::DeliveryState, now: i64) -> ReplyItem {
     };
     let error = delivery.last_error.unwrap_or_default();
     let (status, status_class, detail) = match delivery.status.as_str() {
-        "sent" => (
-            "delivered",
-            "s-delivered",
-            delivery
+        "sent" => {
+            let at = delivery
                 .sent_at
-                .map_or_else(String::new, |at| format!("at {}", render::timestamp(at))),
-        ),
+                .map_or_else(String::new, |at| format!("at {}", render::timestamp(at)));
+            let detail = if delivery.blind {
+                format!(
+                    "{at}; it may show twice: an earlier attempt's answer was lost and could not \
+                     be checked ({error})"
+                )
+            } else {
+                at
+            };
+            ("delivered", "s-delivered", detail)
+        }
         "dead" => (
             "not delivered",
             "s-failed",

@@ -8,13 +8,18 @@
 //! `outbox.give_up_after` after it was queued). It sleeps until the next delivery is due or it
 //! is woken by a new one.
 //!
-//! Duplicates are bounded. An attempt whose outcome chatrun did not learn (it died between the
-//! POST and recording the answer, the request timed out or the connection was lost after the
-//! request was written, or a gateway timed out) is counted as *unsure* in the row. Before
-//! posting again, [`plan`] decides: a Mattermost post carries `props.chatrun_delivery`
-//! ([`delivery_key`]), so the channel's recent posts are searched for it and a post found there
-//! marks the delivery sent; a Teams card cannot be searched, so it is sent again only while
-//! fewer than two attempts were unsure, and given up after that.
+//! Each reply arrives once, or at worst twice, never lost. An attempt whose outcome chatrun did
+//! not learn (it died between the POST and recording the answer, the request timed out or the
+//! connection was lost after the request was written, or a gateway timed out) is counted as
+//! *unsure* in the row, and a restart releases its dead predecessor's claims at once. Before
+//! sending again, [`plan`] decides, the same way for every platform:
+//! - within the platform's de-duplication window of the first unsure attempt (Mattermost keeps a
+//!   post's `pending_post_id` 30 s), the same request is sent again and the server drops the copy;
+//! - on a platform that can be searched, the earlier attempt is looked for first (a Mattermost
+//!   post carries its [`delivery_key`]), and a post found there marks the delivery sent;
+//! - when it cannot be searched, or the search failed [`MAX_SEARCH_FAILURES`] times, it is sent
+//!   once more without knowing ("blind", shown on the run page as possibly posted twice);
+//! - after that it is given up rather than risk a second duplicate.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,8 +35,9 @@ use crate::store::{self, DeliveryRow, Store, ms, now_ms};
 /// look-up for an earlier attempt and the POST.
 pub use crate::chat::transport::SEND_TIMEOUT;
 
-/// Unsure attempts after which a Teams card is no longer sent: one repeat at most.
-pub const MAX_UNSURE_UNSEARCHABLE: i64 = 2;
+/// Searches for an earlier attempt that could not answer, after which the reply is sent
+/// without knowing.
+pub const MAX_SEARCH_FAILURES: i64 = 3;
 
 /// Sends queued replies.
 #[derive(Debug, Clone)]
@@ -40,11 +46,16 @@ pub struct Sender {
     pub config: Arc<Config>,
     /// The platforms deliveries go to.
     pub chat: Registry,
+    /// This process, as the owner of its claims (`host:pid#outbox`).
+    pub owner: String,
 }
 
 impl Sender {
-    /// Delivers until `shutdown`.
+    /// Delivers until `shutdown`; first releases the claims of a dead predecessor.
     pub async fn run(self, shutdown: CancellationToken) {
+        if let Err(err) = self.release_dead_claims().await {
+            tracing::warn!(error = ?err, "cannot look for replies a stopped chatrun was sending");
+        }
         loop {
             let woken = self.store.wait_for_delivery();
             tokio::pin!(woken);
@@ -100,38 +111,79 @@ impl Sender {
         Ok(self.attempt_next().await?.is_some())
     }
 
+    /// Makes the replies a dead chatrun of this host was sending due now, rather than when
+    /// their claims' hold ends. Returns how many.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn release_dead_claims(&self) -> store::Result<usize> {
+        let mut released = 0;
+        for (outbox_id, owner) in self.store.claimed_deliveries().await? {
+            if let Some(owner) = owner.filter(|o| crate::runner::orphans::owner_is_dead_here(o))
+                && self
+                    .store
+                    .release_delivery(outbox_id, &owner, now_ms())
+                    .await?
+            {
+                released += 1;
+            }
+        }
+        if released > 0 {
+            tracing::info!(
+                replies = released,
+                "sending again what a stopped chatrun was sending"
+            );
+        }
+        Ok(released)
+    }
+
     /// Claims the delivery due first and tries it once; what came of it, or `None` when
     /// none was due.
     async fn attempt_next(&self) -> store::Result<Option<Outcome>> {
         let now = now_ms();
         let hold = now + ms(SEND_TIMEOUT) * 2;
-        let Some(row) = self.store.try_claim_delivery(now, hold).await? else {
+        let Some(row) = self
+            .store
+            .try_claim_delivery(now, hold, &self.owner)
+            .await?
+        else {
             return Ok(None);
         };
         let delivery = match self.word(&row).await {
             Ok(delivery) => delivery,
-            Err(err) => return self.failed(&row, err).await.map(Some),
+            Err(err) => return self.failed(&row, err, false).await.map(Some),
         };
         let key = delivery_key(row.run_id, row.outbox_id, row.created_at);
-        let sent = match self.chat.for_target(&delivery.target) {
-            None => Err(DeliveryError::permanent(format!(
-                "unknown delivery target `{}`",
-                delivery.target
-            ))),
-            Some(chat) => match plan(chat.searchable(), row.unsure) {
-                Plan::Send => chat.send(&delivery, &key).await.map(|()| "reply delivered"),
-                Plan::LookFirst => match chat.find_sent(&delivery, row.created_at, &key).await {
-                    Ok(true) => Ok("reply found delivered by an earlier attempt; not posted again"),
-                    Ok(false) => chat.send(&delivery, &key).await.map(|()| "reply delivered"),
-                    Err(err) => Err(err),
-                },
-                Plan::GiveUp => Err(DeliveryError::permanent(format!(
-                    "may already be delivered ({} attempts ended without an answer, the last: \
-                     {}); not sent again to avoid a duplicate",
-                    row.unsure,
-                    row.last_error.as_deref().unwrap_or("unknown")
-                ))),
+        let Some(chat) = self.chat.for_target(&delivery.target) else {
+            let err =
+                DeliveryError::permanent(format!("unknown delivery target `{}`", delivery.target));
+            return self.failed(&row, err, false).await.map(Some);
+        };
+        let checks = Checks {
+            dedup_window_ms: ms(chat.dedup_window()),
+            searchable: chat.searchable(),
+        };
+        let sent = match plan(checks, &row.earlier(), now) {
+            Plan::Send => chat.send(&delivery, &key).await.map(|()| "reply delivered"),
+            Plan::LookFirst => match chat.find_sent(&delivery, row.created_at, &key).await {
+                Ok(true) => Ok("reply found delivered by an earlier attempt; not posted again"),
+                Ok(false) => chat.send(&delivery, &key).await.map(|()| "reply delivered"),
+                Err(err) => return self.failed(&row, err, true).await.map(Some),
             },
+            Plan::SendBlind => {
+                self.store.mark_blind(row.outbox_id).await?;
+                tracing::warn!(outbox = row.outbox_id, run = ?row.run_id,
+                    "sending a reply again although an earlier attempt may have arrived (it \
+                     cannot be checked): it may show twice");
+                chat.send(&delivery, &key).await.map(|()| "reply delivered")
+            }
+            Plan::GiveUp => Err(DeliveryError::permanent(format!(
+                "may already be delivered ({} attempts ended without an answer, the last: \
+                 {}); not sent again to avoid a duplicate",
+                row.unsure,
+                row.last_error.as_deref().unwrap_or("unknown")
+            ))),
         };
         match sent {
             Ok(what) => {
@@ -139,7 +191,7 @@ impl Sender {
                 self.store.mark_sent(row.outbox_id, now_ms()).await?;
                 Ok(Some(Outcome::Sent))
             }
-            Err(err) => self.failed(&row, err).await.map(Some),
+            Err(err) => self.failed(&row, err, false).await.map(Some),
         }
     }
 
@@ -154,19 +206,23 @@ impl Sender {
             .run_id
             .ok_or_else(|| DeliveryError::permanent("a result delivery names no run"))?;
         let stored = async {
-            let Some(run) = self.store.get_run(run_id).await? else {
+            let Some(mut run) = self.store.get_run(run_id).await? else {
                 return Ok(None);
             };
+            if run.thread_unsettled {
+                run.thread_root_id = self.settle_thread(&run, row).await?;
+            }
             let steps = self.store.steps(run_id).await?;
             let failures = self.store.test_failures(run_id).await?;
-            Ok::<_, store::Error>(Some((run, steps, failures)))
+            Ok::<_, Unworded>(Some((run, steps, failures)))
         };
         let (run, steps, failures) = stored
             .await
-            .map_err(|err| {
-                DeliveryError::retryable(format!(
+            .map_err(|err| match err {
+                Unworded::Store(err) => DeliveryError::retryable(format!(
                     "cannot read run #{run_id} to word its result: {err}"
-                ))
+                )),
+                Unworded::Thread(err) => err,
             })?
             .ok_or_else(|| DeliveryError::permanent(format!("run #{run_id} no longer exists")))?;
         let worded = self
@@ -178,15 +234,48 @@ impl Sender {
                     address.target
                 ))
             })?;
-        // To where the run's end said, in the thread its order was kept in.
+        // The address the run's end named, unless its thread was settled since.
         Ok(Delivery {
             target: address.target,
-            body: worded.body,
-            thread: address.thread,
+            ..worded
         })
     }
 
-    async fn failed(&self, row: &DeliveryRow, err: DeliveryError) -> store::Result<Outcome> {
+    /// Looks up again the thread of a run whose look-up failed when it came, and records what
+    /// it found. A look-up that still fails is retried for [`SETTLE_FOR`] after the delivery
+    /// (`row`) was queued; after that the result goes to the top of the channel rather than
+    /// wait any longer.
+    async fn settle_thread(
+        &self,
+        run: &crate::domain::RunRow,
+        row: &DeliveryRow,
+    ) -> Result<Option<String>, Unworded> {
+        let Some(chat) = self.chat.get(run.origin.platform) else {
+            return Ok(run.thread_root_id.clone());
+        };
+        let root = match chat.settle_thread(run).await {
+            Ok(root) => root,
+            Err(err) if now_ms() - row.created_at < ms(SETTLE_FOR) => {
+                return Err(Unworded::Thread(err));
+            }
+            Err(err) => {
+                tracing::warn!(run = %run.run_id, error = %err,
+                    "cannot look up the trigger's thread: posting the result at the top of the channel");
+                None
+            }
+        };
+        self.store
+            .settle_thread(run.run_id, root.as_deref())
+            .await?;
+        Ok(root)
+    }
+
+    async fn failed(
+        &self,
+        row: &DeliveryRow,
+        err: DeliveryError,
+        search_failed: bool,
+    ) -> store::Result<Outcome> {
         let outbox = &self.config.outbox;
         let now = now_ms();
         match retry_at(outbox, row, &err, now) {
@@ -195,7 +284,7 @@ impl Sender {
                     retry_in_ms = at - now, "reply not delivered; will retry");
                 let unsure = matches!(err, DeliveryError::Retryable { unsure: true, .. });
                 self.store
-                    .mark_retry(row.outbox_id, at, &err.to_string(), unsure)
+                    .mark_retry(row.outbox_id, at, &err.to_string(), unsure, search_failed)
                     .await?;
                 Ok(Outcome::Retry)
             }
@@ -207,8 +296,8 @@ impl Sender {
                     ),
                     DeliveryError::Permanent(message) => message,
                 };
-                tracing::error!(outbox = row.outbox_id, attempt = row.attempts, error = %reason,
-                    "reply given up");
+                tracing::warn!(outbox = row.outbox_id, run = ?row.run_id,
+                    attempt = row.attempts, error = %reason, "reply given up");
                 self.store.mark_dead(row.outbox_id, &reason).await?;
                 Ok(Outcome::Dead)
             }
@@ -224,28 +313,57 @@ enum Outcome {
     Dead,
 }
 
+/// Why a run's result could not be worded.
+enum Unworded {
+    Store(store::Error),
+    Thread(DeliveryError),
+}
+
+impl From<store::Error> for Unworded {
+    fn from(err: store::Error) -> Self {
+        Self::Store(err)
+    }
+}
+
+/// How long after a result's delivery was queued a thread look-up that fails (Mattermost down
+/// or restarting) is retried, before the result goes to the top of the channel.
+pub const SETTLE_FOR: Duration = Duration::from_secs(300);
+
+/// What a platform offers against a duplicate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checks {
+    /// How long after an attempt the server drops a repeat of it (ms); 0: it does not.
+    pub dedup_window_ms: i64,
+    /// Whether an earlier attempt can be looked for.
+    pub searchable: bool,
+}
+
 /// What to do with a claimed delivery before posting it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Plan {
-    /// Post it.
+    /// Post it: no earlier attempt may have arrived, or the server drops a copy.
     Send,
-    /// Search the channel for a post an earlier attempt made; post only if there is none.
+    /// Search for a post an earlier attempt made; post only if there is none.
     LookFirst,
-    /// Mark it dead: it may already be delivered, and cannot be checked.
+    /// Post it without knowing whether an earlier attempt arrived: the one duplicate allowed.
+    SendBlind,
+    /// Mark it dead: it may already be delivered, and a second duplicate is not risked.
     GiveUp,
 }
 
-/// Decides how to go on with a delivery after `unsure` attempts whose outcome is unknown: on a
-/// `searchable` platform (Mattermost posts) the earlier post is looked for first; on one that is
-/// not (Teams cards) it is sent again only while fewer than [`MAX_UNSURE_UNSEARCHABLE`] attempts
-/// were unsure, which makes at most one duplicate.
-pub fn plan(searchable: bool, unsure: i64) -> Plan {
-    if unsure <= 0 {
+/// Decides how to go on with a delivery after `earlier` attempts, at `now`: at most one
+/// duplicate, never a lost reply, the same rule on every platform (see the module's notes).
+pub fn plan(checks: Checks, earlier: &store::Earlier, now: i64) -> Plan {
+    // Nothing may have arrived; or the server drops a copy of what did.
+    let deduplicated = earlier
+        .unsure_at
+        .is_some_and(|at| now - at < checks.dedup_window_ms);
+    if earlier.unsure <= 0 || deduplicated {
         Plan::Send
-    } else if searchable {
+    } else if checks.searchable && earlier.search_failures < MAX_SEARCH_FAILURES {
         Plan::LookFirst
-    } else if unsure < MAX_UNSURE_UNSEARCHABLE {
-        Plan::Send
+    } else if !earlier.blind {
+        Plan::SendBlind
     } else {
         Plan::GiveUp
     }
@@ -340,6 +458,9 @@ mod tests {
             unsure: 0,
             last_error: None,
             kind: "worded".into(),
+            unsure_at: None,
+            search_failures: 0,
+            blind: false,
         }
     }
 
@@ -379,15 +500,55 @@ mod tests {
     }
 
     #[test]
-    fn an_unsure_mattermost_post_is_looked_for_and_a_teams_card_repeated_at_most_once() {
-        let (mattermost, teams) = (true, false);
-        assert_eq!(plan(mattermost, 0), Plan::Send);
-        assert_eq!(plan(mattermost, 1), Plan::LookFirst);
-        assert_eq!(plan(mattermost, 5), Plan::LookFirst);
-        assert_eq!(plan(teams, 0), Plan::Send);
-        assert_eq!(plan(teams, 1), Plan::Send, "one repeat");
-        assert_eq!(plan(teams, 2), Plan::GiveUp, "no second one");
-        assert_eq!(plan(teams, 3), Plan::GiveUp);
+    fn one_rule_for_every_platform_at_most_one_duplicate_and_no_lost_reply() {
+        let mattermost = Checks {
+            dedup_window_ms: 25_000,
+            searchable: true,
+        };
+        let teams = Checks {
+            dedup_window_ms: 0,
+            searchable: false,
+        };
+        let earlier = |unsure, unsure_at, search_failures, blind| store::Earlier {
+            unsure,
+            unsure_at,
+            search_failures,
+            blind,
+        };
+        let now = 100_000;
+        // Nothing may have arrived: send.
+        assert_eq!(
+            plan(mattermost, &earlier(0, None, 0, false), now),
+            Plan::Send
+        );
+        assert_eq!(plan(teams, &earlier(0, None, 0, false), now), Plan::Send);
+        // Within Mattermost's pending_post_id window of the first unsure attempt: the same
+        // post again, which Mattermost drops if it has it.
+        let recent = earlier(2, Some(now - 24_999), 0, false);
+        assert_eq!(plan(mattermost, &recent, now), Plan::Send);
+        // Beyond it: look first, while the search answers.
+        let old = earlier(1, Some(now - 25_000), 0, false);
+        assert_eq!(plan(mattermost, &old, now), Plan::LookFirst);
+        let searched = earlier(1, Some(now - 60_000), 2, false);
+        assert_eq!(plan(mattermost, &searched, now), Plan::LookFirst);
+        // A search that keeps failing: send once without knowing, then give up.
+        let unsearchable = earlier(1, Some(now - 60_000), 3, false);
+        assert_eq!(plan(mattermost, &unsearchable, now), Plan::SendBlind);
+        let again = earlier(2, Some(now - 60_000), 3, true);
+        assert_eq!(plan(mattermost, &again, now), Plan::GiveUp);
+        // Teams cannot be searched nor de-duplicated: one repeat, no second one.
+        assert_eq!(
+            plan(teams, &earlier(1, Some(now), 0, false), now),
+            Plan::SendBlind
+        );
+        assert_eq!(
+            plan(teams, &earlier(2, Some(now), 0, true), now),
+            Plan::GiveUp
+        );
+        assert_eq!(
+            plan(teams, &earlier(3, Some(now), 0, true), now),
+            Plan::GiveUp
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub fn run(status: RunStatus) -> RunRow {
         },
         message_id: "p1".into(),
         thread_root_id: None,
+        thread_unsettled: false,
         message: "#build".into(),
         job: "build".into(),
         args: String::new(),

@@ -7,6 +7,38 @@
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
+/// This process as a lease or claim owner: `host:pid#part` (`part`: which worker, or `outbox`),
+/// so that a restarted chatrun can tell its dead predecessor's leases and claims from a live
+/// neighbour's.
+pub fn owner(part: impl std::fmt::Display) -> String {
+    format!("{}:{}#{part}", hostname(), std::process::id())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "chatrun".into())
+}
+
+/// True when `owner` (`host:pid#part`) names a process of this host that no longer exists.
+pub fn owner_is_dead_here(owner: &str) -> bool {
+    let Some((owner_host, rest)) = owner.split_once(':') else {
+        return false;
+    };
+    let Some(pid) = rest.split('#').next().and_then(|p| p.parse::<i32>().ok()) else {
+        return false;
+    };
+    if owner_host != hostname() || pid == i32::try_from(std::process::id()).unwrap_or(0) {
+        return false;
+    }
+    matches!(
+        kill(Pid::from_raw(pid), None),
+        Err(nix::errno::Errno::ESRCH)
+    )
+}
+
 /// Kills every process of run `run_id` started by `owner`, and their process groups. Returns
 /// how many processes it found.
 pub fn kill_run(run_id: i64, owner: &str) -> usize {
@@ -71,6 +103,20 @@ mod tests {
     use std::os::unix::process::CommandExt;
 
     use super::*;
+
+    #[test]
+    fn only_dead_owners_of_this_host_are_dead() {
+        let me = owner(0);
+        assert!(!owner_is_dead_here(&me));
+        assert!(!owner_is_dead_here("elsewhere:1#0"));
+        assert!(!owner_is_dead_here("garbage"));
+        // pid_max is at most 2^22: this pid cannot exist.
+        assert!(owner_is_dead_here(&format!("{}:9999999#0", hostname())));
+        assert!(owner_is_dead_here(&format!(
+            "{}:9999999#outbox",
+            hostname()
+        )));
+    }
 
     #[test]
     fn the_state_and_group_are_read_after_the_last_parenthesis() {

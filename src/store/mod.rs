@@ -27,7 +27,7 @@ use tokio::sync::futures::Notified;
 use tokio::sync::{Notify, watch};
 
 pub use model::{
-    Ack, Claim, DeliveryRow, DeliveryState, Insert, Inserted, JobSteps, NewRun, Position,
+    Ack, Claim, DeliveryRow, DeliveryState, Earlier, Insert, Inserted, JobSteps, NewRun, Position,
     RunFilter, RunResult, StepResult,
 };
 pub use sqlite::flush::FlushCounts;
@@ -333,8 +333,21 @@ delegate! {
     /// Queues a delivery, due at once.
     fn enqueue_delivery(&self, delivery: &Delivery, now: i64) -> Result<()>,
         then |signals: &Signals, (): &()| signals.deliveries.notify_one();
-    /// Claims the delivery due first, holding it until `hold_until`.
-    fn try_claim_delivery(&self, now: i64, hold_until: i64) -> Result<Option<DeliveryRow>>;
+    /// Claims the delivery due first for `owner`, holding it until `hold_until`.
+    fn try_claim_delivery(
+        &self,
+        now: i64,
+        hold_until: i64,
+        owner: &str,
+    ) -> Result<Option<DeliveryRow>>;
+    /// The deliveries being sent, and by which process.
+    fn claimed_deliveries(&self) -> Result<Vec<(i64, Option<String>)>>;
+    /// Makes a delivery a dead process was sending due now.
+    fn release_delivery(&self, outbox_id: i64, owner: &str, now: i64) -> Result<bool>;
+    /// Records that a delivery is sent without knowing whether an earlier attempt arrived.
+    fn mark_blind(&self, outbox_id: i64) -> Result<()>;
+    /// Settles the thread of a run whose thread could not be looked up when it came.
+    fn settle_thread(&self, run_id: RunId, root: Option<&str>) -> Result<()>;
     /// When the next delivery is due.
     fn next_delivery_at(&self) -> Result<Option<i64>>;
     /// Marks a delivery sent.
@@ -346,6 +359,7 @@ delegate! {
         next_attempt_at: i64,
         error: &str,
         unsure: bool,
+        search_failed: bool,
     ) -> Result<()>;
     /// Gives a delivery up.
     fn mark_dead(&self, outbox_id: i64, error: &str) -> Result<()>;

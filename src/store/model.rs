@@ -16,6 +16,9 @@ pub struct NewRun {
     pub message_id: String,
     /// The thread the result goes to, when known.
     pub thread_root_id: Option<String>,
+    /// The thread could not be looked up (the chat server did not answer in time): the
+    /// result's delivery looks again.
+    pub thread_unsettled: bool,
     /// The whole trigger text.
     pub message: String,
     /// The job to run.
@@ -162,6 +165,12 @@ pub struct DeliveryRow {
     pub last_error: Option<String>,
     /// `worded` (`body` is what to send) or `result` (its run's result, worded when sent).
     pub kind: String,
+    /// When the last attempt whose outcome was never learnt began.
+    pub unsure_at: Option<i64>,
+    /// Searches for an earlier attempt's post that could not answer.
+    pub search_failures: i64,
+    /// It was sent once although an earlier attempt may have been delivered.
+    pub blind: bool,
 }
 
 /// How a delivery of a run went, for the run page and the API.
@@ -178,9 +187,34 @@ pub struct DeliveryState {
     pub next_attempt_at: i64,
     pub created_at: i64,
     pub sent_at: Option<i64>,
+    /// Sent once although an earlier attempt may have been delivered: it may show twice.
+    pub blind: bool,
+}
+
+/// What a delivery's earlier attempts leave the next one to weigh (`outbox::plan`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Earlier {
+    /// Attempts whose outcome was never learnt.
+    pub unsure: i64,
+    /// When the first of them began.
+    pub unsure_at: Option<i64>,
+    /// Searches for an earlier attempt's post that could not answer.
+    pub search_failures: i64,
+    /// It was already sent once without knowing.
+    pub blind: bool,
 }
 
 impl DeliveryRow {
+    /// What its earlier attempts left.
+    pub fn earlier(&self) -> Earlier {
+        Earlier {
+            unsure: self.unsure,
+            unsure_at: self.unsure_at,
+            search_failures: self.search_failures,
+            blind: self.blind,
+        }
+    }
+
     /// What the row holds: a worded reply, or where its run's result goes.
     pub fn intent(&self) -> ReplyIntent {
         let thread = self.thread.clone().unwrap_or_default();

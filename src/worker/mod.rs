@@ -67,32 +67,7 @@ pub fn interrupted_error(cause: &str, retried: bool) -> String {
 /// The lease owner name of worker `n` of this process: `host:pid#n`, so that a restarted
 /// chatrun can tell its dead predecessor's runs from a live neighbour's.
 pub fn owner_name(n: usize) -> String {
-    format!("{}:{}#{n}", hostname(), std::process::id())
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "chatrun".into())
-}
-
-/// True when `owner` (`host:pid#n`) names a process of this host that no longer exists.
-fn owner_is_dead_here(owner: &str) -> bool {
-    let Some((owner_host, rest)) = owner.split_once(':') else {
-        return false;
-    };
-    let Some(pid) = rest.split('#').next().and_then(|p| p.parse::<i32>().ok()) else {
-        return false;
-    };
-    if owner_host != hostname() || pid == i32::try_from(std::process::id()).unwrap_or(0) {
-        return false;
-    }
-    matches!(
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
-        Err(nix::errno::Errno::ESRCH)
-    )
+    runner::orphans::owner(n)
 }
 
 /// What [`Worker::try_run_one`] did.
@@ -640,7 +615,8 @@ impl Reaper {
     pub async fn reap(&self) -> store::Result<usize> {
         let store = &self.worker.store;
         for (run_id, owner) in store.running_leases().await? {
-            let Some(owner) = owner.filter(|owner| owner_is_dead_here(owner)) else {
+            let Some(owner) = owner.filter(|owner| runner::orphans::owner_is_dead_here(owner))
+            else {
                 continue;
             };
             let (id, who) = (run_id.0, owner.clone());
@@ -750,15 +726,5 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(run.status, RunStatus::Queued, "started by the next start");
-    }
-
-    #[test]
-    fn only_dead_owners_of_this_host_are_dead() {
-        let me = owner_name(0);
-        assert!(!owner_is_dead_here(&me));
-        assert!(!owner_is_dead_here("elsewhere:1#0"));
-        assert!(!owner_is_dead_here("garbage"));
-        // pid_max is at most 2^22: this pid cannot exist.
-        assert!(owner_is_dead_here(&format!("{}:9999999#0", hostname())));
     }
 }

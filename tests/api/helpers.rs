@@ -189,6 +189,16 @@ async fn launch(
             .splice(0..0, ["[outbox]".into(), "retry_base_ms = 50".into()])
             .for_each(drop),
     }
+    // Keys of an `[mattermost]` table in `extra` join the one here.
+    let mut mattermost_keys = Vec::new();
+    if let Some(at) = tables.iter().position(|line| line.trim() == "[mattermost]") {
+        let end = tables[at + 1..]
+            .iter()
+            .position(|line| line.trim_start().starts_with('['))
+            .map_or(tables.len(), |n| at + 1 + n);
+        mattermost_keys = tables.drain(at..end).skip(1).collect();
+    }
+    let mattermost_keys = mattermost_keys.join("\n");
     let extra = tables.join("\n");
     let config = Config::parse(
         "test",
@@ -204,6 +214,7 @@ tokens = ["{TOKEN}"]
 url = "{url}"
 bot_token = "{BOT_TOKEN}"
 bot_user_id = "{BOT_USER}"
+{mattermost_keys}
 [[teams.webhooks]]
 name = "platform-team"
 secret = "{TEAMS_TOKEN}"

@@ -95,6 +95,12 @@ async fn trigger_in_thread(app: &TestApp, post_id: &str) {
     );
 }
 
+/// Sends `#build` as Mattermost post `post_id`, wherever it turns out to be.
+async fn trigger(app: &TestApp, post_id: &str) {
+    let response = app.post_form(&app.payload("#build", post_id)).await;
+    assert_eq!(response.status(), 200);
+}
+
 /// Mentions the Teams webhook in the thread of `root` with message `id`.
 async fn trigger_teams(app: &TestApp, id: &str, root: &str) {
     let body = serde_json::to_vec(&json!({
@@ -230,17 +236,22 @@ async fn replies_arrive_once_and_in_order_per_thread_through_refusal_500_and_429
         );
     }
 
-    // The held acknowledgement was looked for before it was posted again.
+    // The held acknowledgement was posted again, within Mattermost's 30 s, with the same
+    // pending_post_id (the key), so that a Mattermost that had made it would answer with it.
+    let held = seen
+        .iter()
+        .find(|s| s.status == 0 && s.method == "POST")
+        .expect("a request was left unanswered");
     assert!(
-        seen.iter().any(|s| s.status == 0 && s.method == "POST"),
-        "a request was left unanswered"
+        seen.iter()
+            .any(|s| s.at > held.at && s.key == held.key && s.status == 201),
+        "{seen:?}"
     );
     assert!(
-        seen.iter().any(|s| s.status == 200
-            && s.path.ends_with("/posts")
-            && s.method == "GET"
-            && s.query.starts_with("since=")),
-        "{seen:?}"
+        posts
+            .iter()
+            .all(|p| p["pending_post_id"] == p["props"]["chatrun_delivery"]),
+        "{posts:?}"
     );
     // Retry-After was honoured: after a 429, the same reply came no sooner than a second later.
     let throttled: Vec<&Seen> = seen
@@ -285,6 +296,7 @@ async fn drain_sends_what_is_due_leaves_failures_for_later_and_stops_at_its_dead
         store: store.clone(),
         config: Arc::new(config),
         chat: chatrun::chat::Registry::new(vec![Arc::new(mattermost)]),
+        owner: chatrun::runner::orphans::owner("outbox"),
     };
     let post = |root: &str, message: &str| {
         chatrun::chat::mattermost::render_post("chan1", Some(root), message)
@@ -342,7 +354,7 @@ async fn drain_sends_what_is_due_leaves_failures_for_later_and_stops_at_its_dead
 }
 
 #[tokio::test]
-async fn a_post_whose_answer_was_lost_is_found_in_the_channel_and_not_posted_again() {
+async fn a_post_whose_answer_was_lost_is_sent_again_with_its_pending_post_id_and_shows_once() {
     let chat = FakeChat::start(Mode::Ok).await;
     chat.with(|chat| {
         chat.roots.insert("lost1".into(), "lostroot".into());
@@ -363,26 +375,163 @@ async fn a_post_whose_answer_was_lost_is_found_in_the_channel_and_not_posted_aga
         2,
         "the acknowledgement and the result, once each"
     );
-    assert_eq!(deliveries[0].attempts, 2);
     let ack_key = chatrun::outbox::delivery_key(
         Some(RunId(1)),
         deliveries[0].outbox_id,
         deliveries[0].created_at,
     );
-    assert_eq!(posts[0]["props"]["chatrun_delivery"], ack_key);
-    let search = seen
+    // Sent twice with one pending_post_id: Mattermost answered the repeat with its post.
+    assert_eq!(deliveries[0].attempts, 2);
+    let sent: Vec<&Seen> = seen
         .iter()
-        .find(|s| {
+        .filter(|s| s.method == "POST" && s.key.as_deref() == Some(ack_key.as_str()))
+        .collect();
+    assert_eq!(sent.len(), 2, "{seen:?}");
+    assert_eq!(posts[0]["pending_post_id"], ack_key);
+    assert!(
+        !seen
+            .iter()
+            .any(|s| s.method == "GET" && s.path.ends_with("/posts")),
+        "no search within Mattermost's window: {seen:?}"
+    );
+    assert!(!deliveries[0].blind);
+}
+
+#[tokio::test]
+async fn beyond_mattermosts_window_a_lost_post_is_looked_for_page_by_page_in_a_busy_channel() {
+    let chat = FakeChat::start(Mode::Ok).await;
+    chat.with(|chat| {
+        chat.roots.insert("lost1".into(), "lostroot".into());
+        chat.script.push_back(Mode::TakeAndHangUp);
+        // 450 posts of others come right after the lost one: it is on the search's third page.
+        chat.flood_after_take = 450;
+    });
+    let app =
+        spawn_app_with_chat(&chat.url(), "[mattermost]\npending_post_window_secs = 0\n").await;
+
+    trigger_in_thread(&app, "lost1").await;
+
+    let deliveries = wait_for(|| async {
+        let list = app.store.deliveries(RunId(1)).await.unwrap();
+        (list.len() == 2 && list.iter().all(|d| d.status == "sent")).then_some(list)
+    })
+    .await;
+    let (posts, seen) = chat.with(|c| (c.posts.clone(), c.seen.clone()));
+    let ours: Vec<&Value> = posts
+        .iter()
+        .filter(|p| p["props"]["chatrun_delivery"].is_string())
+        .collect();
+    assert_eq!(
+        ours.len(),
+        2,
+        "the acknowledgement and the result, once each"
+    );
+    let pages: Vec<&str> = seen
+        .iter()
+        .filter(|s| {
             s.method == "GET" && s.path == "/api/v4/channels/chan0000000000000000000000/posts"
         })
-        .expect("the channel was searched");
-    let since: i64 = search
-        .query
-        .strip_prefix("since=")
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(since <= deliveries[0].created_at, "{since}");
+        .map(|s| s.query.as_str())
+        .collect();
+    assert_eq!(
+        pages,
+        [
+            "page=0&per_page=200",
+            "page=1&per_page=200",
+            "page=2&per_page=200"
+        ],
+        "newest first, until the lost post was found"
+    );
+    assert_eq!(deliveries[0].attempts, 2);
+    assert!(!deliveries[0].blind);
+}
+
+#[tokio::test]
+async fn a_lost_post_that_cannot_be_looked_for_is_sent_once_more_and_marked_as_maybe_twice() {
+    let chat = FakeChat::start(Mode::Ok).await;
+    chat.with(|chat| {
+        chat.roots.insert("lost1".into(), "lostroot".into());
+        chat.script.push_back(Mode::TakeAndHangUp);
+        // A bot that may post in the channel but not read it; an older Mattermost that does
+        // not drop a repeated pending_post_id.
+        chat.search_status = Some(403);
+        chat.dedup = false;
+    });
+    let app =
+        spawn_app_with_chat(&chat.url(), "[mattermost]\npending_post_window_secs = 0\n").await;
+
+    trigger_in_thread(&app, "lost1").await;
+
+    let ack = first_delivery_when(&app, 1, |d| d.status == "sent").await;
+    let seen = chat.with(|c| c.seen.clone());
+    let searches = seen
+        .iter()
+        .filter(|s| s.method == "GET" && s.path.ends_with("/posts") && s.status == 403)
+        .count();
+    assert_eq!(searches, 3, "{seen:?}");
+    // Posted once more without knowing: never lost, at most one duplicate, and said so.
+    let ack_posts = chat.with(|c| {
+        c.posts
+            .iter()
+            .filter(|p| {
+                p["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("Queued run"))
+            })
+            .count()
+    });
+    assert_eq!(ack_posts, 2);
+    assert!(ack.blind);
+    let page = app.get("/runs/1").await.text().await.unwrap();
+    assert!(page.contains("it may show twice"), "{page}");
+    let api: Value = app.get("/api/runs/1").await.json().await.unwrap();
+    assert_eq!(api["replies"][0]["maybe_duplicate"], true, "{api}");
+}
+
+#[tokio::test]
+async fn a_stuck_reply_at_the_top_of_a_channel_holds_back_no_other() {
+    let chat = FakeChat::start(Mode::Ok).await;
+    // The trigger posts are unknown to Mattermost: results go to the top of the channel. Run
+    // 1's result keeps failing.
+    chat.with(|chat| {
+        chat.unknown_posts = true;
+        chat.refuse = Some("run #1 ".into());
+    });
+    let app = spawn_app_with_chat(&chat.url(), "").await;
+
+    trigger(&app, "top1").await;
+    app.finished_run(1).await;
+    first_delivery_when(&app, 1, |d| d.attempts >= 2).await;
+    trigger(&app, "top2").await;
+
+    let second = first_delivery_when(&app, 2, |d| d.status == "sent").await;
+    let first = app.store.deliveries(RunId(1)).await.unwrap();
+    assert_eq!(first[0].status, "pending", "{first:?}");
+    assert_eq!(second.attempts, 1);
+}
+
+#[tokio::test]
+async fn a_thread_that_could_not_be_looked_up_is_looked_up_again_before_the_result() {
+    let chat = FakeChat::start(Mode::Ok).await;
+    chat.with(|chat| {
+        chat.roots.insert("late1".into(), "lateroot".into());
+        // Mattermost is restarting when the trigger comes: its look-up fails.
+        chat.lookup_failures = 1;
+    });
+    let app = spawn_app_with_chat(&chat.url(), "").await;
+
+    trigger(&app, "late1").await;
+
+    first_delivery_when(&app, 1, |d| d.status == "sent").await;
+    let posts = chat.with(|c| c.posts.clone());
+    assert_eq!(posts.len(), 1, "{posts:?}");
+    assert_eq!(
+        posts[0]["root_id"], "lateroot",
+        "the result is in the thread"
+    );
+    let run = app.store.get_run(RunId(1)).await.unwrap().unwrap();
+    assert_eq!(run.thread_root_id.as_deref(), Some("lateroot"));
+    assert!(!run.thread_unsettled);
 }
 
 #[tokio::test]
@@ -450,6 +599,22 @@ struct Seen {
 
 struct Chat {
     mode: Mode,
+    /// Drops a post repeated with a `pending_post_id` seen in the last 30 s, answering with the
+    /// post already made, as Mattermost does (`deduplicateCreatePost`). Off: an older server.
+    dedup: bool,
+    /// Pending post ids seen: the post made for each, and when.
+    pending: HashMap<String, (Value, Instant)>,
+    /// The status every channel search gets instead of the posts (a bot that may not read the
+    /// channel: 403).
+    search_status: Option<u16>,
+    /// Trigger look-ups still to answer with 500 (Mattermost down when the trigger came).
+    lookup_failures: usize,
+    /// Trigger posts not in `roots` are unknown (404), as a `chatrun trigger` post is.
+    unknown_posts: bool,
+    /// Posts whose message holds this get 500, whatever the mode (a stuck reply).
+    refuse: Option<String>,
+    /// Posts of other users made right after the next post taken (a busy channel).
+    flood_after_take: usize,
     /// Modes for the next POSTs, before `mode` applies again.
     script: VecDeque<Mode>,
     /// Trigger post id → its thread's root id, for the trigger look-up.
@@ -481,6 +646,13 @@ impl FakeChat {
             port: listener.local_addr().unwrap().port(),
             chat: Arc::new(Mutex::new(Chat {
                 mode,
+                dedup: true,
+                pending: HashMap::new(),
+                search_status: None,
+                lookup_failures: 0,
+                unknown_posts: false,
+                refuse: None,
+                flood_after_take: 0,
                 script: VecDeque::new(),
                 roots: HashMap::new(),
                 posts: Vec::new(),
@@ -615,6 +787,13 @@ async fn read_request(stream: &mut TcpStream) -> Option<(String, String, Vec<u8>
 fn answer(chat: &mut Chat, method: &str, path: &str, query: &str, body: &[u8]) -> Answer {
     // The trigger look-up is no delivery: answered whatever the mode.
     if let Some(id) = path.strip_prefix("/api/v4/posts/") {
+        if chat.lookup_failures > 0 {
+            chat.lookup_failures -= 1;
+            return Answer::Reply(500, String::new(), r#"{"message":"starting"}"#.into());
+        }
+        if chat.unknown_posts && !chat.roots.contains_key(id) {
+            return Answer::Reply(404, String::new(), r#"{"message":"not found"}"#.into());
+        }
         let root = chat.roots.get(id).cloned().unwrap_or_default();
         return Answer::Reply(
             200,
@@ -635,7 +814,21 @@ fn answer(chat: &mut Chat, method: &str, path: &str, query: &str, body: &[u8]) -
         "POST" => chat.script.pop_front().unwrap_or(chat.mode),
         _ => chat.mode,
     };
+    let refused = chat.refuse.as_deref().is_some_and(|refuse| {
+        post["message"]
+            .as_str()
+            .is_some_and(|message| message.contains(refuse))
+    });
+    let mode = if refused { Mode::Fail } else { mode };
+    let search_status = chat
+        .search_status
+        .filter(|_| method == "GET" && path.ends_with("/posts"));
     let answer = match mode {
+        _ if search_status.is_some() => Answer::Reply(
+            search_status.unwrap_or(403),
+            String::new(),
+            r#"{"message":"You do not have the appropriate permissions."}"#.into(),
+        ),
         Mode::Ok | Mode::TakeAndHangUp => {
             let taken = take(chat, method, path, query, post);
             if mode == Mode::TakeAndHangUp {
@@ -684,10 +877,31 @@ fn take(chat: &mut Chat, method: &str, path: &str, query: &str, mut post: Value)
     let now = chatrun::store::now_ms();
     match (method, path) {
         ("POST", "/api/v4/posts") => {
+            let pending_id = post["pending_post_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            if chat.dedup
+                && let Some((made, at)) = chat.pending.get(&pending_id)
+                && at.elapsed() < Duration::from_secs(30)
+            {
+                return Answer::Reply(201, String::new(), made.to_string());
+            }
             post["id"] = json!(format!("post{}", chat.posts.len() + 1));
             post["create_at"] = json!(now);
             post["update_at"] = json!(now);
             chat.posts.push(post.clone());
+            if !pending_id.is_empty() {
+                chat.pending
+                    .insert(pending_id, (post.clone(), Instant::now()));
+            }
+            for n in 0..std::mem::take(&mut chat.flood_after_take) {
+                let other = json!({
+                    "id": format!("other{n}"), "channel_id": post["channel_id"],
+                    "message": "chatter", "create_at": now + 1, "props": {},
+                });
+                chat.posts.push(other);
+            }
             Answer::Reply(201, String::new(), post.to_string())
         }
         ("POST", WORKFLOW_PATH) => {
@@ -695,17 +909,25 @@ fn take(chat: &mut Chat, method: &str, path: &str, query: &str, mut post: Value)
             Answer::Reply(202, String::new(), String::new())
         }
         ("GET", _) if path.starts_with("/api/v4/channels/") && path.ends_with("/posts") => {
+            // Newest first, a page at a time, as Mattermost lists a channel's posts.
             let channel = &path["/api/v4/channels/".len()..path.len() - "/posts".len()];
-            let since: i64 = query
-                .strip_prefix("since=")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
+            let param = |name: &str, default: usize| {
+                query
+                    .split('&')
+                    .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(default)
+            };
+            let (page, per_page) = (param("page", 0), param("per_page", 60));
             let found: Vec<&Value> = chat
                 .posts
                 .iter()
-                .filter(|p| p["channel_id"] == channel && p["create_at"].as_i64() >= Some(since))
+                .rev()
+                .filter(|p| p["channel_id"] == channel)
+                .skip(page * per_page)
+                .take(per_page)
                 .collect();
-            let order: Vec<&Value> = found.iter().rev().map(|p| &p["id"]).collect();
+            let order: Vec<&Value> = found.iter().map(|p| &p["id"]).collect();
             let posts: serde_json::Map<String, Value> = found
                 .iter()
                 .map(|p| (p["id"].as_str().unwrap().to_string(), (*p).clone()))

@@ -21,6 +21,10 @@ const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 /// in case Mattermost's clock is behind ours.
 const LOOKUP_CLOCK_SKEW_MS: i64 = 60_000;
 
+/// Posts per page of the search for an earlier attempt's post, and the most pages read.
+const SEARCH_PAGE_POSTS: usize = 200;
+const SEARCH_PAGES: usize = 50;
+
 /// How long the thread look-up may delay the acknowledgement.
 const THREAD_LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -91,40 +95,58 @@ impl Client {
     }
 
     /// Asks Mattermost whether the trigger post is inside a thread, when the REST API is
-    /// configured; [`Thread::Unknown`] when it is not or does not answer in time.
+    /// configured; [`Thread::Unknown`] when it is not, [`Thread::Unsettled`] when it does not
+    /// answer in time (the result's delivery looks again).
     pub async fn lookup_thread(&self, post_id: &str) -> Thread {
+        let (failure, lasting) = match self.thread_of(post_id, THREAD_LOOKUP_TIMEOUT).await {
+            Ok(thread) => return thread,
+            Err(failure) => failure,
+        };
+        if self.lookup_failed.swap(true, Ordering::Relaxed) {
+            tracing::debug!(error = %failure, post = post_id,
+                "cannot look up the trigger post; the result's delivery looks again");
+        } else {
+            tracing::warn!(error = %failure, post = post_id,
+                url = self.settings.url.as_deref().unwrap_or_default(),
+                "cannot look up the trigger post in Mattermost (mattermost.url): the acknowledgement \
+                 goes to the top of the channel and the result's delivery looks again; while this \
+                 lasts each acknowledgement waits up to {} s for the look-up (said once; later \
+                 failures are logged at debug)",
+                THREAD_LOOKUP_TIMEOUT.as_secs());
+        }
+        // Refused (401, 403): asking again later would not help.
+        if lasting {
+            Thread::Unknown
+        } else {
+            Thread::Unsettled
+        }
+    }
+
+    /// `GET /api/v4/posts/{post_id}`: where the post sits. [`Thread::Unknown`] when the REST API
+    /// is not configured or Mattermost does not know the post (a `chatrun trigger` post); an
+    /// error when Mattermost did not answer within `timeout`, or answered with an error, and
+    /// whether asking again later would not help (a refusal: 401, 403).
+    async fn thread_of(&self, post_id: &str, timeout: Duration) -> Result<Thread, (String, bool)> {
         let Some((url, token)) = self.settings.rest() else {
-            return Thread::Unknown;
+            return Ok(Thread::Unknown);
         };
         // `post_id` was checked by `Payload::check` to be letters, digits, `-` and `_` only.
         let response = self
             .http
             .get(format!("{url}/api/v4/posts/{post_id}"))
             .bearer_auth(token)
-            .timeout(THREAD_LOOKUP_TIMEOUT)
+            .timeout(timeout)
             .send()
-            .await;
-        let failure = match response {
-            Ok(response) if response.status().is_success() => {
-                return response
-                    .json::<PostInfo>()
-                    .await
-                    .map_or(Thread::Unknown, |post| Thread::from_root_id(&post.root_id));
-            }
-            Ok(response) => response.status().to_string(),
-            Err(err) => describe(&err.without_url()),
-        };
-        if self.lookup_failed.swap(true, Ordering::Relaxed) {
-            tracing::debug!(error = %failure, post = post_id,
-                "cannot look up the trigger post; replying at the top of the channel");
-        } else {
-            tracing::warn!(error = %failure, post = post_id, %url,
-                "cannot look up the trigger post in Mattermost (mattermost.url): replying at the top \
-                 of the channel, and while this lasts each acknowledgement waits up to {} s for the \
-                 look-up (said once; later failures are logged at debug)",
-                THREAD_LOOKUP_TIMEOUT.as_secs());
+            .await
+            .map_err(|err| (describe(&err.without_url()), false))?;
+        match response.status() {
+            status if status.is_success() => Ok(response
+                .json::<PostInfo>()
+                .await
+                .map_or(Thread::Unknown, |post| Thread::from_root_id(&post.root_id))),
+            reqwest::StatusCode::NOT_FOUND => Ok(Thread::Unknown),
+            status => Err((status.to_string(), status.is_client_error())),
         }
-        Thread::Unknown
     }
 
     /// The bot's user id, from `GET /api/v4/users/me`.
@@ -206,7 +228,28 @@ impl Adapter for Client {
         ))
     }
 
-    /// `POST /api/v4/posts`, the post carrying `key` in `props.chatrun_delivery`.
+    /// Looks up the trigger's thread again, for a run whose look-up failed when it came.
+    fn settle_thread<'a>(
+        &'a self,
+        run: &'a RunRow,
+    ) -> BoxFuture<'a, Result<Option<String>, DeliveryError>> {
+        Box::pin(async move {
+            match self.thread_of(&run.message_id, LOOKUP_TIMEOUT).await {
+                Ok(thread) => Ok(thread.root_for(&run.message_id)),
+                Err((err, true)) => {
+                    tracing::warn!(run = %run.run_id, error = %err,
+                        "cannot look up the trigger's thread: the result goes to the top of the channel");
+                    Ok(None)
+                }
+                Err((err, false)) => Err(DeliveryError::retryable(format!(
+                    "cannot look up the trigger's thread: {err}"
+                ))),
+            }
+        })
+    }
+
+    /// `POST /api/v4/posts`, the post carrying `key` in `props.chatrun_delivery` and as its
+    /// `pending_post_id`.
     fn send<'a>(
         &'a self,
         delivery: &'a Delivery,
@@ -224,12 +267,18 @@ impl Adapter for Client {
         })
     }
 
+    fn dedup_window(&self) -> Duration {
+        self.settings.pending_post_window
+    }
+
     fn searchable(&self) -> bool {
         true
     }
 
-    /// `GET /api/v4/channels/{channel_id}/posts?since=…`: the posts made since the delivery was
-    /// queued (less a minute of clock skew), searched for `key`.
+    /// `GET /api/v4/channels/{channel_id}/posts?page=…`, newest first, page after page until
+    /// the posts are older than the delivery (less a minute of clock skew), searched for `key`.
+    /// (One `?since=` answer holds at most 1000 posts, in no set order: in a busy channel it
+    /// could miss the post.)
     fn find_sent<'a>(
         &'a self,
         delivery: &'a Delivery,
@@ -245,32 +294,47 @@ impl Adapter for Client {
                     DeliveryError::permanent("the stored post names no valid channel")
                 })?;
             let since = since_ms - LOOKUP_CLOCK_SKEW_MS;
-            let response = self
-                .http
-                .get(format!(
-                    "{url}/api/v4/channels/{channel_id}/posts?since={since}"
-                ))
-                .bearer_auth(token)
-                .timeout(LOOKUP_TIMEOUT)
-                .send()
-                .await
-                .map_err(|err| {
+            for page in 0..SEARCH_PAGES {
+                let response = self
+                    .http
+                    .get(format!(
+                        "{url}/api/v4/channels/{channel_id}/posts?page={page}&per_page={SEARCH_PAGE_POSTS}"
+                    ))
+                    .bearer_auth(token)
+                    .timeout(LOOKUP_TIMEOUT)
+                    .send()
+                    .await
+                    .map_err(|err| {
+                        DeliveryError::retryable(format!(
+                            "{CANNOT}: {}",
+                            describe(&err.without_url())
+                        ))
+                    })?;
+                let status = response.status();
+                if !status.is_success() {
+                    return Err(DeliveryError::Retryable {
+                        message: format!("{CANNOT}: {status}"),
+                        after: retry_after(&response),
+                        unsure: false,
+                    });
+                }
+                let body = response.bytes().await.map_err(|err| {
                     DeliveryError::retryable(format!("{CANNOT}: {}", describe(&err.without_url())))
                 })?;
-            let status = response.status();
-            if !status.is_success() {
-                return Err(DeliveryError::Retryable {
-                    message: format!("{CANNOT}: {status}"),
-                    after: retry_after(&response),
-                    unsure: false,
-                });
+                let found = scan_page(&body, key).map_err(|err| {
+                    DeliveryError::retryable(format!("{CANNOT}: unreadable answer: {err}"))
+                })?;
+                if found.found {
+                    return Ok(true);
+                }
+                if found.posts < SEARCH_PAGE_POSTS || found.oldest.is_none_or(|at| at < since) {
+                    return Ok(false);
+                }
             }
-            let body = response.bytes().await.map_err(|err| {
-                DeliveryError::retryable(format!("{CANNOT}: {}", describe(&err.without_url())))
-            })?;
-            posts_contain_delivery(&body, key).map_err(|err| {
-                DeliveryError::retryable(format!("{CANNOT}: unreadable answer: {err}"))
-            })
+            Err(DeliveryError::retryable(format!(
+                "{CANNOT}: more than {} posts since it was queued",
+                SEARCH_PAGES * SEARCH_PAGE_POSTS
+            )))
         })
     }
 }

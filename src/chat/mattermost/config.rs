@@ -1,7 +1,17 @@
 //! The `[mattermost]` section: the webhook tokens chatrun accepts and the REST API it posts
 //! through, checked here (the configuration calls [`Settings::validate`]).
 
+use std::time::Duration;
+
 use crate::domain::problem::{PLACEHOLDER, is_http_url, is_placeholder};
+
+/// How long after an attempt whose answer was lost the same post is simply sent again:
+/// Mattermost keeps a post's `pending_post_id` for 30 s (`PENDING_POST_IDS_CACHE_TTL`) and
+/// answers a repeat with the post it already made; 5 s less, for the two clocks.
+pub const DEFAULT_PENDING_POST_WINDOW: Duration = Duration::from_secs(25);
+
+/// The longest `pending_post_window_secs`: Mattermost's own window.
+const MAX_PENDING_POST_WINDOW_SECS: u64 = 30;
 
 /// Mattermost settings: the `[mattermost]` section, validated.
 #[derive(Clone, Default)]
@@ -14,6 +24,9 @@ pub struct Settings {
     pub bot_token: Option<String>,
     /// The bot account's user id; triggers from it are ignored. Looked up when not set.
     pub bot_user_id: Option<String>,
+    /// Within this long of an attempt whose answer was lost, a post is sent again as it was
+    /// (Mattermost drops the copy); later, the channel is searched first. Zero: always search.
+    pub pending_post_window: Duration,
 }
 
 impl std::fmt::Debug for Settings {
@@ -24,6 +37,7 @@ impl std::fmt::Debug for Settings {
             .field("url", &self.url)
             .field("bot_token", &self.bot_token.as_ref().map(|_| "<secret>"))
             .field("bot_user_id", &self.bot_user_id)
+            .field("pending_post_window", &self.pending_post_window)
             .finish()
     }
 }
@@ -40,8 +54,18 @@ impl Settings {
         url: Option<String>,
         bot_token: Option<String>,
         bot_user_id: Option<String>,
+        pending_post_window_secs: u64,
         problem: &mut impl FnMut(&str, String),
     ) -> Self {
+        if pending_post_window_secs > MAX_PENDING_POST_WINDOW_SECS {
+            problem(
+                "mattermost.pending_post_window_secs",
+                format!(
+                    "{pending_post_window_secs} is longer than Mattermost keeps a pending_post_id \
+                     ({MAX_PENDING_POST_WINDOW_SECS} s): use at most {MAX_PENDING_POST_WINDOW_SECS}"
+                ),
+            );
+        }
         let mut tokens = Vec::new();
         for (i, token) in raw_tokens.into_iter().enumerate() {
             let token = token.trim().to_string();
@@ -83,6 +107,9 @@ impl Settings {
             url: url.map(|u| u.trim_end_matches('/').to_string()),
             bot_token,
             bot_user_id: bot_user_id.filter(|id| !id.is_empty()),
+            pending_post_window: Duration::from_secs(
+                pending_post_window_secs.min(MAX_PENDING_POST_WINDOW_SECS),
+            ),
         }
     }
 }

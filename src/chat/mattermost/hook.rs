@@ -66,6 +66,7 @@ impl Client {
             },
             message_id: payload.post_id.clone(),
             thread_root_id: thread.root_for(&payload.post_id),
+            thread_unsettled: thread == Thread::Unsettled,
             message: payload.text.clone(),
             ..NewRun::default()
         });

@@ -252,24 +252,53 @@ mod tests {
             post["props"]["chatrun_delivery"],
             "chatrun-7-12-1700000000000"
         );
+        // The same key on every attempt: Mattermost drops a repeat within 30 s.
+        assert_eq!(post["pending_post_id"], "chatrun-7-12-1700000000000");
         assert_eq!(post["message"], "hi");
         assert_eq!(post["root_id"], "r1");
         let with_props = with_delivery_key(r#"{"props":{"a":1}}"#, "k").unwrap();
-        assert_eq!(with_props, r#"{"props":{"a":1,"chatrun_delivery":"k"}}"#);
+        assert_eq!(
+            with_props,
+            r#"{"pending_post_id":"k","props":{"a":1,"chatrun_delivery":"k"}}"#
+        );
         assert_eq!(with_delivery_key("[1]", "k"), None);
 
         // As Mattermost answers, with the post among others (props null, missing, other keys).
         let answer = br#"{"order":["p3","p2","p1"],"posts":{
-            "p1":{"id":"p1","channel_id":"c1","root_id":"","message":"x","props":null},
-            "p2":{"id":"p2","channel_id":"c1","root_id":"r1","message":"y"},
-            "p3":{"id":"p3","channel_id":"c1","root_id":"r1","message":"hi",
+            "p1":{"id":"p1","channel_id":"c1","root_id":"","message":"x","props":null,
+                  "create_at":1700000000100},
+            "p2":{"id":"p2","channel_id":"c1","root_id":"r1","message":"y","create_at":1700000000200},
+            "p3":{"id":"p3","channel_id":"c1","root_id":"r1","message":"hi","create_at":1700000000300,
                   "props":{"from_bot":"true","chatrun_delivery":"chatrun-7-12-1700000000000"}}},
             "next_post_id":"","prev_post_id":""}"#;
-        assert!(posts_contain_delivery(answer, "chatrun-7-12-1700000000000").unwrap());
-        assert!(!posts_contain_delivery(answer, "chatrun-7-13-1700000000000").unwrap());
-        assert!(!posts_contain_delivery(br#"{"order":[],"posts":{}}"#, "k").unwrap());
-        assert!(!posts_contain_delivery(br#"{"order":[],"posts":null}"#, "k").unwrap());
-        assert!(posts_contain_delivery(b"<html>", "k").is_err());
+        let page = scan_page(answer, "chatrun-7-12-1700000000000").unwrap();
+        assert_eq!(
+            page,
+            Page {
+                found: true,
+                posts: 3,
+                oldest: Some(1_700_000_000_100)
+            }
+        );
+        assert!(
+            !scan_page(answer, "chatrun-7-13-1700000000000")
+                .unwrap()
+                .found
+        );
+        let empty = Page {
+            found: false,
+            posts: 0,
+            oldest: None,
+        };
+        assert_eq!(
+            scan_page(br#"{"order":[],"posts":{}}"#, "k").unwrap(),
+            empty
+        );
+        assert_eq!(
+            scan_page(br#"{"order":[],"posts":null}"#, "k").unwrap(),
+            empty
+        );
+        assert!(scan_page(b"<html>", "k").is_err());
     }
 
     #[test]
@@ -287,7 +316,8 @@ mod tests {
             r#"{"channel_id":"c1","root_id":"r1","message":"hi"}"#
         );
         assert_eq!(delivery.thread, "mattermost:c1/r1");
-        assert_eq!(render_post("c1", None, "hi").thread, "mattermost:c1");
+        // At the top of the channel: ordered with nothing, so a stuck reply holds back no other.
+        assert_eq!(render_post("c1", None, "hi").thread, "");
     }
 
     use crate::render::samples::{run, scenarios, step, tested};

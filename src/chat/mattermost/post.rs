@@ -11,9 +11,12 @@ pub enum Thread {
     /// The trigger was typed inside the thread of this root post: a `comment` reply would be
     /// dropped by Mattermost, so replies go through the REST API with this `root_id`.
     Reply(String),
-    /// Not known (the REST API is not configured or did not answer): a top-level reply is the
-    /// one that is always shown.
+    /// Not known (the REST API is not configured, or does not know the post): a top-level
+    /// reply is the one that is always shown.
     Unknown,
+    /// Not known yet: the REST API did not answer in time. Replied to as [`Thread::Unknown`]
+    /// now; the result's delivery looks again.
+    Unsettled,
 }
 
 impl Thread {
@@ -31,7 +34,7 @@ impl Thread {
         match self {
             Self::Root => Some(post_id.to_string()),
             Self::Reply(root) => Some(root.clone()),
-            Self::Unknown => None,
+            Self::Unknown | Self::Unsettled => None,
         }
     }
 }
@@ -69,7 +72,7 @@ pub fn render_response(
             }),
             None,
         ),
-        Thread::Unknown => (
+        Thread::Unknown | Thread::Unsettled => (
             json(&Response {
                 response_type: None,
                 text,
@@ -104,10 +107,10 @@ pub fn post_address(channel_id: &str, root_id: Option<&str>) -> Address {
     }
 }
 
-/// The thread a post is ordered in: its root's, or the channel's top level.
+/// The thread a post is ordered in: its root's. A top-level post is ordered with nothing: the
+/// channel is no thread, and a stuck reply there must not hold back the others.
 fn post_thread(channel_id: &str, root_id: Option<&str>) -> String {
-    match root_id {
-        Some(root) => format!("mattermost:{channel_id}/{root}"),
-        None => format!("mattermost:{channel_id}"),
-    }
+    root_id.map_or_else(String::new, |root| {
+        format!("mattermost:{channel_id}/{root}")
+    })
 }

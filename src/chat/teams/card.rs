@@ -445,9 +445,12 @@ pub fn render_follow_up(
 /// conversation.
 pub fn follow_up_address(hook: &str, run: &RunRow) -> Address {
     let target = format!("{TARGET_PREFIX}{hook}");
-    let thread = match &run.thread_root_id {
-        Some(root) => format!("{target}|{};messageid={root}", run.origin.channel_id),
-        None => format!("{target}|{}", run.origin.channel_id),
-    };
+    // A card at the top of the channel is ordered with nothing, as a top-level post.
+    let thread = run
+        .thread_root_id
+        .as_ref()
+        .map_or_else(String::new, |root| {
+            format!("{target}|{};messageid={root}", run.origin.channel_id)
+        });
     Address { target, thread }
 }

@@ -502,14 +502,15 @@ mod tests {
         );
         assert_eq!(delivery.target, "teams:team");
         assert_eq!(
-            delivery.thread, "teams:team|c1",
-            "the conversation orders replies"
+            delivery.thread, "",
+            "a card at the top of the channel is ordered with nothing"
         );
         let mut in_thread = run(RunStatus::Succeeded);
         in_thread.thread_root_id = Some("1716220800123".into());
         assert_eq!(
             render_follow_up("team", &in_thread, &[], &[], "http://ci/runs/7", 0).thread,
-            "teams:team|c1;messageid=1716220800123"
+            "teams:team|c1;messageid=1716220800123",
+            "a thread orders its replies"
         );
     }
 

@@ -415,16 +415,17 @@ fn row(run_id: RunId, new: &NewRun, now: i64, ack_text: &str) -> serde_json::Val
         new.denied,
         new.denied.as_ref().map(|_| now),
         new.concurrency.max(1),
+        new.thread_unsettled,
     ])
 }
 
 /// Inserts the runs of a JSON list of [`row`]s in one statement.
 const INSERT_RUNS: &str = "insert into run (run_id, platform, team_id, team_name, channel_id,
         channel_name, user_id, user_name, message_id, thread_root_id, message, job, args, hook,
-        ack_text, created_at, status, error, finished_at, concurrency)
+        ack_text, created_at, status, error, finished_at, concurrency, thread_unsettled)
     select r ->> 0, r ->> 1, r ->> 2, r ->> 3, r ->> 4, r ->> 5, r ->> 6, r ->> 7, r ->> 8,
         r ->> 9, r ->> 10, r ->> 11, r ->> 12, r ->> 13, r ->> 14, r ->> 15, r ->> 16, r ->> 17,
-        r ->> 18, r ->> 19
+        r ->> 18, r ->> 19, r ->> 20
     from (select value as r from json_each(?1) order by key)";
 #[cfg(test)]
 mod tests {

@@ -13,7 +13,8 @@ use crate::store::Renewal;
 use crate::store::model::{Ack, Claim, Insert, NewRun, Position, RunFilter, RunResult, StepResult};
 
 const RUN_COLUMNS: &str = "run_id, platform, team_id, team_name, channel_id, channel_name, \
-    user_id, user_name, message_id, thread_root_id, message, job, args, hook, status, attempt, \
+    user_id, user_name, message_id, thread_root_id, thread_unsettled, message, job, args, hook, \
+    status, attempt, \
     ack_text, error, log_head, log_tail, log_bytes, log_lines, log_path, created_at, started_at, \
     finished_at";
 
@@ -227,6 +228,21 @@ impl Store {
             Some((None,)) => Renewal::Held,
             Some((Some(reason),)) => Renewal::CancelRequested(reason),
         })
+    }
+
+    /// Records where run `run_id`'s replies go (`root`: the root of the trigger's thread; none:
+    /// the top of its channel), once its thread is known.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn settle_thread(&self, run_id: RunId, root: Option<&str>) -> Result<()> {
+        sqlx::query("update run set thread_root_id = ?, thread_unsettled = 0 where run_id = ?")
+            .bind(root)
+            .bind(run_id)
+            .execute(&mut *self.writer.lock().await?)
+            .await?;
+        Ok(())
     }
 
     /// Asks for running run `run_id` to be stopped, for `reason` (the first request's reason
