@@ -93,6 +93,10 @@ enum Cmd {
         /// configured); without it the result is only on the history page.
         #[arg(long, default_value = "")]
         channel_id: String,
+        /// Wait for the run, showing where it is, then print its result reply as the chat
+        /// shows it. Exits 0 only when the run succeeded (1 when it did not).
+        #[arg(long)]
+        wait: bool,
         /// The message, as typed in chat, e.g. "#build".
         #[arg(required = true, value_name = "TEXT")]
         text: Vec<String>,
@@ -120,6 +124,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
             user,
             channel,
             channel_id,
+            wait,
             text,
         } => runtime.block_on(trigger(TriggerArgs {
             url,
@@ -129,6 +134,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
             user,
             channel,
             channel_id,
+            wait,
             text: text.join(" "),
         })),
     }
@@ -254,6 +260,7 @@ struct TriggerArgs {
     user: Option<String>,
     channel: String,
     channel_id: String,
+    wait: bool,
     text: String,
 }
 
@@ -304,11 +311,102 @@ async fn trigger(args: TriggerArgs) -> anyhow::Result<ExitCode> {
     }
     let reply: serde_json::Value = serde_json::from_str(&text)
         .with_context(|| format!("chatrun answered non-JSON: {text}"))?;
-    match reply.get("text").and_then(|t| t.as_str()) {
+    let text = reply.get("text").and_then(|t| t.as_str());
+    match text {
         Some(text) => println!("{text}"),
         None => println!("(no text: the reply was posted in the thread)"),
     }
-    Ok(ExitCode::SUCCESS)
+    match text.and_then(run_number).filter(|_| args.wait) {
+        Some(run_id) => {
+            let base = match &args.url {
+                Some(url) => origin_of(url).with_context(|| format!("`{url}` is not a URL"))?,
+                None => local_base(&config),
+            };
+            wait_for_result(&base, run_id).await
+        }
+        None => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// The run number an acknowledgement links to (`…/runs/42`).
+fn run_number(ack: &str) -> Option<i64> {
+    let (_, after) = ack.split_once("/runs/")?;
+    let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// `scheme://host:port` of `url`.
+fn origin_of(url: &str) -> Option<String> {
+    let parsed = reqwest::Url::parse(url).ok()?;
+    let origin = parsed.origin();
+    origin.is_tuple().then(|| origin.ascii_serialization())
+}
+
+/// Follows run `run_id` through `/api/runs/{id}` until it ends, saying on standard error where
+/// it is whenever that changes; then prints its result reply.
+async fn wait_for_result(base: &str, run_id: i64) -> anyhow::Result<ExitCode> {
+    let url = format!("{base}/api/runs/{run_id}");
+    let client = reqwest::Client::new();
+    let mut said = String::new();
+    loop {
+        let response = client
+            .get(&url)
+            .timeout(std::time::Duration::from_secs(10))
+            .send()
+            .await
+            .with_context(|| format!("cannot follow run #{run_id} at {url}"))?;
+        let status = response.status();
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            bail!(
+                "{url} needs a login (chatrun is not listening on loopback): follow run #{run_id} \
+                 in a browser, or leave out --wait"
+            );
+        }
+        if !status.is_success() {
+            bail!("{url} answered {status}");
+        }
+        let body: serde_json::Value = response
+            .json()
+            .await
+            .with_context(|| format!("{url} answered something else than a run"))?;
+        let state = body["run"]["status"].as_str().unwrap_or_default();
+        let where_it_is = match state {
+            "running" => {
+                let steps = body["steps"].as_array().map_or(&[][..], Vec::as_slice);
+                steps
+                    .iter()
+                    .position(|s| s["status"] == "running")
+                    .map_or_else(
+                        || "running".to_string(),
+                        |n| {
+                            format!(
+                                "running step {}/{} ({})",
+                                n + 1,
+                                steps.len(),
+                                steps[n]["name"].as_str().unwrap_or_default()
+                            )
+                        },
+                    )
+            }
+            other => other.to_string(),
+        };
+        if where_it_is != said {
+            eprintln!("run #{run_id}: {where_it_is}");
+            said = where_it_is;
+        }
+        if !matches!(state, "queued" | "running") {
+            match body["result_reply"].as_str() {
+                Some(reply) => println!("\n{reply}"),
+                None => println!("run #{run_id} {state}"),
+            }
+            return Ok(if state == "succeeded" {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            });
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
 }
 
 /// A form-encoded outgoing webhook, fields and encoding as Mattermost sends them.

@@ -175,7 +175,7 @@ pub fn bind(
                         .by_ref()
                         .find(|p| !values.contains_key(&p.name))
                         .ok_or_else(|| ArgError::TooMany {
-                            word: word.clone(),
+                            word: crate::domain::text::in_code(&word),
                             takes: takes.clone(),
                         })?;
                     (param, word)
@@ -187,7 +187,7 @@ pub fn bind(
         if !param.accepts(&value) {
             return Err(ArgError::NotAllowed {
                 name: param.name.clone(),
-                value,
+                value: crate::domain::text::in_code(&value),
                 allowed: param.allowed.clone(),
             });
         }
@@ -338,6 +338,23 @@ mod tests {
         );
         assert_eq!(split_words(r#""""#).unwrap(), vec![""]);
         assert_eq!(split_words(r#"a "b"#), Err(ArgError::Unclosed));
+    }
+
+    #[test]
+    fn a_quoted_value_cannot_end_its_code_span() {
+        let params = [param("env", None, None, &["staging"], Some(1))];
+        let err = bind("deploy", &params, "x`**y**").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("`x\u{2CB}**y**` is not allowed for env"),
+            "{err}"
+        );
+        let err = bind("deploy", &params, "staging `z").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("too many arguments: `\u{2CB}z`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -41,6 +41,11 @@ impl Rejection {
     pub fn bad(err: impl fmt::Display) -> Self {
         Self::BadRequest(err.to_string())
     }
+
+    /// A verified request refused, its reason from `err`.
+    pub fn refused(err: impl fmt::Display) -> Self {
+        Self::Refused(err.to_string())
+    }
 }
 
 /// What a webhook needs to know beside the request.
@@ -74,9 +79,12 @@ pub enum Inbound {
 pub enum Rejection {
     /// Not from the chat server (token or signature): 401.
     Unauthorized(&'static str),
-    /// Not a request chatrun understands, or outside the replay window: 400, the reason safe to
-    /// show.
+    /// Not a request chatrun understands: 400, the reason safe to show.
     BadRequest(String),
+    /// From the chat server (its token or signature matched), but not taken: outside the replay
+    /// window, or a field missing or too long. 400, and on a platform that shows a reply's body
+    /// whatever its status (Mattermost), a reply saying why, so the user sees it.
+    Refused(String),
 }
 
 /// One chat platform's outgoing side.
@@ -88,6 +96,13 @@ pub trait Adapter: Send + Sync + fmt::Debug {
     /// webhooks).
     fn named_hooks(&self) -> bool {
         false
+    }
+
+    /// How long the command of a verified request may take before the webhook answers 503:
+    /// well within the time the platform waits for an answer, whatever the database is doing.
+    /// `None`: as long as the store's own limits allow (`busy_timeout_ms`).
+    fn answer_within(&self) -> Option<Duration> {
+        None
     }
 
     /// Verifies a webhook request (its token or signature, in constant time, before anything
@@ -123,6 +138,18 @@ pub trait Adapter: Send + Sync + fmt::Debug {
         link: &str,
         now: i64,
     ) -> Option<Delivery>;
+
+    /// The result reply of a finished run as text, as its platform shows it (Markdown for
+    /// Mattermost, the card's summary line for Teams), whether or not it can be posted: for
+    /// the run page and `chatrun trigger --wait`.
+    fn result_text(
+        &self,
+        run: &RunRow,
+        steps: &[StepRow],
+        failures: &[TestFailureRow],
+        link: &str,
+        now: i64,
+    ) -> String;
 
     /// Sends a delivery once. `key` is unique to the delivery: a platform that can be searched
     /// marks the post with it, for [`Adapter::find_sent`].
@@ -201,6 +228,23 @@ impl Registry {
     /// the web's).
     pub fn result_address(&self, run: &RunRow) -> Option<Address> {
         self.get(run.origin.platform)?.result_address(run)
+    }
+
+    /// The result reply of a finished run as text, as its platform shows it (a run started
+    /// from the pages, as Mattermost would show it); `None` when no platform is registered.
+    pub fn result_text(
+        &self,
+        public_url: &str,
+        run: &RunRow,
+        steps: &[StepRow],
+        failures: &[TestFailureRow],
+        now: i64,
+    ) -> Option<String> {
+        let link = format!("{public_url}/runs/{}", run.run_id);
+        let adapter = self
+            .get(run.origin.platform)
+            .or_else(|| self.get(Platform::Mattermost))?;
+        Some(adapter.result_text(run, steps, failures, &link, now))
     }
 
     /// The result reply of a finished run, worded by its platform; `None` when its platform

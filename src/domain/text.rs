@@ -11,6 +11,12 @@ pub fn truncate_runes(text: &str, max: usize) -> String {
     out
 }
 
+/// `value` made safe to show between backticks, in a code span: its own backticks become
+/// `ˋ` (U+02CB), so a value cannot end the span and turn the rest into Markdown.
+pub fn in_code(value: &str) -> String {
+    value.replace('`', "\u{2CB}")
+}
+
 /// Text as Teams puts it in `text`: `&`, `<`, `>` as entities.
 pub fn escape_text(text: &str) -> String {
     text.replace('&', "&amp;")

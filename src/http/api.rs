@@ -4,7 +4,7 @@
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -61,10 +61,16 @@ impl FilterQuery {
         let time = |name: &str, value: &Option<String>| -> Result<Option<i64>, Error> {
             text(value)
                 .map(|v| {
-                    humantime::parse_rfc3339_weak(&v)
+                    // A bare date is its midnight, UTC.
+                    let full = if v.len() == 10 && v.as_bytes().get(4) == Some(&b'-') {
+                        format!("{v}T00:00:00Z")
+                    } else {
+                        v.clone()
+                    };
+                    humantime::parse_rfc3339_weak(&full)
                         .map_err(|_| {
                             Error::BadRequest(format!(
-                                "{name}: `{v}` is not an RFC 3339 time like 2026-11-23T16:00:00Z"
+                                "{name}: `{v}` is not a date (YYYY-MM-DD) or an RFC 3339 time (YYYY-MM-DDThh:mm:ssZ)"
                             ))
                         })
                         .map(|t| {
@@ -190,7 +196,10 @@ async fn list(
     Ok(Json(json!({ "runs": runs, "next_cursor": next })))
 }
 
-async fn one(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<Value>, Error> {
+async fn one(
+    State(state): State<AppState>,
+    super::RunNumber(id): super::RunNumber,
+) -> Result<Json<Value>, Error> {
     let run = state
         .store
         .get_run(RunId(id))
@@ -212,11 +221,26 @@ async fn one(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<
             })
         })
         .collect();
+    // The result reply as its platform shows it, once there is a result.
+    let result_reply = run
+        .status
+        .is_finished()
+        .then(|| {
+            state.chat.result_text(
+                &state.config.public_url,
+                &run,
+                &steps,
+                &failures,
+                crate::store::now_ms(),
+            )
+        })
+        .flatten();
     Ok(Json(json!({
         "run": run_json(&state, &run),
         "steps": steps,
         "failed_tests": failures,
         "replies": replies,
+        "result_reply": result_reply,
     })))
 }
 
@@ -230,7 +254,7 @@ struct LogQuery {
 /// the end (for a run still going, ask again later from there).
 async fn log(
     State(state): State<AppState>,
-    Path(id): Path<i64>,
+    super::RunNumber(id): super::RunNumber,
     Query(query): Query<LogQuery>,
 ) -> Result<Json<Value>, Error> {
     let run = state

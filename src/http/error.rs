@@ -17,6 +17,10 @@ pub enum Error {
     /// The request cannot be understood; the message is shown to the caller.
     #[error("{0}")]
     BadRequest(String),
+    /// A verified webhook request that is not taken (outside the replay window); the message
+    /// is shown to the user.
+    #[error("{0}")]
+    Refused(String),
     /// The body is larger than `max_body_bytes`; the message says so.
     #[error("{0}")]
     TooLarge(String),
@@ -26,6 +30,14 @@ pub enum Error {
     /// No such page or run.
     #[error("not found")]
     NotFound,
+    /// The command of a webhook request did not finish within the time its platform waits
+    /// (the database was busy): nothing was stored.
+    #[error(
+        "chatrun could not store the request within {} s (the database is busy); nothing was \
+         started: send it again",
+        .0.as_secs_f64()
+    )]
+    TooSlow(std::time::Duration),
     /// chatrun is shutting down and takes no new requests.
     #[error("chatrun is shutting down and takes no new requests; try again in a minute")]
     ShuttingDown,
@@ -57,14 +69,37 @@ impl Error {
     }
 }
 
+/// The `code` of an API error: one word per status.
+pub fn code(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        s if s.is_server_error() => "internal",
+        _ => "error",
+    }
+}
+
+/// An error as a page, with the navigation.
+#[derive(askama::Template, askama_web::WebTemplate)]
+#[template(path = "web/error.html")]
+pub struct ErrorPage {
+    pub title: &'static str,
+    pub message: String,
+}
+
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = match &self {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::BadRequest(_) | Self::Refused(_) => StatusCode::BAD_REQUEST,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
-            Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Self::ShuttingDown | Self::TooSlow(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Store(err) => {
                 tracing::error!(error = ?err, "request failed");

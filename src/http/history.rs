@@ -31,6 +31,7 @@ pub fn router() -> Router<AppState> {
         .route("/runs/{id}", get(run_page))
         .route("/runs/{id}/log", get(run_log))
         .route("/runs/{id}/log/stream", get(log_stream))
+        .route("/jobs", get(jobs_page))
         .route("/jobs/{name}", get(job_page))
         .route("/runs/{id}/cancel", axum::routing::post(cancel_run))
         .route("/runs/{id}/rerun", axum::routing::post(rerun_run))
@@ -39,6 +40,10 @@ pub fn router() -> Router<AppState> {
 struct RunItem {
     id: i64,
     job: String,
+    /// What followed the job's name (`feature/x`), so runs of one job tell apart.
+    args: String,
+    /// Where it was asked for: Mattermost, Teams or web.
+    platform: &'static str,
     status: &'static str,
     status_class: String,
     user: String,
@@ -194,6 +199,8 @@ struct RunPage {
     gap_offset: usize,
     has_log_file: bool,
     replies: Vec<ReplyItem>,
+    /// The result reply's text, as its platform shows it.
+    result_reply: Option<String>,
     /// The signed-in user, who may cancel and rerun.
     user: Option<String>,
     /// The cross-site token of the forms.
@@ -265,7 +272,7 @@ fn reply_item(delivery: crate::store::DeliveryState, now: i64) -> ReplyItem {
 
 async fn run_page(
     State(state): State<AppState>,
-    Path(id): Path<i64>,
+    super::RunNumber(id): super::RunNumber,
     headers: axum::http::HeaderMap,
 ) -> Result<RunPage, Error> {
     let user = super::auth::signed_in(&state, &headers);
@@ -275,9 +282,24 @@ async fn run_page(
         .await?
         .ok_or(Error::NotFound)?;
     let steps = state.store.steps(run.run_id).await?;
+    let failed_tests = state.store.test_failures(run.run_id).await?;
+    // The result reply as its platform shows it, whether or not it could be posted.
+    let result_reply = run
+        .status
+        .is_finished()
+        .then(|| {
+            state.chat.result_text(
+                &state.config.public_url,
+                &run,
+                &steps,
+                &failed_tests,
+                now_ms(),
+            )
+        })
+        .flatten();
     let mut failures: std::collections::HashMap<i64, Vec<TestFailureRow>> =
         std::collections::HashMap::new();
-    for failure in state.store.test_failures(run.run_id).await? {
+    for failure in failed_tests {
         failures.entry(failure.position).or_default().push(failure);
     }
     let replies = state
@@ -385,6 +407,7 @@ async fn run_page(
         },
         has_log_file: stored_file,
         replies,
+        result_reply,
         form_token: user
             .as_deref()
             .map(|u| state.sessions.form_token(u))
@@ -397,7 +420,10 @@ async fn run_page(
     Ok(page)
 }
 
-async fn run_log(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Response, Error> {
+async fn run_log(
+    State(state): State<AppState>,
+    super::RunNumber(id): super::RunNumber,
+) -> Result<Response, Error> {
     let run = state
         .store
         .get_run(RunId(id))
@@ -483,7 +509,7 @@ const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 /// event once the run has finished and every line was sent.
 async fn log_stream(
     State(state): State<AppState>,
-    Path(id): Path<i64>,
+    super::RunNumber(id): super::RunNumber,
     Query(query): Query<StreamQuery>,
     headers: axum::http::HeaderMap,
 ) -> Result<
@@ -635,7 +661,7 @@ async fn form_user_and_run(
 /// `POST /runs/{id}/cancel`: a signed-in user stops a run.
 async fn cancel_run(
     State(state): State<AppState>,
-    Path(id): Path<i64>,
+    super::RunNumber(id): super::RunNumber,
     headers: axum::http::HeaderMap,
     axum::Form(form): axum::Form<ActionForm>,
 ) -> Result<Response, Error> {
@@ -648,7 +674,7 @@ async fn cancel_run(
 /// `POST /runs/{id}/rerun`: a signed-in user queues the same job with the same arguments.
 async fn rerun_run(
     State(state): State<AppState>,
-    Path(id): Path<i64>,
+    super::RunNumber(id): super::RunNumber,
     headers: axum::http::HeaderMap,
     axum::Form(form): axum::Form<ActionForm>,
 ) -> Result<Response, Error> {
@@ -710,6 +736,50 @@ struct JobPage {
     chart: String,
 }
 
+/// Whether a run counts in a job's success rate and median duration: it ran to an end of its
+/// own, succeeded, failed or timed out. Cancelled, denied and interrupted runs say nothing of
+/// the build, so they are left out, on every job alike.
+fn counts_for_the_rate(run: &RunRow) -> bool {
+    use crate::domain::RunStatus;
+    run.started_at.is_some()
+        && matches!(
+            run.status,
+            RunStatus::Succeeded | RunStatus::Failed | RunStatus::TimedOut
+        )
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "web/jobs.html")]
+struct JobsPage {
+    jobs: Vec<JobItem>,
+}
+
+struct JobItem {
+    name: String,
+    description: String,
+    /// Its newest run, if any.
+    last: Option<RunItem>,
+}
+
+/// `GET /jobs`: every job, with its description and its newest run.
+async fn jobs_page(State(state): State<AppState>) -> Result<JobsPage, Error> {
+    let now = now_ms();
+    let mut jobs = Vec::new();
+    for job in state.catalog.jobs() {
+        let filter = crate::store::RunFilter {
+            job: Some(job.name.clone()),
+            ..crate::store::RunFilter::default()
+        };
+        let last = state.store.search_runs(&filter, None, 1).await?;
+        jobs.push(JobItem {
+            name: job.name.clone(),
+            description: job.description.clone(),
+            last: last.first().map(|run| run_item(run, now)),
+        });
+    }
+    Ok(JobsPage { jobs })
+}
+
 /// `GET /jobs/{name}`: the job's definition, its recent runs, success rate and durations.
 async fn job_page(
     State(state): State<AppState>,
@@ -722,10 +792,7 @@ async fn job_page(
     };
     let rows = state.store.search_runs(&filter, None, 50).await?;
     let now = now_ms();
-    let done: Vec<&RunRow> = rows
-        .iter()
-        .filter(|r| r.status.is_finished() && r.started_at.is_some())
-        .collect();
+    let done: Vec<&RunRow> = rows.iter().filter(|r| counts_for_the_rate(r)).collect();
     let succeeded = done
         .iter()
         .filter(|r| r.status == crate::domain::RunStatus::Succeeded)
@@ -797,6 +864,12 @@ fn run_item(run: &RunRow, now: i64) -> RunItem {
     RunItem {
         id: run.run_id.0,
         job: run.job.clone(),
+        args: run.args.clone(),
+        platform: match run.origin.platform {
+            crate::domain::Platform::Mattermost => "Mattermost",
+            crate::domain::Platform::Teams => "Teams",
+            crate::domain::Platform::Web => "web",
+        },
         status: run.status.as_str(),
         status_class: class(run.status.as_str()),
         user: run.origin.user_name.clone(),

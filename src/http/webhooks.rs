@@ -88,7 +88,13 @@ async fn handle(
     if name.is_some() && !chat.named_hooks() {
         return Err(Error::NotFound);
     }
-    let bytes = body(state, bytes)?;
+    let bytes = match body(state, bytes) {
+        Ok(bytes) => bytes,
+        // Nothing is read of a body that is too large, but the message that made it is worth
+        // telling the user about, where the platform shows a reply whatever its status.
+        Err(err @ Error::TooLarge(_)) => return Ok(with_body(chat, err)),
+        Err(err) => return Err(err),
+    };
     match trigger(state, chat, name, headers, &bytes)
         .await
         .map_err(Error::unavailable)
@@ -96,16 +102,22 @@ async fn handle(
         // A platform that shows a body whatever the status (Mattermost) gets one saying that
         // nothing was stored. (Only a verified request, or any request during a shutdown, gets
         // this far.)
-        Err(err @ (Error::Unavailable(_) | Error::ShuttingDown)) => {
-            match chat.error_body(&err.to_string()) {
-                Some(body) => {
-                    let status = err.into_response().status();
-                    Ok((status, json(body)).into_response())
-                }
-                None => Err(err),
-            }
+        Err(err @ (Error::Unavailable(_) | Error::ShuttingDown | Error::Refused(_))) => {
+            Ok(with_body(chat, err))
         }
         other => other,
+    }
+}
+
+/// `err` as `chat` shows it: with its status and, on a platform that shows a reply's body
+/// whatever the status (Mattermost), a body saying why in words; else as a plain error.
+fn with_body(chat: &dyn Adapter, err: Error) -> Response {
+    match chat.error_body(&err.to_string()) {
+        Some(body) => {
+            let status = err.into_response().status();
+            (status, json(body)).into_response()
+        }
+        None => err.into_response(),
     }
 }
 
@@ -137,11 +149,19 @@ async fn trigger(
             replies,
         } => (base, command, replies),
     };
-    let (text, queued_with_run) =
-        match service::execute(state, *base, command, replies.as_ref()).await? {
-            Answer::Ack(inserted) => (inserted.ack_text, true),
-            Answer::Text(text) => (text, false),
-        };
+    let execute = service::execute(state, *base, command, replies.as_ref());
+    let answer = match chat.answer_within() {
+        // Dropped at the deadline, a trigger waiting for its batch is not stored (the store
+        // drops the write of a caller that went away).
+        Some(limit) => tokio::time::timeout(limit, execute)
+            .await
+            .map_err(|_| Error::TooSlow(limit))?,
+        None => execute.await,
+    };
+    let (text, queued_with_run) = match answer? {
+        Answer::Ack(inserted) => (inserted.ack_text, true),
+        Answer::Text(text) => (text, false),
+    };
     let (body, delivery) = replies.respond(&text);
     // An acknowledgement's delivery was queued with its run; other replies queue theirs here.
     if let Some(delivery) = delivery
@@ -157,6 +177,7 @@ impl From<Rejection> for Error {
         match rejection {
             Rejection::Unauthorized(why) => Self::Unauthorized(why),
             Rejection::BadRequest(message) => Self::BadRequest(message),
+            Rejection::Refused(message) => Self::Refused(message),
         }
     }
 }

@@ -194,7 +194,11 @@ pub fn help_job(f: Flavor, job: &JobDef, usage: &str) -> String {
             if !p.description.is_empty() {
                 line.push_str(&format!(": {}", f.escape(&p.description)));
             }
-            line.push_str(&format!("; {}", f.escape(&p.allowed)));
+            // A described parameter that takes any value of its pattern needs no regex shown;
+            // the refusal of a bad value still shows it.
+            if p.description.is_empty() || !p.choices.is_empty() {
+                line.push_str(&format!("; {}", f.escape(&p.allowed)));
+            }
             lines.push(line);
         }
         let example_positional: Vec<String> = positional

@@ -65,6 +65,29 @@ impl Escaper for Markdown {
     }
 }
 
+/// `text` for Markdown with its code spans kept as spans and everything else escaped: for
+/// messages (a refusal's reason) that quote values in backticks, which were made safe for a
+/// span with [`crate::domain::text::in_code`]. With an odd number of backticks, all is escaped.
+pub fn markdown_keeping_code(text: &str) -> String {
+    let parts: Vec<&str> = text.split('`').collect();
+    let mut out = String::new();
+    if parts.len().is_multiple_of(2) {
+        let _ = Markdown.write_escaped_str(&mut out, text);
+        return out;
+    }
+    for (i, part) in parts.iter().enumerate() {
+        if i % 2 == 1 {
+            // Inside a span Markdown is not read; only a line break would end it.
+            out.push('`');
+            out.push_str(&part.replace(['\r', '\n'], " "));
+            out.push('`');
+        } else {
+            let _ = Markdown.write_escaped_str(&mut out, part);
+        }
+    }
+    out
+}
+
 /// `@name` when `name` is a valid Mattermost user name (so the requester is notified), else the
 /// name escaped.
 pub fn mention(name: &str) -> String {

@@ -218,3 +218,83 @@ async fn a_browser_filters_the_list_and_sees_a_running_runs_lines_appear() {
     app.say("bob", "#ci cancel 2", "c2").await;
     driver.quit().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_phone_no_page_scrolls_sideways_and_runs_of_one_job_tell_apart() {
+    let Some(driver) = Driver::start().await else {
+        return;
+    };
+    let app = spawn_app_with(&[("build", crate::helpers::BUILD_JOB)]).await;
+    for n in 1..=4 {
+        app.say(
+            "alice",
+            &format!("#build all feature/{n}"),
+            &format!("f{n}"),
+        )
+        .await;
+        app.finished_run(n).await;
+    }
+
+    // The list tells runs #1 to #4 apart by their arguments, and says where each came from.
+    driver.open(&format!("{}/", app.base)).await;
+    let args = driver
+        .script("return [...document.querySelectorAll('table:not(.queue) tbody td.args')].map(td => td.textContent.trim())")
+        .await;
+    assert_eq!(
+        args,
+        json!([
+            "branch=feature/4 target=all",
+            "branch=feature/3 target=all",
+            "branch=feature/2 target=all",
+            "branch=feature/1 target=all"
+        ])
+    );
+    let body = driver.script("return document.body.innerText").await;
+    assert!(body.as_str().unwrap().contains("(Mattermost)"), "{body}");
+
+    // At 390 px wide, nothing is wider than the screen: the list, a run, a job, the jobs, an
+    // error page (an HTML page with the navigation).
+    driver
+        .command(
+            reqwest::Method::POST,
+            "/window/rect",
+            json!({"width": 390, "height": 844}),
+        )
+        .await;
+    let width = driver.script("return window.innerWidth").await;
+    assert!(width.as_u64().unwrap() <= 400, "{width}");
+    for (path, title) in [
+        ("/", "Runs · chatrun"),
+        ("/runs/1", "#1 build · chatrun"),
+        ("/jobs/build", "build · chatrun"),
+        ("/jobs", "Jobs · chatrun"),
+        ("/runs/999", "Not Found · chatrun"),
+        ("/runs/abc", "Bad Request · chatrun"),
+    ] {
+        driver.open(&format!("{}{path}", app.base)).await;
+        assert_eq!(
+            driver.script("return document.title").await,
+            json!(title),
+            "{path}"
+        );
+        let (wide, inner) = (
+            driver
+                .script("return document.documentElement.scrollWidth")
+                .await,
+            driver.script("return window.innerWidth").await,
+        );
+        assert!(
+            wide.as_u64() <= inner.as_u64(),
+            "{path} is {wide} px wide in a {inner} px window"
+        );
+        let nav = driver
+            .script("return [...document.querySelectorAll('header a')].map(a => a.textContent)")
+            .await;
+        assert_eq!(nav, json!(["chatrun", "Runs", "Jobs"]), "{path}");
+    }
+    driver.open(&format!("{}/", app.base)).await;
+    driver.screenshot("browser-runs-390.png").await;
+    driver.open(&format!("{}/runs/1", app.base)).await;
+    driver.screenshot("browser-run-390.png").await;
+    driver.quit().await;
+}

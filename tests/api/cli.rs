@@ -2,7 +2,7 @@
 
 use std::process::Output;
 
-use crate::helpers::{TEAMS_TOKEN, TOKEN, spawn_app};
+use crate::helpers::{BUILD_JOB, TEAMS_TOKEN, TOKEN, spawn_app, spawn_app_with};
 
 /// Runs the binary without blocking the test's runtime (the server under test shares it).
 async fn chatrun(dir: &std::path::Path, args: &[&str]) -> Output {
@@ -101,7 +101,8 @@ descriptoin = \"x\"\n[[steps]]\nnme = \"x\"\nrun = [\"true\"]\n",
 
 #[tokio::test]
 async fn trigger_sends_a_mattermost_webhook_and_prints_the_acknowledgement() {
-    let app = spawn_app().await;
+    let broken = "description = \"Fails\"\n[[steps]]\nname = \"Fail\"\nrun = [\"false\"]\n";
+    let app = spawn_app_with(&[("build", BUILD_JOB), ("broken", broken)]).await;
     let url = format!("{}/hooks/mattermost", app.base);
     let dir = tempfile::tempdir().unwrap();
 
@@ -121,6 +122,38 @@ async fn trigger_sends_a_mattermost_webhook_and_prints_the_acknowledgement() {
     );
     let run = app.finished_run(1).await;
     assert_eq!(run.status.as_str(), "succeeded");
+
+    // --wait follows the run and prints its result as the chat shows it.
+    let output = chatrun(
+        dir.path(),
+        &[
+            "trigger", "--url", &url, "--token", TOKEN, "--wait", "#build",
+        ],
+    )
+    .await;
+    assert!(output.status.success(), "{output:?}");
+    let printed = stdout(&output);
+    assert!(printed.contains("Queued run **#2**"), "{printed}");
+    assert!(printed.contains("**build** run #2 succeeded"), "{printed}");
+    assert!(
+        printed.contains(&format!("{}/runs/2", app.base)),
+        "{printed}"
+    );
+    let progress = String::from_utf8_lossy(&output.stderr);
+    assert!(progress.contains("run #2: succeeded"), "{progress}");
+    // A run that fails exits 1, with its result.
+    let output = chatrun(
+        dir.path(),
+        &[
+            "trigger", "--url", &url, "--token", TOKEN, "--wait", "#broken",
+        ],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(
+        stdout(&output).contains("**broken** run #3 failed"),
+        "{output:?}"
+    );
 
     let output = chatrun(
         dir.path(),

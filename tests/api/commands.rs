@@ -181,7 +181,7 @@ async fn retry_runs_the_same_job_with_the_same_arguments_and_cancel_stops_a_queu
     );
     let list = app.get("/").await.text().await.unwrap();
     assert!(list.contains("<h2>Now</h2>"), "{list}");
-    assert!(list.contains(r#"<span class="status s-queued">2. waiting</span></td><td class="num"><a href="/runs/6">6</a>"#), "{list}");
+    assert!(list.contains(r#"<span class="status s-waiting">2. waiting</span></td><td class="num" data-label="Run"><a href="/runs/6">#6</a>"#), "{list}");
     let text = say(&app, "alice", "#ci cancel 6", "p6").await;
     assert!(
         text.contains("Cancelled run **#6** of **slow** before it started"),

@@ -26,7 +26,7 @@ run = ["sh", "-c", '''echo '<script>alert(1)</script>'; printf '\033[31mred\033[
     assert_eq!(list.status(), 200);
     let list = list.text().await.unwrap();
     assert!(list.contains(r#"<a href="/jobs/xss">xss</a>"#), "{list}");
-    assert!(list.contains(r#"<a href="/runs/1">1</a>"#), "{list}");
+    assert!(list.contains(r#"<a href="/runs/1">#1</a>"#), "{list}");
     assert!(list.contains("alice"));
     assert!(list.contains("succeeded"));
 
@@ -163,15 +163,50 @@ async fn the_json_api_filters_pages_with_a_cursor_and_serves_runs_and_logs() {
         "limit=501",
         "cursor=abc",
     ] {
-        let (status, _) = get(format!("/api/runs?{bad}")).await;
+        let (status, body) = get(format!("/api/runs?{bad}")).await;
         assert_eq!(status, 400, "{bad}");
+        assert_eq!(body["error"]["code"], "bad_request", "{bad}: {body}");
     }
 
     let (status, one) = get("/api/runs/6".into()).await;
     assert_eq!(status, 200);
     assert_eq!(one["run"]["status"], "failed");
     assert_eq!(one["steps"][0]["exit_code"], 1);
-    assert_eq!(get("/api/runs/99".into()).await.0, 404);
+    let (status, missing) = get("/api/runs/99".into()).await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        missing,
+        serde_json::json!({"error": {"code": "not_found", "message": "not found"}})
+    );
+    let (status, word) = get("/api/runs/abc".into()).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        word["error"]["message"],
+        "a run is named by its number, as in /runs/42: `abc` is not a number"
+    );
+    assert_eq!(
+        get("/api/nowhere".into()).await.1["error"]["code"],
+        "not_found"
+    );
+    // A bare date is its midnight.
+    let (status, day) = get("/api/runs?since=2000-01-01".into()).await;
+    assert_eq!(status, 200, "{day}");
+    assert_eq!(day["runs"].as_array().unwrap().len(), 6);
+    // The pages answer the same errors as a page with the navigation.
+    for path in ["/runs/99", "/runs/abc", "/nowhere"] {
+        let page = app.get(path).await;
+        assert!(page.status().is_client_error(), "{path}");
+        assert_eq!(
+            page.headers()["content-type"],
+            "text/html; charset=utf-8",
+            "{path}"
+        );
+        let html = page.text().await.unwrap();
+        assert!(
+            html.contains(r#"<a href="/jobs">Jobs</a>"#),
+            "{path}: {html}"
+        );
+    }
 
     let (_, log) = get("/api/runs/6/log?offset=0&length=10".into()).await;
     assert_eq!(log["offset"], 0);
@@ -189,8 +224,8 @@ async fn the_json_api_filters_pages_with_a_cursor_and_serves_runs_and_logs() {
 
     // The page takes the same filters, and its paging keeps them.
     let page = app.get("/?user=bob&job=build").await.text().await.unwrap();
-    assert!(page.contains(r#"<a href="/runs/4">4</a>"#), "{page}");
-    assert!(!page.contains(r#"<a href="/runs/5">5</a>"#), "{page}");
+    assert!(page.contains(r#"<a href="/runs/4">#4</a>"#), "{page}");
+    assert!(!page.contains(r#"<a href="/runs/5">#5</a>"#), "{page}");
     assert_eq!(app.get("/?status=done").await.status(), 400);
 }
 

@@ -364,11 +364,7 @@ async fn a_body_over_the_default_limit_gets_413_on_every_webhook() {
     // 1 MiB and a little: the whole body is over the limit, whatever the field limits say.
     fields.push(("padding", "x".repeat(1024 * 1024)));
     let body = form(&fields);
-    for path in [
-        "/hooks/mattermost",
-        "/hooks/teams",
-        "/hooks/teams/platform-team",
-    ] {
+    for path in ["/hooks/teams", "/hooks/teams/platform-team"] {
         let (status, text) = Request::teams(path, body.clone()).send(&app).await;
         assert_eq!(status, 413, "{path}: {text}");
         assert_eq!(
@@ -376,6 +372,15 @@ async fn a_body_over_the_default_limit_gets_413_on_every_webhook() {
             "{path}"
         );
     }
+    // Mattermost shows a reply's text whatever the status: the user is told.
+    let (status, text) = Request::teams("/hooks/mattermost", body.clone())
+        .send(&app)
+        .await;
+    assert_eq!(status, 413, "{text}");
+    assert_eq!(
+        text,
+        r#"{"text":":warning: the request body is larger than 1048576 bytes (max_body_bytes)"}"#
+    );
     assert_no_run(&app).await;
 }
 
@@ -395,7 +400,7 @@ async fn max_body_bytes_sets_the_limit() {
     assert_eq!(status, 413);
     assert_eq!(
         text,
-        "the request body is larger than 8192 bytes (max_body_bytes)\n"
+        r#"{"text":":warning: the request body is larger than 8192 bytes (max_body_bytes)"}"#
     );
     assert_eq!(app.store.list_runs(None, 10).await.unwrap().len(), 1);
 }
@@ -458,6 +463,18 @@ async fn an_old_or_future_mattermost_message_is_refused_and_stores_nothing() {
     ];
     expect_all(&app, cases).await;
     assert_no_run(&app).await;
+    // As a reply Mattermost shows (it ignores the status and drops a body that is not JSON).
+    let (_, text) = form_of(dated(fields.clone(), &(now_s - 600).to_string()))
+        .send(&app)
+        .await;
+    let reply: Value = serde_json::from_str(&text).unwrap();
+    assert!(
+        reply["text"]
+            .as_str()
+            .unwrap()
+            .starts_with(":warning: the message is 10 minutes old"),
+        "{text}"
+    );
 
     // Within the window both ways (a clock a little ahead or behind): accepted.
     for (post, offset) in [("skewed1", -240), ("skewed2", 240)] {
@@ -545,7 +562,9 @@ async fn replay_window_sets_how_old_a_message_may_be() {
             .await;
     assert_eq!(status, 400);
     assert!(
-        text.starts_with("the message is 2 hours old; chatrun takes messages at most 1h old"),
+        text.starts_with(
+            r#"{"text":":warning: the message is 2 hours old; chatrun takes messages at most 1h old"#
+        ),
         "{text}"
     );
     assert_eq!(app.store.list_runs(None, 10).await.unwrap().len(), 1);

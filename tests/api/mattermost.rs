@@ -467,7 +467,7 @@ run = ["sh", "-c", "printf '%s|%s|%s' \"$1\" \"$CHATRUN_PARAM_MSG\" \"$CHATRUN_P
         reply["text"]
             .as_str()
             .unwrap()
-            .contains("\\`colour\\` is not a parameter of echo"),
+            .contains("`colour` is not a parameter of echo"),
         "{reply}"
     );
     assert_eq!(app.store.list_runs(None, 10).await.unwrap().len(), 1);

@@ -60,6 +60,50 @@ async fn a_locked_database_gets_503_and_no_run_until_the_lock_is_gone() {
 }
 
 #[tokio::test]
+async fn a_teams_trigger_is_answered_within_teams_5_s_however_long_the_database_waits() {
+    // With the default busy_timeout (5 s), a write would wait for the lock all of Teams' time.
+    let app = spawn_app_configured("").await;
+    let url = format!("sqlite://{}/chatrun.db", app.dir.path().display());
+    let mut other = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("begin exclusive")
+        .execute(&mut other)
+        .await
+        .unwrap();
+
+    let body = teams_activity("1716220800556", "build");
+    let response = app
+        .post_teams(
+            "/hooks/teams",
+            Some(&teams_signature(TEAMS_TOKEN, &body)),
+            &body,
+        )
+        .await;
+    assert_eq!(response.status(), 503);
+    assert_eq!(
+        response.text().await.unwrap(),
+        "chatrun could not store the request within 3.5 s (the database is busy); nothing was \
+         started: send it again\n",
+        "answered at chatrun's own limit, before the store's"
+    );
+
+    sqlx::query("rollback").execute(&mut other).await.unwrap();
+    other.close().await.unwrap();
+    // The trigger that was dropped at the deadline is not stored once the lock is gone.
+    let body = teams_activity("1716220800557", "build");
+    let response = app
+        .post_teams(
+            "/hooks/teams",
+            Some(&teams_signature(TEAMS_TOKEN, &body)),
+            &body,
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let runs = app.store.list_runs(None, 10).await.unwrap();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0].message_id, "1716220800557");
+}
+
+#[tokio::test]
 async fn a_full_disk_gets_503_and_every_acknowledged_trigger_has_its_run() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("jobs")).unwrap();

@@ -209,6 +209,17 @@ impl Adapter for Client {
         ))
     }
 
+    fn result_text(
+        &self,
+        run: &RunRow,
+        steps: &[StepRow],
+        failures: &[TestFailureRow],
+        link: &str,
+        now: i64,
+    ) -> String {
+        render_result(run, steps, failures, link, now)
+    }
+
     fn result_reply(
         &self,
         run: &RunRow,

@@ -27,11 +27,12 @@ impl Client {
                 "the token matches no configured outgoing webhook",
             ));
         }
-        payload.check().map_err(Rejection::bad)?;
-        let sent = payload.timestamp_ms().map_err(Rejection::bad)?;
+        // From here the request is Mattermost's: what is wrong with it is said in the reply.
+        payload.check().map_err(Rejection::refused)?;
+        let sent = payload.timestamp_ms().map_err(Rejection::refused)?;
         check_replay_window(sent, context.now_ms, context.replay_window).map_err(|err| {
             tracing::warn!(post = %payload.post_id, error = %err, "refused a Mattermost message");
-            Rejection::bad(err)
+            Rejection::refused(err)
         })?;
 
         let bot = self

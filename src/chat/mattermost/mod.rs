@@ -422,11 +422,18 @@ mod tests {
             text.contains("for @alice, starting now. Details:"),
             "{text}"
         );
-        let text = render_refusal("deploy", "`x|y` is not allowed for env");
+        // The value shows as a code span, as written; the words around it are escaped.
+        let text = render_refusal("deploy", "`x|y` is not allowed for env_name");
         assert_eq!(
             text,
-            ":no_entry_sign: Not running **deploy**: \\`x\\|y\\` is not allowed for env. Nothing was started."
+            ":no_entry_sign: Not running **deploy**: `x|y` is not allowed for env\\_name. Nothing was started."
         );
+        // A value cannot close its span: its backticks were replaced when it was quoted
+        // (`catalog::args`), so what follows stays inside.
+        let text = render_refusal("deploy", "`a\u{2CB}**b**` is not allowed");
+        assert!(text.contains("`a\u{2CB}**b**` is not allowed"), "{text}");
+        // Unbalanced backticks: everything is escaped.
+        assert!(render_refusal("d", "`x").contains("\\`x"));
     }
 
     #[test]

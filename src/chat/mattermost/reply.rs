@@ -27,6 +27,7 @@ pub(super) struct Refusal<'a> {
 
 /// The reply to a request that runs nothing, saying why.
 pub fn render_refusal(job: &str, reason: &str) -> String {
+    let reason = &render::markdown_keeping_code(reason);
     Refusal { job, reason }
         .render()
         .expect("the refusal template renders")

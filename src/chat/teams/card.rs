@@ -13,6 +13,15 @@ pub struct Message {
     attachments: Vec<Attachment>,
 }
 
+impl Message {
+    /// The card's one-line summary (its fallback text), as a notification shows it.
+    pub fn summary(&self) -> &str {
+        self.attachments
+            .first()
+            .map_or("", |a| a.content.fallback_text.as_str())
+    }
+}
+
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct Attachment {

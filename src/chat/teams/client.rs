@@ -8,6 +8,9 @@ use crate::chat::transport::{DeliveryError, post_json};
 use crate::chat::{HookContext, Inbound, Rejection, Request};
 use crate::domain::Platform;
 
+/// How long a Teams trigger's command may take before the webhook answers 503.
+pub const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_millis(3500);
+
 /// The Teams side: the configured outgoing webhooks and a shared HTTP client.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -31,6 +34,12 @@ impl Adapter for Client {
         true
     }
 
+    /// Teams gives an outgoing webhook 5 s, and shows an error after that; chatrun answers
+    /// within 3.5 s, leaving the rest for the network.
+    fn answer_within(&self) -> Option<std::time::Duration> {
+        Some(ANSWER_WITHIN)
+    }
+
     fn accept<'a>(
         &'a self,
         request: Request<'a>,
@@ -47,6 +56,19 @@ impl Adapter for Client {
         let hook = self.hooks.iter().find(|h| h.name == run.hook)?;
         hook.follow_up_url.as_ref()?;
         Some(follow_up_address(&hook.name, run))
+    }
+
+    fn result_text(
+        &self,
+        run: &RunRow,
+        steps: &[StepRow],
+        failures: &[TestFailureRow],
+        link: &str,
+        now: i64,
+    ) -> String {
+        render_result(run, steps, failures, link, now)
+            .summary()
+            .to_string()
     }
 
     fn result_reply(
