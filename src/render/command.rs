@@ -30,25 +30,21 @@ impl Flavor {
         }
     }
 
+    /// A run status's emoji as the platform writes emoji: shortcodes on Mattermost, as in its
+    /// other replies; the character on Teams.
+    pub fn emoji(self, status: RunStatus) -> &'static str {
+        match self {
+            Self::Markdown => super::run_emoji(status),
+            Self::Teams => super::run_symbol(status),
+        }
+    }
+
     /// Joins lines.
     pub fn lines(self, lines: &[String]) -> String {
         match self {
             Self::Markdown => lines.join("\n"),
             Self::Teams => lines.join("<br>\n"),
         }
-    }
-}
-
-fn run_emoji(status: RunStatus) -> &'static str {
-    match status {
-        RunStatus::Queued => "⏳",
-        RunStatus::Running => "⚙️",
-        RunStatus::Succeeded => "✅",
-        RunStatus::Failed => "❌",
-        RunStatus::TimedOut => "⏰",
-        RunStatus::Cancelled => "⏹️",
-        RunStatus::Denied => "🚫",
-        RunStatus::Interrupted => "⚡",
     }
 }
 
@@ -70,7 +66,7 @@ pub fn status(
     link: &str,
     now: i64,
 ) -> String {
-    let emoji = run_emoji(run.status);
+    let emoji = f.emoji(run.status);
     let name = run_name(f, run);
     let who = f.escape(&run.origin.user_name);
     let state = match run.status {
@@ -138,7 +134,7 @@ pub fn queue(
             let elapsed =
                 run_duration(run, now).map_or_else(String::new, |d| format!(", {}", duration(d)));
             lines.push(format!(
-                "• {} for {}{elapsed}: {base}/runs/{}",
+                "• {}, asked by {}{elapsed}: {base}/runs/{}",
                 run_name(f, run),
                 f.escape(&run.origin.user_name),
                 run.run_id
@@ -149,7 +145,7 @@ pub fn queue(
         lines.push("**Queued here:**".to_string());
         for (position, run) in queued {
             lines.push(format!(
-                "• {position}. {} for {}",
+                "• {position}. {}, asked by {}",
                 run_name(f, run),
                 f.escape(&run.origin.user_name)
             ));
@@ -271,7 +267,8 @@ mod tests {
                 "http://ci/runs/42",
                 66_000
             ),
-            "⚙️ Run **#42** of **build** (branch=main), asked by alice: running step 2/2 (Web \\| Client), 1m 05s so far. Details: http://ci/runs/42"
+            // Mattermost's replies write emoji as shortcodes, all of them.
+            ":gear: Run **#42** of **build** (branch=main), asked by alice: running step 2/2 (Web \\| Client), 1m 05s so far. Details: http://ci/runs/42"
         );
         let failed = samples::run(RunStatus::Failed);
         let steps = vec![samples::step(0, "Server", StepStatus::Failed, Some(2))];
@@ -300,7 +297,7 @@ mod tests {
         );
         assert_eq!(
             text,
-            "**Running here:**<br>\n• **#42** of **build** for alice, 1m 05s: http://ci/runs/42<br>\n**Queued here:**<br>\n• 2. **#42** of **build** for &lt;bob&gt;"
+            "**Running here:**<br>\n• **#42** of **build**, asked by alice, 1m 05s: http://ci/runs/42<br>\n**Queued here:**<br>\n• 2. **#42** of **build**, asked by &lt;bob&gt;"
         );
         assert_eq!(
             queue(Flavor::Markdown, &[], &[], "x", 0),

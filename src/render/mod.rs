@@ -145,18 +145,29 @@ pub fn timestamp(ms: i64) -> String {
     format!("{} UTC", text.trim_end_matches('Z').replace('T', " "))
 }
 
+/// A run status's emoji, one for every platform: its Mattermost shortcode, and the character
+/// itself (Teams shows no shortcodes).
+fn run_emojis(status: RunStatus) -> (&'static str, &'static str) {
+    match status {
+        RunStatus::Queued => (":hourglass_flowing_sand:", "⏳"),
+        RunStatus::Running => (":gear:", "⚙️"),
+        RunStatus::Succeeded => (":white_check_mark:", "✅"),
+        RunStatus::Failed => (":x:", "❌"),
+        RunStatus::TimedOut => (":alarm_clock:", "⏰"),
+        RunStatus::Cancelled => (":black_square_for_stop:", "⏹️"),
+        RunStatus::Denied => (":no_entry_sign:", "🚫"),
+        RunStatus::Interrupted => (":zap:", "⚡"),
+    }
+}
+
 /// Emoji shortcode for a run's status.
 pub fn run_emoji(status: RunStatus) -> &'static str {
-    match status {
-        RunStatus::Queued => ":hourglass_flowing_sand:",
-        RunStatus::Running => ":gear:",
-        RunStatus::Succeeded => ":white_check_mark:",
-        RunStatus::Failed => ":x:",
-        RunStatus::TimedOut => ":alarm_clock:",
-        RunStatus::Cancelled => ":black_square_for_stop:",
-        RunStatus::Denied => ":no_entry_sign:",
-        RunStatus::Interrupted => ":zap:",
-    }
+    run_emojis(status).0
+}
+
+/// The emoji character for a run's status.
+pub fn run_symbol(status: RunStatus) -> &'static str {
+    run_emojis(status).1
 }
 
 /// Emoji shortcode for a step's status.

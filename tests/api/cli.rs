@@ -117,7 +117,7 @@ async fn trigger_sends_a_mattermost_webhook_and_prints_the_acknowledgement() {
     assert!(output.status.success(), "{output:?}");
     assert!(
         stdout(&output)
-            .starts_with(":hourglass_flowing_sand: Queued run **#1** of **build** (branch=main target=all) for @zoe"),
+            .starts_with(":hourglass_flowing_sand: Queued run **#1** of **build** (branch=main target=all), asked by @zoe"),
         "{output:?}"
     );
     let run = app.finished_run(1).await;
@@ -197,8 +197,9 @@ async fn trigger_can_send_a_signed_teams_activity() {
 
     assert!(output.status.success(), "{output:?}");
     assert!(
-        stdout(&output)
-            .starts_with("⏳ Queued run **#1** of **build** (branch=main target=web) for ada"),
+        stdout(&output).starts_with(
+            "⏳ Queued run **#1** of **build** (branch=main target=web), asked by ada"
+        ),
         "{output:?}"
     );
     let run = app.finished_run(1).await;

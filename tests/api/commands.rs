@@ -111,7 +111,7 @@ async fn status_and_queue_follow_a_run_and_cancel_kills_its_grandchildren() {
     );
     let text = say(&app, "bob", "#ci queue", "p3").await;
     assert!(
-        text.contains("**Running here:**\n• **#1** of **slow** for alice"),
+        text.contains("**Running here:**\n• **#1** of **slow**, asked by alice"),
         "{text}"
     );
 
@@ -163,7 +163,9 @@ async fn retry_runs_the_same_job_with_the_same_arguments_and_cancel_stops_a_queu
     );
     let text = say(&app, "bob", "#ci retry #2", "p1b").await;
     assert!(
-        text.contains("Queued run **#3** of **build** (branch=feature/x target=web) for @bob"),
+        text.contains(
+            "Queued run **#3** of **build** (branch=feature/x target=web), asked by @bob"
+        ),
         "{text}"
     );
     app.finished_run(3).await;
@@ -175,7 +177,7 @@ async fn retry_runs_the_same_job_with_the_same_arguments_and_cancel_stops_a_queu
     let text = say(&app, "alice", "#ci queue", "p5").await;
     assert!(
         text.contains(
-            "**Queued here:**\n• 1. **#5** of **slow** for alice\n• 2. **#6** of **slow** for alice"
+            "**Queued here:**\n• 1. **#5** of **slow**, asked by alice\n• 2. **#6** of **slow**, asked by alice"
         ),
         "{text}"
     );
@@ -248,7 +250,7 @@ async fn status_queue_and_cancel_work_from_teams_too() {
     let app = app().await;
     let ack = say_teams(&app, "slow", "2001").await;
     assert!(
-        ack.contains("Queued run **#1** of **slow** for Ada Lovelace"),
+        ack.contains("Queued run **#1** of **slow**, asked by Ada Lovelace"),
         "{ack}"
     );
     app.first_step_running(1).await;
@@ -260,7 +262,7 @@ async fn status_queue_and_cancel_work_from_teams_too() {
     );
     let text = say_teams(&app, "queue", "2003").await;
     assert!(
-        text.starts_with("**Running here:**<br>\n• **#1** of **slow** for Ada Lovelace"),
+        text.starts_with("**Running here:**<br>\n• **#1** of **slow**, asked by Ada Lovelace"),
         "{text}"
     );
     let text = say_teams(&app, "cancel 1", "2004").await;

@@ -15,7 +15,9 @@ async fn a_form_trigger_is_stored_and_acknowledged_in_its_thread() {
     assert_eq!(reply["response_type"], "comment");
     let text = reply["text"].as_str().unwrap();
     assert!(
-        text.contains("run **#1** of **build** (branch=main target=all) for @alice, starting now"),
+        text.contains(
+            "run **#1** of **build** (branch=main target=all), asked by @alice, starting now"
+        ),
         "{text}"
     );
     assert!(text.contains(&format!("{}/runs/1", app.base)), "{text}");
@@ -46,7 +48,7 @@ async fn a_json_trigger_with_a_millisecond_timestamp_is_accepted() {
         reply["text"]
             .as_str()
             .unwrap()
-            .contains("**build** (branch=feature/x target=web) for @bob"),
+            .contains("**build** (branch=feature/x target=web), asked by @bob"),
         "{reply}"
     );
     let run = app.finished_run(1).await;

@@ -42,7 +42,7 @@ async fn a_signed_mention_queues_the_job_and_answers_with_a_message() {
     assert_eq!(reply["type"], "message");
     let text = reply["text"].as_str().unwrap();
     assert!(
-        text.starts_with("⏳ Queued run **#1** of **build** (branch=main target=api-server) for Ada Lovelace, starting now"),
+        text.starts_with("⏳ Queued run **#1** of **build** (branch=main target=api-server), asked by Ada Lovelace, starting now"),
         "{text}"
     );
     assert!(text.contains(&format!("({}/runs/1)", app.base)), "{text}");

@@ -410,7 +410,7 @@ mod tests {
             ..facts
         });
         assert!(
-            text.contains("**build** (target=web note=@\u{200B}channel) for"),
+            text.contains("**build** (target=web note=@\u{200B}channel), asked by"),
             "{text}"
         );
         let text = render_ack(&render::AckFacts {
@@ -419,7 +419,7 @@ mod tests {
             ..facts
         });
         assert!(
-            text.contains("for @alice, starting now. Details:"),
+            text.contains(", asked by @alice, starting now. Details:"),
             "{text}"
         );
         // The value shows as a code span, as written; the words around it are escaped.

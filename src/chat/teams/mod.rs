@@ -528,7 +528,7 @@ mod tests {
         });
         assert_eq!(
             text,
-            "⏳ Queued run **#7** of **build** (target=web) for José &#60;b&#62;, position 2 in the \
+            "⏳ Queued run **#7** of **build** (target=web), asked by José &#60;b&#62;, position 2 in the \
              queue. [Details](http://ci/runs/7)"
         );
         let body = render_response(&text);
