@@ -82,7 +82,7 @@ impl StepStatus {
         match self {
             Self::Pending => "pending",
             Self::Running => "running",
-            Self::Succeeded => "passed",
+            Self::Succeeded => "succeeded",
             Self::Failed => "failed",
             Self::TimedOut => "timed out",
             Self::Cancelled => "cancelled",

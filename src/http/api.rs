@@ -216,7 +216,9 @@ async fn one(
             json!({
                 "target": d.target, "status": d.status, "attempts": d.attempts,
                 "last_error": d.last_error,
-                "next_attempt_at": (d.status == "pending").then_some(d.next_attempt_at),
+                "next_attempt_at": (d.status == "pending").then(|| rfc3339(d.next_attempt_at)),
+                "created_at": rfc3339(d.created_at),
+                "sent_at": d.sent_at.map(rfc3339),
                 "maybe_duplicate": d.blind,
             })
         })
@@ -235,6 +237,16 @@ async fn one(
             )
         })
         .flatten();
+    // Times as RFC 3339, as everywhere in the API.
+    let steps: Vec<Value> = steps
+        .iter()
+        .map(|step| {
+            let mut value = serde_json::to_value(step).unwrap_or_default();
+            value["started_at"] = json!(step.started_at.map(rfc3339));
+            value["finished_at"] = json!(step.finished_at.map(rfc3339));
+            value
+        })
+        .collect();
     Ok(Json(json!({
         "run": run_json(&state, &run),
         "steps": steps,

@@ -472,17 +472,12 @@ async fn run_log(
 const HEAD_LINES: usize = 200;
 const TAIL_LINES: usize = 1000;
 
-/// `lines`, numbered from `first`, colour codes removed.
+/// `lines`, numbered from `first`, as HTML with their colours (`render::ansi_html`).
 fn numbered(lines: &[&str], first: i64) -> Vec<(i64, String)> {
     lines
         .iter()
         .zip(first..)
-        .map(|(line, n)| {
-            (
-                n,
-                crate::domain::text::strip_ansi(line.trim_end_matches(['\n', '\r'])),
-            )
-        })
+        .map(|(line, n)| (n, render::ansi_html(line.trim_end_matches(['\n', '\r']))))
         .collect()
 }
 
@@ -606,7 +601,9 @@ async fn log_stream(
             for line in complete.split_inclusive(|b| *b == b'\n') {
                 f.offset += line.len() as u64;
                 let text = String::from_utf8_lossy(line);
-                let text = crate::domain::text::strip_ansi(text.trim_end_matches(['\n', '\r']));
+                // HTML with its colours, inserted as it is by the page (`render::ansi_html`
+                // writes only its own spans).
+                let text = render::ansi_html(text.trim_end_matches(['\n', '\r']));
                 f.line += 1;
                 // `offset:line`: where to resume, and the line's number for its anchor.
                 f.pending.push_back(

@@ -88,6 +88,94 @@ pub fn markdown_keeping_code(text: &str) -> String {
     out
 }
 
+/// A line of a log as HTML: escaped, with its ANSI colours and bold (SGR codes 0, 1, 22,
+/// 30-37, 39, 90-97) as `<span class="a-…">`, and every other escape sequence removed. Only
+/// these fixed spans are written, so the output is safe to insert as it is.
+pub fn ansi_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 16);
+    let (mut fg, mut bold, mut open) = (None::<u8>, false, false);
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\x1b' {
+            match c {
+                '&' => out.push_str("&amp;"),
+                '<' => out.push_str("&lt;"),
+                '>' => out.push_str("&gt;"),
+                '"' => out.push_str("&quot;"),
+                c if c.is_control() && c != '\t' => {}
+                c => out.push(c),
+            }
+            continue;
+        }
+        match chars.next() {
+            Some('[') => {}
+            // OSC (a terminal title): up to BEL or ESC \.
+            Some(']') => {
+                while let Some(c) = chars.next() {
+                    if c == '\x07' || (c == '\x1b' && chars.next_if_eq(&'\\').is_some()) {
+                        break;
+                    }
+                }
+                continue;
+            }
+            _ => continue,
+        }
+        let mut params = String::new();
+        let mut end = None;
+        for c in chars.by_ref() {
+            if ('@'..='~').contains(&c) {
+                end = Some(c);
+                break;
+            }
+            params.push(c);
+        }
+        if end != Some('m') {
+            continue;
+        }
+        let mut codes = params.split(';').map(|p| p.parse::<u16>().unwrap_or(0));
+        while let Some(code) = codes.next() {
+            match code {
+                0 => (fg, bold) = (None, false),
+                1 => bold = true,
+                22 => bold = false,
+                39 => fg = None,
+                30..=37 => fg = u8::try_from(code - 30).ok(),
+                90..=97 => fg = u8::try_from(code - 90 + 8).ok(),
+                // 256 colours and true colour: their arguments are skipped.
+                38 | 48 => match codes.next() {
+                    Some(5) => {
+                        codes.next();
+                    }
+                    Some(2) => {
+                        codes.nth(2);
+                    }
+                    _ => {}
+                },
+                _ => {}
+            }
+        }
+        if open {
+            out.push_str("</span>");
+            open = false;
+        }
+        if fg.is_some() || bold {
+            out.push_str("<span class=\"");
+            if let Some(n) = fg {
+                out.push_str(&format!("a-{n}"));
+            }
+            if bold {
+                out.push_str(if fg.is_some() { " a-b" } else { "a-b" });
+            }
+            out.push_str("\">");
+            open = true;
+        }
+    }
+    if open {
+        out.push_str("</span>");
+    }
+    out
+}
+
 /// `@name` when `name` is a valid Mattermost user name (so the requester is notified), else the
 /// name escaped.
 pub fn mention(name: &str) -> String {
@@ -478,6 +566,22 @@ mod tests {
         assert_eq!(duration(12_345), "12s");
         assert_eq!(duration(185_000), "3m 05s");
         assert_eq!(duration(3_720_000), "1h 02m");
+    }
+
+    #[test]
+    fn a_log_line_keeps_its_colours_as_safe_html() {
+        assert_eq!(
+            ansi_html(
+                "\x1b[1;31merror\x1b[0m: <b>&\x1b]0;title\x07 \x1b[32mok\x1b[39m done\x1b[2K"
+            ),
+            "<span class=\"a-1 a-b\">error</span>: &lt;b&gt;&amp; <span class=\"a-2\">ok</span> done"
+        );
+        assert_eq!(ansi_html("\x1b[38;5;196mred\x1b[m"), "red");
+        assert_eq!(
+            ansi_html("\x1b[91mbright"),
+            "<span class=\"a-9\">bright</span>"
+        );
+        assert_eq!(ansi_html("plain \"quoted\""), "plain &quot;quoted&quot;");
     }
 
     #[test]

@@ -85,10 +85,8 @@ pub fn collect(workdir: &Path, pattern: &str, since: SystemTime) -> Result<TestS
                 "report missing: the {stale} file(s) matching `{pattern}` are older than this step"
             )
         } else {
-            format!(
-                "report missing: no file matches `{pattern}` in {}",
-                workdir.display()
-            )
+            // Not the folder's path: it is the server's, and this is shown in chat and pages.
+            format!("report missing: no file matches `{pattern}` in the step's working folder")
         });
     }
     found.sort();

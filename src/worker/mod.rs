@@ -367,7 +367,14 @@ impl Worker {
                 log.note(detail).await;
             }
             let (tests, report_error) = match (&step.junit, &outcome) {
-                (Some(pattern), outcome) if !matches!(outcome, StepOutcome::SpawnFailed { .. }) => {
+                // A step stopped before its end (cancelled, shut down) or never started wrote
+                // no report to miss.
+                (Some(pattern), outcome)
+                    if !matches!(
+                        outcome,
+                        StepOutcome::SpawnFailed { .. } | StepOutcome::Cancelled
+                    ) =>
+                {
                     let pattern = pattern.replace("{run_id}", &run_id.to_string());
                     match read_reports(step.workdir.clone(), pattern.clone(), started).await {
                         Ok(mut summary) => {

@@ -14,6 +14,7 @@ description = "Takes its time"
 [[steps]]
 name = "Wait"
 run = ["sh", "-c", "sleep 100 & echo $! > grandchild-$CHATRUN_RUN_ID.pid; wait"]
+junit = "never-written-{run_id}.xml"
 "#;
 
 /// Only alice, only in ci-builds; root may cancel anyone's run.
@@ -127,6 +128,9 @@ async fn status_and_queue_follow_a_run_and_cancel_kills_its_grandchildren() {
     let run = app.finished_run(1).await;
     assert_eq!(run.status.as_str(), "cancelled");
     assert_eq!(run.error.as_deref(), Some("cancelled by alice"));
+    // A step stopped before its end wrote no report to miss.
+    let steps = app.store.steps(RunId(1)).await.unwrap();
+    assert_eq!(steps[0].report_error, None, "{steps:?}");
     wait_for(|| async { process_gone(&pid).then_some(()) }).await;
     let result = body(&app.posts(1).await[0])["message"]
         .as_str()

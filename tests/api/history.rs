@@ -629,3 +629,27 @@ async fn a_signed_in_user_reruns_and_cancels_from_the_run_page_with_its_form_tok
             .all(|step| step.started_at.is_none())
     );
 }
+
+#[tokio::test]
+async fn a_log_shows_its_colours_not_their_codes() {
+    let app = spawn_app_with(&[(
+        "colours",
+        r#"
+[[steps]]
+name = "Paint"
+run = ["printf", '\033[1;31merror\033[0m: <not a tag> \033[32mok\033[0m\n']
+"#,
+    )])
+    .await;
+    app.trigger("#colours", "colour1").await;
+    app.finished_run(1).await;
+
+    let page = app.get("/runs/1").await.text().await.unwrap();
+    assert!(
+        page.contains(
+            r#"<span class="a-1 a-b">error</span>: &lt;not a tag&gt; <span class="a-2">ok</span>"#
+        ),
+        "{page}"
+    );
+    assert!(!page.contains('\u{1b}'), "no raw escape codes");
+}

@@ -151,7 +151,7 @@ async fn the_result_is_posted_in_the_trigger_thread_with_a_table() {
         "{message}"
     );
     assert!(
-        message.contains("| Web Client | :white_check_mark: passed |"),
+        message.contains("| Web Client | :white_check_mark: succeeded |"),
         "{message}"
     );
     assert!(
@@ -401,12 +401,12 @@ junit = "broken.xml"
         .to_string();
 
     assert!(
-        message.contains("| Unit | — | :white_check_mark: passed, :warning: report missing |"),
+        message.contains("| Unit | — | :white_check_mark: succeeded, :warning: report missing |"),
         "{message}"
     );
     assert!(
         message.contains(
-            "| Integration | — | :white_check_mark: passed, :warning: report unreadable |"
+            "| Integration | — | :white_check_mark: succeeded, :warning: report unreadable |"
         ),
         "{message}"
     );

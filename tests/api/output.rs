@@ -89,7 +89,7 @@ async fn a_step_printing_1_gib_leaves_a_capped_log_with_head_marker_and_tail() {
     assert_eq!(file.len() - at - marker.len(), tail);
     assert!(text.contains("FIRST LINE\n"));
     assert!(
-        text.ends_with("LAST LINE\n[chatrun] Last: passed\n"),
+        text.ends_with("LAST LINE\n[chatrun] Last: succeeded\n"),
         "{}",
         &text[text.len() - 300..]
     );
@@ -107,7 +107,7 @@ async fn a_step_printing_1_gib_leaves_a_capped_log_with_head_marker_and_tail() {
     let last = run.log_lines;
     assert!(
         page.contains(&format!(
-            r##"<span class="line" id="L{last}"><a class="ln" href="#L{last}">{last}</a>[chatrun] Last: passed"##
+            r##"<span class="line" id="L{last}"><a class="ln" href="#L{last}">{last}</a>[chatrun] Last: succeeded"##
         )),
         "the last line is numbered as printed"
     );
@@ -214,7 +214,7 @@ async fn a_run_past_the_cap_shows_its_latest_lines_live_numbered_as_printed() {
     assert_eq!(run.status.as_str(), "succeeded");
     let file = std::fs::read_to_string(app.dir.path().join("data/logs/1.log")).unwrap();
     assert!(file.len() <= 65536, "{}", file.len());
-    assert!(file.ends_with("100000\ndone\n[chatrun] Count: passed\n"));
+    assert!(file.ends_with("100000\ndone\n[chatrun] Count: succeeded\n"));
     let page = app.get("/runs/1").await.text().await.unwrap();
     assert!(page.contains("575 KiB printed, 64 KiB kept"), "{page}");
 }
