@@ -48,7 +48,9 @@ struct RunItem {
     status_class: String,
     user: String,
     channel: String,
+    /// When it was asked for, relative (`4 min ago`), and exactly (for the hover).
     when: String,
+    when_exact: String,
     duration: String,
 }
 
@@ -207,6 +209,8 @@ struct RunPage {
     form_token: String,
     /// Whether signing in is possible (to offer it).
     can_sign_in: bool,
+    /// Whether a step has a detail to show (else the column goes).
+    any_detail: bool,
     /// The trigger's post in its chat, where the platform gives a link.
     chat_link: Option<String>,
 }
@@ -414,6 +418,9 @@ async fn run_page(
             .unwrap_or_default(),
         user,
         can_sign_in: state.config.web.password.is_some() || !state.config.web.users.is_empty(),
+        any_detail: steps
+            .iter()
+            .any(|step| step.detail.as_deref().is_some_and(|d| !d.is_empty())),
         chat_link: chat_link(&state, &run),
         run,
     };
@@ -871,7 +878,8 @@ fn run_item(run: &RunRow, now: i64) -> RunItem {
         status_class: class(run.status.as_str()),
         user: run.origin.user_name.clone(),
         channel: run.origin.channel_name.clone(),
-        when: render::timestamp(run.created_at),
+        when: render::ago(run.created_at, now),
+        when_exact: render::timestamp(run.created_at),
         duration: render::run_duration(run, now).map_or_else(String::new, render::duration),
     }
 }

@@ -88,6 +88,20 @@ pub fn markdown_keeping_code(text: &str) -> String {
     out
 }
 
+/// How long ago `at` was, at `now` (both ms), as a person says it: `just now`, `4 min ago`,
+/// `3 h ago`, `yesterday`, `5 days ago`; then the date.
+pub fn ago(at: i64, now: i64) -> String {
+    let secs = (now - at).max(0) / 1000;
+    match secs {
+        0..60 => "just now".into(),
+        60..3600 => format!("{} min ago", secs / 60),
+        3600..86_400 => format!("{} h ago", secs / 3600),
+        86_400..172_800 => "yesterday".into(),
+        172_800..604_800 => format!("{} days ago", secs / 86_400),
+        _ => timestamp(at).chars().take(10).collect(),
+    }
+}
+
 /// A line of a log as HTML: escaped, with its ANSI colours and bold (SGR codes 0, 1, 22,
 /// 30-37, 39, 90-97) as `<span class="a-…">`, and every other escape sequence removed. Only
 /// these fixed spans are written, so the output is safe to insert as it is.
@@ -566,6 +580,18 @@ mod tests {
         assert_eq!(duration(12_345), "12s");
         assert_eq!(duration(185_000), "3m 05s");
         assert_eq!(duration(3_720_000), "1h 02m");
+    }
+
+    #[test]
+    fn times_read_as_a_person_says_them() {
+        let now = 10 * 86_400_000;
+        assert_eq!(ago(now - 5_000, now), "just now");
+        assert_eq!(ago(now - 4 * 60_000, now), "4 min ago");
+        assert_eq!(ago(now - 3 * 3_600_000, now), "3 h ago");
+        assert_eq!(ago(now - 30 * 3_600_000, now), "yesterday");
+        assert_eq!(ago(now - 5 * 86_400_000, now), "5 days ago");
+        assert_eq!(ago(0, now), "1970-01-01");
+        assert_eq!(ago(now + 1000, now), "just now", "a clock a little ahead");
     }
 
     #[test]

@@ -29,8 +29,23 @@ run = ["sh", "-c", '''echo '<script>alert(1)</script>'; printf '\033[31mred\033[
     assert!(list.contains(r#"<a href="/runs/1">#1</a>"#), "{list}");
     assert!(list.contains("alice"));
     assert!(list.contains("succeeded"));
+    // When, as a person says it, and exactly on hover.
+    assert!(
+        list.contains(r#"<td data-label="When"><time title="20"#)
+            && list.contains(">just now</time>"),
+        "{list}"
+    );
 
     let page = app.get("/runs/1").await.text().await.unwrap();
+    // No one can sign in here: the page says why there is no Cancel button and what to do.
+    assert!(
+        page.contains(
+            "Cancel and Run again are for signed-in users, and no one can sign in here yet"
+        ),
+        "{page}"
+    );
+    // No step has a detail: no empty Detail column.
+    assert!(!page.contains("<th>Detail</th>"), "{page}");
     assert!(
         page.contains(&format!(
             r#"<a href="{}/engineering/pl/xsspost1">open the message in chat</a>"#,
@@ -46,7 +61,7 @@ run = ["sh", "-c", '''echo '<script>alert(1)</script>'; printf '\033[31mred\033[
     assert!(!page.contains("<script>"), "{page}");
     assert!(!page.contains("<img src=x>"), "{page}");
     assert!(!page.contains("<b>Step</b>"), "{page}");
-    assert!(!page.contains('\u{1b}'), "ANSI codes are stripped");
+    assert!(!page.contains('\u{1b}'), "no raw ANSI codes");
     assert!(page.contains("red"));
 
     let log = app.get("/runs/1/log").await;

@@ -151,14 +151,32 @@ pub(super) fn cell(value: &str, max: usize) -> String {
     crate::domain::text::truncate_runes(&one_line, max)
 }
 
-/// Adaptive Card text is Markdown: user values are escaped so a branch name stays literal.
+/// A user value for card text, which is Markdown of a small kind (bold, italic, links,
+/// lists): only what it would read as markup is escaped (`*`, `[`, `]`, a `_` at a word's edge,
+/// a leading list marker). Escapes it does not need (`\\#`, `\\_` inside a word) show as
+/// backslashes on Teams mobile (microsoft/AdaptiveCards#5590).
 pub(super) fn md(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for c in value.chars() {
-        if matches!(
-            c,
-            '\\' | '*' | '_' | '`' | '[' | ']' | '~' | '#' | '<' | '>'
-        ) {
+    let chars: Vec<char> = value.chars().collect();
+    let mut out = String::with_capacity(value.len() + 4);
+    // A value that would start a list (`- x`, `1. x`) stays text: a zero-width space first.
+    let digits = chars.iter().take_while(|c| c.is_ascii_digit()).count();
+    let list = matches!(chars.as_slice(), ['-' | '+', ' ', ..])
+        || (digits > 0 && chars.get(digits) == Some(&'.') && chars.get(digits + 1) == Some(&' '));
+    if list {
+        out.push('\u{200B}');
+    }
+    for (i, &c) in chars.iter().enumerate() {
+        let word = |at: Option<usize>| {
+            at.and_then(|j| chars.get(j))
+                .is_some_and(|c| c.is_alphanumeric())
+        };
+        let escape = match c {
+            '*' | '[' | ']' => true,
+            // Inside a word (`web_client`) `_` marks nothing.
+            '_' => !(word(i.checked_sub(1)) && word(Some(i + 1))),
+            _ => false,
+        };
+        if escape {
             out.push('\\');
         }
         out.push(c);
@@ -257,24 +275,8 @@ pub(super) fn result_message(run: &RunRow, view: &ResultView, link: &str, now: i
     );
     let user = cell(&run.origin.user_name, 100);
 
-    let mut facts = vec![
-        Fact {
-            title: "Job".into(),
-            value: md(&cell(&run.job, 64)),
-        },
-        Fact {
-            title: "Run".into(),
-            value: format!("#{}", run.run_id),
-        },
-        Fact {
-            title: "Asked by".into(),
-            value: md(&user),
-        },
-        Fact {
-            title: "Duration".into(),
-            value: duration.clone(),
-        },
-    ];
+    // What the title and the line under it do not say already.
+    let mut facts = Vec::new();
     if !run.args.is_empty() {
         facts.push(Fact {
             title: "Arguments".into(),
@@ -325,13 +327,15 @@ pub(super) fn result_message(run: &RunRow, view: &ResultView, link: &str, now: i
                 }),
             ],
         }),
-        Element::FactSet { facts },
         Element::ColumnSet(ColumnSet {
             columns: headers,
             separator: Some(true),
             spacing: Some("Medium"),
         }),
     ];
+    if !facts.is_empty() {
+        body.insert(1, Element::FactSet { facts });
+    }
     body.extend(view.rows.iter().map(|r| step_row(r, view.with_tests, link)));
     if view.omitted_rows > 0 {
         body.push(Element::TextBlock(TextBlock {

@@ -455,19 +455,33 @@ mod tests {
             (card["type"].as_str(), card["version"].as_str()),
             (Some("AdaptiveCard"), Some("1.4"))
         );
+        // No escape Teams does not need: `#` and `\\` are plain text on a card (and a
+        // needless `\\#` shows as a backslash on Teams mobile).
         let title = &card["body"][0]["items"][0];
-        assert_eq!(title["text"], "build run \\#7 failed");
+        assert_eq!(title["text"], "build run #7 failed");
         assert_eq!(title["color"], "Attention");
+        let by = &card["body"][0]["items"][1];
+        assert_eq!(by["text"], "asked by José \"Quote\" Müller\\ · 1m 05s");
+        // The facts say only what the title and the line under it do not.
         let facts = &card["body"][1]["facts"];
-        assert_eq!(facts[2]["value"], "José \"Quote\" Müller\\\\");
-        assert_eq!(facts[3]["value"], "1m 05s");
-        assert_eq!(facts[4]["value"], "branch=\"x\\\\y\"");
+        assert_eq!(facts.as_array().unwrap().len(), 1, "{facts}");
+        assert_eq!(facts[0]["title"], "Arguments");
+        assert_eq!(facts[0]["value"], "branch=\"x\\y\"");
         let web = &card["body"][4]["columns"];
         assert_eq!(web[0]["items"][0]["text"], "Web");
         assert_eq!(web[1]["items"][0]["text"], "failed (exit 2)");
         assert_eq!(web[1]["items"][0]["color"], "Attention");
         assert_eq!(card["actions"][0]["type"], "Action.OpenUrl");
         assert_eq!(card["actions"][0]["url"], "http://ci/runs/7");
+    }
+
+    #[test]
+    fn card_text_escapes_only_what_a_card_would_read_as_markup() {
+        assert_eq!(md("web_client #3 <b> ~x~ `y`"), "web_client #3 <b> ~x~ `y`");
+        assert_eq!(md("_x_ a*b* [link](u)"), "\\_x\\_ a\\*b\\* \\[link\\](u)");
+        assert_eq!(md("- not a list"), "\u{200B}- not a list");
+        assert_eq!(md("12. nor this"), "\u{200B}12. nor this");
+        assert_eq!(md("1.5 and -x"), "1.5 and -x");
     }
 
     #[test]
