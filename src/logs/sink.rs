@@ -205,7 +205,9 @@ impl LogSink {
     }
 
     fn fail(&mut self, err: &std::io::Error) {
-        self.file_error = Some(format!("cannot write {}: {err}", self.path.display()));
+        // The path is the server's: in the log, not on the page.
+        tracing::warn!(error = %err, log = %self.path.display(), "cannot write a run's log file");
+        self.file_error = Some(format!("cannot write the run's log file: {err}"));
         self.disk = None;
     }
 

@@ -93,10 +93,14 @@ pub async fn run_step(
     log.begin_step();
     if !step.workdir.is_dir() {
         return StepOutcome::SpawnFailed {
-            reason: format!(
-                "working directory {} does not exist",
-                step.workdir.display()
-            ),
+            // The path is the server's: in the log, not in chat or on the page.
+            reason: {
+                tracing::warn!(workdir = %step.workdir.display(), step = %step.name,
+                    "a step's working directory does not exist");
+                "its working directory (`workdir`) does not exist on this server; chatrun's log \
+                 names it"
+                    .into()
+            },
         };
     }
     // Both ends close-on-exec: the step gets its copies as 1 and 2, and no other step started
