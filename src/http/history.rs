@@ -168,6 +168,8 @@ struct ReplyItem {
     attempts: i64,
     /// In words: when it was delivered, or why not (yet) and what happens next.
     detail: String,
+    /// What it says, as HTML (rendered from the chat's Markdown).
+    text_html: String,
 }
 
 #[derive(Template, WebTemplate)]
@@ -201,8 +203,8 @@ struct RunPage {
     gap_offset: usize,
     has_log_file: bool,
     replies: Vec<ReplyItem>,
-    /// The result reply's text, as its platform shows it.
-    result_reply: Option<String>,
+    /// The result reply as HTML, as its platform shows it, when there is one.
+    result_html: String,
     /// The signed-in user, who may cancel and rerun.
     user: Option<String>,
     /// The cross-site token of the forms.
@@ -217,7 +219,18 @@ struct RunPage {
 
 /// A delivery as the run page shows it: plainly "not delivered" with the reason when it was
 /// given up, and the next attempt with the last error while it is retried.
-fn reply_item(delivery: crate::store::DeliveryState, now: i64) -> ReplyItem {
+fn reply_item(delivery: crate::store::DeliveryState, result_html: &str, now: i64) -> ReplyItem {
+    let text_html = if delivery.kind == "result" {
+        result_html.to_string()
+    } else {
+        // A Mattermost post's message, or a Teams card's summary line.
+        let body: serde_json::Value = serde_json::from_str(&delivery.body).unwrap_or_default();
+        body["message"]
+            .as_str()
+            .or_else(|| body["attachments"][0]["content"]["fallbackText"].as_str())
+            .map(render::markdown_html)
+            .unwrap_or_default()
+    };
     let target = match delivery
         .target
         .strip_prefix(crate::chat::teams::TARGET_PREFIX)
@@ -271,6 +284,7 @@ fn reply_item(delivery: crate::store::DeliveryState, now: i64) -> ReplyItem {
         status_class,
         attempts: delivery.attempts,
         detail,
+        text_html,
     }
 }
 
@@ -301,6 +315,10 @@ async fn run_page(
             )
         })
         .flatten();
+    let result_html = result_reply
+        .as_deref()
+        .map(render::markdown_html)
+        .unwrap_or_default();
     let mut failures: std::collections::HashMap<i64, Vec<TestFailureRow>> =
         std::collections::HashMap::new();
     for failure in failed_tests {
@@ -311,7 +329,7 @@ async fn run_page(
         .deliveries(run.run_id)
         .await?
         .into_iter()
-        .map(|delivery| reply_item(delivery, now_ms()))
+        .map(|delivery| reply_item(delivery, &result_html, now_ms()))
         .collect();
     let now = now_ms();
     let finished = run.status.is_finished();
@@ -411,7 +429,7 @@ async fn run_page(
         },
         has_log_file: stored_file,
         replies,
-        result_reply,
+        result_html,
         form_token: user
             .as_deref()
             .map(|u| state.sessions.form_token(u))

@@ -88,6 +88,58 @@ pub fn markdown_keeping_code(text: &str) -> String {
     out
 }
 
+/// Chat Markdown (a Mattermost reply) as HTML for the pages: tables and emphasis rendered,
+/// raw HTML shown as text, links kept only to http(s) and within the page, the status
+/// shortcodes shown as their emoji.
+pub fn markdown_html(text: &str) -> String {
+    use pulldown_cmark::{CowStr, Event, Options, Parser, Tag, html};
+    let mut text = text.to_string();
+    for status in [
+        RunStatus::Queued,
+        RunStatus::Running,
+        RunStatus::Succeeded,
+        RunStatus::Failed,
+        RunStatus::TimedOut,
+        RunStatus::Cancelled,
+        RunStatus::Denied,
+        RunStatus::Interrupted,
+    ] {
+        text = text.replace(run_emoji(status), run_symbol(status));
+    }
+    for (code, symbol) in [
+        (":warning:", "⚠️"),
+        (":fast_forward:", "⏩"),
+        (":double_vertical_bar:", "⏸️"),
+    ] {
+        text = text.replace(code, symbol);
+    }
+    let safe = |url: &str| {
+        url.starts_with("http://") || url.starts_with("https://") || url.starts_with('#')
+    };
+    let events = Parser::new_ext(
+        &text,
+        Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH,
+    )
+    .map(|event| match event {
+        Event::Html(raw) | Event::InlineHtml(raw) => Event::Text(raw),
+        Event::Start(Tag::Link {
+            link_type,
+            dest_url,
+            title,
+            id,
+        }) if !safe(&dest_url) => Event::Start(Tag::Link {
+            link_type,
+            dest_url: CowStr::Borrowed("#"),
+            title,
+            id,
+        }),
+        other => other,
+    });
+    let mut out = String::new();
+    html::push_html(&mut out, events);
+    out
+}
+
 /// How long ago `at` was, at `now` (both ms), as a person says it: `just now`, `4 min ago`,
 /// `3 h ago`, `yesterday`, `5 days ago`; then the date.
 pub fn ago(at: i64, now: i64) -> String {
@@ -580,6 +632,24 @@ mod tests {
         assert_eq!(duration(12_345), "12s");
         assert_eq!(duration(185_000), "3m 05s");
         assert_eq!(duration(3_720_000), "1h 02m");
+    }
+
+    #[test]
+    fn a_chat_reply_renders_as_html_without_raw_html_or_unsafe_links() {
+        let html = markdown_html(
+            ":x: **build** failed <img src=x onerror=alert(1)> [a](javascript:alert(1)) [b](http://ci/runs/1)\n\n| A | B |\n|---|---|\n| 1 | 2 |",
+        );
+        assert!(html.contains("❌ <strong>build</strong> failed"), "{html}");
+        assert!(
+            html.contains("&lt;img src=x onerror=alert(1)&gt;"),
+            "{html}"
+        );
+        assert!(html.contains(r##"<a href="#">a</a>"##), "{html}");
+        assert!(
+            html.contains(r#"<a href="http://ci/runs/1">b</a>"#),
+            "{html}"
+        );
+        assert!(html.contains("<table>"), "{html}");
     }
 
     #[test]

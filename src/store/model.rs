@@ -189,6 +189,9 @@ pub struct DeliveryState {
     pub sent_at: Option<i64>,
     /// Sent once although an earlier attempt may have been delivered: it may show twice.
     pub blind: bool,
+    /// The JSON it posts (`worded`), or nothing for a run's result (`result`), worded when sent.
+    pub body: String,
+    pub kind: String,
 }
 
 /// What a delivery's earlier attempts leave the next one to weigh (`outbox::plan`).

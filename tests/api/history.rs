@@ -46,6 +46,12 @@ run = ["sh", "-c", '''echo '<script>alert(1)</script>'; printf '\033[31mred\033[
     );
     // No step has a detail: no empty Detail column.
     assert!(!page.contains("<th>Detail</th>"), "{page}");
+    // What the posted result says, rendered, beside its delivery state.
+    assert!(page.contains("<summary>What it says</summary>"), "{page}");
+    assert!(
+        page.contains("✅ <strong>xss</strong> run #1 succeeded"),
+        "{page}"
+    );
     assert!(
         page.contains(&format!(
             r#"<a href="{}/engineering/pl/xsspost1">open the message in chat</a>"#,

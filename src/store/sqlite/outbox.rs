@@ -270,7 +270,7 @@ impl Store {
     pub async fn deliveries(&self, run_id: RunId) -> Result<Vec<DeliveryState>> {
         Ok(sqlx::query_as(
             "select outbox_id, target, status, attempts, last_error, next_attempt_at, created_at,
-                 sent_at, blind
+                 sent_at, blind, body, kind
              from outbox where run_id = ? order by outbox_id",
         )
         .bind(run_id)
