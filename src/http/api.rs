@@ -223,20 +223,7 @@ async fn one(
             })
         })
         .collect();
-    // The result reply as its platform shows it, once there is a result.
-    let result_reply = run
-        .status
-        .is_finished()
-        .then(|| {
-            state.chat.result_text(
-                &state.config.public_url,
-                &run,
-                &steps,
-                &failures,
-                crate::store::now_ms(),
-            )
-        })
-        .flatten();
+    let result_reply = super::result_text(&state, &run, &steps, &failures);
     // Times as RFC 3339, as everywhere in the API.
     let steps: Vec<Value> = steps
         .iter()

@@ -302,19 +302,7 @@ async fn run_page(
     let steps = state.store.steps(run.run_id).await?;
     let failed_tests = state.store.test_failures(run.run_id).await?;
     // The result reply as its platform shows it, whether or not it could be posted.
-    let result_reply = run
-        .status
-        .is_finished()
-        .then(|| {
-            state.chat.result_text(
-                &state.config.public_url,
-                &run,
-                &steps,
-                &failed_tests,
-                now_ms(),
-            )
-        })
-        .flatten();
+    let result_reply = super::result_text(&state, &run, &steps, &failed_tests);
     let result_html = result_reply
         .as_deref()
         .map(render::markdown_html)

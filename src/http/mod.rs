@@ -63,6 +63,23 @@ impl std::ops::Deref for Shared {
     }
 }
 
+/// The result reply of `run` as its platform shows it, once the run has ended (for the run page
+/// and the API alike).
+pub(crate) fn result_text(
+    state: &AppState,
+    run: &crate::domain::RunRow,
+    steps: &[crate::domain::StepRow],
+    failures: &[crate::domain::TestFailureRow],
+) -> Option<String> {
+    if !run.status.is_finished() {
+        return None;
+    }
+    let now = crate::store::now_ms();
+    state
+        .chat
+        .result_text(&state.config.public_url, run, steps, failures, now)
+}
+
 /// A run's number from the path (`/runs/{id}`), or a 400 that says what was expected.
 pub struct RunNumber(pub i64);
 

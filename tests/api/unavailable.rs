@@ -13,16 +13,22 @@ use crate::spawned::Spawned;
 
 const MESSAGE: &str = "chatrun cannot store the request right now; try again";
 
-#[tokio::test]
-async fn a_locked_database_gets_503_and_no_run_until_the_lock_is_gone() {
-    // 300 ms instead of 5 s of waiting for the lock keeps the test short.
-    let app = spawn_app_configured("busy_timeout_ms = 300").await;
+/// Another writer holding `app`'s database, until it rolls back.
+async fn lock_database(app: &crate::helpers::TestApp) -> sqlx::SqliteConnection {
     let url = format!("sqlite://{}/chatrun.db", app.dir.path().display());
     let mut other = sqlx::SqliteConnection::connect(&url).await.unwrap();
     sqlx::query("begin exclusive")
         .execute(&mut other)
         .await
         .unwrap();
+    other
+}
+
+#[tokio::test]
+async fn a_locked_database_gets_503_and_no_run_until_the_lock_is_gone() {
+    // 300 ms instead of 5 s of waiting for the lock keeps the test short.
+    let app = spawn_app_configured("busy_timeout_ms = 300").await;
+    let mut other = lock_database(&app).await;
 
     let response = app.post_form(&app.payload("#build", "lockedpost1")).await;
     assert_eq!(response.status(), 503);
@@ -63,12 +69,7 @@ async fn a_locked_database_gets_503_and_no_run_until_the_lock_is_gone() {
 async fn a_teams_trigger_is_answered_within_teams_5_s_however_long_the_database_waits() {
     // With the default busy_timeout (5 s), a write would wait for the lock all of Teams' time.
     let app = spawn_app_configured("").await;
-    let url = format!("sqlite://{}/chatrun.db", app.dir.path().display());
-    let mut other = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    sqlx::query("begin exclusive")
-        .execute(&mut other)
-        .await
-        .unwrap();
+    let mut other = lock_database(&app).await;
 
     let body = teams_activity("1716220800556", "build");
     let response = app
