@@ -904,3 +904,37 @@ fn chat_link(state: &AppState, run: &RunRow) -> Option<String> {
         && usable(&run.message_id))
     .then(|| format!("{url}/{}/pl/{}", run.origin.team_name, run.message_id))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::domain::RunStatus;
+
+    #[test]
+    fn the_success_rate_counts_runs_that_ran_to_an_end_of_their_own() {
+        let run = |status| crate::domain::RunRow {
+            started_at: Some(1),
+            ..crate::render::samples::run(status)
+        };
+        let counted: Vec<RunStatus> = [
+            RunStatus::Succeeded,
+            RunStatus::Failed,
+            RunStatus::TimedOut,
+            RunStatus::Cancelled,
+            RunStatus::Denied,
+            RunStatus::Interrupted,
+        ]
+        .into_iter()
+        .filter(|status| super::counts_for_the_rate(&run(*status)))
+        .collect();
+        assert_eq!(
+            counted,
+            [RunStatus::Succeeded, RunStatus::Failed, RunStatus::TimedOut]
+        );
+        // A run cancelled before it started is no run of the build either.
+        let never = crate::domain::RunRow {
+            started_at: None,
+            ..crate::render::samples::run(RunStatus::Failed)
+        };
+        assert!(!super::counts_for_the_rate(&never));
+    }
+}

@@ -243,6 +243,31 @@ pub fn notice(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn help_gives_a_described_parameters_description_not_its_pattern() {
+        let job = crate::catalog::parse_job(
+            "build",
+            "[params.branch]\ndescription = \"the branch to build\"\ndefault = \"main\"\n\
+             pattern = \"[a-z/]{1,20}\"\npositional = 1\n[params.env]\nchoices = [\"dev\", \"prod\"]\n\
+             default = \"dev\"\n[[steps]]\nname = \"x\"\nrun = [\"true\"]\n",
+            std::path::Path::new("/tmp"),
+        )
+        .unwrap();
+        let text = super::help_job(super::Flavor::Markdown, &job, "#build");
+        assert!(
+            text.contains("• **branch** (position 1, default main): the branch to build\n"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("{1,20}"),
+            "no regex for a described parameter: {text}"
+        );
+        assert!(
+            text.contains("one of dev, prod"),
+            "choices are still listed: {text}"
+        );
+    }
+
     use super::*;
     use crate::render::samples;
 

@@ -143,6 +143,8 @@ mod tests {
             err.starts_with("report missing: no file matches `junit.xml`"),
             "{err}"
         );
+        // Shown in chat and on pages: not the server's path.
+        assert!(!err.contains(&*dir.path().to_string_lossy()), "{err}");
 
         std::fs::write(dir.path().join("junit.xml"), REPORT).unwrap();
         let later = SystemTime::now() + Duration::from_secs(3600);

@@ -193,6 +193,18 @@ async fn the_json_api_filters_pages_with_a_cursor_and_serves_runs_and_logs() {
     assert_eq!(status, 200);
     assert_eq!(one["run"]["status"], "failed");
     assert_eq!(one["steps"][0]["exit_code"], 1);
+    // Every time of the API in one form, RFC 3339 in UTC.
+    for time in [
+        &one["run"]["created_at"],
+        &one["steps"][0]["started_at"],
+        &one["steps"][0]["finished_at"],
+    ] {
+        let time = time.as_str().unwrap_or_default();
+        assert!(
+            time.len() == 24 && time.ends_with('Z') && time.contains('T'),
+            "{one}"
+        );
+    }
     let (status, missing) = get("/api/runs/99".into()).await;
     assert_eq!(status, 404);
     assert_eq!(
