@@ -240,7 +240,7 @@ impl Registry {
         failures: &[TestFailureRow],
         now: i64,
     ) -> Option<String> {
-        let link = format!("{public_url}/runs/{}", run.run_id);
+        let link = run.run_id.page(public_url);
         let adapter = self
             .get(run.origin.platform)
             .or_else(|| self.get(Platform::Mattermost))?;
@@ -257,7 +257,7 @@ impl Registry {
         failures: &[TestFailureRow],
         now: i64,
     ) -> Option<Delivery> {
-        let link = format!("{public_url}/runs/{}", run.run_id);
+        let link = run.run_id.page(public_url);
         self.get(run.origin.platform)?
             .result_reply(run, steps, failures, &link, now)
     }

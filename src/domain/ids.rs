@@ -10,6 +10,14 @@ use serde::Serialize;
 #[sqlx(transparent)]
 pub struct RunId(pub i64);
 
+impl RunId {
+    /// The run's page under `public_url` (`http://ci.example/runs/42`): the link every reply
+    /// and the API give.
+    pub fn page(self, public_url: &str) -> String {
+        format!("{public_url}/runs/{}", self.0)
+    }
+}
+
 impl fmt::Display for RunId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)

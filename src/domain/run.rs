@@ -31,6 +31,18 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
+    /// Every value, in the order of a run's life.
+    pub const ALL: [Self; 8] = [
+        Self::Queued,
+        Self::Running,
+        Self::Succeeded,
+        Self::Failed,
+        Self::TimedOut,
+        Self::Cancelled,
+        Self::Denied,
+        Self::Interrupted,
+    ];
+
     /// The word used in replies and pages.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -177,7 +177,7 @@ fn run_json(state: &AppState, run: &RunRow) -> RunJson {
         created_at: rfc3339(run.created_at),
         started_at: run.started_at.map(rfc3339),
         finished_at: run.finished_at.map(rfc3339),
-        url: format!("{}/runs/{}", state.config.public_url, run.run_id),
+        url: run.run_id.page(&state.config.public_url),
     }
 }
 

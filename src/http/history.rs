@@ -915,17 +915,10 @@ mod tests {
             started_at: Some(1),
             ..crate::render::samples::run(status)
         };
-        let counted: Vec<RunStatus> = [
-            RunStatus::Succeeded,
-            RunStatus::Failed,
-            RunStatus::TimedOut,
-            RunStatus::Cancelled,
-            RunStatus::Denied,
-            RunStatus::Interrupted,
-        ]
-        .into_iter()
-        .filter(|status| super::counts_for_the_rate(&run(*status)))
-        .collect();
+        let counted: Vec<RunStatus> = RunStatus::ALL
+            .into_iter()
+            .filter(|status| super::counts_for_the_rate(&run(*status)))
+            .collect();
         assert_eq!(
             counted,
             [RunStatus::Succeeded, RunStatus::Failed, RunStatus::TimedOut]

@@ -94,16 +94,7 @@ pub fn markdown_keeping_code(text: &str) -> String {
 pub fn markdown_html(text: &str) -> String {
     use pulldown_cmark::{CowStr, Event, Options, Parser, Tag, html};
     let mut text = text.to_string();
-    for status in [
-        RunStatus::Queued,
-        RunStatus::Running,
-        RunStatus::Succeeded,
-        RunStatus::Failed,
-        RunStatus::TimedOut,
-        RunStatus::Cancelled,
-        RunStatus::Denied,
-        RunStatus::Interrupted,
-    ] {
+    for status in RunStatus::ALL {
         text = text.replace(run_emoji(status), run_symbol(status));
     }
     for (code, symbol) in [

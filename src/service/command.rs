@@ -111,7 +111,7 @@ pub async fn execute(
                 } else {
                     None
                 };
-                let link = format!("{}/runs/{}", ctx.config.public_url, run.run_id);
+                let link = run.run_id.page(&ctx.config.public_url);
                 words::status(f, &run, &steps, position, &link, now_ms())
             }
         },

@@ -62,7 +62,7 @@ pub async fn enqueue(
                 starts_now: position.place == 1 && position.running < new.concurrency.max(1),
                 wait: wait.filter(|w| *w > 0),
                 args: &new.args,
-                link: &format!("{}/runs/{run_id}", config.public_url),
+                link: &run_id.page(&config.public_url),
             };
             ack(&facts, new)
         })
