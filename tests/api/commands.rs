@@ -3,10 +3,7 @@
 use chatrun::domain::RunId;
 use serde_json::Value;
 
-use crate::helpers::{
-    BUILD_JOB, TEAMS_TOKEN, TestApp, body, spawn_app_with, teams_activity, teams_signature,
-    wait_for,
-};
+use crate::helpers::{BUILD_JOB, TestApp, body, spawn_app_with, wait_for};
 
 /// A job whose step leaves a grandchild running, writing its pid; it runs until cancelled.
 const SLOW_JOB: &str = r#"
@@ -45,14 +42,7 @@ async fn say(app: &TestApp, user: &str, text: &str, post_id: &str) -> String {
 
 /// Sends `text` after the mention in Teams and returns the reply text.
 async fn say_teams(app: &TestApp, text: &str, id: &str) -> String {
-    let body = teams_activity(id, text);
-    let response = app
-        .post_teams(
-            "/hooks/teams",
-            Some(&teams_signature(TEAMS_TOKEN, &body)),
-            &body,
-        )
-        .await;
+    let response = app.mention_teams(id, text).await;
     let reply: Value = response.json().await.unwrap();
     reply["text"].as_str().unwrap().to_string()
 }

@@ -276,6 +276,18 @@ impl TestApp {
         request.send().await.expect("chatrun answers")
     }
 
+    /// Mentions the bot in Teams with `text` as message `id`, through the `platform-team`
+    /// webhook's route `/hooks/teams`, signed with its secret.
+    pub async fn mention_teams(&self, id: &str, text: &str) -> reqwest::Response {
+        let body = teams_activity(id, text);
+        self.post_teams(
+            "/hooks/teams",
+            Some(&teams_signature(TEAMS_TOKEN, &body)),
+            &body,
+        )
+        .await
+    }
+
     /// Waits until the fake Workflows server has received `n` requests.
     pub async fn cards(&self, n: usize) -> Vec<Request> {
         wait_for(|| async {

@@ -823,40 +823,43 @@ fn answer(chat: &mut Chat, method: &str, path: &str, query: &str, body: &[u8]) -
     let search_status = chat
         .search_status
         .filter(|_| method == "GET" && path.ends_with("/posts"));
-    let answer = match mode {
-        _ if search_status.is_some() => Answer::Reply(
-            search_status.unwrap_or(403),
+    let answer = if let Some(status) = search_status {
+        Answer::Reply(
+            status,
             String::new(),
             r#"{"message":"You do not have the appropriate permissions."}"#.into(),
-        ),
-        Mode::Ok | Mode::TakeAndHangUp => {
-            let taken = take(chat, method, path, query, post);
-            if mode == Mode::TakeAndHangUp {
-                Answer::HangUp
-            } else {
-                taken
+        )
+    } else {
+        match mode {
+            Mode::Ok | Mode::TakeAndHangUp => {
+                let taken = take(chat, method, path, query, post);
+                if mode == Mode::TakeAndHangUp {
+                    Answer::HangUp
+                } else {
+                    taken
+                }
             }
+            Mode::Fail => Answer::Reply(
+                500,
+                String::new(),
+                r#"{"message":"database unavailable"}"#.into(),
+            ),
+            Mode::Throttle => {
+                chat.throttled += 1;
+                let retry_after = if chat.throttled.is_multiple_of(2) {
+                    "1".to_string()
+                } else {
+                    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+                    http_date(i64::try_from(now.as_secs()).unwrap() + 2)
+                };
+                Answer::Reply(
+                    429,
+                    format!("retry-after: {retry_after}\r\n"),
+                    r#"{"message":"limit exceeded"}"#.into(),
+                )
+            }
+            Mode::Hold => Answer::Hold,
         }
-        Mode::Fail => Answer::Reply(
-            500,
-            String::new(),
-            r#"{"message":"database unavailable"}"#.into(),
-        ),
-        Mode::Throttle => {
-            chat.throttled += 1;
-            let retry_after = if chat.throttled.is_multiple_of(2) {
-                "1".to_string()
-            } else {
-                let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-                http_date(i64::try_from(now.as_secs()).unwrap() + 2)
-            };
-            Answer::Reply(
-                429,
-                format!("retry-after: {retry_after}\r\n"),
-                r#"{"message":"limit exceeded"}"#.into(),
-            )
-        }
-        Mode::Hold => Answer::Hold,
     };
     chat.seen.push(Seen {
         at: Instant::now(),

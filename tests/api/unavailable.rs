@@ -6,9 +6,7 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 use sqlx::Connection;
 
-use crate::helpers::{
-    BUILD_JOB, TEAMS_TOKEN, TOKEN, spawn_app_configured, teams_activity, teams_signature,
-};
+use crate::helpers::{BUILD_JOB, TOKEN, spawn_app_configured};
 use crate::spawned::Spawned;
 
 const MESSAGE: &str = "chatrun cannot store the request right now; try again";
@@ -39,14 +37,7 @@ async fn a_locked_database_gets_503_and_no_run_until_the_lock_is_gone() {
         format!(":warning: {MESSAGE}"),
         "Mattermost posts a JSON reply's text whatever the status"
     );
-    let body = teams_activity("1716220800555", "build");
-    let response = app
-        .post_teams(
-            "/hooks/teams",
-            Some(&teams_signature(TEAMS_TOKEN, &body)),
-            &body,
-        )
-        .await;
+    let response = app.mention_teams("1716220800555", "build").await;
     assert_eq!(response.status(), 503);
     assert_eq!(response.text().await.unwrap(), format!("{MESSAGE}\n"));
 
@@ -71,14 +62,7 @@ async fn a_teams_trigger_is_answered_within_teams_5_s_however_long_the_database_
     let app = spawn_app_configured("").await;
     let mut other = lock_database(&app).await;
 
-    let body = teams_activity("1716220800556", "build");
-    let response = app
-        .post_teams(
-            "/hooks/teams",
-            Some(&teams_signature(TEAMS_TOKEN, &body)),
-            &body,
-        )
-        .await;
+    let response = app.mention_teams("1716220800556", "build").await;
     assert_eq!(response.status(), 503);
     assert_eq!(
         response.text().await.unwrap(),
@@ -90,14 +74,7 @@ async fn a_teams_trigger_is_answered_within_teams_5_s_however_long_the_database_
     sqlx::query("rollback").execute(&mut other).await.unwrap();
     other.close().await.unwrap();
     // The trigger that was dropped at the deadline is not stored once the lock is gone.
-    let body = teams_activity("1716220800557", "build");
-    let response = app
-        .post_teams(
-            "/hooks/teams",
-            Some(&teams_signature(TEAMS_TOKEN, &body)),
-            &body,
-        )
-        .await;
+    let response = app.mention_teams("1716220800557", "build").await;
     assert_eq!(response.status(), 200);
     let runs = app.store.list_runs(None, 10).await.unwrap();
     assert_eq!(runs.len(), 1, "{runs:?}");
