@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use chatrun::chat::{mattermost, teams};
 use chatrun::domain;
-use chatrun::render::{AckFacts, samples};
+use chatrun::domain::{AckFacts, RunId};
+use chatrun::render::samples;
 use criterion::{Criterion, criterion_group, criterion_main};
 
 const JOBS: &[&str] = &["build", "test", "deploy", "lint", "release", "docs"];
@@ -92,20 +93,19 @@ fn commands(c: &mut Criterion) {
 fn replies(c: &mut Criterion) {
     let mut group = c.benchmark_group("render");
     let facts = AckFacts {
-        run_id: 42,
+        run_id: RunId(42),
         job: "build",
         user: "alice",
         place: 1,
         starts_now: false,
         wait: Some(3_500),
         args: "api-server",
-        link: LINK,
     };
     group.bench_function("mattermost_ack", |b| {
-        b.iter(|| mattermost::render_ack(black_box(&facts)))
+        b.iter(|| mattermost::render_ack(black_box(&facts), LINK))
     });
     group.bench_function("teams_ack", |b| {
-        b.iter(|| teams::render_ack(black_box(&facts)))
+        b.iter(|| teams::render_ack(black_box(&facts), LINK))
     });
     for (name, run, steps, failures) in samples::scenarios() {
         if name == "no-report" {

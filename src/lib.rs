@@ -73,13 +73,12 @@
 //! - **delivery**: one reply waiting in the outbox to be sent to a chat server: worded when
 //!   queued, or a run's result, worded by its platform from the stored run when it is sent
 //!   ([`domain::ReplyIntent`]).
-//! - **acknowledgement**, as the types name its steps: a trigger's [`store::NewRun`] is
+//! - **acknowledgement**, as the types name its steps: a trigger's [`domain::NewRun`] is
 //!   stored by [`store::Store::insert_run`], which learns its number and its place in the
-//!   queue ([`store::Position`]); the service turns those into [`render::AckFacts`], the
-//!   platform words them ([`chat::AckWords`] → [`store::Ack`]: the text, and a delivery when
-//!   the reply goes through the outbox), and the store answers [`store::Insert`]: the run
-//!   stored ([`store::Inserted`], or found again for a trigger sent twice), or its job's queue
-//!   full.
+//!   queue and hands them as [`domain::AckFacts`] to the platform's [`domain::AckWords`]; they
+//!   give the [`domain::Ack`] (the text, and a delivery when the reply goes through the
+//!   outbox), stored with the run, and the store answers [`store::Inserted`] (the run, or the
+//!   one found again for a trigger sent twice) or [`store::Error::QueueFull`].
 //! - **origin**: where a run was asked for: platform, team, channel, user.
 //! - **platform**: a chat server chatrun serves (Mattermost, Teams), or its own pages (web).
 //! - **adapter**: one platform's code behind [`chat::Adapter`] (hubot's word for it).

@@ -9,8 +9,10 @@ use std::collections::HashMap;
 use chatrun::domain::{
     Address, Delivery, Platform, ReplyIntent, RunId, RunRow, RunStatus, StepRow, StepStatus,
 };
-use chatrun::store::samples::{ack, build_steps, claim, new_run, result, stored};
-use chatrun::store::{Ack, Claim, Insert, NewRun, Position, Renewal, RunFilter, StepResult, Store};
+use chatrun::store::samples::{ack, build_steps, claim, new_run, result};
+use chatrun::store::{
+    Ack, AckFacts, Claim, Error, Inserted, NewRun, Renewal, RunFilter, StepResult, Store,
+};
 
 /// A fresh SQLite file in a temporary folder (kept while the test runs).
 async fn sqlite() -> (tempfile::TempDir, Store) {
@@ -496,12 +498,10 @@ async fn finishing_records_steps_and_skips_the_ones_not_run(store: Store) {
 async fn a_period_is_paged_newest_first_without_gaps(store: Store) {
     // Runs 1 to 120, made at times 1 to 120; the period [11, 101) holds runs 11 to 100.
     for n in 1..=120 {
-        stored(
-            store
-                .insert_run(&new_run(&format!("post{n}")), n, ack)
-                .await
-                .unwrap(),
-        );
+        store
+            .insert_run(&new_run(&format!("post{n}")), n, ack)
+            .await
+            .unwrap();
     }
     let period = RunFilter {
         since: Some(11),
@@ -535,8 +535,8 @@ async fn a_due_delivery_is_claimed_once_retried_later_and_marked_sent(store: Sto
         job: "build".into(),
         ..NewRun::default()
     };
-    let chatrun::store::Insert::Stored(inserted) = store
-        .insert_run(&new, 100, |_, _, _| Ack {
+    let inserted = store
+        .insert_run(&new, 100, |_: &AckFacts| Ack {
             text: "queued".into(),
             delivery: Some(Delivery {
                 target: "mattermost.post".into(),
@@ -545,10 +545,7 @@ async fn a_due_delivery_is_claimed_once_retried_later_and_marked_sent(store: Sto
             }),
         })
         .await
-        .unwrap()
-    else {
-        panic!("stored")
-    };
+        .unwrap();
 
     assert_eq!(store.next_delivery_at().await.unwrap(), Some(100));
     let row = store
@@ -748,7 +745,7 @@ async fn a_stuck_reply_holds_back_its_own_runs_next_and_another_runs_for_a_minut
     let owner = "h:1#outbox";
     // Run 1's acknowledgement went to thread t with the run; it fails until much later.
     let in_thread = |thread: &'static str| {
-        move |_, _, _: &NewRun| Ack {
+        move |_: &AckFacts| Ack {
             text: "queued".into(),
             delivery: Some(post(thread, "ack")),
         }
@@ -842,19 +839,12 @@ async fn concurrent_triggers_get_one_numbered_run_each_within_the_queue_limit(st
                 queue_limit: 100,
                 ..NewRun::default()
             };
-            tokio::spawn(async move {
-                let ack = |run_id: RunId, position: Position, _: &NewRun| Ack {
-                    text: format!("#{run_id} at {}", position.place),
-                    delivery: None,
-                };
-                (
-                    new.message_id.clone(),
-                    store.insert_run(&new, 1, ack).await.unwrap(),
-                )
-            })
+            tokio::spawn(
+                async move { (new.message_id.clone(), store.insert_run(&new, 1, ack).await) },
+            )
         })
         .collect();
-    let mut by_message: HashMap<String, Vec<Insert>> = HashMap::new();
+    let mut by_message: HashMap<String, Vec<Result<Inserted, Error>>> = HashMap::new();
     for task in tasks {
         let (message, outcome) = task.await.unwrap();
         by_message.entry(message).or_default().push(outcome);
@@ -864,9 +854,9 @@ async fn concurrent_triggers_get_one_numbered_run_each_within_the_queue_limit(st
     let mut full = 0;
     for outcomes in by_message.values() {
         match &outcomes[0] {
-            Insert::Stored(first) => {
+            Ok(first) => {
                 for other in outcomes {
-                    let Insert::Stored(other) = other else {
+                    let Ok(other) = other else {
                         panic!("one delivery stored, the other refused: {outcomes:?}");
                     };
                     assert_eq!(
@@ -876,15 +866,16 @@ async fn concurrent_triggers_get_one_numbered_run_each_within_the_queue_limit(st
                 }
                 let made: Vec<_> = outcomes
                     .iter()
-                    .filter(|o| matches!(o, Insert::Stored(i) if i.created))
+                    .filter(|o| matches!(o, Ok(i) if i.created))
                     .collect();
                 assert_eq!(made.len(), 1, "{outcomes:?}");
                 created.push(first.clone());
             }
-            Insert::QueueFull(waiting) => {
+            Err(Error::QueueFull(waiting)) => {
                 assert_eq!(*waiting, 100);
                 full += 1;
             }
+            Err(err) => panic!("{err}"),
         }
     }
     assert_eq!((created.len(), full), (100, 50));

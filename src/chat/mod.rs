@@ -11,7 +11,7 @@ pub mod teams;
 pub mod transport;
 
 pub use adapter::{Adapter, HookContext, Inbound, Registry, Rejection, Request};
-pub use replies::{AckWords, Replies};
+pub use replies::Replies;
 pub use transport::DeliveryError;
 
 use std::time::Duration;

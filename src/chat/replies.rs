@@ -1,14 +1,8 @@
 //! How each platform words the replies of the commands (see `service::execute`), and how it
 //! answers the webhook: a trait, implemented in each platform's folder.
 
-use crate::domain::Delivery;
-use crate::render::AckFacts;
+use crate::domain::{AckWords, Delivery};
 use crate::render::command::Flavor;
-use crate::store::Ack;
-use crate::store::NewRun;
-
-/// Words a queued run's acknowledgement from what it tells and the run.
-pub type AckWords = Box<dyn FnOnce(&AckFacts, &NewRun) -> Ack + Send>;
 
 /// A platform's wording of the replies that have templates of their own.
 pub trait Replies: Send + Sync {
@@ -17,8 +11,9 @@ pub trait Replies: Send + Sync {
     /// How a user starts `job` here: `#build`, `@BuildBot build`.
     fn usage(&self, job: &str) -> String;
     /// How to word the acknowledgement of a queued run (with a delivery, when it must go
-    /// through the outbox), called by the store once the run has its number and place.
-    fn ack(&self) -> AckWords;
+    /// through the outbox), called by the store once the run has its number and place; its
+    /// link is the run's page under `public_url`.
+    fn ack(&self, public_url: &str) -> AckWords;
     /// The list of jobs, after an unknown word (and the closest name) or for `help`.
     fn jobs(
         &self,

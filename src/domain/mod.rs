@@ -2,6 +2,7 @@
 //! grammar) and the text helpers every platform shares. The bottom layer: no I/O, and no
 //! imports from the rest of the crate, so every other module may use it and it uses none.
 
+pub mod ack;
 pub mod command;
 pub mod delivery;
 pub mod ids;
@@ -11,6 +12,7 @@ pub mod problem;
 pub mod run;
 pub mod text;
 
+pub use ack::{Ack, AckFacts, AckWords, NewRun};
 pub use command::{BUILT_INS, Command, closest, parse_after_trigger, parse_command, parse_run_id};
 pub use delivery::{Address, Delivery, ReplyIntent};
 pub use ids::{RunId, random_id};

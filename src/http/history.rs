@@ -706,12 +706,11 @@ async fn rerun_run(
         message: format!("rerun of #{id} from the web"),
         ..crate::store::NewRun::default()
     };
-    let stored =
-        crate::service::enqueue(&state, job, base, &run.args, |facts, _| crate::store::Ack {
-            text: format!("queued run #{} from the web", facts.run_id),
-            delivery: None,
-        })
-        .await;
+    let stored = crate::service::enqueue(&state, job, base, &run.args, |facts| crate::store::Ack {
+        text: format!("queued run #{} from the web", facts.run_id),
+        delivery: None,
+    })
+    .await;
     match stored {
         Ok(inserted) => {
             tracing::info!(run = %inserted.run_id, rerun_of = id, %user, "queued from the web");

@@ -18,33 +18,13 @@ pub mod command;
 #[doc(hidden)]
 pub mod samples;
 
-use crate::domain::{RunRow, RunStatus, StepRow, StepStatus, TestFailureRow};
+use crate::domain::{AckFacts, RunRow, RunStatus, StepRow, StepStatus, TestFailureRow};
 
 /// The escaper of `.md` templates: Markdown punctuation is backslash-escaped, `@` gets a
 /// zero-width space after it (no `@channel` from a branch name), line breaks become spaces (a
 /// table cell is one line).
 #[derive(Debug, Clone, Copy)]
 pub struct Markdown;
-
-/// What a queued run's acknowledgement tells, on every platform.
-#[derive(Debug, Clone, Copy)]
-pub struct AckFacts<'a> {
-    pub run_id: i64,
-    pub job: &'a str,
-    /// Who asked: their user name.
-    pub user: &'a str,
-    /// The run's place in its job's queue (1: next).
-    pub place: i64,
-    /// Whether it is next and its job has a free slot (fewer runs running than its
-    /// `concurrency`): it starts as soon as a worker takes it, so it is not "in the queue".
-    pub starts_now: bool,
-    /// The expected wait (ms), when the job has history.
-    pub wait: Option<i64>,
-    /// What followed the job's name.
-    pub args: &'a str,
-    /// The run's page.
-    pub link: &'a str,
-}
 
 impl Escaper for Markdown {
     fn write_escaped_str<W: Write>(&self, mut dest: W, string: &str) -> fmt::Result {
@@ -548,6 +528,8 @@ pub fn code_block(text: &str) -> String {
 #[template(path = "chat/ack.md")]
 pub struct AckMessage<'a> {
     pub facts: &'a AckFacts<'a>,
+    /// The run's page.
+    pub link: &'a str,
     /// The requester's mention, live (see [`mention`]).
     pub mention: &'a str,
     /// The expected wait, worded.

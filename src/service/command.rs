@@ -8,8 +8,7 @@ use crate::catalog::Caller;
 use crate::chat::Replies;
 use crate::domain::{Command, RunId, RunStatus, parse_run_id};
 use crate::render::command::{self as words, Flavor};
-use crate::store::{Ack, Inserted};
-use crate::store::{Insert, NewRun, now_ms};
+use crate::store::{Ack, Inserted, NewRun, now_ms};
 
 /// What a command produced.
 #[derive(Debug)]
@@ -159,22 +158,18 @@ async fn run_job(
         };
         let text = replies.refusal(job, &reason);
         tracing::info!(job, user = %new.origin.user_name, channel = %new.origin.channel_name, %reason, "request denied");
+        // (A denied run takes no place in its job's queue, so its queue is never full.)
         let stored = ctx
             .store
-            .insert_run(&new, now_ms(), {
-                let text = text.clone();
-                move |_, _, _| Ack {
-                    text,
-                    delivery: None,
-                }
+            .insert_run(&new, now_ms(), move |_: &crate::store::AckFacts| Ack {
+                text,
+                delivery: None,
             })
             .await?;
-        return Ok(Answer::Text(match stored {
-            Insert::Stored(inserted) => inserted.ack_text,
-            Insert::QueueFull(_) => text,
-        }));
+        return Ok(Answer::Text(stored.ack_text));
     }
-    Ok(match enqueue(ctx, def, base, args, replies.ack()).await {
+    let ack = replies.ack(&ctx.config.public_url);
+    Ok(match enqueue(ctx, def, base, args, ack).await {
         Ok(inserted) => Answer::Ack(inserted),
         Err(Error::Refused(Refusal::Arguments(reason))) => {
             Answer::Text(replies.refusal(job, &reason))

@@ -4,9 +4,7 @@
 use super::{Context, Error, stop};
 use crate::catalog::{OnNew, args};
 use crate::domain::{RunId, RunStatus};
-use crate::render::AckFacts;
-use crate::store::{Ack, Inserted};
-use crate::store::{Insert, NewRun, now_ms};
+use crate::store::{Ack, AckFacts, Inserted, NewRun, now_ms};
 
 /// Why [`enqueue`] stored nothing.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -21,9 +19,9 @@ pub enum Refusal {
 
 /// Queues a run of `def` for `base` (who, where, which message) with `args`: checks the
 /// arguments, stores the run under the job's queue policy, applies its `on_new` and wakes the
-/// workers. `ack` words the acknowledgement from the run's number, its position, the expected
-/// wait (ms, once the job has history) and its link. Chat requests and the web's "Run again"
-/// both come through here; permissions are the caller's to check first.
+/// workers. `ack` words the acknowledgement from its facts (the run's number, its place, the
+/// expected wait). Chat requests and the web's "Run again" both come through here; permissions
+/// are the caller's to check first.
 ///
 /// # Errors
 ///
@@ -34,7 +32,7 @@ pub async fn enqueue(
     def: &crate::catalog::JobDef,
     base: NewRun,
     args: &str,
-    ack: impl FnOnce(&AckFacts, &NewRun) -> Ack + Send + 'static,
+    ack: impl FnOnce(&AckFacts) -> Ack + Send + 'static,
 ) -> Result<Inserted, Error> {
     let values = match args::bind(&def.name, &def.params, args) {
         Ok(values) => values,
@@ -47,29 +45,12 @@ pub async fn enqueue(
         queue_limit: i64::try_from(def.queue_limit).unwrap_or(i64::MAX),
         ..base
     };
-    let config = ctx.config.clone();
-    let stored = ctx
-        .store
-        .insert_run(&new, now_ms(), move |run_id, position, new| {
-            let wait = position
-                .typical_ms
-                .map(|m| m * ((position.place - 1 + position.running) / new.concurrency.max(1)));
-            let facts = AckFacts {
-                run_id: run_id.0,
-                job: &new.job,
-                user: &new.origin.user_name,
-                place: position.place,
-                starts_now: position.place == 1 && position.running < new.concurrency.max(1),
-                wait: wait.filter(|w| *w > 0),
-                args: &new.args,
-                link: &run_id.page(&config.public_url),
-            };
-            ack(&facts, new)
-        })
-        .await?;
-    let inserted = match stored {
-        Insert::Stored(inserted) => inserted,
-        Insert::QueueFull(waiting) => return Err(Refusal::QueueFull(waiting).into()),
+    let inserted = match ctx.store.insert_run(&new, now_ms(), ack).await {
+        Ok(inserted) => inserted,
+        Err(crate::store::Error::QueueFull(waiting)) => {
+            return Err(Refusal::QueueFull(waiting).into());
+        }
+        Err(err) => return Err(err.into()),
     };
     if inserted.created {
         tracing::info!(run = %inserted.run_id, job = %new.job, user = %new.origin.user_name,

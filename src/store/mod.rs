@@ -27,8 +27,8 @@ use tokio::sync::futures::Notified;
 use tokio::sync::{Notify, watch};
 
 pub use model::{
-    Ack, Claim, DeliveryRow, DeliveryState, Earlier, Insert, Inserted, JobSteps, NewRun, Position,
-    RunFilter, RunResult, StepResult,
+    Ack, AckFacts, AckWords, Claim, DeliveryRow, DeliveryState, Earlier, Inserted, JobSteps,
+    NewRun, RunFilter, RunResult, StepResult,
 };
 pub use sqlite::flush::FlushCounts;
 
@@ -62,6 +62,9 @@ pub enum Error {
     /// chat server's retry is stored instead).
     #[error("the request went away before it was stored")]
     Abandoned,
+    /// Nothing was stored: this many runs of the job already wait, its `queue_limit`.
+    #[error("{0} runs of the job are already waiting, its limit (queue_limit)")]
+    QueueFull(i64),
     /// The batch of triggers this one was stored with failed.
     #[error(transparent)]
     Batch(Arc<Error>),
@@ -226,17 +229,15 @@ delegate! {
         &self,
         new: &NewRun,
         now: i64,
-        ack: impl FnOnce(RunId, Position, &NewRun) -> Ack + Send + 'static,
-    ) -> Result<Insert>, then |signals: &Signals, insert: &Insert| {
-        if let Insert::Stored(inserted) = insert {
-            if inserted.created {
-                signals.work.notify_waiters();
-            }
-            // Only then: each wake costs the outbox a claim on the writer, and a wake per
-            // trigger kept it claiming nothing between the batches of triggers.
-            if inserted.reply_queued {
-                signals.deliveries.notify_one();
-            }
+        ack: impl FnOnce(&AckFacts) -> Ack + Send + 'static,
+    ) -> Result<Inserted>, then |signals: &Signals, inserted: &Inserted| {
+        if inserted.created {
+            signals.work.notify_waiters();
+        }
+        // Only then: each wake costs the outbox a claim on the writer, and a wake per trigger
+        // kept it claiming nothing between the batches of triggers.
+        if inserted.reply_queued {
+            signals.deliveries.notify_one();
         }
     };
     /// Claims the next queued (or lease-expired) run, if one may run.

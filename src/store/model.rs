@@ -3,79 +3,21 @@
 
 use sqlx::FromRow;
 
-use crate::domain::{
-    Address, Delivery, Origin, Platform, ReplyIntent, RunId, RunStatus, StepStatus,
-};
+pub use crate::domain::{Ack, AckFacts, AckWords, NewRun};
+use crate::domain::{Address, Delivery, Platform, ReplyIntent, RunId, RunStatus, StepStatus};
 
-/// A trigger that became a run, before it is stored.
-#[derive(Debug, Clone, Default)]
-pub struct NewRun {
-    /// Who asked, and where.
-    pub origin: Origin,
-    /// The trigger post's id; one run per (platform, message_id).
-    pub message_id: String,
-    /// The thread the result goes to, when known.
-    pub thread_root_id: Option<String>,
-    /// The thread could not be looked up (the chat server did not answer in time): the
-    /// result's delivery looks again.
-    pub thread_unsettled: bool,
-    /// The whole trigger text.
-    pub message: String,
-    /// The job to run.
-    pub job: String,
-    /// What followed the job name.
-    pub args: String,
-    /// The configured webhook that delivered the trigger (Teams), or empty.
-    pub hook: String,
-    /// Set when permissions refused the request: it is recorded as `denied`, with this reason,
-    /// and never runs.
-    pub denied: Option<String>,
-    /// Runs of the job that may execute at once (at least 1).
-    pub concurrency: i64,
-    /// Runs of the job that may wait; 0 for no limit.
-    pub queue_limit: i64,
-}
-
-/// Where a new run stands, for its acknowledgement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Position {
-    /// 1 for the next run of its job to start.
-    pub place: i64,
-    /// Runs of its job running now.
-    pub running: i64,
-    /// The median duration of its job's last 20 finished runs (ms), once it has some.
-    pub typical_ms: Option<i64>,
-}
-
-/// The acknowledgement of a newly stored run, made once its number and position are known.
-#[derive(Debug, Clone)]
-pub struct Ack {
-    /// What the chat reply says.
-    pub text: String,
-    /// A reply to send through the outbox as well (a trigger typed inside a thread).
-    pub delivery: Option<Delivery>,
-}
-
-/// The outcome of [`super::Store::insert_run`].
+/// What [`super::Store::insert_run`] stored: the run, or the one found again for a trigger
+/// delivered twice. (A full queue is [`super::Error::QueueFull`].)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Inserted {
     /// The run's number.
     pub run_id: RunId,
     /// The acknowledgement (the stored one, for a duplicate).
     pub ack_text: String,
-    /// False when the trigger had been seen before (or the queue was full).
+    /// False when the trigger had been seen before.
     pub created: bool,
     /// The acknowledgement was queued in the outbox with the run (its delivery), to be sent.
     pub reply_queued: bool,
-}
-
-/// What [`super::Store::insert_run`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Insert {
-    /// Stored (or found again, for a trigger delivered twice).
-    Stored(Inserted),
-    /// Not stored: this many runs of the job already wait, the job's limit.
-    QueueFull(i64),
 }
 
 /// Which runs a history page or `/api/runs` shows; unset fields match every run.

@@ -1,8 +1,8 @@
 //! Sample runs and claims for the store's tests: the SQLite backend's own and the suite every
 //! backend passes (`tests/store_suite.rs`).
 
-use super::{Ack, Claim, Insert, Inserted, JobSteps, NewRun, Position, RunResult};
-use crate::domain::{RunId, RunStatus};
+use super::{Ack, AckFacts, Claim, JobSteps, NewRun, RunResult};
+use crate::domain::RunStatus;
 
 /// A claim by `owner` at `now`, its lease until `lease_until`.
 pub fn claim<'a>(owner: &'a str, now: i64, lease_until: i64, steps: &'a JobSteps) -> Claim<'a> {
@@ -33,17 +33,10 @@ pub fn new_run(message_id: &str) -> NewRun {
     }
 }
 
-pub fn ack(run_id: RunId, position: Position, _: &NewRun) -> Ack {
+pub fn ack(facts: &AckFacts) -> Ack {
     Ack {
-        text: format!("#{run_id} at {}", position.place),
+        text: format!("#{} at {}", facts.run_id, facts.place),
         delivery: None,
-    }
-}
-
-pub fn stored(insert: Insert) -> Inserted {
-    match insert {
-        Insert::Stored(inserted) => inserted,
-        Insert::QueueFull(n) => panic!("queue full at {n}"),
     }
 }
 

@@ -704,7 +704,7 @@ mod tests {
             message: "#build".into(),
             ..store::NewRun::default()
         };
-        let ack = |_, _, _: &store::NewRun| store::Ack {
+        let ack = |_: &store::AckFacts| store::Ack {
             text: "queued".into(),
             delivery: None,
         };

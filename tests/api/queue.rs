@@ -282,7 +282,7 @@ async fn leave_a_claimed_run(
         ..NewRun::default()
     };
     store
-        .insert_run(&new, now_ms(), |_, _, _| Ack {
+        .insert_run(&new, now_ms(), |_: &chatrun::store::AckFacts| Ack {
             text: "queued".into(),
             delivery: None,
         })
@@ -319,7 +319,7 @@ async fn a_run_whose_arguments_no_longer_fit_its_job_fails_with_its_steps_skippe
         ..NewRun::default()
     };
     app.store
-        .insert_run(&old, now_ms(), |_, _, _| Ack {
+        .insert_run(&old, now_ms(), |_: &chatrun::store::AckFacts| Ack {
             text: "queued".into(),
             delivery: None,
         })

@@ -3,13 +3,9 @@
 
 use super::*;
 use crate::chat::adapter::header_text;
-use crate::chat::{
-    AckWords, HookContext, Inbound, Rejection, Replies, Request, check_replay_window,
-};
-use crate::domain::{Command, Origin, Platform, parse_command};
+use crate::chat::{HookContext, Inbound, Rejection, Replies, Request, check_replay_window};
+use crate::domain::{Ack, AckWords, Command, NewRun, Origin, Platform, parse_command};
 use crate::render::command::Flavor;
-use crate::store::Ack;
-use crate::store::NewRun;
 
 impl Client {
     /// See [`crate::chat::Adapter::accept`].
@@ -107,11 +103,12 @@ impl Replies for MattermostReplies {
         usage(&self.trigger_word, job)
     }
 
-    fn ack(&self) -> AckWords {
-        let thread = self.thread.clone();
-        Box::new(move |facts, new| {
-            let text = render_ack(facts);
-            let (_, delivery) = render_response(&text, &thread, &new.origin.channel_id);
+    fn ack(&self, public_url: &str) -> AckWords {
+        let (thread, channel_id) = (self.thread.clone(), self.channel_id.clone());
+        let public_url = public_url.to_string();
+        Box::new(move |facts| {
+            let text = render_ack(facts, &facts.run_id.page(&public_url));
+            let (_, delivery) = render_response(&text, &thread, &channel_id);
             Ack { text, delivery }
         })
     }

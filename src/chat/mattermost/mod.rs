@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::domain::text::truncate_runes;
-use crate::domain::{Address, Delivery};
+use crate::domain::{AckFacts, Address, Delivery};
 use crate::domain::{RunRow, StepRow, StepStatus, TestFailureRow};
 use crate::render::{self, AckMessage, Detail, JobsMessage, ResultMessage, ResultRow, ResultView};
 
@@ -390,34 +390,38 @@ mod tests {
 
     #[test]
     fn renders_the_acknowledgement_as_checked_in() {
-        let facts = render::AckFacts {
-            run_id: 42,
+        let facts = AckFacts {
+            run_id: crate::domain::RunId(42),
             job: "build",
             user: "alice",
             place: 1,
             starts_now: false,
             wait: None,
             args: "",
-            link: "http://ci/runs/42",
         };
-        assert_matches_fixture(&render_ack(&facts), "ack.md");
-        let text = render_ack(&render::AckFacts {
-            run_id: 7,
-            place: 2,
-            wait: Some(95_000),
-            args: "target=web note=@channel",
-            link: "http://ci/runs/7",
-            ..facts
-        });
+        assert_matches_fixture(&render_ack(&facts, "http://ci/runs/42"), "ack.md");
+        let text = render_ack(
+            &AckFacts {
+                run_id: crate::domain::RunId(7),
+                place: 2,
+                wait: Some(95_000),
+                args: "target=web note=@channel",
+                ..facts
+            },
+            "http://ci/runs/7",
+        );
         assert!(
             text.contains("**build** (target=web note=@\u{200B}channel), asked by"),
             "{text}"
         );
-        let text = render_ack(&render::AckFacts {
-            starts_now: true,
-            wait: Some(95_000),
-            ..facts
-        });
+        let text = render_ack(
+            &AckFacts {
+                starts_now: true,
+                wait: Some(95_000),
+                ..facts
+            },
+            "http://ci/runs/42",
+        );
         assert!(
             text.contains(", asked by @alice, starting now. Details:"),
             "{text}"

@@ -3,11 +3,12 @@
 
 use super::*;
 
-/// The acknowledgement text of a queued run.
-pub fn render_ack(facts: &render::AckFacts) -> String {
+/// The acknowledgement text of a queued run, whose page is `link`.
+pub fn render_ack(facts: &AckFacts, link: &str) -> String {
     let mention = render::mention(facts.user);
     AckMessage {
         facts,
+        link,
         mention: &mention,
         wait: facts.wait.map(render::duration),
     }

@@ -3,13 +3,9 @@
 
 use super::*;
 use crate::chat::adapter::header_text;
-use crate::chat::{
-    AckWords, HookContext, Inbound, Rejection, Replies, Request, check_replay_window,
-};
-use crate::domain::{Origin, Platform, parse_after_trigger};
+use crate::chat::{HookContext, Inbound, Rejection, Replies, Request, check_replay_window};
+use crate::domain::{Ack, AckWords, NewRun, Origin, Platform, parse_after_trigger};
 use crate::render::command::Flavor;
-use crate::store::Ack;
-use crate::store::NewRun;
 
 impl Client {
     /// See [`crate::chat::Adapter::accept`]. With a `name` (`/hooks/teams/{name}`) only that
@@ -93,9 +89,10 @@ impl Replies for TeamsReplies {
         format!("@{} {job}", self.mention)
     }
 
-    fn ack(&self) -> AckWords {
-        Box::new(|facts, _| Ack {
-            text: render_ack(facts),
+    fn ack(&self, public_url: &str) -> AckWords {
+        let public_url = public_url.to_string();
+        Box::new(move |facts| Ack {
+            text: render_ack(facts, &facts.run_id.page(&public_url)),
             delivery: None,
         })
     }

@@ -28,7 +28,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use crate::domain::{Address, Delivery};
+use crate::domain::{AckFacts, Address, Delivery};
 use crate::domain::{RunRow, RunStatus, StepRow, StepStatus, TestFailureRow};
 use crate::render::{self, Detail, ResultRow, ResultView};
 
@@ -530,16 +530,18 @@ mod tests {
 
     #[test]
     fn replies_are_text_messages() {
-        let text = render_ack(&render::AckFacts {
-            run_id: 7,
-            job: "build",
-            user: "José <b>",
-            place: 2,
-            starts_now: false,
-            wait: None,
-            args: "target=web",
-            link: "http://ci/runs/7",
-        });
+        let text = render_ack(
+            &AckFacts {
+                run_id: crate::domain::RunId(7),
+                job: "build",
+                user: "José <b>",
+                place: 2,
+                starts_now: false,
+                wait: None,
+                args: "target=web",
+            },
+            "http://ci/runs/7",
+        );
         assert_eq!(
             text,
             "⏳ Queued run **#7** of **build** (target=web), asked by José &#60;b&#62;, position 2 in the \

@@ -23,15 +23,18 @@ pub fn render_response(text: &str) -> String {
 #[derive(Template)]
 #[template(path = "chat/teams/ack.html")]
 pub(super) struct AckText<'a> {
-    facts: &'a render::AckFacts<'a>,
+    facts: &'a AckFacts<'a>,
+    /// The run's page.
+    link: &'a str,
     /// The expected wait, worded.
     wait: Option<String>,
 }
 
-/// The acknowledgement text of a queued run.
-pub fn render_ack(facts: &render::AckFacts) -> String {
+/// The acknowledgement text of a queued run, whose page is `link`.
+pub fn render_ack(facts: &AckFacts, link: &str) -> String {
     AckText {
         facts,
+        link,
         wait: facts.wait.map(render::duration),
     }
     .render()

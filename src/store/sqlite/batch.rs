@@ -29,16 +29,13 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::flush::Flusher;
 use super::{Error, Result, Writer, outbox};
+use crate::domain::{Ack, AckFacts, AckWords, NewRun};
 use crate::domain::{Delivery, ReplyIntent};
 use crate::domain::{RunId, RunStatus};
-use crate::store::model::{Ack, Insert, Inserted, NewRun, Position};
+use crate::store::model::Inserted;
 
 /// The most triggers one transaction stores.
 pub const MAX_BATCH: usize = 256;
-
-/// Words a new run's acknowledgement from its number, its queue position and the trigger
-/// (no I/O).
-pub type Words = Box<dyn FnOnce(RunId, Position, &NewRun) -> Ack + Send>;
 
 /// A trigger waiting to be stored.
 pub struct Request {
@@ -46,9 +43,9 @@ pub struct Request {
     pub now: i64,
     /// Called when a run is made (not when the message was stored before, or the queue is
     /// full).
-    pub words: Words,
+    pub words: AckWords,
     /// The outcome, once committed and synced.
-    pub done: oneshot::Sender<Result<Insert>>,
+    pub done: oneshot::Sender<Result<Inserted>>,
 }
 
 /// Starts [`run`] on a thread of its own, with a runtime of its own.
@@ -127,13 +124,13 @@ enum Fate {
     Worded { run_id: RunId, ack: Ack },
 }
 
-type Dones = Vec<oneshot::Sender<Result<Insert>>>;
+type Dones = Vec<oneshot::Sender<Result<Inserted>>>;
 
 /// Stores one batch and commits: each request's outcome, in order, with where to send it.
 async fn store(
     writer: &Writer,
     requests: Vec<Request>,
-) -> std::result::Result<(Vec<Result<Insert>>, Dones), (Error, Dones)> {
+) -> std::result::Result<(Vec<Result<Inserted>>, Dones), (Error, Dones)> {
     let mut news = Vec::with_capacity(requests.len());
     let mut words = Vec::with_capacity(requests.len());
     let mut dones = Vec::with_capacity(requests.len());
@@ -160,9 +157,9 @@ async fn store(
 async fn store_on(
     conn: &mut SqliteConnection,
     news: &[(NewRun, i64)],
-    words: Vec<Words>,
+    words: Vec<AckWords>,
     dones: &Dones,
-) -> Result<Vec<Result<Insert>>> {
+) -> Result<Vec<Result<Inserted>>> {
     let (stored, mut queues, mut next_id) = look_up(conn, news).await?;
 
     // Number the new runs, in arrival order, and word their acknowledgements.
@@ -189,18 +186,20 @@ async fn store_on(
         }
         next_id += 1;
         let run_id = RunId(next_id);
-        let position = Position {
-            place: queue.waiting + 1,
-            running: queue.running,
-            typical_ms: queue.typical_ms,
-        };
+        let facts = AckFacts::new(
+            run_id,
+            new,
+            queue.waiting + 1,
+            queue.running,
+            queue.typical_ms,
+        );
         if new.denied.is_none() {
             queue.waiting += 1;
         }
         first_of.insert(key, i);
         fates.push(Fate::Worded {
             run_id,
-            ack: words(run_id, position, new),
+            ack: words(&facts),
         });
     }
 
@@ -246,14 +245,14 @@ async fn store_on(
     }
 
     let outcome = |fate: &Fate| match fate {
-        Fate::Stored(existing) => Ok(Insert::Stored(existing.clone())),
-        Fate::Full(waiting) => Ok(Insert::QueueFull(*waiting)),
-        Fate::Worded { run_id, ack } => Ok(Insert::Stored(Inserted {
+        Fate::Stored(existing) => Ok(existing.clone()),
+        Fate::Full(waiting) => Err(Error::QueueFull(*waiting)),
+        Fate::Worded { run_id, ack } => Ok(Inserted {
             run_id: *run_id,
             ack_text: ack.text.clone(),
             created: true,
             reply_queued: ack.delivery.is_some(),
-        })),
+        }),
         // The twin of a request whose caller went away: nothing was stored for the message,
         // and the chat server's retry will be.
         Fate::Gone | Fate::SameAs(_) => Err(Error::Abandoned),
@@ -262,13 +261,10 @@ async fn store_on(
         .iter()
         .map(|fate| match fate {
             // The same message twice: one run, as for a trigger delivered twice.
-            Fate::SameAs(first) => outcome(&fates[*first]).map(|insert| match insert {
-                Insert::Stored(inserted) => Insert::Stored(Inserted {
-                    created: false,
-                    reply_queued: false,
-                    ..inserted
-                }),
-                full => full,
+            Fate::SameAs(first) => outcome(&fates[*first]).map(|inserted| Inserted {
+                created: false,
+                reply_queued: false,
+                ..inserted
             }),
             fate => outcome(fate),
         })

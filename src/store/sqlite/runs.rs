@@ -10,7 +10,9 @@ use sqlx::{Connection, FromRow, Row};
 use super::{Result, Store, outbox};
 use crate::domain::{Address, Platform, ReplyIntent, RunId, RunRow, StepRow, TestFailureRow};
 use crate::store::Renewal;
-use crate::store::model::{Ack, Claim, Insert, NewRun, Position, RunFilter, RunResult, StepResult};
+use crate::store::model::{
+    Ack, AckFacts, Claim, Inserted, NewRun, RunFilter, RunResult, StepResult,
+};
 
 const RUN_COLUMNS: &str = "run_id, platform, team_id, team_name, channel_id, channel_name, \
     user_id, user_name, message_id, thread_root_id, thread_unsettled, message, job, args, hook, \
@@ -163,8 +165,8 @@ impl Store {
         &self,
         new: &NewRun,
         now: i64,
-        ack: impl FnOnce(RunId, Position, &NewRun) -> Ack + Send + 'static,
-    ) -> Result<Insert> {
+        ack: impl FnOnce(&AckFacts) -> Ack + Send + 'static,
+    ) -> Result<Inserted> {
         // Stored with the other triggers waiting meanwhile, in one transaction (see `batch`).
         let (done, outcome) = tokio::sync::oneshot::channel();
         let request = super::batch::Request {
@@ -711,7 +713,7 @@ mod tests {
     use super::*;
     use crate::domain::RunStatus;
     use crate::store::Inserted;
-    use crate::store::samples::{ack, build_steps, claim, new_run, stored};
+    use crate::store::samples::{ack, build_steps, claim, new_run};
 
     async fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
@@ -722,9 +724,9 @@ mod tests {
     #[tokio::test]
     async fn the_same_message_makes_one_run_with_the_same_acknowledgement() {
         let (_dir, store) = store().await;
-        let first = stored(store.insert_run(&new_run("p1"), 1, ack).await.unwrap());
-        let second = stored(store.insert_run(&new_run("p2"), 2, ack).await.unwrap());
-        let again = stored(store.insert_run(&new_run("p1"), 3, ack).await.unwrap());
+        let first = store.insert_run(&new_run("p1"), 1, ack).await.unwrap();
+        let second = store.insert_run(&new_run("p2"), 2, ack).await.unwrap();
+        let again = store.insert_run(&new_run("p1"), 3, ack).await.unwrap();
         assert!(first.created && second.created && !again.created);
         assert_eq!(first.ack_text, "#1 at 1");
         assert_eq!(second.ack_text, "#2 at 2");
@@ -741,7 +743,7 @@ mod tests {
             denied: Some("bob is not in the job's allow.users".into()),
             ..new_run("p3")
         };
-        let third = stored(store.insert_run(&denied, 4, ack).await.unwrap());
+        let third = store.insert_run(&denied, 4, ack).await.unwrap();
         let row = store.get_run(third.run_id).await.unwrap().unwrap();
         assert_eq!(row.status, RunStatus::Denied);
         assert_eq!(row.finished_at, Some(4));
@@ -786,12 +788,10 @@ mod tests {
             ("l2", "lint", 2),
             ("l3", "lint", 2),
         ] {
-            let inserted = stored(
-                store
-                    .insert_run(&run(id, job, concurrency), 1, ack)
-                    .await
-                    .unwrap(),
-            );
+            let inserted = store
+                .insert_run(&run(id, job, concurrency), 1, ack)
+                .await
+                .unwrap();
             places.push(inserted.ack_text);
         }
         assert_eq!(
@@ -801,11 +801,8 @@ mod tests {
             ]
         );
         assert!(matches!(
-            store
-                .insert_run(&run("b4", "build", 1), 1, ack)
-                .await
-                .unwrap(),
-            Insert::QueueFull(3)
+            store.insert_run(&run("b4", "build", 1), 1, ack).await,
+            Err(crate::store::Error::QueueFull(3))
         ));
         assert_queue_counts(&store).await;
 
@@ -825,12 +822,10 @@ mod tests {
         assert!(store.cancel_queued(RunId(2), "no", 11, None).await.unwrap());
         assert!(store.requeue(RunId(1), 1).await.unwrap());
         assert_queue_counts(&store).await;
-        let next = stored(
-            store
-                .insert_run(&run("b5", "build", 1), 12, ack)
-                .await
-                .unwrap(),
-        );
+        let next = store
+            .insert_run(&run("b5", "build", 1), 12, ack)
+            .await
+            .unwrap();
         assert_eq!(next.ack_text, "#7 at 3", "runs 1 and 4 wait before it");
         assert_eq!(
             store
