@@ -57,6 +57,21 @@ impl RunStatus {
         }
     }
 
+    /// The word the API, the stored rows and the pages' filters use: `timed_out`.
+    pub fn token(self) -> &'static str {
+        match self {
+            Self::TimedOut => "timed_out",
+            status => status.as_str(),
+        }
+    }
+
+    /// The status named by `text`: its token or its word (`timed_out`, `timed out`).
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.token() == text || status.as_str() == text)
+    }
+
     /// True once the run will not change any more.
     pub fn is_finished(self) -> bool {
         !matches!(self, Self::Queued | Self::Running)
@@ -200,5 +215,22 @@ impl StepRow {
     /// How long the step ran, once it has started.
     pub fn duration_ms(&self, now: i64) -> Option<i64> {
         Some(self.finished_at.unwrap_or(now) - self.started_at?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_status_is_named_by_its_stored_token_and_its_word() {
+        for status in RunStatus::ALL {
+            let json = serde_json::to_string(&status).unwrap();
+            assert_eq!(json, format!("\"{}\"", status.token()), "the API's word");
+            assert_eq!(RunStatus::parse(status.token()), Some(status));
+            assert_eq!(RunStatus::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(RunStatus::parse("timed out"), Some(RunStatus::TimedOut));
+        assert_eq!(RunStatus::parse("done"), None);
     }
 }

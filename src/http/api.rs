@@ -82,10 +82,9 @@ impl FilterQuery {
         };
         let status = text(&self.status)
             .map(|s| {
-                parse_status(&s).ok_or_else(|| {
-                    Error::BadRequest(format!(
-                        "status: `{s}` is not one of queued, running, succeeded, failed, timed_out, cancelled, denied, interrupted"
-                    ))
+                RunStatus::parse(&s).ok_or_else(|| {
+                    let tokens: Vec<_> = RunStatus::ALL.iter().map(|s| s.token()).collect();
+                    Error::BadRequest(format!("status: `{s}` is not one of {}", tokens.join(", ")))
                 })
             })
             .transpose()?;
@@ -119,20 +118,6 @@ impl FilterQuery {
         };
         Ok((filter, limit, cursor))
     }
-}
-
-fn parse_status(text: &str) -> Option<RunStatus> {
-    Some(match text {
-        "queued" => RunStatus::Queued,
-        "running" => RunStatus::Running,
-        "succeeded" => RunStatus::Succeeded,
-        "failed" => RunStatus::Failed,
-        "timed_out" | "timed out" => RunStatus::TimedOut,
-        "cancelled" => RunStatus::Cancelled,
-        "denied" => RunStatus::Denied,
-        "interrupted" => RunStatus::Interrupted,
-        _ => return None,
-    })
 }
 
 /// A run as the API shows it.

@@ -16,7 +16,7 @@ use axum::routing::get;
 
 use super::api::FilterQuery;
 use super::{AppState, Error};
-use crate::domain::{RunId, RunRow, TestFailureRow};
+use crate::domain::{RunId, RunRow, RunStatus, TestFailureRow};
 use crate::logs::{TAIL_BYTES, marker};
 use crate::render;
 use crate::store::now_ms;
@@ -67,7 +67,7 @@ struct RunsPage {
     first_page_query: String,
     /// The filter form's values.
     form: FilterQuery,
-    statuses: &'static [&'static str],
+    statuses: [&'static str; RunStatus::ALL.len()],
     /// What runs now and what waits, in queue order (position, run).
     active_running: Vec<RunItem>,
     active_queued: Vec<(usize, RunItem)>,
@@ -133,16 +133,7 @@ async fn runs_page(
         form: query,
         active_running,
         active_queued,
-        statuses: &[
-            "queued",
-            "running",
-            "succeeded",
-            "failed",
-            "timed_out",
-            "cancelled",
-            "denied",
-            "interrupted",
-        ],
+        statuses: RunStatus::ALL.map(RunStatus::token),
     })
 }
 
