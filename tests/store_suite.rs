@@ -1,5 +1,6 @@
-//! The store suite: what every store backend must do, run on each (today the embedded SQLite;
-//! a new backend adds itself to [`suite!`] and must pass every test unchanged). Black box: only
+//! The store suite: what every store backend must do, run on each: the embedded SQLite, and
+//! Postgres on a throwaway cluster the tests start (`support/postgres.rs`); a new backend adds
+//! itself to [`suite!`] and must pass every test unchanged. Black box: only
 //! `chatrun::store::Store`'s public methods, on a real database made for each test.
 
 #![allow(clippy::unwrap_used)] // a failed unwrap fails the test, by design
@@ -13,6 +14,9 @@ use chatrun::store::samples::{ack, build_steps, claim, new_run, result};
 use chatrun::store::{
     Ack, AckFacts, Claim, Error, Inserted, NewRun, Renewal, RunFilter, StepResult, Store,
 };
+
+#[path = "support/postgres.rs"]
+mod postgres;
 
 /// A fresh SQLite file in a temporary folder (kept while the test runs).
 async fn sqlite() -> (tempfile::TempDir, Store) {
@@ -29,6 +33,18 @@ macro_rules! suite {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     let (_dir, store) = super::sqlite().await;
+                    super::$name(store).await;
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(url) = super::postgres::database() else {
+                        return;
+                    };
+                    let store = chatrun::store::Store::connect(&url).await.unwrap();
                     super::$name(store).await;
                 }
             )*
@@ -51,6 +67,224 @@ suite!(
     a_cancel_request_reaches_the_runs_worker_through_its_renewal,
     a_queued_run_or_delivery_wakes_the_loops_waiting_on_the_store,
 );
+
+/// Two handles on one database, as two chatrun instances have: one test per backend.
+macro_rules! two_instances {
+    ($($name:ident),* $(,)?) => {
+        mod two_sqlite_handles {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let url = format!("sqlite://{}/t.db", dir.path().display());
+                    let a = chatrun::store::Store::connect(&url).await.unwrap();
+                    let b = chatrun::store::Store::connect(&url).await.unwrap();
+                    super::$name(a, b).await;
+                }
+            )*
+        }
+        mod two_postgres_instances {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(url) = super::postgres::database() else {
+                        return;
+                    };
+                    let a = chatrun::store::Store::connect(&url).await.unwrap();
+                    let b = chatrun::store::Store::connect(&url).await.unwrap();
+                    super::$name(a, b).await;
+                }
+            )*
+        }
+    };
+}
+
+two_instances!(
+    a_trigger_delivered_to_both_instances_makes_one_run,
+    a_jobs_concurrency_holds_across_instances,
+    each_delivery_is_claimed_by_one_instance,
+);
+
+/// Postgres only: a write on one instance reaches the loops waiting on another. (Two SQLite
+/// handles in one process do not signal each other; two processes on one file never share
+/// work, so the embedded backend has nothing to carry.)
+mod notifications_on_postgres {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_run_delivery_or_cancel_on_one_instance_wakes_the_other() {
+        let Some(url) = super::postgres::database() else {
+            return;
+        };
+        let a = Store::connect(&url).await.unwrap();
+        let b = Store::connect(&url).await.unwrap();
+
+        let work = b.wait_for_work();
+        tokio::pin!(work);
+        work.as_mut().enable();
+        a.insert_run(&new_run("p1"), 1, ack).await.unwrap();
+        within_10s(work, "wake-up of the other instance's workers").await;
+
+        let delivery = b.wait_for_delivery();
+        tokio::pin!(delivery);
+        delivery.as_mut().enable();
+        a.enqueue_delivery(&post("t", "{}"), 2).await.unwrap();
+        within_10s(delivery, "wake-up of the other instance's outbox").await;
+
+        // B runs the run; a stop asked on A reaches B's worker.
+        let mut cancels = b.watch_cancels();
+        let run = b
+            .try_claim(claim("b:1#0", 10, i64::MAX, &build_steps()))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            a.request_cancel(run.run_id, "cancelled by bob")
+                .await
+                .unwrap()
+        );
+        within_10s(cancels.requested(), "cancel on the other instance").await;
+        assert_eq!(
+            b.renew(run.run_id, run.attempt, i64::MAX).await.unwrap(),
+            Renewal::CancelRequested("cancelled by bob".into())
+        );
+
+        // A run finishing on A frees its job's slot for B's workers.
+        let work = b.wait_for_work();
+        tokio::pin!(work);
+        work.as_mut().enable();
+        let (stored, _) = a
+            .finish_run(
+                run.run_id,
+                run.attempt,
+                &result(RunStatus::Cancelled),
+                None,
+                None,
+                None,
+            )
+            .await
+            .unwrap();
+        assert!(stored);
+        within_10s(work, "wake-up after a slot freed on the other instance").await;
+    }
+}
+
+async fn a_trigger_delivered_to_both_instances_makes_one_run(a: Store, b: Store) {
+    // The chat server's retry lands on the other instance while the first is storing it.
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            store.insert_run(&new_run("same"), 1, ack).await.unwrap()
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.unwrap());
+    }
+    assert_eq!(
+        outcomes.iter().filter(|o| o.created).count(),
+        1,
+        "{outcomes:?}"
+    );
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| o.run_id == outcomes[0].run_id && o.ack_text == outcomes[0].ack_text)
+    );
+    assert_eq!(a.counts().await.unwrap(), (1, 0));
+}
+
+async fn a_jobs_concurrency_holds_across_instances(a: Store, b: Store) {
+    let two_at_a_time = |id: &str| NewRun {
+        concurrency: 2,
+        ..new_run(id)
+    };
+    for i in 0..6 {
+        a.insert_run(&two_at_a_time(&format!("p{i}")), i, ack)
+            .await
+            .unwrap();
+    }
+    let steps = std::sync::Arc::new(build_steps());
+    // Sixteen workers, half on each instance, all asking at once.
+    let claims = |round: i64| {
+        (0..16)
+            .map(|w| {
+                let store = if w % 2 == 0 { a.clone() } else { b.clone() };
+                let steps = steps.clone();
+                tokio::spawn(async move {
+                    let owner = format!("w{w}");
+                    store
+                        .try_claim(claim(&owner, 100 * round, i64::MAX, &steps))
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut running = Vec::new();
+    for task in claims(1) {
+        running.extend(task.await.unwrap());
+    }
+    let ids: Vec<i64> = running.iter().map(|r| r.run_id.0).collect();
+    assert_eq!(ids.len(), 2, "concurrency 2, claimed: {ids:?}");
+
+    // One finishes: one more slot, one more claim, oldest first.
+    let done = &running[0];
+    let (stored, _) = b
+        .finish_run(
+            done.run_id,
+            done.attempt,
+            &result(RunStatus::Succeeded),
+            None,
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(stored);
+    let mut more = Vec::new();
+    for task in claims(2) {
+        more.extend(task.await.unwrap());
+    }
+    assert_eq!(more.len(), 1, "one slot freed: {more:?}");
+    assert_eq!(more[0].run_id, RunId(3), "the oldest waiting run");
+    assert_eq!(a.counts().await.unwrap(), (3, 2));
+}
+
+async fn each_delivery_is_claimed_by_one_instance(a: Store, b: Store) {
+    for i in 0..30 {
+        // No thread: nothing orders them, so every one is claimable at once.
+        a.enqueue_delivery(&post("", &format!("{{\"n\":{i}}}")), 1)
+            .await
+            .unwrap();
+    }
+    let senders: Vec<_> = (0..8)
+        .map(|s| {
+            let store = if s % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move {
+                let owner = format!("sender{s}");
+                let mut mine = Vec::new();
+                while let Some(row) = store
+                    .try_claim_delivery(10, i64::MAX, &owner)
+                    .await
+                    .unwrap()
+                {
+                    mine.push(row.outbox_id);
+                }
+                mine
+            })
+        })
+        .collect();
+    let mut claimed = Vec::new();
+    for sender in senders {
+        claimed.extend(sender.await.unwrap());
+    }
+    claimed.sort_unstable();
+    let before = claimed.len();
+    claimed.dedup();
+    assert_eq!((before, claimed.len()), (30, 30), "each of 30 claimed once");
+}
 
 /// Waits for `what`, failing the test after ten seconds.
 async fn within_10s<T>(what: impl std::future::Future<Output = T>, waiting_for: &str) -> T {

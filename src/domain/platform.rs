@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 /// Where a run was asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, sqlx::Type)]
 #[serde(rename_all = "snake_case")]
-#[sqlx(rename_all = "snake_case")]
+// Stored as text on every backend (Postgres would otherwise look for a type of this name).
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum Platform {
     /// Mattermost outgoing webhooks, replies through the REST API; also `chatrun trigger`,
     /// which speaks Mattermost's webhook (hence the default).

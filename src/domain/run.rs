@@ -9,7 +9,8 @@ use super::{Origin, RunId};
 
 /// Where a run is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type, Serialize)]
-#[sqlx(rename_all = "snake_case")]
+// Stored as text on every backend (Postgres would otherwise look for a type of this name).
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     /// Waiting for a worker.
@@ -80,7 +81,8 @@ impl RunStatus {
 
 /// Where a step is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type, Serialize)]
-#[sqlx(rename_all = "snake_case")]
+// Stored as text on every backend (Postgres would otherwise look for a type of this name).
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum StepStatus {
     /// Not started yet.

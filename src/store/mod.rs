@@ -3,6 +3,7 @@
 //! `store/` knows which (as Oban's engines, River's drivers).
 //!
 //! - `sqlite/`: the embedded default, a SQLite file in WAL mode.
+//! - `postgres/`: a Postgres database that several chatrun instances share.
 //! - [`model`]: what goes in and out, the same for every backend.
 //!
 //! The store also owns what other loops wait for: [`Store::wait_for_work`],
@@ -16,6 +17,7 @@
 
 pub mod model;
 // Sample data for the store's tests (here and `tests/store_suite.rs`).
+mod postgres;
 #[doc(hidden)]
 pub mod samples;
 mod sqlite;
@@ -65,6 +67,9 @@ pub enum Error {
     /// Nothing was stored: this many runs of the job already wait, its `queue_limit`.
     #[error("{0} runs of the job are already waiting, its limit (queue_limit)")]
     QueueFull(i64),
+    /// `database_url` names no backend chatrun has.
+    #[error("database_url: `{0}:` is not a database chatrun can use (sqlite: or postgres:)")]
+    Url(String),
     /// The batch of triggers this one was stored with failed.
     #[error(transparent)]
     Batch(Arc<Error>),
@@ -79,6 +84,21 @@ pub fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+/// `url` with its password hidden, to be shown in errors and logs: `postgres://chatrun:***@db/x`.
+pub fn shown_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((user, host)) if user.contains(':') => {
+            let name = user.split(':').next().unwrap_or_default();
+            format!("{scheme}://{name}:***@{host}{path}")
+        }
+        _ => url.to_string(),
+    }
 }
 
 /// Milliseconds in a duration, saturating.
@@ -140,6 +160,7 @@ impl CancelWatch {
 #[derive(Debug, Clone)]
 enum Backend {
     Sqlite(sqlite::Store),
+    Postgres(postgres::Store),
 }
 
 impl Store {
@@ -160,15 +181,23 @@ impl Store {
     ///
     /// The URL names no backend, the database cannot be opened, or a migration failed.
     pub async fn connect_with(url: &str, busy_timeout: Duration) -> Result<Self> {
-        let backend = Backend::Sqlite(sqlite::Store::connect_with(url, busy_timeout).await?);
-        Ok(Self {
-            backend,
-            signals: Arc::new(Signals {
-                work: Notify::new(),
-                deliveries: Notify::new(),
-                cancels: watch::Sender::new(0),
-            }),
-        })
+        let signals = Arc::new(Signals {
+            work: Notify::new(),
+            deliveries: Notify::new(),
+            cancels: watch::Sender::new(0),
+        });
+        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres(
+                postgres::Store::connect_with(url, busy_timeout, signals.clone()).await?,
+            )
+        } else if url.starts_with("sqlite:") {
+            Backend::Sqlite(sqlite::Store::connect_with(url, busy_timeout).await?)
+        } else {
+            return Err(Error::Url(
+                url.split(':').next().unwrap_or_default().to_string(),
+            ));
+        };
+        Ok(Self { backend, signals })
     }
 
     /// Resolves once a run may have become claimable. Make it and `enable()` it before
@@ -193,6 +222,8 @@ impl Store {
     pub fn flush_counts(&self) -> FlushCounts {
         match &self.backend {
             Backend::Sqlite(store) => store.flush_counts(),
+            // Postgres syncs its log on each commit, shared by the commits waiting for it.
+            Backend::Postgres(_) => FlushCounts::default(),
         }
     }
 }
@@ -209,6 +240,7 @@ macro_rules! delegate {
                 pub async fn $name(&self $(, $arg: $ty)*) -> $ret {
                     let out = match &self.backend {
                         Backend::Sqlite(store) => store.$name($($arg),*).await,
+                        Backend::Postgres(store) => store.$name($($arg),*).await,
                     };
                     $( if let Ok(out) = &out { ($signal)(&*self.signals, out) } )?
                     out
@@ -366,4 +398,26 @@ delegate! {
     fn mark_dead(&self, outbox_id: i64, error: &str) -> Result<()>;
     /// How a run's deliveries went.
     fn deliveries(&self, run_id: RunId) -> Result<Vec<DeliveryState>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown_url;
+
+    #[test]
+    fn a_urls_password_is_never_shown() {
+        assert_eq!(
+            shown_url("postgres://chatrun:s3cret@db:5432/chatrun?sslmode=require"),
+            "postgres://chatrun:***@db:5432/chatrun?sslmode=require"
+        );
+        assert_eq!(
+            shown_url("postgres://chatrun@db/chatrun"),
+            "postgres://chatrun@db/chatrun"
+        );
+        assert_eq!(
+            shown_url("sqlite://data/chatrun.db"),
+            "sqlite://data/chatrun.db"
+        );
+        assert_eq!(shown_url("mysql://a:b@c"), "mysql://a:***@c");
+    }
 }

@@ -177,3 +177,24 @@ impl DeliveryRow {
         }
     }
 }
+
+/// How long a pending delivery holds back the later ones of its thread that report other runs
+/// (those of its own run wait for it whatever its age): a stuck reply delays another run's
+/// no longer than this.
+pub const ORDER_HOLD_MS: i64 = 60_000;
+
+/// A job's typical duration, from its last finished runs' (ms): the median, once it has any.
+pub(crate) fn typical_ms(mut durations: Vec<i64>) -> Option<i64> {
+    durations.sort_unstable();
+    durations.get(durations.len() / 2).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_typical_duration_is_the_median() {
+        assert_eq!(super::typical_ms(vec![]), None);
+        assert_eq!(super::typical_ms(vec![300, 100, 200]), Some(200));
+        assert_eq!(super::typical_ms(vec![4, 1, 3, 2]), Some(3));
+    }
+}

@@ -32,7 +32,7 @@ use super::{Error, Result, Writer, outbox};
 use crate::domain::{Ack, AckFacts, AckWords, NewRun};
 use crate::domain::{Delivery, ReplyIntent};
 use crate::domain::{RunId, RunStatus};
-use crate::store::model::Inserted;
+use crate::store::model::{Inserted, typical_ms};
 
 /// The most triggers one transaction stores.
 pub const MAX_BATCH: usize = 256;
@@ -364,19 +364,13 @@ async fn look_up<'a>(
                     Queue {
                         waiting: row.try_get(2)?,
                         running: row.try_get(3)?,
-                        typical_ms: median(durations),
+                        typical_ms: typical_ms(durations),
                     },
                 );
             }
         }
     }
     Ok((stored, queues, newest))
-}
-
-/// The median of `durations`, when there are any.
-fn median(mut durations: Vec<i64>) -> Option<i64> {
-    durations.sort_unstable();
-    durations.get(durations.len() / 2).copied()
 }
 
 /// A new run as a JSON list for [`INSERT_RUNS`], its values in the order of the columns there.
@@ -423,12 +417,3 @@ const INSERT_RUNS: &str = "insert into run (run_id, platform, team_id, team_name
         r ->> 9, r ->> 10, r ->> 11, r ->> 12, r ->> 13, r ->> 14, r ->> 15, r ->> 16, r ->> 17,
         r ->> 18, r ->> 19, r ->> 20
     from (select value as r from json_each(?1) order by key)";
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_typical_duration_is_the_median() {
-        assert_eq!(super::median(vec![]), None);
-        assert_eq!(super::median(vec![300, 100, 200]), Some(200));
-        assert_eq!(super::median(vec![4, 1, 3, 2]), Some(3));
-    }
-}

@@ -92,7 +92,7 @@ impl Flusher {
 }
 
 /// What `Flusher::counts` reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FlushCounts {
     /// Writes that waited for a sync.
     pub waits: u64,

@@ -13,17 +13,12 @@ use sqlx::{Connection, SqliteConnection};
 use super::{Result, Store};
 use crate::domain::RunId;
 use crate::domain::{Delivery, ReplyIntent};
-use crate::store::model::{DeliveryRow, DeliveryState};
+use crate::store::model::{DeliveryRow, DeliveryState, ORDER_HOLD_MS};
 
 /// The start of a statement that queues a delivery, due at once: then its run, target, body,
 /// [`thread`], due time, queue time and kind (`worded`, or `result` with an empty body).
 pub(super) const INSERT: &str =
     "insert into outbox (run_id, target, body, thread, next_attempt_at, created_at, kind)";
-
-/// How long a pending delivery holds back the later ones of its thread that report other runs
-/// (those of its own run wait for it whatever its age): a stuck reply delays another run's
-/// no longer than this.
-pub const ORDER_HOLD_MS: i64 = 60_000;
 
 /// Whether pending delivery `o` may go before the others of its thread: no earlier delivery to
 /// its thread is pending that reports the same run, or was queued after `?4` (now less
