@@ -66,7 +66,10 @@ impl App {
         })?;
         let store = Store::connect_with(&config.database_url, config.busy_timeout)
             .await
-            .with_context(|| format!("cannot open the database {}", config.database_url))?;
+            .with_context(|| {
+                let url = crate::store::shown_url(&config.database_url);
+                format!("cannot open the database {url}")
+            })?;
 
         let tokens = if config.mattermost.tokens.is_empty() {
             vec![ensure_local_token(&config.local_token_path())?]

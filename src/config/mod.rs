@@ -62,7 +62,8 @@ fn list(problems: &[Problem]) -> String {
 pub struct Config {
     /// Where the HTTP server listens.
     pub listen: SocketAddr,
-    /// sqlx SQLite URL, e.g. `sqlite://data/chatrun.db`.
+    /// sqlx URL: `sqlite://data/chatrun.db` (embedded, the default) or
+    /// `postgres://user:password@host/db` (shared by several instances).
     pub database_url: String,
     /// Folder of `*.toml` job definitions.
     pub jobs_dir: PathBuf,
@@ -70,7 +71,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Base of links in chat replies, without a trailing slash.
     pub public_url: String,
-    /// How many runs may execute at once.
+    /// How many runs may execute at once here; 0: none (other instances run them).
     pub workers: usize,
     /// How long a worker's claim on a run lasts without a heartbeat.
     pub lease: Duration,
@@ -305,6 +306,21 @@ mod tests {
     }
 
     #[test]
+    fn the_database_is_sqlite_or_postgres_and_its_password_is_never_repeated() {
+        let url = "postgres://chatrun:s3cret@db/chatrun";
+        let config = Config::parse("t", &format!("database_url = \"{url}\""), Vec::new()).unwrap();
+        assert_eq!(config.database_url, url);
+        let err = Config::parse("t", "database_url = \"mysql://u:s3cret@db/x\"", Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("mysql://u:***@db/x") && err.contains("postgres://"),
+            "{err}"
+        );
+        assert!(!err.contains("s3cret"), "{err}");
+    }
+
+    #[test]
     fn empty_text_gives_the_embedded_defaults() {
         let config = Config::parse("embedded defaults", "", env(&[])).unwrap();
         assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
@@ -372,7 +388,7 @@ mod tests {
     fn lists_every_problem_with_its_key() {
         let err = Config::parse(
             "bad.toml",
-            "listen = \"nowhere\"\nworkers = 0\npublic_url = \"ftp://x\"\n[mattermost]\nurl = \"mm:8065\"\n",
+            "listen = \"nowhere\"\nworkers = 300\npublic_url = \"ftp://x\"\n[mattermost]\nurl = \"mm:8065\"\n",
             env(&[]),
         )
         .unwrap_err();
@@ -413,8 +429,12 @@ mod tests {
 
     #[test]
     fn a_problem_with_a_value_from_the_environment_names_the_variable() {
-        let err =
-            Config::parse("c.toml", "workers = 2\n", env(&[("CHATRUN_WORKERS", "0")])).unwrap_err();
+        let err = Config::parse(
+            "c.toml",
+            "workers = 2\n",
+            env(&[("CHATRUN_WORKERS", "300")]),
+        )
+        .unwrap_err();
         assert_eq!(err.0.len(), 1, "{err}");
         assert_eq!(err.0[0].source, "CHATRUN_WORKERS (environment)");
         assert_eq!(err.0[0].key, "workers");

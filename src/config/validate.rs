@@ -30,12 +30,16 @@ impl Config {
                     .expect("the default address parses")
             }
         };
-        if !raw.database_url.starts_with("sqlite:") {
+        if !["sqlite:", "postgres://", "postgresql://"]
+            .iter()
+            .any(|scheme| raw.database_url.starts_with(scheme))
+        {
             problem(
                 "database_url",
                 format!(
-                    "`{}` is not a SQLite URL, e.g. `sqlite://data/chatrun.db`",
-                    raw.database_url
+                    "`{}` is neither a SQLite URL (`sqlite://data/chatrun.db`) nor a Postgres \
+                     one (`postgres://chatrun:secret@db/chatrun`)",
+                    crate::store::shown_url(&raw.database_url)
                 ),
             );
         }
@@ -51,10 +55,12 @@ impl Config {
             }
             None => default_public_url(listen),
         };
-        if raw.workers == 0 || raw.workers > 256 {
+        // 0: an instance that answers chat and serves pages while others on the same
+        // database run the steps.
+        if raw.workers > 256 {
             problem(
                 "workers",
-                format!("{} is out of range: 1 to 256", raw.workers),
+                format!("{} is out of range: 0 to 256", raw.workers),
             );
         }
         if raw.lease_secs < 2 {

@@ -33,13 +33,13 @@ async fn check_lists_every_problem_of_config_and_jobs_and_fails() {
         "[[steps]]\nname = \"x\"\nrun = [\"true\"]\n",
     )
     .unwrap();
-    std::fs::write(dir.path().join("chatrun.toml"), "workers = 0\n").unwrap();
+    std::fs::write(dir.path().join("chatrun.toml"), "workers = 300\n").unwrap();
 
     let output = chatrun(dir.path(), &["check"]).await;
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("chatrun.toml: workers: 0 is out of range"),
+        stderr.contains("chatrun.toml: workers: 300 is out of range"),
         "{stderr}"
     );
 

@@ -139,7 +139,10 @@ pub async fn spawn_app_with_chat(chat_url: &str, extra: &str) -> TestApp {
     launch(dir, unused, &[("build", BUILD_JOB)], extra, Some(chat_url)).await
 }
 
-async fn launch(
+/// Starts chatrun in `dir` with `jobs`, its Mattermost REST API and Teams Workflows URL at
+/// `chat_url` when given (else at fakes of its own), and `extra` added to its configuration as
+/// in [`start_with`] (a top-level `database_url` there replaces the SQLite file in `dir`).
+pub async fn launch(
     dir: TempDir,
     mattermost: MockServer,
     jobs: &[(&str, &str)],
@@ -159,7 +162,12 @@ async fn launch(
         .unwrap_or(extra.lines().count());
     let top: Vec<&str> = extra.lines().take(tables_at).collect();
     let tables: Vec<&str> = extra.lines().skip(tables_at).collect();
+    let database = format!(
+        "database_url = \"sqlite://{}/chatrun.db\"",
+        dir.path().display()
+    );
     let defaults = [
+        database.as_str(),
         "workers = 2",
         "kill_grace_secs = 1",
         "shutdown_grace_secs = 1",
@@ -205,7 +213,6 @@ async fn launch(
         &format!(
             r#"
 listen = "127.0.0.1:0"
-database_url = "sqlite://{dir}/chatrun.db"
 jobs_dir = "{dir}/jobs"
 data_dir = "{dir}/data"
 {top_level}

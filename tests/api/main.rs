@@ -14,8 +14,11 @@ mod mattermost;
 mod outbox;
 mod output;
 mod policies;
+mod postgres;
 mod queue;
 mod secrets;
 mod spawned;
 mod teams;
+#[path = "../support/postgres.rs"]
+mod throwaway_postgres;
 mod unavailable;
