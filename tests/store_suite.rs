@@ -66,6 +66,8 @@ suite!(
     a_stuck_reply_holds_back_its_own_runs_next_and_another_runs_for_a_minute_at_most,
     a_cancel_request_reaches_the_runs_worker_through_its_renewal,
     a_queued_run_or_delivery_wakes_the_loops_waiting_on_the_store,
+    a_session_lives_until_it_expires_or_ends,
+    a_users_requests_are_counted_in_a_sliding_minute,
 );
 
 /// Two handles on one database, as two chatrun instances have: one test per backend.
@@ -100,6 +102,7 @@ macro_rules! two_instances {
 }
 
 two_instances!(
+    a_session_and_a_key_made_on_one_instance_hold_on_the_other,
     a_trigger_delivered_to_both_instances_makes_one_run,
     a_jobs_concurrency_holds_across_instances,
     each_delivery_is_claimed_by_one_instance,
@@ -167,6 +170,86 @@ mod notifications_on_postgres {
         assert!(stored);
         within_10s(work, "wake-up after a slot freed on the other instance").await;
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_rate_limit_counts_a_users_requests_to_every_instance() {
+        let Some(url) = super::postgres::database() else {
+            return;
+        };
+        let a = Store::connect(&url).await.unwrap();
+        let b = Store::connect(&url).await.unwrap();
+        // Ten at once, five to each: three allowed in all.
+        let tasks: Vec<_> = (0..10)
+            .map(|i| {
+                let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+                tokio::spawn(async move { store.count_request("mm:u1", 1000, 3).await.unwrap() })
+            })
+            .collect();
+        let mut allowed = 0;
+        for task in tasks {
+            allowed += usize::from(task.await.unwrap().is_none());
+        }
+        assert_eq!(allowed, 3);
+    }
+}
+
+async fn a_session_lives_until_it_expires_or_ends(store: Store) {
+    store
+        .create_session("h1", "alice", 100, 1000)
+        .await
+        .unwrap();
+    store.create_session("h2", "bob", 100, 2000).await.unwrap();
+    assert_eq!(
+        store.session_user("h1", 999).await.unwrap().as_deref(),
+        Some("alice")
+    );
+    assert_eq!(
+        store.session_user("h1", 1000).await.unwrap(),
+        None,
+        "expired"
+    );
+    assert_eq!(store.session_user("nope", 100).await.unwrap(), None);
+    store.end_session("h2").await.unwrap();
+    assert_eq!(
+        store.session_user("h2", 100).await.unwrap(),
+        None,
+        "signed out"
+    );
+}
+
+async fn a_users_requests_are_counted_in_a_sliding_minute(store: Store) {
+    assert_eq!(store.count_request("mm:u1", 0, 2).await.unwrap(), None);
+    assert_eq!(store.count_request("mm:u1", 10_000, 2).await.unwrap(), None);
+    assert_eq!(
+        store.count_request("mm:u2", 10_000, 2).await.unwrap(),
+        None,
+        "per user"
+    );
+    assert_eq!(
+        store.count_request("mm:u1", 20_000, 2).await.unwrap(),
+        Some(40_000),
+        "the third waits until the first is a minute old"
+    );
+    assert_eq!(store.count_request("mm:u1", 60_000, 2).await.unwrap(), None);
+    assert_eq!(
+        store.count_request("mm:u1", 60_000, 0).await.unwrap(),
+        None,
+        "0: no limit"
+    );
+}
+
+async fn a_session_and_a_key_made_on_one_instance_hold_on_the_other(a: Store, b: Store) {
+    a.create_session("h1", "alice", 100, 1000).await.unwrap();
+    assert_eq!(
+        b.session_user("h1", 200).await.unwrap().as_deref(),
+        Some("alice")
+    );
+    b.end_session("h1").await.unwrap();
+    assert_eq!(a.session_user("h1", 200).await.unwrap(), None);
+    // The first instance to ask makes the key; the other gets the same one.
+    let key = a.secret("form_key", &[1; 32]).await.unwrap();
+    assert_eq!(key, [1; 32]);
+    assert_eq!(b.secret("form_key", &[2; 32]).await.unwrap(), key);
 }
 
 async fn a_trigger_delivered_to_both_instances_makes_one_run(a: Store, b: Store) {

@@ -100,16 +100,18 @@ impl App {
         let teams = chat::teams::Client::new(client, config.teams.clone());
         let chat = chat::Registry::new(vec![Arc::new(mattermost.clone()), Arc::new(teams)]);
 
+        let sessions = crate::http::auth::Sessions::load(store.clone())
+            .await
+            .context("cannot read the web sessions' key from the database")?;
         let state = AppState::new(crate::http::Shared {
             service: crate::service::Context {
                 logs: crate::logs::LogStore::files(config.logs_dir(), config.max_log_bytes),
                 store,
                 catalog: Arc::new(catalog),
                 config: Arc::new(config),
-                rate: Arc::new(crate::service::RateLimit::default()),
                 chat,
             },
-            sessions: Arc::new(crate::http::auth::Sessions::default()),
+            sessions: Arc::new(sessions),
             draining: CancellationToken::new(),
         });
         Ok(Self {

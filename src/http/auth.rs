@@ -3,13 +3,12 @@
 //! Open without a login when `listen` is a loopback address (or `web.open = true`). Otherwise a
 //! request needs one of: the header a trusted reverse proxy sets (`web.trust_header`), HTTP
 //! Basic credentials (for scripts), or the session cookie `/login` sets. Passwords are the
-//! shared `web.password` (compared in constant time) or a user's Argon2 hash. Sessions live in
-//! memory: a restart signs everyone out. Webhooks keep their own authentication and never pass
-//! through here.
+//! shared `web.password` (compared in constant time) or a user's Argon2 hash. Sessions are kept
+//! in the store (by the SHA-256 of their token), so they outlive a restart and every instance on
+//! a shared database knows them. Webhooks keep their own authentication and never pass through
+//! here.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -25,80 +24,94 @@ use subtle::ConstantTimeEq;
 
 use super::AppState;
 use crate::config::Web;
+use crate::store::{Store, now_ms};
 
 /// The session cookie's name.
 pub const COOKIE: &str = "chatrun_session";
 /// How long a session lasts.
 const SESSION: Duration = Duration::from_secs(12 * 3600);
 
-/// Signed-in sessions: token → (user, expiry); and the key of the forms' cross-site tokens.
+/// Signed-in sessions, kept in the store; and the key of the forms' cross-site tokens, made
+/// once and kept there too (so a form from one instance is accepted by another).
 #[derive(Debug)]
 pub struct Sessions {
-    map: Mutex<HashMap<String, (String, Instant)>>,
-    form_key: [u8; 32],
-}
-
-impl Default for Sessions {
-    fn default() -> Self {
-        let mut form_key = [0u8; 32];
-        // Without randomness every token would be guessable: then no form is ever accepted.
-        if getrandom::fill(&mut form_key).is_err() {
-            form_key = [0; 32];
-        }
-        Self {
-            map: Mutex::default(),
-            form_key,
-        }
-    }
+    store: Store,
+    form_key: Vec<u8>,
 }
 
 impl Sessions {
+    /// The sessions of `store`, with its forms' key (made now if it has none).
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn load(store: Store) -> crate::store::Result<Self> {
+        let mut fresh = [0u8; 32];
+        // Without randomness every token would be guessable: then no form is ever accepted.
+        let form_key = if getrandom::fill(&mut fresh).is_ok() {
+            store.secret("form_key", &fresh).await?
+        } else {
+            Vec::new()
+        };
+        Ok(Self { store, form_key })
+    }
+
     /// The token a form of `user` carries, so that another site cannot post it for them.
     pub fn form_token(&self, user: &str) -> String {
         let mut hasher = Sha256::new();
-        hasher.update(self.form_key);
+        hasher.update(&self.form_key);
         hasher.update(user.as_bytes());
-        hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        hex(&hasher.finalize())
     }
 
     /// Whether `token` is `user`'s form token (constant time).
     pub fn check_form_token(&self, user: &str, token: &str) -> bool {
-        self.form_key != [0; 32]
+        !self.form_key.is_empty()
             && bool::from(self.form_token(user).as_bytes().ct_eq(token.as_bytes()))
     }
 
-    fn create(&self, user: &str) -> String {
+    /// A new session of `user`: its token, or none when there is no randomness or no database.
+    async fn create(&self, user: &str) -> Option<String> {
         let mut bytes = [0u8; 32];
         // N.B. a failing random source must not yield a guessable token: refuse instead.
-        if getrandom::fill(&mut bytes).is_err() {
-            return String::new();
+        getrandom::fill(&mut bytes).ok()?;
+        let token = hex(&bytes);
+        let now = now_ms();
+        let expires_at = now + crate::store::ms(SESSION);
+        match self
+            .store
+            .create_session(&hex(&Sha256::digest(&token)), user, now, expires_at)
+            .await
+        {
+            Ok(()) => Some(token),
+            Err(err) => {
+                tracing::error!(error = ?err, "cannot store a web session");
+                None
+            }
         }
-        let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        self.lock()
-            .insert(token.clone(), (user.to_string(), Instant::now() + SESSION));
-        token
     }
 
-    fn user(&self, token: &str) -> Option<String> {
-        let mut map = self.lock();
-        let now = Instant::now();
-        map.retain(|_, (_, expires)| *expires > now);
-        map.get(token).map(|(user, _)| user.clone())
+    /// The user of session `token`, if it is live (none when the database cannot say).
+    async fn user(&self, token: &str) -> Option<String> {
+        let hash = hex(&Sha256::digest(token));
+        match self.store.session_user(&hash, now_ms()).await {
+            Ok(user) => user,
+            Err(err) => {
+                tracing::error!(error = ?err, "cannot read the web sessions");
+                None
+            }
+        }
     }
 
-    fn remove(&self, token: &str) {
-        self.lock().remove(token);
+    async fn remove(&self, token: &str) {
+        if let Err(err) = self.store.end_session(&hex(&Sha256::digest(token))).await {
+            tracing::error!(error = ?err, "cannot end a web session");
+        }
     }
+}
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, Instant)>> {
-        self.map
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Whether `user` with `password` may sign in.
@@ -135,7 +148,7 @@ pub fn hash_password(password: &str) -> anyhow::Result<String> {
 }
 
 /// Who a request comes from, if anyone signed in.
-pub fn signed_in(state: &AppState, headers: &HeaderMap) -> Option<String> {
+pub async fn signed_in(state: &AppState, headers: &HeaderMap) -> Option<String> {
     let web = &state.config.web;
     if let Some(name) = &web.trust_header
         && let Some(user) = headers.get(name.as_str()).and_then(|v| v.to_str().ok())
@@ -154,7 +167,8 @@ pub fn signed_in(state: &AppState, headers: &HeaderMap) -> Option<String> {
     {
         return Some(user.to_string());
     }
-    cookie(headers, COOKIE).and_then(|token| state.sessions.user(&token))
+    let token = cookie(headers, COOKIE)?;
+    state.sessions.user(&token).await
 }
 
 fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -197,7 +211,7 @@ pub async fn require_login(
     request: Request,
     next: Next,
 ) -> Response {
-    if state.config.web.open || signed_in(&state, request.headers()).is_some() {
+    if state.config.web.open || signed_in(&state, request.headers()).await.is_some() {
         return next.run(request).await;
     }
     let path = request.uri().path().to_string();
@@ -292,10 +306,9 @@ pub async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -
         )
             .into_response();
     }
-    let token = state.sessions.create(user);
-    if token.is_empty() {
+    let Some(token) = state.sessions.create(user).await else {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
-    }
+    };
     let secure = if state.config.public_url.starts_with("https://") {
         "; Secure"
     } else {
@@ -317,7 +330,7 @@ pub async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -
 /// `POST /logout`.
 pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if let Some(token) = cookie(&headers, COOKIE) {
-        state.sessions.remove(&token);
+        state.sessions.remove(&token).await;
     }
     (
         [(

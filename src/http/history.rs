@@ -284,7 +284,7 @@ async fn run_page(
     super::RunNumber(id): super::RunNumber,
     headers: axum::http::HeaderMap,
 ) -> Result<RunPage, Error> {
-    let user = super::auth::signed_in(&state, &headers);
+    let user = super::auth::signed_in(&state, &headers).await;
     let run = state
         .store
         .get_run(RunId(id))
@@ -643,6 +643,7 @@ async fn form_user_and_run(
     id: i64,
 ) -> Result<(String, RunRow), Error> {
     let user = super::auth::signed_in(state, headers)
+        .await
         .ok_or(Error::Forbidden("sign in to cancel or rerun runs"))?;
     if !super::auth::same_origin(headers, &state.config.public_url)
         || !state.sessions.check_form_token(&user, token)

@@ -40,15 +40,19 @@ pub async fn execute(
             .collect()
     };
     if matches!(command, Command::Run { .. } | Command::Retry { .. })
-        && let Err(wait) = ctx.rate.check(
-            &format!("{}:{}", base.origin.platform, base.origin.user_id),
-            ctx.config.rate_limit_per_minute,
-        )
+        && let Some(wait_ms) = ctx
+            .store
+            .count_request(
+                &format!("{}:{}", base.origin.platform, base.origin.user_id),
+                now_ms(),
+                i64::try_from(ctx.config.rate_limit_per_minute).unwrap_or(i64::MAX),
+            )
+            .await?
     {
         return Ok(Answer::Text(words::notice(&format!(
             "slow down, please: {} runs a minute at most; try again in {}s",
             ctx.config.rate_limit_per_minute,
-            wait.as_secs().max(1)
+            (wait_ms / 1000).max(1)
         ))));
     }
     let text = match command {

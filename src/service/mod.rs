@@ -4,30 +4,26 @@
 
 mod command;
 mod enqueue;
-mod rate;
 mod stop;
 
 use std::sync::Arc;
 
 pub use command::{Answer, execute};
 pub use enqueue::{Refusal, enqueue};
-pub use rate::RateLimit;
 pub use stop::{Stopped, stop};
 
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::store::Store;
 
-/// What the use cases reach: the store (which also wakes the workers and the outbox, and carries
-/// cancel requests to the runs' workers), the jobs, the configuration, the rate limit and the
-/// platforms.
+/// What the use cases reach: the store (which also wakes the workers and the outbox, carries
+/// cancel requests to the runs' workers and counts the rate limit), the jobs, the configuration
+/// and the platforms.
 #[derive(Debug)]
 pub struct Context {
     pub store: Store,
     pub catalog: Arc<Catalog>,
     pub config: Arc<Config>,
-    /// Requests that started runs, per user, for the rate limit.
-    pub rate: Arc<RateLimit>,
     /// The platforms replies go to.
     pub chat: crate::chat::Registry,
     /// Where the runs' logs are kept.

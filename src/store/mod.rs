@@ -398,6 +398,16 @@ delegate! {
     fn mark_dead(&self, outbox_id: i64, error: &str) -> Result<()>;
     /// How a run's deliveries went.
     fn deliveries(&self, run_id: RunId) -> Result<Vec<DeliveryState>>;
+    /// Records a web session.
+    fn create_session(&self, token_hash: &str, user: &str, now: i64, expires_at: i64) -> Result<()>;
+    /// The user of a live web session.
+    fn session_user(&self, token_hash: &str, now: i64) -> Result<Option<String>>;
+    /// Ends a web session.
+    fn end_session(&self, token_hash: &str) -> Result<()>;
+    /// A key made once and kept: `fresh` the first time.
+    fn secret(&self, name: &str, fresh: &[u8]) -> Result<Vec<u8>>;
+    /// Counts a request for the rate limit, or says how long (ms) until the next is allowed.
+    fn count_request(&self, key: &str, now: i64, per_minute: i64) -> Result<Option<i64>>;
 }
 
 #[cfg(test)]

@@ -183,6 +183,31 @@ impl DeliveryRow {
 /// no longer than this.
 pub const ORDER_HOLD_MS: i64 = 60_000;
 
+/// The rate limit's window: a user may start this many runs in any minute.
+pub const RATE_WINDOW_MS: i64 = 60_000;
+
+/// Counts a request at `now` among `recent` (the times of the same user's earlier requests,
+/// oldest first, pruned here to the window) when fewer than `per_minute` fall in the window;
+/// otherwise, how long (ms) until the oldest leaves it. 0 means no limit.
+pub(crate) fn count_in_window(
+    recent: &mut std::collections::VecDeque<i64>,
+    now: i64,
+    per_minute: i64,
+) -> Option<i64> {
+    if per_minute <= 0 {
+        return None;
+    }
+    while recent.front().is_some_and(|at| now - at >= RATE_WINDOW_MS) {
+        recent.pop_front();
+    }
+    if i64::try_from(recent.len()).unwrap_or(i64::MAX) >= per_minute {
+        let oldest = recent.front().copied().unwrap_or(now);
+        return Some(RATE_WINDOW_MS - (now - oldest));
+    }
+    recent.push_back(now);
+    None
+}
+
 /// A job's typical duration, from its last finished runs' (ms): the median, once it has any.
 pub(crate) fn typical_ms(mut durations: Vec<i64>) -> Option<i64> {
     durations.sort_unstable();
@@ -191,6 +216,22 @@ pub(crate) fn typical_ms(mut durations: Vec<i64>) -> Option<i64> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_user_gets_per_minute_requests_in_any_minute() {
+        let mut recent = std::collections::VecDeque::new();
+        assert_eq!(super::count_in_window(&mut recent, 0, 2), None);
+        assert_eq!(super::count_in_window(&mut recent, 10_000, 2), None);
+        // The third within the minute waits until the first is a minute old.
+        assert_eq!(super::count_in_window(&mut recent, 20_000, 2), Some(40_000));
+        assert_eq!(super::count_in_window(&mut recent, 60_000, 2), None);
+        assert_eq!(recent, [10_000, 60_000], "refused requests are not counted");
+        assert_eq!(
+            super::count_in_window(&mut recent, 60_001, 0),
+            None,
+            "0: no limit"
+        );
+    }
+
     #[test]
     fn the_typical_duration_is_the_median() {
         assert_eq!(super::typical_ms(vec![]), None);

@@ -2,8 +2,11 @@
 //! SIGKILL at random moments and restarted, with a Mattermost that answers some posts with 500
 //! and 429. At the end every acknowledged trigger has exactly one run, every run is finished,
 //! every result reached the fake Mattermost exactly once, in the trigger's thread, and no
-//! process of a killed run is left. Three variants: a Mattermost that works, one whose channel
-//! the bot cannot search (403), and one that is down as the first triggers come.
+//! process of a killed run is left, and no run was executed more often than it was claimed (its
+//! step writes its number to a file). Three variants: a Mattermost that works, one whose channel
+//! the bot cannot search (403), and one that is down as the first triggers come; and a fourth on
+//! Postgres: two chatruns on one database, the triggers sent alternately to each, one of them
+//! killed and restarted while the other goes on.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -20,8 +23,11 @@ use serde_json::{Value, json};
 
 use crate::helpers::{TOKEN, wait_for_within};
 
-/// Distinct triggers in the burst.
+/// Distinct triggers in the burst (on one SQLite chatrun; [`SHARED_TRIGGERS`] on two sharing
+/// Postgres).
 const TRIGGERS: usize = 400;
+/// Distinct triggers in the burst sent to two instances sharing Postgres.
+const SHARED_TRIGGERS: usize = 500;
 /// SIGKILLs during the burst.
 const KILLS: usize = 5;
 /// Marks the step processes of this test in their environment.
@@ -180,9 +186,11 @@ async fn channel_posts(
     )
 }
 
-/// The chatrun process under test, restarted on the same port, folder and database.
+/// A chatrun process under test, restarted on the same port, folder and database.
 struct Server {
     dir: std::path::PathBuf,
+    /// Its configuration file in `dir`.
+    config: String,
     child: Option<tokio::process::Child>,
     starts: usize,
 }
@@ -190,10 +198,13 @@ struct Server {
 impl Server {
     async fn start(&mut self) {
         self.starts += 1;
-        let log =
-            std::fs::File::create(self.dir.join(format!("chatrun-{}.log", self.starts))).unwrap();
+        let log = std::fs::File::create(
+            self.dir
+                .join(format!("{}-{}.log", self.config, self.starts)),
+        )
+        .unwrap();
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_chatrun"))
-            .args(["serve", "--config", "chatrun.toml"])
+            .args(["serve", "--config", &self.config])
             .current_dir(&self.dir)
             .env("RUST_LOG", "info")
             .stdout(log.try_clone().unwrap())
@@ -280,86 +291,136 @@ const ROUNDS: usize = 2;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acknowledged_triggers_survive_sigkill_with_one_run_and_one_threaded_reply_each() {
     for _ in 0..ROUNDS {
-        burst(Trouble::Faults).await;
+        burst(Trouble::Faults, None).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn each_reply_arrives_once_when_the_channel_cannot_be_searched() {
     for _ in 0..ROUNDS {
-        burst(Trouble::NoSearch).await;
+        burst(Trouble::NoSearch, None).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn each_reply_arrives_once_in_its_thread_when_mattermost_is_down_as_triggers_come() {
     for _ in 0..ROUNDS {
-        burst(Trouble::DownAtFirst).await;
+        burst(Trouble::DownAtFirst, None).await;
     }
 }
 
-async fn burst(trouble: Trouble) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_on_postgres_lose_nothing_while_one_is_killed_again_and_again() {
+    let Some(url) = crate::throwaway_postgres::database() else {
+        return;
+    };
+    burst(Trouble::Faults, Some(&url)).await;
+}
+
+/// A port below the ephemeral range (32768 and up): while a chatrun is down between a kill and
+/// its restart, no other test's socket or outgoing connection can be given its port.
+fn fixed_port() -> u16 {
+    (0..100)
+        .map(|_| 20_000 + u16::try_from(random_below(10_000)).unwrap())
+        .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
+        .expect("a free port below the ephemeral range")
+}
+
+/// The burst on one chatrun with its SQLite file, or (`shared`: a Postgres URL) on two chatruns
+/// sharing that database, of which the first is the one killed.
+async fn burst(trouble: Trouble, shared: Option<&str>) {
+    let triggers = if shared.is_some() {
+        SHARED_TRIGGERS
+    } else {
+        TRIGGERS
+    };
     let dir = tempfile::tempdir().unwrap();
     let marker = format!("{}-{trouble:?}", std::process::id());
     let fake = FakeMattermost::new(trouble);
     let mattermost = fake.clone().start().await;
-    // A port below the ephemeral range (32768 and up): while chatrun is down between a kill and
-    // its restart, no other test's socket or outgoing connection can be given its port.
-    let port = (0..100)
-        .map(|_| 20_000 + u16::try_from(random_below(10_000)).unwrap())
-        .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
-        .expect("a free port below the ephemeral range");
     std::fs::create_dir(dir.path().join("jobs")).unwrap();
+    let marks = dir.path().join("executed.txt");
     let job = |retry: bool| {
         format!(
             "retry_interrupted = {retry}\nconcurrency = 8\nqueue_limit = 0\ntimeout = \"4s\"\n\
              [params.secs]\nchoices = [\"0.1\", \"300\"]\npositional = 1\n\
-             [[steps]]\nname = \"Work\"\nrun = [\"sleep\", \"{{secs}}\"]\n\
-             env = {{ {MARKER} = \"{marker}\" }}\n"
+             [[steps]]\nname = \"Work\"\n\
+             run = [\"sh\", \"-c\", \"echo $CHATRUN_RUN_ID >> '{marks}'; exec sleep $1\", \"sh\", \"{{secs}}\"]\n\
+             env = {{ {MARKER} = \"{marker}\" }}\n",
+            marks = marks.display()
         )
     };
     std::fs::write(dir.path().join("jobs/work.toml"), job(false)).unwrap();
     std::fs::write(dir.path().join("jobs/again.toml"), job(true)).unwrap();
-    std::fs::write(
-        dir.path().join("chatrun.toml"),
-        format!(
-            "listen = \"127.0.0.1:{port}\"\nworkers = 8\nrate_limit_per_minute = 0\n\
-             lease_secs = 3\nkill_grace_secs = 1\nshutdown_grace_secs = 1\n\
-             [mattermost]\ntokens = [\"{TOKEN}\"]\nurl = \"http://{mattermost}\"\n\
-             bot_token = \"bot-token-for-the-crash-test\"\nbot_user_id = \"bot00000000000000000000000\"\n\
-             [outbox]\nretry_base_ms = 50\nretry_max_secs = 1\n"
-        ),
-    )
-    .unwrap();
-    let mut server = Server {
-        dir: dir.path().to_path_buf(),
-        child: None,
-        starts: 0,
-    };
-    server.start().await;
-    let base = format!("http://127.0.0.1:{port}");
+    // One chatrun, or two sharing Postgres: each its own port, data folder and log.
+    let database_url = shared.map_or_else(
+        || format!("sqlite://{}/data/chatrun.db", dir.path().display()),
+        String::from,
+    );
+    let mut servers = Vec::new();
+    for name in if shared.is_some() {
+        &["a", "b"][..]
+    } else {
+        &["chatrun"][..]
+    } {
+        let port = fixed_port();
+        let config = format!("{name}.toml");
+        std::fs::write(
+            dir.path().join(&config),
+            format!(
+                "listen = \"127.0.0.1:{port}\"\nworkers = 8\nrate_limit_per_minute = 0\n\
+                 database_url = \"{database_url}\"\ndata_dir = \"data-{name}\"\n\
+                 lease_secs = 3\nkill_grace_secs = 1\nshutdown_grace_secs = 1\n\
+                 [mattermost]\ntokens = [\"{TOKEN}\"]\nurl = \"http://{mattermost}\"\n\
+                 bot_token = \"bot-token-for-the-crash-test\"\nbot_user_id = \"bot00000000000000000000000\"\n\
+                 [outbox]\nretry_base_ms = 50\nretry_max_secs = 1\n"
+            ),
+        )
+        .unwrap();
+        let mut server = Server {
+            dir: dir.path().to_path_buf(),
+            config,
+            child: None,
+            starts: 0,
+        };
+        server.start().await;
+        servers.push((server, format!("http://127.0.0.1:{port}")));
+    }
+    let bases: Vec<String> = servers.iter().map(|(_, base)| base.clone()).collect();
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
-    let healthy = || async {
-        let ok = client.get(format!("{base}/healthz")).send().await;
-        ok.is_ok_and(|r| r.status().is_success()).then_some(())
+    let healthy = |base: String| {
+        let client = client.clone();
+        async move {
+            let ok = client.get(format!("{base}/healthz")).send().await;
+            ok.is_ok_and(|r| r.status().is_success()).then_some(())
+        }
     };
-    wait_for_within(Duration::from_secs(30), healthy).await;
+    for base in &bases {
+        wait_for_within(Duration::from_secs(30), || healthy(base.clone())).await;
+    }
 
     // The burst: 10 senders, each trigger sent until it is acknowledged (as a chat server or
-    // a user would send it again), paced so that the kills fall in the middle of it.
+    // a user would send it again), paced so that the kills fall in the middle of it. With two
+    // instances, the triggers go alternately to each, and a trigger sent again goes to the
+    // other (as a load balancer would send it).
     let acked = Arc::new(Mutex::new(BTreeSet::new()));
     let refused = Arc::new(Mutex::new(Vec::new()));
     let senders: Vec<_> = (0..10)
         .map(|sender| {
-            let (client, base, acked, refused) =
-                (client.clone(), base.clone(), acked.clone(), refused.clone());
+            let (client, bases, acked, refused) = (
+                client.clone(),
+                bases.clone(),
+                acked.clone(),
+                refused.clone(),
+            );
             tokio::spawn(async move {
-                for i in (sender..TRIGGERS).step_by(10) {
-                    loop {
+                for i in (sender..triggers).step_by(10) {
+                    for attempt in 0.. {
+                        let base = &bases[(i + attempt) % bases.len()];
                         let sent = client
                             .post(format!("{base}/hooks/mattermost"))
                             .header("content-type", "application/x-www-form-urlencoded")
@@ -392,14 +453,16 @@ async fn burst(trouble: Trouble) {
 
     for _ in 0..KILLS {
         tokio::time::sleep(Duration::from_millis(300 + random_below(900))).await;
+        let (server, base) = &mut servers[0];
         server.kill().await;
         server.start().await;
         // As wait_for_within, but a restart that does not come up shows its log.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while healthy().await.is_none() {
+        while healthy(base.clone()).await.is_none() {
             if tokio::time::Instant::now() >= deadline {
                 let log = std::fs::read_to_string(
-                    dir.path().join(format!("chatrun-{}.log", server.starts)),
+                    dir.path()
+                        .join(format!("{}-{}.log", server.config, server.starts)),
                 )
                 .unwrap_or_default();
                 panic!("chatrun did not answer within 30 s of its restart; its log:\n{log}");
@@ -412,12 +475,7 @@ async fn burst(trouble: Trouble) {
     }
 
     // Every run finishes and every reply is settled (sent or given up).
-    let store = Store::connect(&format!(
-        "sqlite://{}/data/chatrun.db",
-        dir.path().display()
-    ))
-    .await
-    .unwrap();
+    let store = Store::connect(&database_url).await.unwrap();
     let runs = wait_for_within(Duration::from_secs(120), || async {
         let runs = store
             .search_runs(&RunFilter::default(), None, 10_000)
@@ -438,7 +496,7 @@ async fn burst(trouble: Trouble) {
 
     // Exactly one run per acknowledged trigger (and none for triggers never sent).
     let acked = acked.lock().unwrap().clone();
-    assert_eq!(acked.len(), TRIGGERS);
+    assert_eq!(acked.len(), triggers);
     let by_message: BTreeMap<&str, Vec<RunId>> = runs.iter().fold(BTreeMap::new(), |mut m, r| {
         m.entry(r.message_id.as_str())
             .or_insert_with(Vec::new)
@@ -491,6 +549,25 @@ async fn burst(trouble: Trouble) {
         );
     }
 
+    // No run executed more often than it was claimed, and every run that succeeded executed.
+    let executed = std::fs::read_to_string(&marks).unwrap_or_default();
+    let mut times: BTreeMap<i64, i64> = BTreeMap::new();
+    for line in executed.lines() {
+        *times.entry(line.trim().parse().unwrap()).or_default() += 1;
+    }
+    for run in &runs {
+        let n = times.get(&run.run_id.0).copied().unwrap_or(0);
+        assert!(
+            n <= run.attempt,
+            "run #{} executed {n} times in {} claims",
+            run.run_id,
+            run.attempt
+        );
+        if run.status.as_str() == "succeeded" {
+            assert!(n >= 1, "run #{} succeeded without executing", run.run_id);
+        }
+    }
+
     // Nothing a killed chatrun started is still running (left alone, they would sleep for
     // minutes).
     wait_for_within(Duration::from_secs(5), || async {
@@ -503,18 +580,25 @@ async fn burst(trouble: Trouble) {
         m
     });
     let attempts = runs.iter().filter(|r| r.attempt > 1).count();
+    let starts: usize = servers.iter().map(|(server, _)| server.starts).sum();
     eprintln!(
-        "{trouble:?}: {TRIGGERS} triggers, {} chatrun starts, {} refusals: runs {statuses:?}, \
-         {attempts} run again, {} result posts, {} repeats dropped by pending_post_id, \
-         {maybe_twice} sent without knowing",
-        server.starts,
+        "{trouble:?}{}: {triggers} triggers, {starts} chatrun starts, {} refusals: runs \
+         {statuses:?}, {attempts} run again, {} result posts, {} repeats dropped by \
+         pending_post_id, {maybe_twice} sent without knowing",
+        if shared.is_some() {
+            " on Postgres, two instances"
+        } else {
+            ""
+        },
         refused.lock().unwrap().len(),
         posts.len(),
         fake.dropped.lock().unwrap()
     );
-    assert!(statuses.get("succeeded").copied().unwrap_or(0) > TRIGGERS / 2);
+    assert!(statuses.get("succeeded").copied().unwrap_or(0) > triggers / 2);
 
     // A clean stop after all that: exit 0.
     store.close().await;
-    assert!(server.terminate().await.success());
+    for (server, _) in &mut servers {
+        assert!(server.terminate().await.success());
+    }
 }

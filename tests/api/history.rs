@@ -2,7 +2,7 @@
 
 use chatrun::domain::{RunId, RunStatus};
 
-use crate::helpers::spawn_app_with;
+use crate::helpers::{BUILD_JOB, spawn_app_with};
 
 #[tokio::test]
 async fn the_history_lists_the_run_and_escapes_what_a_job_printed() {
@@ -685,4 +685,56 @@ run = ["printf", '\033[1;31merror\033[0m: <not a tag> \033[32mok\033[0m\n']
         "{page}"
     );
     assert!(!page.contains('\u{1b}'), "no raw escape codes");
+}
+
+/// Signs in on `base` with the shared password: the session cookie (`name=value`).
+pub async fn sign_in(base: &str) -> String {
+    let response = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .post(format!("{base}/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("password=a+shared+secret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    let cookie = response.headers()["set-cookie"].to_str().unwrap();
+    cookie.split(';').next().unwrap().to_string()
+}
+
+/// The status of `path` on `base` with `cookie`, redirects not followed.
+pub async fn status_with(base: &str, path: &str, cookie: &str) -> u16 {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("{base}{path}"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn a_session_outlives_a_restart() {
+    let extra = "[web]\nopen = false\npassword = \"a shared secret\"\n";
+    let app = crate::helpers::spawn_app_configured(extra).await;
+    let session = sign_in(&app.base).await;
+    assert_eq!(status_with(&app.base, "/", &session).await, 200);
+
+    let (dir, mattermost) = app.stop().await;
+    let app = crate::helpers::start_with(dir, mattermost, &[("build", BUILD_JOB)], extra).await;
+    assert_eq!(
+        status_with(&app.base, "/", &session).await,
+        200,
+        "still signed in"
+    );
+    assert_eq!(
+        status_with(&app.base, "/", "chatrun_session=forged").await,
+        303
+    );
 }

@@ -216,3 +216,34 @@ async fn a_cancel_sent_to_one_instance_stops_a_run_on_the_other_whose_pages_it_s
     let api: serde_json::Value = a.get("/api/runs/1").await.json().await.unwrap();
     assert_eq!(api["run"]["status"], "cancelled");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_in_on_one_instance_signs_in_on_the_other() {
+    let Some(url) = throwaway_postgres::database() else {
+        return;
+    };
+    let chat = mattermost().await;
+    let closed =
+        format!("database_url = \"{url}\"\n[web]\nopen = false\npassword = \"a shared secret\"\n");
+    let start = || async {
+        launch(
+            tempfile::tempdir().unwrap(),
+            MockServer::start().await,
+            &[("build", BUILD_JOB)],
+            &closed,
+            Some(&chat.uri()),
+        )
+        .await
+    };
+    let a = start().await;
+    let b = start().await;
+    let session = crate::history::sign_in(&a.base).await;
+    assert_eq!(
+        crate::history::status_with(&b.base, "/", &session).await,
+        200
+    );
+    assert_eq!(
+        crate::history::status_with(&b.base, "/", "chatrun_session=x").await,
+        303
+    );
+}

@@ -14,6 +14,7 @@
 
 mod outbox;
 mod runs;
+mod sessions;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -8,6 +8,7 @@ mod batch;
 pub mod flush;
 mod outbox;
 mod runs;
+mod sessions;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -136,7 +137,12 @@ pub struct Store {
     flusher: Arc<flush::Flusher>,
     /// Where [`Store::insert_run`] queues its trigger for the next batch ([`batch`]).
     batch: tokio::sync::mpsc::Sender<batch::Request>,
+    /// The rate limit's recent requests, by user (see [`sessions`]).
+    recent_requests: Arc<std::sync::Mutex<RecentRequests>>,
 }
+
+/// Request times (ms) by rate-limit key, oldest first.
+type RecentRequests = std::collections::HashMap<String, std::collections::VecDeque<i64>>;
 
 impl Store {
     /// Opens (creating the file and its folder if needed) and migrates the database; a write
@@ -211,6 +217,7 @@ impl Store {
             reader,
             flusher,
             batch,
+            recent_requests: Arc::default(),
         })
     }
 
