@@ -19,8 +19,14 @@
 //! rate (500/s), then again while two CPU-bound processes spin (for chatrun: two runs of a
 //! job `burn`, so the job's priority shows; for the others: two plain `sh` loops).
 //!
+//! With `postgres` (issue #21): chatrun on Postgres next to chatrun on SQLite, one instance
+//! each, and two instances sharing one Postgres next to one (the load split between them), on
+//! a cluster the bench starts from the local Postgres binaries (`tests/support/postgres.rs`),
+//! syncing its commits as Postgres does by default.
+//!
 //! ```text
 //! cargo bench --bench load                       the whole comparison
+//! cargo bench --bench load -- postgres           Postgres next to SQLite
 //! cargo bench --bench load -- --url http://127.0.0.1:8080/hooks/mattermost \
 //!     --token TOKEN [--teams-secret BASE64] [--platform mattermost|teams] \
 //!     [--connections 32] [--duration 10 | --requests 50000] [--rate 500] [--warmup 2]
@@ -49,6 +55,8 @@ use hyper_util::rt::TokioIo;
 
 #[path = "common/mod.rs"]
 mod common;
+#[path = "../tests/support/postgres.rs"]
+mod throwaway_postgres;
 use common::{Server, TOKEN, base36, free_port, wait_for_port};
 
 /// 32 bytes, base64: the Teams security token of the chatrun under test.
@@ -442,12 +450,18 @@ impl Runs {
 /// chatrun in a temporary folder: rate limit off, job `build` (`runs`, concurrency 4, no
 /// queue limit), job `burn` (a CPU-bound shell loop, for figure 2), four workers.
 async fn start_chatrun(runs: Runs) -> (Server, SocketAddr) {
+    start_chatrun_on(None, runs).await
+}
+
+/// [`start_chatrun`] on `database_url` (Postgres) instead of a SQLite file of its own.
+async fn start_chatrun_on(database_url: Option<&str>, runs: Runs) -> (Server, SocketAddr) {
     let build = format!(
         "description = \"load test\"\ntimeout = \"1m\"\nconcurrency = 4\nqueue_limit = 0\n\
          [[steps]]\nname = \"run\"\nrun = {}\n",
         runs.argv()
     );
-    common::start_chatrun(
+    common::start_chatrun_on(
+        database_url,
         &[
             ("build", build.as_str()),
             (
@@ -824,13 +838,197 @@ async fn comparison() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Postgres (issue #21)
+
+/// Where a measurement's chatruns keep their runs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Store {
+    Sqlite,
+    /// A fresh database on the bench's throwaway cluster, shared by this many instances.
+    Postgres(usize),
+}
+
+/// One measurement of fresh chatruns on `store`: with two instances, each gets half the
+/// connections and half the rate, at once, and their figures are added up. Also the runs of
+/// `build` stored.
+async fn drive_store(store: Store, load: &Load) -> (Figures, i64) {
+    let (url, instances) = match store {
+        Store::Sqlite => (None, 1),
+        Store::Postgres(n) => (
+            Some(throwaway_postgres::database().expect("Postgres is installed")),
+            n,
+        ),
+    };
+    let mut servers = Vec::new();
+    for _ in 0..instances {
+        servers.push(start_chatrun_on(url.as_deref(), Runs::True).await);
+    }
+    let share = Load {
+        connections: load.connections / instances,
+        rate: load.rate.map(|r| r / instances as f64),
+        ..load.clone()
+    };
+    let drives: Vec<_> = servers
+        .iter()
+        .map(|(_, addr)| {
+            let target = Triggers::new(
+                Platform::Mattermost,
+                &format!("http://{addr}/hooks/mattermost"),
+                TOKEN,
+                TEAMS_SECRET,
+            );
+            tokio::spawn(drive(Arc::new(target), *addr, share.clone()))
+        })
+        .collect();
+    let mut all = Figures::default();
+    for drive in drives {
+        let figures = drive.await.expect("a drive");
+        all.ok += figures.ok;
+        all.failed += figures.failed;
+        all.warmup_ok += figures.warmup_ok;
+        all.micros.extend(figures.micros);
+        all.elapsed = all.elapsed.max(figures.elapsed);
+        all.first_failure = all.first_failure.or(figures.first_failure);
+    }
+    all.micros.sort_unstable();
+    let stored = match &url {
+        None => stored_runs(servers[0].0.db.as_deref().expect("a SQLite file")).await,
+        Some(url) => {
+            let pool = sqlx::PgPool::connect(url)
+                .await
+                .expect("the database opens");
+            let (n,): (i64,) = sqlx::query_as("select count(*) from run where job = 'build'")
+                .fetch_one(&pool)
+                .await
+                .expect("runs are counted");
+            pool.close().await;
+            n
+        }
+    };
+    drop(servers);
+    (all, stored)
+}
+
+/// Measures each of `stores` with `load`, `rounds` times, in turn within each round; prints
+/// the table and each row's ratios to the first row's, round by round.
+async fn compare_stores(title: &str, stores: &[(&'static str, Store)], load: &Load, rounds: usize) {
+    let mut rows: Vec<Row> = stores.iter().map(|(name, _)| Row::new(name)).collect();
+    let (mut acked, mut stored) = (0, 0);
+    for _ in 0..rounds {
+        for (row, (_, store)) in rows.iter_mut().zip(stores) {
+            let (figures, runs) = drive_store(*store, load).await;
+            acked += figures.ok + figures.warmup_ok;
+            stored += runs;
+            row.rounds.push(figures);
+        }
+    }
+    print_table(title, &rows);
+    let base = &rows[0];
+    for row in &rows[1..] {
+        let by_round = |figure: fn(&Figures) -> f64| -> Vec<f64> {
+            row.rounds
+                .iter()
+                .zip(&base.rounds)
+                .map(|(r, b)| figure(r) / figure(b))
+                .collect()
+        };
+        let rate = by_round(Figures::per_second);
+        let p99 = by_round(|f| f.ms(0.99));
+        println!(
+            "\n{}/{}: ack/s {:.2}x, p99 {:.2}x (by round {}; p99 {})",
+            row.name,
+            base.name,
+            median(rate.clone()),
+            median(p99.clone()),
+            listed(rate, 2, "x"),
+            listed(p99, 2, "x"),
+        );
+    }
+    println!(
+        "\n{stored} runs of `build` stored for the {acked} triggers acknowledged (all rounds)"
+    );
+}
+
+/// `cargo bench --bench load -- postgres`: acknowledged triggers and ack latency on Postgres
+/// next to SQLite (one instance each), and two instances sharing Postgres next to one.
+async fn postgres_comparison() {
+    throwaway_postgres::durable();
+    let env = |name: &str, default: f64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let seconds = env("LOAD_DURATION", 10.0);
+    let connections = env("LOAD_CONNECTIONS", 32.0) as usize;
+    let rate = env("LOAD_RATE", 500.0);
+    let rounds = (env("LOAD_ROUNDS", 3.0) as usize).max(1);
+    let closed = Load {
+        connections,
+        duration: Duration::from_secs_f64(seconds),
+        requests: None,
+        rate: None,
+        warmup: Duration::from_secs(2),
+    };
+    let steady = Load {
+        connections: 16,
+        rate: Some(rate),
+        ..closed.clone()
+    };
+    println!(
+        "chatrun: {}; Postgres: a cluster of the local binaries started by the bench on this \
+         machine, syncing its commits (fsync and synchronous_commit on, as by default), a fresh \
+         database per measurement; {} s per measurement after a 2 s warm-up; {rounds} rounds.",
+        common::chatrun_bin().display(),
+        seconds
+    );
+    let one = [("SQLite", Store::Sqlite), ("Postgres", Store::Postgres(1))];
+    compare_stores(
+        &format!(
+            "**Mattermost triggers, closed loop, {connections} connections: Postgres vs SQLite**"
+        ),
+        &one,
+        &closed,
+        rounds,
+    )
+    .await;
+    compare_stores(
+        &format!("**Mattermost triggers at a steady {rate}/s: Postgres vs SQLite**"),
+        &one,
+        &steady,
+        rounds,
+    )
+    .await;
+    let two = [
+        ("one instance", Store::Postgres(1)),
+        ("two instances", Store::Postgres(2)),
+    ];
+    compare_stores(
+        &format!(
+            "**Two instances on one Postgres vs one, closed loop, {connections} connections in all**"
+        ),
+        &two,
+        &closed,
+        rounds,
+    )
+    .await;
+    compare_stores(
+        &format!("**Two instances on one Postgres vs one, a steady {rate}/s in all**"),
+        &two,
+        &steady,
+        rounds,
+    )
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Command line
 
 fn usage() -> ! {
     eprintln!(
         "usage: cargo bench --bench load -- [--url URL --token T --teams-secret B64 \
          --platform mattermost|teams --connections N --duration SECS --requests N --rate PER_SEC \
-         --warmup SECS]\n(no arguments: the whole comparison)"
+         --warmup SECS]\n(no arguments: the whole comparison; `postgres`: Postgres next to SQLite)"
     );
     std::process::exit(2)
 }
@@ -848,6 +1046,11 @@ fn main() {
         .expect("a runtime");
     if args.is_empty() {
         runtime.block_on(comparison());
+        common::remove_folders();
+        return;
+    }
+    if args == ["postgres"] {
+        runtime.block_on(postgres_comparison());
         common::remove_folders();
         return;
     }

@@ -132,6 +132,17 @@ pub async fn start_chatrun(
     settings: &str,
     tables: &str,
 ) -> (Server, SocketAddr) {
+    start_chatrun_on(None, jobs, settings, tables).await
+}
+
+/// [`start_chatrun`] on the database `database_url` (a Postgres URL) instead of a SQLite file
+/// of its own (`None`).
+pub async fn start_chatrun_on(
+    database_url: Option<&str>,
+    jobs: &[(&str, &str)],
+    settings: &str,
+    tables: &str,
+) -> (Server, SocketAddr) {
     let dir = Folder::new();
     let jobs_dir = dir.path().join("jobs");
     std::fs::create_dir(&jobs_dir).expect("jobs/");
@@ -142,10 +153,12 @@ pub async fn start_chatrun(
     let addr = free_port();
     let config = dir.path().join("chatrun.toml");
     let d = dir.path().display();
+    let database_url =
+        database_url.map_or_else(|| format!("sqlite://{d}/chatrun.db"), String::from);
     std::fs::write(
         &config,
         format!(
-            "listen = \"{addr}\"\ndatabase_url = \"sqlite://{d}/chatrun.db\"\n\
+            "listen = \"{addr}\"\ndatabase_url = \"{database_url}\"\n\
              jobs_dir = \"{d}/jobs\"\ndata_dir = \"{d}/data\"\n\
              rate_limit_per_minute = 0\nshutdown_grace_secs = 1\nkill_grace_secs = 1\n\
              {settings}\n[mattermost]\ntokens = [\"{TOKEN}\"]\n{tables}"
@@ -166,7 +179,9 @@ pub async fn start_chatrun(
         .spawn()
         .unwrap_or_else(|e| panic!("{} starts: {e}", chatrun_bin().display()));
     wait_for_port(addr, &mut child, &log).await;
-    let db = Some(dir.path().join("chatrun.db"));
+    let db = database_url
+        .starts_with("sqlite:")
+        .then(|| dir.path().join("chatrun.db"));
     (Server { child, dir, db }, addr)
 }
 

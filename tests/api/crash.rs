@@ -318,12 +318,19 @@ async fn two_instances_on_postgres_lose_nothing_while_one_is_killed_again_and_ag
 }
 
 /// A port below the ephemeral range (32768 and up): while a chatrun is down between a kill and
-/// its restart, no other test's socket or outgoing connection can be given its port.
+/// its restart, no other test's socket or outgoing connection can be given its port. Never one
+/// handed out before in this process: another burst's chatrun may be down on it just now.
 fn fixed_port() -> u16 {
-    (0..100)
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let mut given = GIVEN.lock().unwrap();
+    let port = (0..100)
         .map(|_| 20_000 + u16::try_from(random_below(10_000)).unwrap())
-        .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
-        .expect("a free port below the ephemeral range")
+        .find(|port| {
+            !given.contains(port) && std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok()
+        })
+        .expect("a free port below the ephemeral range");
+    given.insert(port);
+    port
 }
 
 /// The burst on one chatrun with its SQLite file, or (`shared`: a Postgres URL) on two chatruns

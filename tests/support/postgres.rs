@@ -34,6 +34,24 @@ const SETTINGS: [&str; 5] = [
     "full_page_writes=off",
 ];
 
+/// Set by [`durable`]: the cluster syncs its commits.
+static DURABLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Makes the cluster, when it starts (call before the first [`database`]), sync its commits as
+/// Postgres does by default: for the benchmarks, which compare it with SQLite syncing its own.
+pub fn durable() {
+    DURABLE.store(true, Ordering::Relaxed);
+}
+
+/// [`SETTINGS`], without the ones that skip syncs when [`durable`] was called.
+fn settings() -> &'static [&'static str] {
+    if DURABLE.load(Ordering::Relaxed) {
+        &SETTINGS[..2]
+    } else {
+        &SETTINGS
+    }
+}
+
 /// Runs the server and stops it when the test process is gone. Its stdin is a pipe whose only
 /// writer is the test process, so EOF means that process has exited (passed, panicked, killed):
 /// Rust runs no destructor for a static, and a `kill -0` poll fails across users (EPERM) and can
@@ -186,7 +204,7 @@ fn serve(bin: &Path, dir: &Path, owner: Option<(u32, u32)>) -> Result<Cluster, S
         .arg(dir.join("data"))
         .args(["-p", &port.to_string(), "-k"])
         .arg(dir)
-        .args(SETTINGS.iter().flat_map(|setting| ["-c", setting]));
+        .args(settings().iter().flat_map(|setting| ["-c", setting]));
     let mut child = as_owner(&mut watchdog, dir, owner)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
