@@ -3,7 +3,8 @@
 # command and the figures. Each figure is printed next to its baseline measured in the same run,
 # so a noisy machine shifts both.
 #
-#   bench/run.sh                 all parts: load, dispatch, output, history, startup, micro
+#   bench/run.sh                 all parts: load, dispatch, output, history, startup, micro,
+#                                postgres (skipped without the Postgres binaries)
 #   bench/run.sh load history    only those parts
 #
 # Environment: LOAD_DURATION (seconds per load measurement, default 10), LOAD_CONNECTIONS
@@ -15,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 parts=("$@")
-[ ${#parts[@]} -eq 0 ] && parts=(load dispatch output history startup micro)
+[ ${#parts[@]} -eq 0 ] && parts=(load dispatch output history startup micro postgres)
 wants() { [[ " ${parts[*]} " == *" $1 "* ]]; }
 
 command_line="bench/run.sh${*:+ $*}"
@@ -117,6 +118,26 @@ first 200 on `/healthz`, and its resident memory after 2 s idle, with an empty a
 with a large database; baseline: `chatrun --version`.' \
     fenced cargo bench --quiet --bench startup
 
+# Postgres (issue #21): a cluster the benches start from the local binaries, syncing its commits.
+postgres_figures() {
+    if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+        echo "Skipped: no Postgres binaries (apt-get install postgresql)."
+        return
+    fi
+    cargo bench --quiet --bench load -- postgres
+    cargo bench --quiet --bench dispatch -- postgres
+}
+
+section postgres "Postgres and several instances (issue #21)" \
+'`cargo bench --bench load -- postgres` (benches/load.rs) and `cargo bench --bench
+dispatch -- postgres` (benches/dispatch.rs): chatrun on a Postgres cluster the bench
+starts on this machine from the local binaries (`tests/support/postgres.rs`, with
+`fsync` and `synchronous_commit` on, as Postgres ships), next to chatrun on SQLite,
+and two instances sharing the database next to one. On 2 cores the two instances and
+Postgres share the same cores as the load generator: the second instance shows the
+overhead of sharing, not scaling.' \
+    plain postgres_figures
+
 section micro "Hot pure functions (criterion)" \
 '`cargo bench --bench micro` (benches/micro.rs): what each trigger costs before its
 run is stored, and what each result costs to render.' \
@@ -141,7 +162,7 @@ memory=$(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
     echo "the higher, the noisier that part's figures."
     echo
     # In the order of the figures, whatever order they ran in.
-    for part in load dispatch output history startup micro; do
+    for part in load dispatch output history startup postgres micro; do
         [ -f "$sections/$part.md" ] && cat "$sections/$part.md"
     done
 } >BENCHMARKS.md

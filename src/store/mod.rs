@@ -15,6 +15,7 @@
 //! so every statement is deterministic under test. `tests/store_suite.rs` runs one suite on every
 //! backend.
 
+mod batch;
 pub mod model;
 // Sample data for the store's tests (here and `tests/store_suite.rs`).
 mod postgres;
@@ -330,6 +331,8 @@ delegate! {
         };
     /// The running runs and their lease owners.
     fn running_leases(&self) -> Result<Vec<(RunId, Option<String>)>>;
+    /// When the first lease of a running run ends.
+    fn next_lease_expiry(&self) -> Result<Option<i64>>;
     /// Expires the lease of a run `owner` held.
     fn expire_lease(&self, run_id: RunId, owner: &str) -> Result<bool>;
     /// Cancels a run that has not started, with its reply.

@@ -597,7 +597,9 @@ pub struct Reaper {
 }
 
 impl Reaper {
-    /// Reaps now, then every [`REAP_EVERY`], until `shutdown`.
+    /// Reaps now, then when the first lease of a running run ends (so a run whose worker
+    /// died, on any instance, is settled as soon as its lease runs out), and at least every
+    /// [`REAP_EVERY`], until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
         loop {
             match self.reap().await {
@@ -605,9 +607,17 @@ impl Reaper {
                 Ok(n) => tracing::info!(runs = n, "settled runs whose chatrun stopped under them"),
                 Err(err) => tracing::error!(error = ?err, "reaper cannot reach the database"),
             }
+            let wait = match self.worker.store.next_lease_expiry().await {
+                // Just after it ends (leases are compared with `<`); never a busy loop.
+                Ok(Some(at)) => {
+                    Duration::from_millis(u64::try_from(at + 1 - now_ms()).unwrap_or(0))
+                        .clamp(Duration::from_millis(50), REAP_EVERY)
+                }
+                _ => REAP_EVERY,
+            };
             tokio::select! {
                 () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(REAP_EVERY) => {}
+                () = tokio::time::sleep(wait) => {}
             }
         }
     }

@@ -12,6 +12,7 @@
 //! Every write commits before it returns (Postgres syncs its log on commit), so an
 //! acknowledged run is on disk, as with SQLite's flush.
 
+mod batch;
 mod outbox;
 mod runs;
 mod sessions;
@@ -35,6 +36,8 @@ const CHANNELS: [&str; 3] = ["chatrun_work", "chatrun_delivery", "chatrun_cancel
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: PgPool,
+    /// Where [`Store::insert_run`] queues its trigger for the next batch ([`batch`]).
+    batch: tokio::sync::mpsc::Sender<crate::store::batch::Request>,
     /// Stops [`listen`] when the store is closed.
     closed: CancellationToken,
 }
@@ -70,7 +73,13 @@ impl Store {
         listener.listen_all(CHANNELS).await?;
         let closed = CancellationToken::new();
         tokio::spawn(listen(listener, Arc::downgrade(&signals), closed.clone()));
-        Ok(Self { pool, closed })
+        let (batch, requests) = tokio::sync::mpsc::channel(crate::store::batch::MAX_BATCH * 4);
+        tokio::spawn(batch::run(pool.clone(), requests));
+        Ok(Self {
+            pool,
+            batch,
+            closed,
+        })
     }
 
     /// Answers when the database does.

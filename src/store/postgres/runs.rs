@@ -2,9 +2,10 @@
 //! (claim, renew, finish, requeue) and the reads of the history pages. The same meanings as
 //! SQLite's (`sqlite/runs.rs`); what differs is how several instances share them.
 //!
-//! - A trigger's run: its job's queue is counted under a transaction-scoped advisory lock on
-//!   the job ([`QUEUE_LOCK`]), so the queue limit and the places hold when triggers of one job
-//!   arrive at several instances at once; the number comes from the `run_number` sequence.
+//! - A trigger's run (stored in batches, `batch.rs`): its job's queue is counted under a
+//!   transaction-scoped advisory lock on the job ([`QUEUE_LOCK`]), so the queue limit and the
+//!   places hold when triggers of one job arrive at several instances at once; the number
+//!   comes from the `run_number` sequence.
 //! - A claim: the head of each job's queue with a free slot is taken `for update skip locked`,
 //!   under a second advisory lock per job ([`CLAIM_LOCK`]) taken with `try`: two instances
 //!   never claim for the same job at once (so a job's `concurrency` holds across instances),
@@ -20,8 +21,9 @@ use sqlx::{PgConnection, Row};
 use super::{Result, Store, outbox};
 use crate::domain::TestFailureRow;
 use crate::domain::{Address, Platform, ReplyIntent, RunId, RunRow, RunStatus, StepRow};
+use crate::store::batch::Request;
 use crate::store::model::{
-    Ack, AckFacts, Claim, Inserted, NewRun, RunFilter, RunResult, StepResult, typical_ms,
+    Ack, AckFacts, Claim, Inserted, NewRun, RunFilter, RunResult, StepResult,
 };
 use crate::store::{Error, Renewal};
 
@@ -31,7 +33,7 @@ const RUN_COLUMNS: &str = "run_id, platform, team_id, team_name, channel_id, cha
     created_at, started_at, finished_at";
 
 /// The advisory lock held while a run of job `$1` is added to its queue.
-const QUEUE_LOCK: &str =
+pub(super) const QUEUE_LOCK: &str =
     "select pg_advisory_xact_lock(hashtextextended('chatrun.queue:' || $1, 0))";
 
 /// The advisory lock tried before a run of job `$1` is claimed.
@@ -43,34 +45,12 @@ const CLAIM_LOCK: &str =
 const FREE_SLOT: &str = "(select count(*) from run x
      where x.status = 'running' and x.job = r.job and x.lease_expires_at >= $1) < r.concurrency";
 
-/// Is `err` the unique index refusing a second run for one message?
-fn is_duplicate(err: &sqlx::Error) -> bool {
-    err.as_database_error()
-        .is_some_and(|e| e.kind() == sqlx::error::ErrorKind::UniqueViolation)
-}
-
 fn position(position: usize) -> i64 {
     i64::try_from(position).unwrap_or(i64::MAX)
 }
 
 fn count(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-/// The run stored before for `new`'s message, if any.
-async fn stored_before(conn: &mut PgConnection, new: &NewRun) -> Result<Option<Inserted>> {
-    let row: Option<(RunId, String)> =
-        sqlx::query_as("select run_id, ack_text from run where platform = $1 and message_id = $2")
-            .bind(new.origin.platform)
-            .bind(&new.message_id)
-            .fetch_optional(&mut *conn)
-            .await?;
-    Ok(row.map(|(run_id, ack_text)| Inserted {
-        run_id,
-        ack_text,
-        created: false,
-        reply_queued: false,
-    }))
 }
 
 /// Records a step's result in the caller's transaction; when it is the `last` to run, the
@@ -205,7 +185,8 @@ impl Store {
     /// Stores a trigger's run, queued (or denied, see [`NewRun::denied`]), unless the same
     /// trigger (platform and message id) was stored before; `ack` words the acknowledgement
     /// from the run's number and place, and it is kept with the run so a duplicate trigger
-    /// gets the same text. Committed before it returns.
+    /// gets the same text. Stored with the other triggers waiting meanwhile, in one
+    /// transaction (see `batch`); committed before it returns.
     ///
     /// # Errors
     ///
@@ -217,97 +198,15 @@ impl Store {
         now: i64,
         ack: impl FnOnce(&AckFacts) -> Ack + Send + 'static,
     ) -> Result<Inserted> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(QUEUE_LOCK)
-            .bind(&new.job)
-            .execute(&mut *tx)
-            .await?;
-        // Looked for under the lock: the same message always names the same job.
-        if let Some(existing) = stored_before(&mut tx, new).await? {
-            return Ok(existing);
-        }
-        let (waiting, running, durations): (i64, i64, Vec<i64>) = sqlx::query_as(
-            "select
-                 (select count(*) from run where status = 'queued' and job = $1),
-                 (select count(*) from run where status = 'running' and job = $1),
-                 array(select finished_at - started_at from run
-                       where job = $1 and status in ('succeeded', 'failed')
-                           and started_at is not null and finished_at is not null
-                       order by run_id desc limit 20)",
-        )
-        .bind(&new.job)
-        .fetch_one(&mut *tx)
-        .await?;
-        if new.denied.is_none() && new.queue_limit > 0 && waiting >= new.queue_limit {
-            return Err(Error::QueueFull(waiting));
-        }
-        let (run_id,): (RunId,) = sqlx::query_as("select nextval('run_number')")
-            .fetch_one(&mut *tx)
-            .await?;
-        let words = ack(&AckFacts::new(
-            run_id,
-            new,
-            waiting + 1,
-            running,
-            typical_ms(durations),
-        ));
-        let status = if new.denied.is_some() {
-            RunStatus::Denied
-        } else {
-            RunStatus::Queued
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        let request = Request {
+            new: new.clone(),
+            now,
+            words: Box::new(ack),
+            done,
         };
-        let inserted = sqlx::query(
-            "insert into run (run_id, platform, team_id, team_name, channel_id, channel_name,
-                 user_id, user_name, message_id, thread_root_id, message, job, args, hook,
-                 ack_text, created_at, status, error, finished_at, concurrency, thread_unsettled)
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                 $18, $19, $20, $21)",
-        )
-        .bind(run_id)
-        .bind(new.origin.platform)
-        .bind(&new.origin.team_id)
-        .bind(&new.origin.team_name)
-        .bind(&new.origin.channel_id)
-        .bind(&new.origin.channel_name)
-        .bind(&new.origin.user_id)
-        .bind(&new.origin.user_name)
-        .bind(&new.message_id)
-        .bind(&new.thread_root_id)
-        .bind(&new.message)
-        .bind(&new.job)
-        .bind(&new.args)
-        .bind(&new.hook)
-        .bind(&words.text)
-        .bind(now)
-        .bind(status)
-        .bind(&new.denied)
-        .bind(new.denied.as_ref().map(|_| now))
-        .bind(new.concurrency.max(1))
-        .bind(new.thread_unsettled)
-        .execute(&mut *tx)
-        .await;
-        match inserted {
-            Ok(_) => {}
-            // The same message with another job's lock (a job renamed between the chat
-            // server's two deliveries): the first one stands.
-            Err(err) if is_duplicate(&err) => {
-                drop(tx);
-                let mut conn = self.pool.acquire().await?;
-                return stored_before(&mut conn, new).await?.ok_or(Error::Sqlx(err));
-            }
-            Err(err) => return Err(err.into()),
-        }
-        if let Some(delivery) = &words.delivery {
-            let intent = ReplyIntent::Worded(delivery.clone());
-            outbox::insert(&mut tx, Some(run_id), &intent, now).await?;
-        }
-        tx.commit().await?;
-        Ok(Inserted {
-            run_id,
-            ack_text: words.text,
-            created: true,
-            reply_queued: words.delivery.is_some(),
-        })
+        self.batch.send(request).await.map_err(|_| Error::Closed)?;
+        outcome.await.map_err(|_| Error::Closed)?
     }
 
     /// Takes the oldest queued run whose job has a free slot, for `claim.owner`, and writes
@@ -574,6 +473,19 @@ impl Store {
                 .fetch_all(&self.pool)
                 .await?,
         )
+    }
+
+    /// When the first lease of a running run ends (for the reaper to look then).
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn next_lease_expiry(&self) -> Result<Option<i64>> {
+        let (at,): (Option<i64>,) =
+            sqlx::query_as("select min(lease_expires_at) from run where status = 'running'")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(at)
     }
 
     /// Ends `owner`'s lease on a run now, so the next claim takes it.

@@ -29,24 +29,13 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::flush::Flusher;
 use super::{Error, Result, Writer, outbox};
-use crate::domain::{Ack, AckFacts, AckWords, NewRun};
+use crate::domain::{Ack, AckWords, NewRun};
 use crate::domain::{Delivery, ReplyIntent};
 use crate::domain::{RunId, RunStatus};
+use crate::store::batch::{Fate, Queue, decide, outcomes};
 use crate::store::model::{Inserted, typical_ms};
 
-/// The most triggers one transaction stores.
-pub const MAX_BATCH: usize = 256;
-
-/// A trigger waiting to be stored.
-pub struct Request {
-    pub new: NewRun,
-    pub now: i64,
-    /// Called when a run is made (not when the message was stored before, or the queue is
-    /// full).
-    pub words: AckWords,
-    /// The outcome, once committed and synced.
-    pub done: oneshot::Sender<Result<Inserted>>,
-}
+pub use crate::store::batch::{MAX_BATCH, Request};
 
 /// Starts [`run`] on a thread of its own, with a runtime of its own.
 ///
@@ -110,20 +99,6 @@ async fn run(writer: Writer, mut requests: mpsc::Receiver<Request>, flusher: Arc
     while syncing.join_next().await.is_some() {}
 }
 
-/// What happens to one request of a batch.
-enum Fate {
-    /// Its message was stored before: that run.
-    Stored(Inserted),
-    /// The same message as an earlier request of this batch: that request's run.
-    SameAs(usize),
-    /// Its job's queue is full.
-    Full(i64),
-    /// A new run whose caller went away before it was numbered: not stored.
-    Gone,
-    /// A new run with its acknowledgement.
-    Worded { run_id: RunId, ack: Ack },
-}
-
 type Dones = Vec<oneshot::Sender<Result<Inserted>>>;
 
 /// Stores one batch and commits: each request's outcome, in order, with where to send it.
@@ -160,48 +135,10 @@ async fn store_on(
     words: Vec<AckWords>,
     dones: &Dones,
 ) -> Result<Vec<Result<Inserted>>> {
-    let (stored, mut queues, mut next_id) = look_up(conn, news).await?;
-
-    // Number the new runs, in arrival order, and word their acknowledgements.
-    let mut first_of: HashMap<(&str, &str), usize> = HashMap::new();
-    let mut fates = Vec::with_capacity(news.len());
-    for (i, (((new, _), words), done)) in news.iter().zip(words).zip(dones).enumerate() {
-        let key = (new.origin.platform.as_str(), new.message_id.as_str());
-        if let Some(existing) = stored.get(&key) {
-            fates.push(Fate::Stored(existing.clone()));
-            continue;
-        }
-        if let Some(&first) = first_of.get(&key) {
-            fates.push(Fate::SameAs(first));
-            continue;
-        }
-        let queue = queues.entry(new.job.as_str()).or_default();
-        if new.denied.is_none() && new.queue_limit > 0 && queue.waiting >= new.queue_limit {
-            fates.push(Fate::Full(queue.waiting));
-            continue;
-        }
-        if done.is_closed() {
-            fates.push(Fate::Gone);
-            continue;
-        }
-        next_id += 1;
-        let run_id = RunId(next_id);
-        let facts = AckFacts::new(
-            run_id,
-            new,
-            queue.waiting + 1,
-            queue.running,
-            queue.typical_ms,
-        );
-        if new.denied.is_none() {
-            queue.waiting += 1;
-        }
-        first_of.insert(key, i);
-        fates.push(Fate::Worded {
-            run_id,
-            ack: words(&facts),
-        });
-    }
+    let (stored, mut queues, newest) = look_up(conn, news).await?;
+    // Numbered in arrival order, as SQLite's AUTOINCREMENT would number them.
+    let numbers = (newest + 1..).map(RunId);
+    let fates = decide(news, words, dones, &stored, &mut queues, numbers);
 
     let rows: Vec<serde_json::Value> = news
         .iter()
@@ -244,39 +181,7 @@ async fn store_on(
         sqlx::query("commit").execute(&mut *conn).await?;
     }
 
-    let outcome = |fate: &Fate| match fate {
-        Fate::Stored(existing) => Ok(existing.clone()),
-        Fate::Full(waiting) => Err(Error::QueueFull(*waiting)),
-        Fate::Worded { run_id, ack } => Ok(Inserted {
-            run_id: *run_id,
-            ack_text: ack.text.clone(),
-            created: true,
-            reply_queued: ack.delivery.is_some(),
-        }),
-        // The twin of a request whose caller went away: nothing was stored for the message,
-        // and the chat server's retry will be.
-        Fate::Gone | Fate::SameAs(_) => Err(Error::Abandoned),
-    };
-    Ok(fates
-        .iter()
-        .map(|fate| match fate {
-            // The same message twice: one run, as for a trigger delivered twice.
-            Fate::SameAs(first) => outcome(&fates[*first]).map(|inserted| Inserted {
-                created: false,
-                reply_queued: false,
-                ..inserted
-            }),
-            fate => outcome(fate),
-        })
-        .collect())
-}
-
-/// A job's queue as a batch finds it.
-#[derive(Debug, Clone, Copy, Default)]
-struct Queue {
-    waiting: i64,
-    running: i64,
-    typical_ms: Option<i64>,
+    Ok(outcomes(&fates))
 }
 
 /// Begins the batch's transaction and reads, in the same round trip: the runs already stored

@@ -497,6 +497,19 @@ impl Store {
         )
     }
 
+    /// When the first lease of a running run ends (for the reaper to look then).
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn next_lease_expiry(&self) -> Result<Option<i64>> {
+        let (at,): (Option<i64>,) =
+            sqlx::query_as("select min(lease_expires_at) from run where status = 'running'")
+                .fetch_one(&self.reader)
+                .await?;
+        Ok(at)
+    }
+
     /// Ends `owner`'s lease on a run now, so the next claim takes it.
     ///
     /// # Errors
