@@ -748,30 +748,63 @@ async fn drive_chatrun(platform: Platform, load: &Load, burn: bool, runs: Runs) 
     (figures, stored)
 }
 
+/// The loads of the comparisons, from `LOAD_DURATION`, `LOAD_CONNECTIONS`, `LOAD_RATE` and
+/// `LOAD_ROUNDS`.
+struct Loads {
+    seconds: f64,
+    connections: usize,
+    rate: f64,
+    rounds: usize,
+    /// Closed loop, `connections` connections.
+    closed: Load,
+    /// A steady `rate`.
+    steady: Load,
+}
+
+impl Loads {
+    fn from_env() -> Self {
+        let env = |name: &str, default: f64| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(default)
+        };
+        let seconds = env("LOAD_DURATION", 10.0);
+        let connections = env("LOAD_CONNECTIONS", 32.0) as usize;
+        let rate = env("LOAD_RATE", 500.0);
+        let closed = Load {
+            connections,
+            duration: Duration::from_secs_f64(seconds),
+            requests: None,
+            rate: None,
+            warmup: Duration::from_secs(2),
+        };
+        // At a steady rate few connections are busy at once; enough that a stall queues nothing.
+        let steady = Load {
+            connections: 16,
+            rate: Some(rate),
+            ..closed.clone()
+        };
+        Loads {
+            seconds,
+            connections,
+            rate,
+            rounds: (env("LOAD_ROUNDS", 3.0) as usize).max(1),
+            closed,
+            steady,
+        }
+    }
+}
+
 async fn comparison() {
-    let env = |name: &str, default: f64| {
-        std::env::var(name)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
-    let seconds = env("LOAD_DURATION", 10.0);
-    let connections = env("LOAD_CONNECTIONS", 32.0) as usize;
-    let rate = env("LOAD_RATE", 500.0);
-    let rounds = (env("LOAD_ROUNDS", 3.0) as usize).max(1);
-    let closed = Load {
+    let Loads {
+        seconds,
         connections,
-        duration: Duration::from_secs_f64(seconds),
-        requests: None,
-        rate: None,
-        warmup: Duration::from_secs(2),
-    };
-    // At a steady rate few connections are busy at once; enough that a stall queues nothing.
-    let steady = Load {
-        connections: 16,
-        rate: Some(rate),
-        ..closed.clone()
-    };
+        rate,
+        rounds,
+        closed,
+        steady,
+    } = Loads::from_env();
     println!(
         "chatrun: {}; {} s per measurement after a 2 s warm-up; {rounds} rounds, each measuring \
          the three servers in turn. Each figure is the median over the rounds; each ratio the \
@@ -953,28 +986,14 @@ async fn compare_stores(title: &str, stores: &[(&'static str, Store)], load: &Lo
 /// next to SQLite (one instance each), and two instances sharing Postgres next to one.
 async fn postgres_comparison() {
     throwaway_postgres::durable();
-    let env = |name: &str, default: f64| {
-        std::env::var(name)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
-    let seconds = env("LOAD_DURATION", 10.0);
-    let connections = env("LOAD_CONNECTIONS", 32.0) as usize;
-    let rate = env("LOAD_RATE", 500.0);
-    let rounds = (env("LOAD_ROUNDS", 3.0) as usize).max(1);
-    let closed = Load {
+    let Loads {
+        seconds,
         connections,
-        duration: Duration::from_secs_f64(seconds),
-        requests: None,
-        rate: None,
-        warmup: Duration::from_secs(2),
-    };
-    let steady = Load {
-        connections: 16,
-        rate: Some(rate),
-        ..closed.clone()
-    };
+        rate,
+        rounds,
+        closed,
+        steady,
+    } = Loads::from_env();
     println!(
         "chatrun: {}; Postgres: a cluster of the local binaries started by the bench on this \
          machine, syncing its commits (fsync and synchronous_commit on, as by default), a fresh \
