@@ -32,6 +32,16 @@ pub enum ParseError {
     Empty,
 }
 
+/// `text` (from the file, or the XML parser's words about it) fit for a one-line reason: line
+/// breaks and other control characters as spaces, at most 200 characters.
+fn one_line(text: &str) -> String {
+    let line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    crate::domain::text::truncate_runes(&line, 200)
+}
+
 /// The test case being read.
 #[derive(Default)]
 struct Case {
@@ -60,7 +70,7 @@ pub fn parse(bytes: &[u8]) -> Result<TestSummary, ParseError> {
     loop {
         let event = reader.read_event().map_err(|err| ParseError::Xml {
             position: reader.error_position(),
-            message: err.to_string(),
+            message: one_line(&err.to_string()),
         })?;
         let (element, empty) = match event {
             Event::Start(element) => (element, false),
@@ -98,7 +108,7 @@ pub fn parse(bytes: &[u8]) -> Result<TestSummary, ParseError> {
         if !seen_root {
             seen_root = true;
             if name != "testsuites" && name != "testsuite" {
-                return Err(ParseError::NotJunit(name));
+                return Err(ParseError::NotJunit(one_line(&name)));
             }
         }
         state.open(&element, &name);
@@ -109,7 +119,7 @@ pub fn parse(bytes: &[u8]) -> Result<TestSummary, ParseError> {
         }
     }
     if let Some(name) = open.pop() {
-        return Err(ParseError::Truncated(name));
+        return Err(ParseError::Truncated(one_line(&name)));
     }
     if !seen_root {
         return Err(ParseError::Empty);
