@@ -106,7 +106,7 @@ async fn store(
     // Each job's queue: waiting, running, and its last finished runs' durations.
     let rows: Vec<(String, i64, i64, Vec<i64>)> = sqlx::query_as(
         "select j.job,
-             coalesce((select queued from job_queue where job = j.job), 0),
+             (select count(*) from run where status = 'queued' and job = j.job),
              (select count(*) from run where status = 'running' and job = j.job),
              array(select finished_at - started_at from run
                    where job = j.job and status in ('succeeded', 'failed')

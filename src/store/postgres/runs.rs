@@ -119,14 +119,20 @@ async fn finish_step_in(
 /// the module's notes), and writes its steps.
 async fn claim_in(conn: &mut PgConnection, claim: &Claim<'_>) -> Result<Option<RunRow>> {
     // The head of each job's queue that has a free slot, oldest first: the jobs with queued
-    // runs from `job_queue`, each one's head by one index seek (not a read of every queued
-    // run).
+    // runs found by skipping through `run_status_job_id` one job at a time, each one's head by
+    // one index seek (not a read of every queued run).
     let heads: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "select r.job from job_queue q
+        "with recursive queued_job (job) as (
+             select min(job) from run where status = 'queued'
+             union all
+             select (select min(job) from run where status = 'queued' and job > q.job)
+             from queued_job q where q.job is not null
+         )
+         select r.job from queued_job q
          cross join lateral (
              select run_id, job, concurrency from run
              where status = 'queued' and job = q.job order by run_id limit 1) r
-         where q.queued > 0 and {FREE_SLOT}
+         where {FREE_SLOT}
          order by r.run_id"
     )))
     .bind(claim.now)
@@ -670,7 +676,7 @@ impl Store {
     /// The database failed.
     pub async fn counts(&self) -> Result<(i64, i64)> {
         let row = sqlx::query(
-            "select (select coalesce(sum(queued), 0)::bigint from job_queue),
+            "select (select count(*) from run where status = 'queued'),
                     (select count(*) from run where status = 'running')",
         )
         .fetch_one(&self.pool)
