@@ -149,6 +149,10 @@ async fn serve(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     println!("chatrun {} ({source})", env!("CARGO_PKG_VERSION"));
     println!("  listening on   http://{}", app.addr());
     println!("  history        {base}/");
+    println!(
+        "  database       {}",
+        crate::store::shown_url(&state.config.database_url)
+    );
     println!("  Mattermost     {base}/hooks/mattermost  (outgoing webhook callback URL)");
     println!(
         "  jobs           {} from {}",

@@ -288,6 +288,10 @@ retry_max_secs = 1
         output.contains("reply delivered"),
         "debug logging was on: {output}"
     );
+    assert!(
+        output.contains("  database       sqlite://"),
+        "the start-up banner names the database: {output}"
+    );
     seen.push(output);
     seen.push(
         String::from_utf8_lossy(&std::fs::read(dir.path().join("data/chatrun.db")).unwrap())
