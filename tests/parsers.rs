@@ -427,7 +427,7 @@ proptest! {
     ) {
         match Config::parse("fuzz.toml", &text, env) {
             Ok(config) => {
-                prop_assert!((1..=256).contains(&config.workers));
+                prop_assert!(config.workers <= 256);
                 prop_assert!(config.replay_window >= Duration::from_secs(1));
             }
             Err(err) => {
