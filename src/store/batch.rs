@@ -26,6 +26,25 @@ pub struct Request {
     pub done: oneshot::Sender<Result<Inserted>>,
 }
 
+/// Who waits for each request's outcome, in the batch's order.
+pub type Dones = Vec<oneshot::Sender<Result<Inserted>>>;
+
+/// A batch's requests taken apart: each trigger with its time, each caller's words, and who
+/// waits for each outcome, in the same order.
+pub fn split(
+    requests: impl ExactSizeIterator<Item = Request>,
+) -> (Vec<(NewRun, i64)>, Vec<AckWords>, Dones) {
+    let mut news = Vec::with_capacity(requests.len());
+    let mut words = Vec::with_capacity(requests.len());
+    let mut dones = Vec::with_capacity(requests.len());
+    for request in requests {
+        news.push((request.new, request.now));
+        words.push(request.words);
+        dones.push(request.done);
+    }
+    (news, words, dones)
+}
+
 /// Where a message's run is found: platform and message id.
 pub type Key<'a> = (&'a str, &'a str);
 

@@ -17,7 +17,9 @@ use tokio::sync::mpsc;
 
 use super::outbox;
 use crate::domain::{Ack, NewRun, ReplyIntent, RunId, RunStatus};
-use crate::store::batch::{Fate, Key, MAX_BATCH, Queue, Request, at_most_new, decide, outcomes};
+use crate::store::batch::{
+    Dones, Fate, Key, MAX_BATCH, Queue, Request, at_most_new, decide, outcomes, split,
+};
 use crate::store::model::{Inserted, typical_ms};
 use crate::store::{Error, Result};
 
@@ -25,14 +27,7 @@ use crate::store::{Error, Result};
 pub async fn run(pool: PgPool, mut requests: mpsc::Receiver<Request>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while requests.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let mut news = Vec::with_capacity(batch.len());
-        let mut words = Vec::with_capacity(batch.len());
-        let mut dones = Vec::with_capacity(batch.len());
-        for request in batch.drain(..) {
-            news.push((request.new, request.now));
-            words.push(request.words);
-            dones.push(request.done);
-        }
+        let (news, words, dones) = split(batch.drain(..));
         match store(&pool, &news, words, &dones).await {
             Ok(fates) => {
                 for (outcome, done) in outcomes(&fates).into_iter().zip(dones) {
@@ -54,7 +49,7 @@ async fn store(
     pool: &PgPool,
     news: &[(NewRun, i64)],
     words: Vec<crate::domain::AckWords>,
-    dones: &[tokio::sync::oneshot::Sender<Result<Inserted>>],
+    dones: &Dones,
 ) -> Result<Vec<Fate>> {
     let mut tx = pool.begin().await?;
     let mut jobs: Vec<&str> = news.iter().map(|(new, _)| new.job.as_str()).collect();

@@ -25,14 +25,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use sqlx::{Row, SqliteConnection};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use super::flush::Flusher;
 use super::{Error, Result, Writer, outbox};
 use crate::domain::{Ack, AckWords, NewRun};
 use crate::domain::{Delivery, ReplyIntent};
 use crate::domain::{RunId, RunStatus};
-use crate::store::batch::{Fate, Queue, decide, outcomes};
+use crate::store::batch::{Dones, Fate, Queue, decide, outcomes, split};
 use crate::store::model::{Inserted, typical_ms};
 
 pub use crate::store::batch::{MAX_BATCH, Request};
@@ -99,21 +99,12 @@ async fn run(writer: Writer, mut requests: mpsc::Receiver<Request>, flusher: Arc
     while syncing.join_next().await.is_some() {}
 }
 
-type Dones = Vec<oneshot::Sender<Result<Inserted>>>;
-
 /// Stores one batch and commits: each request's outcome, in order, with where to send it.
 async fn store(
     writer: &Writer,
     requests: Vec<Request>,
 ) -> std::result::Result<(Vec<Result<Inserted>>, Dones), (Error, Dones)> {
-    let mut news = Vec::with_capacity(requests.len());
-    let mut words = Vec::with_capacity(requests.len());
-    let mut dones = Vec::with_capacity(requests.len());
-    for request in requests {
-        news.push((request.new, request.now));
-        words.push(request.words);
-        dones.push(request.done);
-    }
+    let (news, words, dones) = split(requests.into_iter());
     let stored = match writer.lock_first().await {
         Ok(mut conn) => {
             let stored = store_on(&mut conn, &news, words, &dones).await;
