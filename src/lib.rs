@@ -37,7 +37,7 @@
 //! - Pure (values in, values out): [`domain`], [`catalog`], [`report`], [`render`], and the
 //!   parsing and wording half of each platform in [`chat`].
 //! - I/O at the edges: [`store`] (SQL, and the wake-ups and cancel requests that follow its
-//!   writes), [`runner`] (processes), [`logs::LogStore`] (files today), each
+//!   writes), [`runner`] (processes), [`logs::LogStore`] (files, or chunks in a shared database), each
 //!   platform's `client.rs` (outgoing HTTP), [`http`] (incoming HTTP).
 //! - Wiring: [`config`] (TOML + environment), [`app`] (builds and runs everything), [`cli`].
 //!

@@ -12,7 +12,7 @@ use chatrun::domain::{
 };
 use chatrun::store::samples::{ack, build_steps, claim, new_run, result};
 use chatrun::store::{
-    Ack, AckFacts, Claim, Error, Inserted, NewRun, Renewal, RunFilter, StepResult, Store,
+    Ack, AckFacts, Claim, Error, Inserted, LogChunk, NewRun, Renewal, RunFilter, StepResult, Store,
 };
 
 #[path = "support/postgres.rs"]
@@ -68,6 +68,7 @@ suite!(
     a_queued_run_or_delivery_wakes_the_loops_waiting_on_the_store,
     a_session_lives_until_it_expires_or_ends,
     a_users_requests_are_counted_in_a_sliding_minute,
+    a_runs_log_is_kept_in_chunks_read_by_offset_and_counted_in_lines,
 );
 
 /// Two handles on one database, as two chatrun instances have: one test per backend.
@@ -169,6 +170,23 @@ mod notifications_on_postgres {
             .unwrap();
         assert!(stored);
         within_10s(work, "wake-up after a slot freed on the other instance").await;
+
+        // Output stored on A wakes a page on B that follows that run's log, not another's.
+        let mut watch = b.watch_logs();
+        let chunk = LogChunk {
+            pos: 0,
+            lines: 0,
+            data: b"hello\n".to_vec(),
+        };
+        a.write_log(RunId(7), (0, 0), std::slice::from_ref(&chunk))
+            .await
+            .unwrap();
+        a.write_log(run.run_id, (0, 0), &[chunk]).await.unwrap();
+        within_10s(
+            watch.grown(run.run_id),
+            "the log's wake-up on the other instance",
+        )
+        .await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -191,6 +209,84 @@ mod notifications_on_postgres {
         }
         assert_eq!(allowed, 3);
     }
+}
+
+async fn a_runs_log_is_kept_in_chunks_read_by_offset_and_counted_in_lines(store: Store) {
+    let run = RunId(3);
+    let chunk = |pos: i64, lines: i64, text: &str| LogChunk {
+        pos,
+        lines,
+        data: text.as_bytes().to_vec(),
+    };
+    assert_eq!(store.log_size(run).await.unwrap(), None);
+    assert_eq!(store.log_lines_at(run, 5).await.unwrap(), None);
+    // A head of two chunks, then (as a capped log while it goes) output from offset 100.
+    store
+        .write_log(
+            run,
+            (0, 0),
+            &[chunk(0, 0, "ab\ncd"), chunk(5, 1, "ef\ng\n")],
+        )
+        .await
+        .unwrap();
+    store
+        .write_log(run, (10, 100), &[chunk(100, 9, "x\nyz")])
+        .await
+        .unwrap();
+    store
+        .write_log(RunId(4), (0, 0), &[chunk(0, 0, "other run")])
+        .await
+        .unwrap();
+    assert_eq!(store.log_size(run).await.unwrap(), Some(104));
+
+    // Whole chunks, from the one holding the offset until they hold the length.
+    let range = |from, length| {
+        let store = store.clone();
+        async move { store.log_range(run, from, length).await.unwrap() }
+    };
+    let texts = |chunks: Vec<(i64, Vec<u8>)>| -> Vec<(i64, String)> {
+        chunks
+            .into_iter()
+            .map(|(pos, data)| (pos, String::from_utf8(data).unwrap()))
+            .collect()
+    };
+    assert_eq!(texts(range(0, 3).await), [(0, "ab\ncd".to_string())]);
+    assert_eq!(
+        texts(range(4, 3).await),
+        [(0, "ab\ncd".to_string()), (5, "ef\ng\n".to_string())]
+    );
+    // In the gap: the next chunk kept, however far.
+    assert_eq!(texts(range(20, 2).await), [(100, "x\nyz".to_string())]);
+    assert_eq!(texts(range(104, 10).await), []);
+
+    // Lines: the chunk's newlines before it, and its bytes before the offset.
+    assert_eq!(
+        store.log_lines_at(run, 8).await.unwrap(),
+        Some((1, b"ef\n".to_vec()))
+    );
+    assert_eq!(
+        store.log_lines_at(run, 103).await.unwrap(),
+        Some((9, b"x\ny".to_vec()))
+    );
+
+    // A later write removes what lies within its range only: the head stays.
+    store
+        .write_log(run, (10, i64::MAX), &[chunk(10, 3, "[end]")])
+        .await
+        .unwrap();
+    assert_eq!(store.log_size(run).await.unwrap(), Some(15));
+    assert_eq!(
+        texts(range(0, 100).await),
+        [
+            (0, "ab\ncd".to_string()),
+            (5, "ef\ng\n".to_string()),
+            (10, "[end]".to_string())
+        ]
+    );
+    // All of it (a new attempt starts over); the other run's stays.
+    store.write_log(run, (0, i64::MAX), &[]).await.unwrap();
+    assert_eq!(store.log_size(run).await.unwrap(), None);
+    assert_eq!(store.log_size(RunId(4)).await.unwrap(), Some(9));
 }
 
 async fn a_session_lives_until_it_expires_or_ends(store: Store) {

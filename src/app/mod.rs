@@ -103,9 +103,15 @@ impl App {
         let sessions = crate::http::auth::Sessions::load(store.clone())
             .await
             .context("cannot read the web sessions' key from the database")?;
+        // Logs go where every instance can read them: the shared database, or files.
+        let logs = if store.shared() {
+            crate::logs::LogStore::database(store.clone(), config.max_log_bytes)
+        } else {
+            crate::logs::LogStore::files(config.logs_dir(), config.max_log_bytes)
+        };
         let state = AppState::new(crate::http::Shared {
             service: crate::service::Context {
-                logs: crate::logs::LogStore::files(config.logs_dir(), config.max_log_bytes),
+                logs,
                 store,
                 catalog: Arc::new(catalog),
                 config: Arc::new(config),

@@ -420,6 +420,19 @@ mod tests {
             err.to_string(),
             "invalid configuration:\n  - c.toml: max_log_bytes: 1000 is too small: at least 65536 (64 KiB)"
         );
+        // Logs in Postgres keep their tail in memory while the run goes: 16 MiB at most.
+        let postgres = "database_url = \"postgres://db/chatrun\"\n";
+        let at_most = format!("{postgres}max_log_bytes = 16777216\n");
+        assert!(Config::parse("c.toml", &at_most, env(&[])).is_ok());
+        let over = format!("{postgres}max_log_bytes = 16777217\n");
+        let err = Config::parse("c.toml", &over, env(&[])).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("16777217 is too large for logs kept in Postgres: at most 16777216"),
+            "{err}"
+        );
+        let sqlite = Config::parse("c.toml", "max_log_bytes = 16777217\n", env(&[]));
+        assert!(sqlite.is_ok());
         let err = Config::parse("c.toml", "max_log_bytes = \"10MB\"\n", env(&[])).unwrap_err();
         assert!(
             err.to_string().contains("`10MB` is not a whole number"),

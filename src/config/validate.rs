@@ -214,6 +214,18 @@ impl Config {
                 ),
             );
         }
+        if !raw.database_url.starts_with("sqlite:")
+            && raw.max_log_bytes > crate::logs::MAX_DATABASE_LOG_BYTES
+        {
+            problem(
+                "max_log_bytes",
+                format!(
+                    "{} is too large for logs kept in Postgres: at most {} (16 MiB)",
+                    raw.max_log_bytes,
+                    crate::logs::MAX_DATABASE_LOG_BYTES
+                ),
+            );
+        }
         if raw.outbox.retry_base_ms == 0 {
             problem("outbox.retry_base_ms", "must be at least 1".into());
         }

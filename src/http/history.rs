@@ -499,9 +499,6 @@ struct StreamQuery {
 /// The most bytes a followed log is read at once.
 const FOLLOW_CHUNK: u64 = 256 * 1024;
 
-/// How often a followed log is checked for new output.
-const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
-
 /// `GET /runs/{id}/log/stream`: the log as Server-Sent Events, one event per line, each with
 /// its end offset as the event id, so a client that reconnects (sending `Last-Event-ID`)
 /// resumes after the last line it got, losing and repeating nothing. Ends with an `end`
@@ -532,6 +529,8 @@ async fn log_stream(
         .and_then(|v| v.trim().parse::<u64>().ok())
         .or(query.from)
         .unwrap_or(0);
+    // Made before the first read: output stored after it wakes the stream.
+    let waiting = state.logs.follow();
     let line = state.logs.open(&run).await.count_lines(start).await;
     struct Follow {
         state: AppState,
@@ -543,6 +542,7 @@ async fn log_stream(
         live: bool,
         pending: std::collections::VecDeque<Event>,
         done: bool,
+        waiting: crate::logs::Follow,
     }
     let follow = Follow {
         state,
@@ -552,6 +552,7 @@ async fn log_stream(
         live: !run.status.is_finished(),
         pending: std::collections::VecDeque::new(),
         done: false,
+        waiting,
     };
     let stream = futures_util::stream::unfold(follow, |mut f| async move {
         loop {
@@ -621,7 +622,7 @@ async fn log_stream(
                     f.done = true;
                     return Some((Ok(Event::default().event("end").data("finished")), f));
                 }
-                tokio::time::sleep(FOLLOW_EVERY).await;
+                f.waiting.wait(f.run_id).await;
             }
         }
     });

@@ -49,14 +49,16 @@ use tokio::time::Instant;
 
 mod mask;
 mod read;
+mod rows;
 mod sink;
 mod store;
 
 pub use mask::{MASK, mask_secrets};
 use mask::{masked, safe_cut};
 pub use read::{RunLog, count_lines, read_log};
+pub use rows::MAX_DATABASE_LOG_BYTES;
 pub use sink::LogSink;
-pub use store::LogStore;
+pub use store::{Follow, LogStore};
 
 /// Bytes kept from the start of the output, for the database.
 pub const HEAD_BYTES: usize = 16 * 1024;
@@ -158,6 +160,21 @@ fn keep_last(kept: &mut Vec<u8>, bytes: &[u8], keep: usize) {
     }
 }
 
+/// Appends `bytes` to `ring`, which keeps its last `keep` bytes.
+fn push_ring(ring: &mut VecDeque<u8>, bytes: &[u8], keep: usize) {
+    if bytes.is_empty() {
+        return;
+    }
+    let bytes = &bytes[bytes.len().saturating_sub(keep)..];
+    if ring.capacity() < keep {
+        // Once, exactly: growing by doubling would take up to twice the tail.
+        ring.reserve_exact(keep - ring.len());
+    }
+    let overflow = (ring.len() + bytes.len()).saturating_sub(keep);
+    ring.drain(..overflow);
+    ring.extend(bytes);
+}
+
 /// `<run>.log.parts`, the folder of a log's segments while its run goes.
 fn parts_dir(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
@@ -188,7 +205,7 @@ mod tests {
     }
 
     /// Numbered lines, `line 0\n` upwards, `bytes` long in all (the last one cut).
-    fn output(bytes: usize) -> Vec<u8> {
+    pub(super) fn output(bytes: usize) -> Vec<u8> {
         let mut out = Vec::with_capacity(bytes + 16);
         let mut i = 0;
         while out.len() < bytes {

@@ -6,11 +6,11 @@ use super::*;
 /// Where a run's output goes.
 #[derive(Debug)]
 pub struct LogSink {
-    path: PathBuf,
+    to: Destination,
     cap: Cap,
-    /// The files; `None` until they are made (see the module's notes), or once one could not
-    /// be written (`file_error`).
-    disk: Option<Disk>,
+    /// The files or the database's chunks; `None` until they are made (see the module's
+    /// notes), or once one could not be written (`file_error`).
+    disk: Option<Kept>,
     head: Vec<u8>,
     /// The last bytes after the head; trimmed to `TAIL_BYTES` when it doubles.
     tail: Vec<u8>,
@@ -31,6 +31,55 @@ pub struct LogSink {
     pub(super) pending: Vec<u8>,
     /// Since when written output waits to be flushed to the files.
     dirty_since: Option<Instant>,
+}
+
+/// Where a log is kept.
+#[derive(Debug)]
+enum Destination {
+    /// In the file at this path (and its segments).
+    File(PathBuf),
+    /// In the database, as chunks of the run's.
+    Database(crate::store::Store, crate::domain::RunId),
+}
+
+/// What holds the log once it is made.
+#[derive(Debug)]
+enum Kept {
+    Files(Box<Disk>),
+    Rows(super::rows::Rows),
+}
+
+impl Kept {
+    /// Writes `bytes`, which start at `offset` in the output, after `lines` newlines.
+    async fn write(&mut self, bytes: &[u8], offset: u64, lines: u64) -> std::io::Result<()> {
+        match self {
+            Kept::Files(disk) => disk.write(bytes, offset, lines).await,
+            Kept::Rows(rows) => rows.write(bytes).await,
+        }
+    }
+
+    /// Makes the output up to `total` bytes (`lines` newlines) readable.
+    async fn flush(&mut self, total: u64, lines: u64) -> std::io::Result<()> {
+        match self {
+            Kept::Files(disk) => disk.flush(total, lines).await,
+            Kept::Rows(rows) => rows.flush(total, lines).await,
+        }
+    }
+
+    /// Puts the log together as it stays; its size. What is left of it on failure is removed.
+    async fn assemble(self, total: u64) -> std::io::Result<u64> {
+        match self {
+            Kept::Files(disk) => {
+                let parts = disk.parts.clone();
+                let assembled = (*disk).assemble(total).await;
+                if assembled.is_err() {
+                    let _ = tokio::fs::remove_dir_all(&parts).await;
+                }
+                assembled
+            }
+            Kept::Rows(rows) => rows.assemble(total).await,
+        }
+    }
 }
 
 /// How long written output may wait before readers of the log see it.
@@ -71,6 +120,7 @@ impl LogSink {
     /// cannot be made is reported in the log summary, not fatal: the head and tail are still
     /// kept.
     pub async fn create(path: &Path, max_bytes: u64, earlier: bool) -> Self {
+        let to = Destination::File(path.to_path_buf());
         if earlier {
             let (path, parts) = (path.to_path_buf(), parts_dir(path));
             let _ = tokio::task::spawn_blocking(move || {
@@ -84,9 +134,30 @@ impl LogSink {
             })
             .await;
         }
+        Self::new(to, Cap::new(max_bytes))
+    }
+
+    /// A log of run `run_id` kept in the database by `store`, capped at `max_bytes`; as
+    /// [`LogSink::create`].
+    pub async fn database(
+        store: crate::store::Store,
+        run_id: crate::domain::RunId,
+        max_bytes: u64,
+        earlier: bool,
+    ) -> Self {
+        if earlier && let Err(err) = super::rows::Rows::remove(&store, run_id).await {
+            tracing::warn!(error = %err, run = %run_id, "cannot remove the log of an earlier attempt");
+        }
+        Self::new(
+            Destination::Database(store, run_id),
+            Cap::new(max_bytes.min(super::rows::MAX_DATABASE_LOG_BYTES)),
+        )
+    }
+
+    fn new(to: Destination, cap: Cap) -> Self {
         Self {
-            path: path.to_path_buf(),
-            cap: Cap::new(max_bytes),
+            to,
+            cap,
             disk: None,
             head: Vec::new(),
             tail: Vec::new(),
@@ -103,53 +174,61 @@ impl LogSink {
 
     #[cfg(test)]
     pub(super) async fn with_cap(path: &Path, cap: Cap) -> Self {
-        Self {
-            cap,
-            ..Self::create(path, cap.max, false).await
-        }
+        Self::new(Destination::File(path.to_path_buf()), cap)
     }
 
-    /// Makes the log file and its folder, with what was printed so far: all of it is in `head`
-    /// (called before the output outgrows it). In one trip to the blocking threads (each costs
-    /// two thread wake-ups). Nothing when the file is made already or cannot be.
+    /// Makes the log file and its folder (or starts the database's chunks), with what was
+    /// printed so far: all of it is in `head` (called before the output outgrows it). In one
+    /// trip to the blocking threads (each costs two thread wake-ups). Nothing when the log is
+    /// made already or cannot be.
     async fn open(&mut self) {
         if self.disk.is_some() || self.file_error.is_some() {
             return;
         }
         debug_assert_eq!(self.total, self.head.len() as u64);
-        let path = self.path.clone();
-        let created = tokio::task::spawn_blocking(move || {
-            if let Some(folder) = path.parent() {
-                std::fs::create_dir_all(folder)?;
+        let mut kept = match &self.to {
+            Destination::File(path) => {
+                let (path, parts) = (path.clone(), parts_dir(path));
+                let created = tokio::task::spawn_blocking(move || {
+                    if let Some(folder) = path.parent() {
+                        std::fs::create_dir_all(folder)?;
+                    }
+                    std::fs::File::create(&path).map(File::from_std)
+                })
+                .await
+                .unwrap_or_else(|err| Err(std::io::Error::other(err)));
+                let file = match created {
+                    Ok(file) => file,
+                    Err(err) => return self.fail(&err),
+                };
+                Kept::Files(Box::new(Disk {
+                    cap: self.cap,
+                    main: BufWriter::with_capacity(WRITE_BUFFER, file),
+                    main_len: 0,
+                    main_last: None,
+                    ring: self.cap.in_memory.then(VecDeque::new),
+                    parts,
+                    parts_made: false,
+                    segments: VecDeque::new(),
+                    current: None,
+                }))
             }
-            std::fs::File::create(&path).map(File::from_std)
-        })
-        .await
-        .unwrap_or_else(|err| Err(std::io::Error::other(err)));
-        let file = match created {
-            Ok(file) => file,
-            Err(err) => return self.fail(&err),
+            Destination::Database(store, run_id) => {
+                Kept::Rows(super::rows::Rows::new(store.clone(), *run_id, self.cap))
+            }
         };
-        let mut disk = Disk {
-            cap: self.cap,
-            main: BufWriter::with_capacity(WRITE_BUFFER, file),
-            main_len: 0,
-            main_last: None,
-            ring: self.cap.in_memory.then(VecDeque::new),
-            parts: parts_dir(&self.path),
-            parts_made: false,
-            segments: VecDeque::new(),
-            current: None,
-        };
-        match disk.write(&self.head, 0, 0).await {
-            Ok(()) => self.disk = Some(disk),
+        match kept.write(&self.head, 0, 0).await {
+            Ok(()) => self.disk = Some(kept),
             Err(err) => self.fail(&err),
         }
     }
 
-    /// The log file's path.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Where the log is kept: its file's path, or the database's table.
+    pub fn place(&self) -> String {
+        match &self.to {
+            Destination::File(path) => path.display().to_string(),
+            Destination::Database(..) => "database: log_chunk".to_string(),
+        }
     }
 
     /// Appends bytes.
@@ -206,8 +285,13 @@ impl LogSink {
 
     fn fail(&mut self, err: &std::io::Error) {
         // The path is the server's: in the log, not on the page.
-        tracing::warn!(error = %err, log = %self.path.display(), "cannot write a run's log file");
-        self.file_error = Some(format!("cannot write the run's log file: {err}"));
+        tracing::warn!(error = %err, log = %self.place(), "cannot write a run's log");
+        self.file_error = Some(match self.to {
+            Destination::File(_) => format!("cannot write the run's log file: {err}"),
+            Destination::Database(..) => {
+                format!("cannot write the run's log to the database: {err}")
+            }
+        });
         self.disk = None;
     }
 
@@ -293,13 +377,9 @@ impl LogSink {
         let mut stored = 0;
         let file = self.disk.is_some();
         if let Some(disk) = self.disk.take() {
-            let parts = disk.parts.clone();
             match disk.assemble(self.total).await {
                 Ok(len) => stored = len,
-                Err(err) => {
-                    self.fail(&err);
-                    let _ = tokio::fs::remove_dir_all(&parts).await;
-                }
+                Err(err) => self.fail(&err),
             }
         }
         let capped = self.total > self.cap.max;
@@ -343,14 +423,7 @@ impl Disk {
         match &mut self.ring {
             Some(ring) => {
                 let keep = usize::try_from(self.cap.max - self.cap.head).unwrap_or(usize::MAX);
-                let rest = &rest[rest.len().saturating_sub(keep)..];
-                if ring.capacity() < keep {
-                    // Once, exactly: growing by doubling would take up to twice the tail.
-                    ring.reserve_exact(keep - ring.len());
-                }
-                let overflow = (ring.len() + rest.len()).saturating_sub(keep);
-                ring.drain(..overflow);
-                ring.extend(rest);
+                push_ring(ring, rest, keep);
                 Ok(())
             }
             None => {

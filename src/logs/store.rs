@@ -1,7 +1,7 @@
 //! Where runs' logs are kept: the one seam between capturing or reading a run's output and the
-//! place it lies. Files under the data folder's `logs/` today ([`LogStore::files`]); a shared
-//! backend (chunks in the database, so that any instance can show any run) is one more variant
-//! here, and neither the worker nor the pages change.
+//! place it lies. Files under the data folder's `logs/` ([`LogStore::files`], the embedded
+//! default), or chunks in a database that several instances share ([`LogStore::database`]), so
+//! that any instance shows any run's log, live; neither the worker nor the pages know which.
 
 use crate::domain::{RunId, RunRow};
 
@@ -18,6 +18,31 @@ pub struct LogStore {
 enum Backend {
     /// `<dir>/<run>.log`, with `<run>.log.parts/` while a long run goes.
     Files(PathBuf),
+    /// `log_chunk` rows ([`super::rows`]).
+    Database(crate::store::Store),
+}
+
+/// How often a page that follows a log file looks for new output.
+const FILE_FOLLOW_EVERY: Duration = Duration::from_millis(250);
+/// How long a page that follows a log in the database waits for its notification before it
+/// looks anyway (a notification lost while the connection was down).
+const DATABASE_FOLLOW_EVERY: Duration = Duration::from_secs(1);
+
+/// Waits for a log's new output ([`LogStore::follow`]).
+#[derive(Debug)]
+pub struct Follow(Option<crate::store::LogWatch>);
+
+impl Follow {
+    /// Resolves when run `run_id`'s log may have grown since the last look: at its next
+    /// notification (logs in the database), or after a while (files, or no notification).
+    pub async fn wait(&mut self, run_id: RunId) {
+        match &mut self.0 {
+            None => tokio::time::sleep(FILE_FOLLOW_EVERY).await,
+            Some(watch) => {
+                let _ = tokio::time::timeout(DATABASE_FOLLOW_EVERY, watch.grown(run_id)).await;
+            }
+        }
+    }
 }
 
 impl LogStore {
@@ -29,16 +54,37 @@ impl LogStore {
         }
     }
 
+    /// Logs as chunks in `store`'s database, each capped at `max_bytes` (at most
+    /// [`super::MAX_DATABASE_LOG_BYTES`]).
+    pub fn database(store: crate::store::Store, max_bytes: u64) -> Self {
+        Self {
+            backend: Backend::Database(store),
+            max_bytes: max_bytes.min(super::MAX_DATABASE_LOG_BYTES),
+        }
+    }
+
     /// The cap every log is held to.
     pub fn cap(&self) -> Cap {
         Cap::new(self.max_bytes)
+    }
+
+    /// A follower of a run's log: make it before reading, so no output after the read is
+    /// missed.
+    pub fn follow(&self) -> Follow {
+        Follow(match &self.backend {
+            Backend::Files(_) => None,
+            Backend::Database(store) => Some(store.watch_logs()),
+        })
     }
 
     /// Starts capturing run `run_id`'s output; `again` when an earlier attempt of the run may
     /// have logged something, which is removed first (see [`LogSink::create`]).
     pub async fn capture(&self, run_id: RunId, again: bool) -> LogSink {
         match &self.backend {
-            Backend::Files(_) => LogSink::create(&self.file(run_id), self.max_bytes, again).await,
+            Backend::Files(dir) => LogSink::create(&file(dir, run_id), self.max_bytes, again).await,
+            Backend::Database(store) => {
+                LogSink::database(store.clone(), run_id, self.max_bytes, again).await
+            }
         }
     }
 
@@ -46,9 +92,13 @@ impl LogStore {
     /// finished run whose whole output fitted there (it has nothing stored besides).
     pub async fn open(&self, run: &RunRow) -> RunLog {
         match &self.backend {
-            Backend::Files(_) => {
-                let path = self.file(run.run_id);
+            Backend::Files(dir) => {
+                let path = file(dir, run.run_id);
                 RunLog::of(path, run.status.is_finished(), &run.log_head, run.log_bytes).await
+            }
+            Backend::Database(store) => {
+                let (finished, head) = (run.status.is_finished(), &run.log_head);
+                RunLog::in_database(store.clone(), run.run_id, finished, head, run.log_bytes).await
             }
         }
     }
@@ -56,13 +106,13 @@ impl LogStore {
     /// What is stored of the log of run `run_id`, which the database no longer has.
     pub fn stored(&self, run_id: RunId) -> RunLog {
         match &self.backend {
-            Backend::Files(_) => RunLog::File(self.file(run_id)),
+            Backend::Files(dir) => RunLog::File(file(dir, run_id)),
+            Backend::Database(store) => RunLog::Rows(store.clone(), run_id),
         }
     }
+}
 
-    fn file(&self, run_id: RunId) -> PathBuf {
-        match &self.backend {
-            Backend::Files(dir) => dir.join(format!("{run_id}.log")),
-        }
-    }
+/// `<dir>/<run>.log`.
+fn file(dir: &Path, run_id: RunId) -> PathBuf {
+    dir.join(format!("{run_id}.log"))
 }

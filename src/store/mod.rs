@@ -27,11 +27,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::futures::Notified;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, broadcast, watch};
 
 pub use model::{
     Ack, AckFacts, AckWords, Claim, DeliveryRow, DeliveryState, Earlier, Inserted, JobSteps,
-    NewRun, RunFilter, RunResult, StepResult,
+    LogChunk, NewRun, RunFilter, RunResult, StepResult,
 };
 pub use sqlite::flush::FlushCounts;
 
@@ -128,6 +128,9 @@ struct Signals {
     deliveries: Notify,
     /// Counts the cancel requests, so a worker can tell one came since it looked.
     cancels: watch::Sender<u64>,
+    /// The run whose log grew (`None`: any may have), for the pages that follow a log kept in
+    /// the database.
+    logs: broadcast::Sender<Option<RunId>>,
 }
 
 /// What [`Store::renew`] found.
@@ -152,6 +155,28 @@ impl CancelWatch {
         if self.0.changed().await.is_err() {
             // The store is gone: nothing will ever be requested.
             std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Log writes a follower may fall behind by before it just looks again.
+const LOG_WATCH_ROOM: usize = 256;
+
+/// Tells a page that follows run logs kept in the database that one grew ([`Store::watch_logs`]).
+#[derive(Debug)]
+pub struct LogWatch(broadcast::Receiver<Option<RunId>>);
+
+impl LogWatch {
+    /// Resolves once run `run_id`'s log may have grown since the watch was made or last
+    /// resolved.
+    pub async fn grown(&mut self, run_id: RunId) {
+        loop {
+            match self.0.recv().await {
+                Ok(Some(grown)) if grown != run_id => {}
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => return,
+                // The store is gone: nothing will grow.
+                Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
+            }
         }
     }
 }
@@ -186,6 +211,7 @@ impl Store {
             work: Notify::new(),
             deliveries: Notify::new(),
             cancels: watch::Sender::new(0),
+            logs: broadcast::Sender::new(LOG_WATCH_ROOM),
         });
         let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Backend::Postgres(
@@ -217,6 +243,18 @@ impl Store {
     /// no request for that run is missed.
     pub fn watch_cancels(&self) -> CancelWatch {
         CancelWatch(self.signals.cancels.subscribe())
+    }
+
+    /// Whether several instances may share this database (Postgres): then what they must all
+    /// see, such as run logs, belongs in it.
+    pub fn shared(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
+    /// A watch on run logs kept in the database, from now on; a page that follows a log makes
+    /// it before it reads, so no output written after the read is missed.
+    pub fn watch_logs(&self) -> LogWatch {
+        LogWatch(self.signals.logs.subscribe())
     }
 
     /// Writes that waited for a sync and the syncs done, since start-up.
@@ -287,6 +325,21 @@ delegate! {
                 signals.cancels.send_modify(|n| *n = n.wrapping_add(1));
             }
         };
+    /// Removes the chunks of run `run_id`'s log that lie within `forget` (from its start to its
+    /// end) and adds `chunks`, in one transaction.
+    fn write_log(&self, run_id: RunId, forget: (i64, i64), chunks: &[LogChunk]) -> Result<()>,
+        then |signals: &Signals, (): &()| {
+            // Nobody following is no error.
+            let _ = signals.logs.send(Some(run_id));
+        };
+    /// The size of run `run_id`'s log in the database; `None` when it keeps none there.
+    fn log_size(&self, run_id: RunId) -> Result<Option<i64>>;
+    /// The chunks of run `run_id`'s log from the one that holds offset `from` (or the next)
+    /// until they hold `length` bytes: `(start, bytes)`.
+    fn log_range(&self, run_id: RunId, from: i64, length: i64) -> Result<Vec<(i64, Vec<u8>)>>;
+    /// The newlines before the chunk of run `run_id`'s log that holds offset `at`, and its
+    /// bytes before `at` (the first chunk's newlines and nothing when `at` is before it).
+    fn log_lines_at(&self, run_id: RunId, at: i64) -> Result<Option<(i64, Vec<u8>)>>;
     /// Marks a step running.
     fn start_step(&self, run_id: RunId, position: usize, now: i64) -> Result<()>;
     /// Records a step's result.

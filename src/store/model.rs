@@ -34,6 +34,16 @@ pub struct RunFilter {
     pub until: Option<i64>,
 }
 
+/// A piece of a run's log as the database keeps it (see `migrations/postgres/`'s `log_chunk`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogChunk {
+    /// Where its first byte is in the log.
+    pub pos: i64,
+    /// Newlines in the log before it.
+    pub lines: i64,
+    pub data: Vec<u8>,
+}
+
 /// Every job's steps, by name, as [`super::Store::try_claim`] writes them for the run it claims
 /// (built from the catalog).
 #[derive(Debug, Clone)]

@@ -435,7 +435,7 @@ impl Worker {
             self.store.finish_step(run_id, position, &result).await?;
         }
 
-        let path = log.path().display().to_string();
+        let place = log.place();
         let (summary, file_error) = log.finish().await;
         let result = RunResult {
             status,
@@ -446,7 +446,7 @@ impl Worker {
             log_bytes: i64::try_from(summary.printed).unwrap_or(i64::MAX),
             log_lines: i64::try_from(summary.lines).unwrap_or(i64::MAX),
             // None: the database's head is the whole log (see `runner::output`).
-            log_path: summary.file.then_some(path),
+            log_path: summary.file.then_some(place),
             finished_at: now_ms(),
         };
         Ok((result, last_step))

@@ -247,3 +247,91 @@ async fn signing_in_on_one_instance_signs_in_on_the_other() {
         303
     );
 }
+
+/// Reads `stream`'s text until it contains `until`, for at most 30 s.
+async fn read_until(stream: &mut reqwest::Response, text: &mut String, until: &str) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !text.contains(until) {
+        let chunk = tokio::time::timeout_at(deadline, stream.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("no {until:?} within 30 s; so far: {text}"))
+            .unwrap()
+            .unwrap_or_else(|| panic!("the stream ended before {until:?}: {text}"));
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_of_a_run_on_one_instance_is_followed_live_and_read_whole_on_the_other() {
+    let Some(url) = throwaway_postgres::database() else {
+        return;
+    };
+    let chat = mattermost().await;
+    let folder = tempfile::tempdir().unwrap();
+    // 3000 lines (past the database's head of 16 KiB), then it waits for `go`.
+    let talk = format!(
+        r#"
+[[steps]]
+name = "Talk"
+run = ["sh", "-c", "i=0; while [ $i -lt 3000 ]; do echo \"line $i\"; i=$((i+1)); done; echo ready; while [ ! -e \"$1\" ]; do sleep 0.05; done; echo done", "sh", "{}/go"]
+"#,
+        folder.path().display()
+    );
+    let jobs = [("build", BUILD_JOB), ("talk", talk.as_str())];
+    // A runs nothing; B runs the steps; each has a data folder of its own.
+    let start = |workers: usize| {
+        let (jobs, chat) = (&jobs, chat.uri());
+        let config = format!("database_url = \"{url}\"\nworkers = {workers}");
+        async move {
+            let dir = tempfile::tempdir().unwrap();
+            launch(dir, MockServer::start().await, jobs, &config, Some(&chat)).await
+        }
+    };
+    let a = start(0).await;
+    let b = start(2).await;
+
+    a.trigger("#talk", "talkpost").await;
+    // A follows the run while B executes it: every line so far, live, before the run ends.
+    let mut stream = reqwest::get(format!("{}/runs/1/log/stream", a.base))
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let mut text = String::new();
+    read_until(&mut stream, &mut text, "data: ready\n").await;
+    assert!(!text.contains("event: end"), "{text}");
+    let page = a.get("/runs/1").await.text().await.unwrap();
+    assert!(
+        page.contains("ready"),
+        "the page shows the live end of the log"
+    );
+
+    std::fs::write(folder.path().join("go"), "").unwrap();
+    read_until(&mut stream, &mut text, "event: end").await;
+    let lines: Vec<&str> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .filter(|data| data.starts_with("line ") || *data == "ready" || *data == "done")
+        .collect();
+    let mut expected: Vec<String> = (0..3000).map(|i| format!("line {i}")).collect();
+    expected.extend(["ready".to_string(), "done".to_string()]);
+    assert_eq!(lines, expected, "every line once, in order");
+
+    // Once over: A serves the whole log, which B kept in the database, not in its folder.
+    let run = a.finished_run(1).await;
+    assert_eq!(run.status, RunStatus::Succeeded);
+    let log = a.get("/runs/1/log").await.text().await.unwrap();
+    for line in &expected {
+        assert!(
+            log.contains(&format!("{line}\n")),
+            "{line} missing from the log"
+        );
+    }
+    let api: serde_json::Value = a
+        .get("/api/runs/1/log?offset=0&length=100")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(api["size"], log.len());
+    assert!(!b.dir.path().join("data/logs/1.log").exists());
+}

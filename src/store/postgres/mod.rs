@@ -5,14 +5,17 @@
 //! - run numbers from a sequence (`run_number`), so two instances never give the same `#N`;
 //! - claims with `for update skip locked`, and a job's `concurrency` held across instances by a
 //!   transaction-scoped advisory lock per job (see [`runs`]);
-//! - wake-ups through `LISTEN`/`NOTIFY`: triggers on `run` and `outbox` notify on commit, and
-//!   [`listen`] turns each notification into the store's in-process signal, so a run queued on
-//!   one instance wakes the workers of every other (the loops' slow polls stay as the net).
+//! - wake-ups through `LISTEN`/`NOTIFY`: triggers on `run`, `outbox` and `log_chunk` notify on
+//!   commit, and [`listen`] turns each notification into the store's in-process signal, so a
+//!   run queued on one instance wakes the workers of every other, and a run's new output the
+//!   pages that follow it (the loops' slow polls stay as the net);
+//! - run logs as chunks in `log_chunk` ([`logs`]), so any instance shows any run's log.
 //!
 //! Every write commits before it returns (Postgres syncs its log on commit), so an
 //! acknowledged run is on disk, as with SQLite's flush.
 
 mod batch;
+mod logs;
 mod outbox;
 mod runs;
 mod sessions;
@@ -25,12 +28,18 @@ use sqlx::{Executor, PgPool};
 use tokio_util::sync::CancellationToken;
 
 use super::{Result, Signals};
+use crate::domain::RunId;
 
 /// Connections per instance: the workers, the outbox, the pages and the webhooks share them.
 const CONNECTIONS: u32 = 16;
 
 /// The channels [`listen`] follows, as the triggers of `migrations/postgres/` name them.
-const CHANNELS: [&str; 3] = ["chatrun_work", "chatrun_delivery", "chatrun_cancel"];
+const CHANNELS: [&str; 4] = [
+    "chatrun_work",
+    "chatrun_delivery",
+    "chatrun_cancel",
+    "chatrun_log",
+];
 
 /// A handle on the database; cheap to clone.
 #[derive(Debug, Clone)]
@@ -119,6 +128,10 @@ async fn listen(
             Ok(Some(notification)) => match notification.channel() {
                 "chatrun_work" => signals.work.notify_waiters(),
                 "chatrun_delivery" => signals.deliveries.notify_one(),
+                "chatrun_log" => {
+                    let run = notification.payload().parse().ok().map(RunId);
+                    let _ = signals.logs.send(run);
+                }
                 _ => signals.cancels.send_modify(|n| *n = n.wrapping_add(1)),
             },
             Ok(None) => wake_everyone(&signals),
@@ -141,4 +154,5 @@ fn wake_everyone(signals: &Signals) {
     signals.work.notify_waiters();
     signals.deliveries.notify_one();
     signals.cancels.send_modify(|n| *n = n.wrapping_add(1));
+    let _ = signals.logs.send(None);
 }

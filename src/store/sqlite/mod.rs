@@ -6,6 +6,7 @@
 
 mod batch;
 pub mod flush;
+mod logs;
 mod outbox;
 mod runs;
 mod sessions;
