@@ -1,4 +1,4 @@
-//! The command line: `serve`, `check` and `trigger`.
+//! The command line: `serve`, `check`, `trigger`, `agent` and `agent-token`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -101,6 +101,67 @@ enum Cmd {
         #[arg(required = true, value_name = "TEXT")]
         text: Vec<String>,
     },
+    /// Run steps on this machine for a chatrun server: a build agent.
+    ///
+    /// The agent asks the server for runs of the jobs whose `runs_on` labels it has (all of
+    /// them), runs their steps here (argv, no shell, as the server's own workers do), streams
+    /// their output to the server and reports the results. It opens no port and needs no
+    /// database: only the server's address and a token from `chatrun agent-token create`.
+    /// Stops cleanly on SIGTERM or Ctrl-C (running steps get --shutdown-grace-secs).
+    ///
+    /// Example: `CHATRUN_AGENT_TOKEN=… chatrun agent --server https://ci.example.com --labels
+    /// macos,arm64`
+    Agent {
+        /// The chatrun server's address (its public_url).
+        #[arg(long, value_name = "URL")]
+        server: String,
+        /// The agent's token (`chatrun agent-token create NAME` prints one).
+        #[arg(long, env = "CHATRUN_AGENT_TOKEN", hide_env_values = true)]
+        token: String,
+        /// The labels this machine has, comma-separated: `linux,x86_64`.
+        #[arg(long, value_delimiter = ',', value_name = "LABELS")]
+        labels: Vec<String>,
+        /// The agent's name, shown on the agents page [default: this machine's host name].
+        #[arg(long)]
+        name: Option<String>,
+        /// Where the steps' relative working folders are [default: the current folder].
+        #[arg(long, value_name = "DIR")]
+        workdir: Option<PathBuf>,
+        /// Added to the agent's nice value for every step (0 to 19).
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=19))]
+        nice: u8,
+        /// On shutdown, how long running steps may go on before they are stopped.
+        #[arg(long, default_value_t = 60)]
+        shutdown_grace_secs: u64,
+    },
+    /// Make, list and revoke the tokens agents authenticate with.
+    #[command(subcommand)]
+    AgentToken(TokenCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCmd {
+    /// Make a token for agents: printed once; the server keeps only its SHA-256.
+    Create {
+        /// What the token is for (`mac-mini-1`, `linux-pool`): listed, and revoked by it.
+        name: String,
+        /// The configuration file (for its database).
+        #[arg(long, short, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
+    /// List the tokens (never the tokens themselves).
+    List {
+        /// The configuration file (for its database).
+        #[arg(long, short, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
+    /// Revoke a token: its agents' next requests are refused (401).
+    Revoke {
+        name: String,
+        /// The configuration file (for its database).
+        #[arg(long, short, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
 }
 
 /// Parses the command line and runs the command.
@@ -137,6 +198,27 @@ pub fn run() -> anyhow::Result<ExitCode> {
             wait,
             text: text.join(" "),
         })),
+        Cmd::Agent {
+            server,
+            token,
+            labels,
+            name,
+            workdir,
+            nice,
+            shutdown_grace_secs,
+        } => runtime.block_on(agent(crate::worker::remote::Options {
+            server,
+            token,
+            name: name.unwrap_or_else(crate::runner::orphans::hostname),
+            labels: labels.into_iter().filter(|l| !l.is_empty()).collect(),
+            workdir: match workdir {
+                Some(dir) => dir,
+                None => std::env::current_dir().context("cannot read the current folder")?,
+            },
+            nice,
+            shutdown_grace: std::time::Duration::from_secs(shutdown_grace_secs),
+        })),
+        Cmd::AgentToken(command) => runtime.block_on(agent_token(command)),
     }
 }
 
@@ -190,6 +272,94 @@ async fn serve(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let shutdown = shutdown::on_signal().context("cannot install signal handlers")?;
     app.run(shutdown).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+async fn agent(options: crate::worker::remote::Options) -> anyhow::Result<ExitCode> {
+    for label in options.labels.iter().chain([&options.name]) {
+        crate::domain::check_label(label).map_err(|why| anyhow::anyhow!("{why}"))?;
+    }
+    if !options.server.starts_with("http://") && !options.server.starts_with("https://") {
+        bail!("--server: `{}` is not an http(s) address", options.server);
+    }
+    println!(
+        "chatrun agent {} for {}, labels: {}",
+        options.name,
+        options.server,
+        if options.labels.is_empty() {
+            "(none)".to_string()
+        } else {
+            options.labels.join(", ")
+        }
+    );
+    let shutdown = shutdown::on_signal().context("cannot install signal handlers")?;
+    crate::worker::remote::run(options, shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn agent_token(command: TokenCmd) -> anyhow::Result<ExitCode> {
+    let config = match &command {
+        TokenCmd::Create { config, .. }
+        | TokenCmd::List { config }
+        | TokenCmd::Revoke { config, .. } => config.clone(),
+    };
+    let config = Config::load(config.as_deref())?;
+    let store = crate::store::Store::connect_with(&config.database_url, config.busy_timeout)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open the database {}",
+                crate::store::shown_url(&config.database_url)
+            )
+        })?;
+    let now = crate::store::now_ms();
+    let code = match command {
+        TokenCmd::Create { name, .. } => {
+            crate::domain::check_label(&name).map_err(|why| anyhow::anyhow!("{why}"))?;
+            let token = crate::domain::agent_token()?;
+            let hash = crate::domain::sha256_hex(&token);
+            if !store.create_agent_token(&name, &hash, now).await? {
+                bail!(
+                    "a token named `{name}` exists already: revoke it first, or pick another name"
+                );
+            }
+            println!("{token}");
+            eprintln!(
+                "The token `{name}` is shown this once; chatrun keeps only its SHA-256.\n\
+                 Start an agent with it: CHATRUN_AGENT_TOKEN={token} chatrun agent --server {} --labels …",
+                config.public_url
+            );
+            ExitCode::SUCCESS
+        }
+        TokenCmd::List { .. } => {
+            let tokens = store.agent_tokens().await?;
+            if tokens.is_empty() {
+                println!("no agent tokens (chatrun agent-token create NAME)");
+            }
+            for token in tokens {
+                let state = match token.revoked_at {
+                    Some(at) => format!("revoked {}", crate::render::timestamp(at)),
+                    None => "in use".to_string(),
+                };
+                println!(
+                    "{}\tcreated {}\t{state}",
+                    token.name,
+                    crate::render::timestamp(token.created_at)
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        TokenCmd::Revoke { name, .. } => {
+            if store.revoke_agent_token(&name, now).await? {
+                println!("revoked `{name}`: its agents' next requests are refused");
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("no token `{name}` in use (chatrun agent-token list)");
+                ExitCode::FAILURE
+            }
+        }
+    };
+    store.close().await;
+    Ok(code)
 }
 
 fn check(config: Option<PathBuf>) -> ExitCode {

@@ -26,6 +26,8 @@
 //!                                              │ store::wait_for_work
 //!                                              ▼
 //!                         worker::Worker ──> runner (child processes) ──> logs::LogStore
+//!                           (or, for a job with `runs_on`: http::agents <──HTTP── chatrun agent,
+//!                            which runs the same worker::execute on its own machine)
 //!                                              │
 //!                                              ▼ finish: result + reply intent, one write
 //!                         outbox ──> chat::Adapter (word the result from the stored run, send)
@@ -37,8 +39,8 @@
 //! - Pure (values in, values out): [`domain`], [`catalog`], [`report`], [`render`], and the
 //!   parsing and wording half of each platform in [`chat`].
 //! - I/O at the edges: [`store`] (SQL, and the wake-ups and cancel requests that follow its
-//!   writes), [`runner`] (processes), [`logs::LogStore`] (files, or chunks in a shared database), each
-//!   platform's `client.rs` (outgoing HTTP), [`http`] (incoming HTTP).
+//!   writes), [`runner`] (processes), [`logs::LogStore`] (files, or chunks in a shared
+//!   database), each platform's `client.rs` (outgoing HTTP), [`http`] (incoming HTTP).
 //! - Wiring: [`config`] (TOML + environment), [`app`] (builds and runs everything), [`cli`].
 //!
 //! # Adding a chat platform
@@ -65,6 +67,9 @@
 //!
 //! - **job**: a definition in `jobs/NAME.toml`: steps to run, a timeout.
 //! - **run**: one requested execution of a job, numbered (`#42`).
+//! - **agent**: where a run's steps execute: the server's own workers (the local agent), or a
+//!   `chatrun agent` on another machine that takes the runs of the jobs whose `runs_on`
+//!   labels it has ([`worker::remote`], `docs/agents.md`); both run [`worker::execute`].
 //! - **attempt**: one lease of a run by a worker; a run whose worker died is claimed again
 //!   with the next attempt number.
 //! - **trigger**: the chat message that asked for a run.

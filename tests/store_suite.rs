@@ -12,7 +12,8 @@ use chatrun::domain::{
 };
 use chatrun::store::samples::{ack, build_steps, claim, new_run, result};
 use chatrun::store::{
-    Ack, AckFacts, Claim, Error, Inserted, LogChunk, NewRun, Renewal, RunFilter, StepResult, Store,
+    Ack, AckFacts, Claim, Error, Inserted, JobSteps, LogChunk, NewRun, Renewal, RunFilter,
+    StepResult, Store,
 };
 
 #[path = "support/postgres.rs"]
@@ -69,6 +70,7 @@ suite!(
     a_session_lives_until_it_expires_or_ends,
     a_users_requests_are_counted_in_a_sliding_minute,
     a_runs_log_is_kept_in_chunks_read_by_offset_and_counted_in_lines,
+    a_claim_leaves_the_runs_of_jobs_its_agent_may_not_run,
 );
 
 /// Two handles on one database, as two chatrun instances have: one test per backend.
@@ -287,6 +289,52 @@ async fn a_runs_log_is_kept_in_chunks_read_by_offset_and_counted_in_lines(store:
     store.write_log(run, (0, i64::MAX), &[]).await.unwrap();
     assert_eq!(store.log_size(run).await.unwrap(), None);
     assert_eq!(store.log_size(RunId(4)).await.unwrap(), Some(9));
+}
+
+async fn a_claim_leaves_the_runs_of_jobs_its_agent_may_not_run(store: Store) {
+    let mac = NewRun {
+        job: "mac".into(),
+        ..new_run("m1")
+    };
+    store.insert_run(&mac, 1, ack).await.unwrap();
+    store.insert_run(&new_run("b1"), 2, ack).await.unwrap();
+    let gone = NewRun {
+        job: "gone".into(),
+        ..new_run("g1")
+    };
+    store.insert_run(&gone, 3, ack).await.unwrap();
+    // The local agent: `mac` is for agents with its labels; `gone` is in no catalog.
+    let local = JobSteps::for_agent([("build", vec!["a"], true), ("mac", vec!["m"], false)]);
+    let first = store
+        .try_claim(claim("w", 10, 100, &local))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.job, "build");
+    let second = store
+        .try_claim(claim("w", 11, 100, &local))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(second.job, "gone", "settled by whoever claims it");
+    assert!(
+        store
+            .try_claim(claim("w", 12, 100, &local))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // An agent that has the labels takes it, its step written.
+    let agent = JobSteps::for_agent([("build", vec!["a"], false), ("mac", vec!["m"], true)]);
+    let third = store
+        .try_claim(claim("a", 13, 100, &agent))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(third.job, "mac");
+    let steps = store.steps(third.run_id).await.unwrap();
+    assert_eq!(steps.len(), 1);
+    assert_eq!(steps[0].name, "m");
 }
 
 async fn a_session_lives_until_it_expires_or_ends(store: Store) {

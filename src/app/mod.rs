@@ -108,6 +108,7 @@ impl App {
             crate::logs::LogStore::database(store.clone(), config.max_log_bytes)
         } else {
             crate::logs::LogStore::files(config.logs_dir(), config.max_log_bytes)
+                .with_agents_in(store.clone())
         };
         let state = AppState::new(crate::http::Shared {
             service: crate::service::Context {
@@ -165,7 +166,13 @@ impl App {
         if let Err(err) = reaper.reap().await {
             tracing::warn!(error = ?err, "cannot look for runs left running");
         }
-        for n in 0..config.workers {
+        // Without the local agent, remote agents run every run.
+        let local = if config.local_agent {
+            config.workers
+        } else {
+            0
+        };
+        for n in 0..local {
             workers.spawn(worker(n).run(shutdown.clone()));
         }
         workers.spawn(reaper.run(shutdown.clone()));

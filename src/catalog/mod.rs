@@ -54,6 +54,9 @@ pub struct JobDef {
     /// Environment variables (of a step's `env`, or of chatrun's own environment) whose values
     /// are masked in logs and replies.
     pub secret_env: Vec<String>,
+    /// The labels an agent must have, all of them, to run the job; none: the server's own
+    /// (local) agent runs it.
+    pub runs_on: Vec<String>,
 }
 
 impl JobDef {
@@ -148,7 +151,7 @@ fn display(name: &str, id: &str) -> String {
 }
 
 /// One step: one row of the result table.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct StepDef {
     /// Shown in replies and on the run page.
     pub name: String,
@@ -156,6 +159,10 @@ pub struct StepDef {
     pub run: Vec<String>,
     /// Absolute working directory.
     pub workdir: PathBuf,
+    /// The working directory as the job file wrote it (relative to the jobs folder, or
+    /// absolute): a remote agent finds it under its own `--workdir`.
+    #[serde(skip)]
+    pub workdir_in_job: Option<PathBuf>,
     /// Extra environment variables.
     pub env: BTreeMap<String, String>,
     /// Glob of the JUnit XML reports the step writes, relative to `workdir`.
@@ -208,6 +215,7 @@ const JOB_KEYS: &[Key] = &[
     Key::Value("queue_limit"),
     Key::Value("on_new"),
     Key::Value("secret_env"),
+    Key::Value("runs_on"),
     Key::Named(
         "params",
         &[
@@ -264,6 +272,8 @@ struct RawJob {
     on_new: OnNew,
     #[serde(default)]
     secret_env: Vec<String>,
+    #[serde(default)]
+    runs_on: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -453,8 +463,8 @@ pub fn parse_job(name: &str, text: &str, base: &Path) -> Result<JobDef, Vec<(Str
                 format!("`{pattern}` is not a file pattern: {err}"),
             ));
         }
-        let workdir = match step.workdir {
-            Some(dir) if dir.is_absolute() => dir,
+        let workdir = match &step.workdir {
+            Some(dir) if dir.is_absolute() => dir.clone(),
             Some(dir) => base.join(dir),
             None => base.to_path_buf(),
         };
@@ -462,6 +472,7 @@ pub fn parse_job(name: &str, text: &str, base: &Path) -> Result<JobDef, Vec<(Str
             name: step.name.trim().to_string(),
             run: step.run,
             workdir,
+            workdir_in_job: step.workdir,
             env: step.env,
             junit,
         });
@@ -472,6 +483,14 @@ pub fn parse_job(name: &str, text: &str, base: &Path) -> Result<JobDef, Vec<(Str
         problems.push(("concurrency".into(), "must be at least 1".into()));
     }
     let queue_limit = raw.queue_limit.unwrap_or(DEFAULT_QUEUE_LIMIT);
+    for label in &raw.runs_on {
+        if let Err(why) = crate::domain::check_label(label) {
+            problems.push(("runs_on".into(), why));
+        }
+    }
+    let mut runs_on = raw.runs_on;
+    runs_on.sort();
+    runs_on.dedup();
     for (i, step) in steps.iter().enumerate() {
         for arg in &step.run {
             for placeholder in placeholders(arg) {
@@ -500,6 +519,7 @@ pub fn parse_job(name: &str, text: &str, base: &Path) -> Result<JobDef, Vec<(Str
         queue_limit,
         on_new: raw.on_new,
         secret_env: raw.secret_env,
+        runs_on,
     })
 }
 

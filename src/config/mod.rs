@@ -73,6 +73,9 @@ pub struct Config {
     pub public_url: String,
     /// How many runs may execute at once here; 0: none (other instances run them).
     pub workers: usize,
+    /// Whether this server runs steps itself (its `workers`); false for a server that only
+    /// dispatches to remote agents, which then also take the jobs without `runs_on`.
+    pub local_agent: bool,
     /// How long a worker's claim on a run lasts without a heartbeat.
     pub lease: Duration,
     /// Time between SIGTERM and SIGKILL when a step is stopped.

@@ -20,6 +20,8 @@ pub struct RawConfig {
     pub(super) public_url: Option<String>,
     #[serde(default = "default_workers", deserialize_with = "de::number")]
     pub(super) workers: u64,
+    #[serde(default, deserialize_with = "de::optional_bool")]
+    pub(super) local_agent: Option<bool>,
     #[serde(default = "default_lease_secs", deserialize_with = "de::number")]
     pub(super) lease_secs: u64,
     #[serde(default = "default_kill_grace_secs", deserialize_with = "de::number")]
@@ -205,6 +207,7 @@ pub(super) const KEYS: &[Key] = &[
     Key::Value("data_dir"),
     Key::Value("public_url"),
     Key::Value("workers"),
+    Key::Value("local_agent"),
     Key::Value("lease_secs"),
     Key::Value("kill_grace_secs"),
     Key::Value("job_nice"),

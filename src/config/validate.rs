@@ -240,6 +240,7 @@ impl Config {
             data_dir: raw.data_dir,
             public_url,
             workers: usize::try_from(raw.workers).expect("validated to at most 256"),
+            local_agent: raw.local_agent.unwrap_or(true),
             lease: Duration::from_secs(raw.lease_secs),
             kill_grace: Duration::from_secs(raw.kill_grace_secs),
             job_nice: u8::try_from(raw.job_nice).expect("validated to at most 19"),

@@ -3,11 +3,14 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A run's number, as users see it (`#42`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, sqlx::Type, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, sqlx::Type, Serialize, Deserialize,
+)]
 #[sqlx(transparent)]
+#[serde(transparent)]
 pub struct RunId(pub i64);
 
 impl RunId {
@@ -37,6 +40,25 @@ pub fn random_id() -> Result<String, NoRandomness> {
         .iter()
         .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
         .collect())
+}
+
+/// The SHA-256 of `secret`, in hex: how a token (a web session's, an agent's) is kept and
+/// looked up, never the token itself.
+pub fn sha256_hex(secret: &str) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(secret.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A new agent token: `chatrun_` and 52 random characters (260 bits).
+///
+/// # Errors
+///
+/// The system's random source failed.
+pub fn agent_token() -> Result<String, NoRandomness> {
+    Ok(format!("chatrun_{}{}", random_id()?, random_id()?))
 }
 
 /// The system's random source failed.

@@ -3,6 +3,7 @@
 //! imports from the rest of the crate, so every other module may use it and it uses none.
 
 pub mod ack;
+pub mod agent;
 pub mod command;
 pub mod delivery;
 pub mod ids;
@@ -13,9 +14,10 @@ pub mod run;
 pub mod text;
 
 pub use ack::{Ack, AckFacts, AckWords, NewRun};
+pub use agent::{AgentRow, AgentState, check_label, fits};
 pub use command::{BUILT_INS, Command, closest, parse_after_trigger, parse_command, parse_run_id};
 pub use delivery::{Address, Delivery, ReplyIntent};
-pub use ids::{RunId, random_id};
+pub use ids::{RunId, agent_token, random_id, sha256_hex};
 pub use origin::Origin;
 pub use platform::Platform;
 pub use problem::Problem;

@@ -2,13 +2,13 @@
 //! passes around. The sqlx derives let the store read them straight from rows; nothing here
 //! does I/O.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
 
 use super::{Origin, RunId};
 
 /// Where a run is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type, Serialize, Deserialize)]
 // Stored as text on every backend (Postgres would otherwise look for a type of this name).
 #[sqlx(type_name = "text", rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
@@ -80,7 +80,7 @@ impl RunStatus {
 }
 
 /// Where a step is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type, Serialize, Deserialize)]
 // Stored as text on every backend (Postgres would otherwise look for a type of this name).
 #[sqlx(type_name = "text", rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]

@@ -80,7 +80,7 @@ impl Sessions {
         let expires_at = now + crate::store::ms(SESSION);
         match self
             .store
-            .create_session(&hex(&Sha256::digest(&token)), user, now, expires_at)
+            .create_session(&crate::domain::sha256_hex(&token), user, now, expires_at)
             .await
         {
             Ok(()) => Some(token),
@@ -93,7 +93,7 @@ impl Sessions {
 
     /// The user of session `token`, if it is live (none when the database cannot say).
     async fn user(&self, token: &str) -> Option<String> {
-        let hash = hex(&Sha256::digest(token));
+        let hash = crate::domain::sha256_hex(token);
         match self.store.session_user(&hash, now_ms()).await {
             Ok(user) => user,
             Err(err) => {
@@ -104,7 +104,11 @@ impl Sessions {
     }
 
     async fn remove(&self, token: &str) {
-        if let Err(err) = self.store.end_session(&hex(&Sha256::digest(token))).await {
+        if let Err(err) = self
+            .store
+            .end_session(&crate::domain::sha256_hex(token))
+            .await
+        {
             tracing::error!(error = ?err, "cannot end a web session");
         }
     }

@@ -30,6 +30,10 @@ pub enum Error {
     /// No such page or run.
     #[error("not found")]
     NotFound,
+    /// The request is about a state that has moved on (an agent's report on a run it no
+    /// longer holds); the message says what.
+    #[error("{0}")]
+    Conflict(&'static str),
     /// The command of a webhook request did not finish within the time its platform waits
     /// (the database was busy): nothing was stored.
     #[error(
@@ -76,6 +80,7 @@ pub fn code(status: StatusCode) -> &'static str {
         StatusCode::UNAUTHORIZED => "unauthorized",
         StatusCode::FORBIDDEN => "forbidden",
         StatusCode::NOT_FOUND => "not_found",
+        StatusCode::CONFLICT => "conflict",
         StatusCode::PAYLOAD_TOO_LARGE => "too_large",
         StatusCode::SERVICE_UNAVAILABLE => "unavailable",
         StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
@@ -98,6 +103,7 @@ impl IntoResponse for Error {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::BadRequest(_) | Self::Refused(_) => StatusCode::BAD_REQUEST,
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::ShuttingDown | Self::TooSlow(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,

@@ -3,6 +3,7 @@
 //! Each file has its own `router()`; [`router`] merges them. Handlers only translate between
 //! HTTP and the pure modules and the store; [`Error`] is the one error that becomes a response.
 
+pub mod agents;
 pub mod api;
 pub mod auth;
 pub mod error;
@@ -154,12 +155,14 @@ pub fn router(state: AppState) -> Router {
     let guarded = Router::new()
         .merge(history::router())
         .merge(api::router())
+        .merge(agents::people_router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_login,
         ));
     Router::new()
         .merge(webhooks::router())
+        .merge(agents::router())
         .merge(guarded)
         .merge(health::router())
         .route(

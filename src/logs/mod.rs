@@ -56,7 +56,7 @@ mod store;
 pub use mask::{MASK, mask_secrets};
 use mask::{masked, safe_cut};
 pub use read::{RunLog, count_lines, read_log};
-pub use rows::MAX_DATABASE_LOG_BYTES;
+pub use rows::{ChunkTarget, MAX_DATABASE_LOG_BYTES};
 pub use sink::LogSink;
 pub use store::{Follow, LogStore};
 

@@ -15,13 +15,40 @@ use crate::store::{LogChunk, Store};
 use super::read::{Piece, read_pieces};
 use super::*;
 
+/// Where a log's chunks go: the store ([`Store`]), or the server over HTTP (a remote agent's).
+pub trait ChunkTarget: Send + Sync + std::fmt::Debug {
+    /// Removes the chunks of run `run_id`'s log within `forget` and adds `chunks`
+    /// ([`Store::write_log`]).
+    fn write_chunks<'a>(
+        &'a self,
+        run_id: RunId,
+        forget: (i64, i64),
+        chunks: &'a [LogChunk],
+    ) -> std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send + 'a>>;
+}
+
+impl ChunkTarget for Store {
+    fn write_chunks<'a>(
+        &'a self,
+        run_id: RunId,
+        forget: (i64, i64),
+        chunks: &'a [LogChunk],
+    ) -> std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send + 'a>> {
+        Box::pin(async move {
+            self.write_log(run_id, forget, chunks)
+                .await
+                .map_err(std::io::Error::other)
+        })
+    }
+}
+
 /// The largest `max_log_bytes` with logs in the database: the cap whose tail is held in memory.
 pub const MAX_DATABASE_LOG_BYTES: u64 = 2 * MEMORY_TAIL_BYTES;
 
 /// A run's log on its way to the database (the sink's half).
 #[derive(Debug)]
 pub(super) struct Rows {
-    store: Store,
+    store: std::sync::Arc<dyn ChunkTarget>,
     run_id: RunId,
     cap: Cap,
     /// Head bytes not stored yet; they start at `head_stored`.
@@ -42,7 +69,7 @@ fn offset(n: u64) -> i64 {
 }
 
 impl Rows {
-    pub(super) fn new(store: Store, run_id: RunId, cap: Cap) -> Self {
+    pub(super) fn new(store: std::sync::Arc<dyn ChunkTarget>, run_id: RunId, cap: Cap) -> Self {
         Self {
             store,
             run_id,
@@ -57,8 +84,8 @@ impl Rows {
     }
 
     /// Removes what an earlier attempt of run `run_id` stored.
-    pub(super) async fn remove(store: &Store, run_id: RunId) -> crate::store::Result<()> {
-        store.write_log(run_id, (0, i64::MAX), &[]).await
+    pub(super) async fn remove(store: &dyn ChunkTarget, run_id: RunId) -> std::io::Result<()> {
+        store.write_chunks(run_id, (0, i64::MAX), &[]).await
     }
 
     /// Takes the next bytes of the output: the head's to store at the next flush (or now, a
@@ -90,9 +117,8 @@ impl Rows {
 
     async fn store(&self, chunks: &[LogChunk], forget: (u64, u64)) -> std::io::Result<()> {
         self.store
-            .write_log(self.run_id, (offset(forget.0), offset(forget.1)), chunks)
+            .write_chunks(self.run_id, (offset(forget.0), offset(forget.1)), chunks)
             .await
-            .map_err(std::io::Error::other)
     }
 
     /// Stores the output up to `total` bytes (`lines` newlines) for readers: the head not

@@ -38,8 +38,11 @@ pub struct LogSink {
 enum Destination {
     /// In the file at this path (and its segments).
     File(PathBuf),
-    /// In the database, as chunks of the run's.
-    Database(crate::store::Store, crate::domain::RunId),
+    /// In the database (or sent to the server that has it), as chunks of the run's.
+    Database(
+        std::sync::Arc<dyn super::rows::ChunkTarget>,
+        crate::domain::RunId,
+    ),
 }
 
 /// What holds the log once it is made.
@@ -145,11 +148,22 @@ impl LogSink {
         max_bytes: u64,
         earlier: bool,
     ) -> Self {
-        if earlier && let Err(err) = super::rows::Rows::remove(&store, run_id).await {
+        Self::chunks(std::sync::Arc::new(store), run_id, max_bytes, earlier).await
+    }
+
+    /// A log of run `run_id` kept as chunks, written to `target`, capped at `max_bytes`; as
+    /// [`LogSink::create`].
+    pub async fn chunks(
+        target: std::sync::Arc<dyn super::rows::ChunkTarget>,
+        run_id: crate::domain::RunId,
+        max_bytes: u64,
+        earlier: bool,
+    ) -> Self {
+        if earlier && let Err(err) = super::rows::Rows::remove(&*target, run_id).await {
             tracing::warn!(error = %err, run = %run_id, "cannot remove the log of an earlier attempt");
         }
         Self::new(
-            Destination::Database(store, run_id),
+            Destination::Database(target, run_id),
             Cap::new(max_bytes.min(super::rows::MAX_DATABASE_LOG_BYTES)),
         )
     }

@@ -16,8 +16,9 @@ pub struct LogStore {
 
 #[derive(Debug, Clone)]
 enum Backend {
-    /// `<dir>/<run>.log`, with `<run>.log.parts/` while a long run goes.
-    Files(PathBuf),
+    /// `<dir>/<run>.log`, with `<run>.log.parts/` while a long run goes; and the chunks in
+    /// this store of the runs that remote agents ran.
+    Files(PathBuf, Option<crate::store::Store>),
     /// `log_chunk` rows ([`super::rows`]).
     Database(crate::store::Store),
 }
@@ -30,16 +31,16 @@ const DATABASE_FOLLOW_EVERY: Duration = Duration::from_secs(1);
 
 /// Waits for a log's new output ([`LogStore::follow`]).
 #[derive(Debug)]
-pub struct Follow(Option<crate::store::LogWatch>);
+pub struct Follow(Option<crate::store::LogWatch>, Duration);
 
 impl Follow {
-    /// Resolves when run `run_id`'s log may have grown since the last look: at its next
-    /// notification (logs in the database), or after a while (files, or no notification).
+    /// Resolves when run `run_id`'s log may have grown since the last look: at its chunks'
+    /// next notification, or after a while (a file, or a notification lost).
     pub async fn wait(&mut self, run_id: RunId) {
         match &mut self.0 {
-            None => tokio::time::sleep(FILE_FOLLOW_EVERY).await,
+            None => tokio::time::sleep(self.1).await,
             Some(watch) => {
-                let _ = tokio::time::timeout(DATABASE_FOLLOW_EVERY, watch.grown(run_id)).await;
+                let _ = tokio::time::timeout(self.1, watch.grown(run_id)).await;
             }
         }
     }
@@ -49,8 +50,20 @@ impl LogStore {
     /// Logs as files in `dir`, each capped at `max_bytes` (`max_log_bytes`).
     pub fn files(dir: PathBuf, max_bytes: u64) -> Self {
         Self {
-            backend: Backend::Files(dir),
+            backend: Backend::Files(dir, None),
             max_bytes,
+        }
+    }
+
+    /// These logs, and those of runs remote agents ran, which are chunks in `store`.
+    #[must_use]
+    pub fn with_agents_in(self, store: crate::store::Store) -> Self {
+        match self.backend {
+            Backend::Files(dir, _) => Self {
+                backend: Backend::Files(dir, Some(store)),
+                ..self
+            },
+            Backend::Database(_) => self,
         }
     }
 
@@ -71,17 +84,22 @@ impl LogStore {
     /// A follower of a run's log: make it before reading, so no output after the read is
     /// missed.
     pub fn follow(&self) -> Follow {
-        Follow(match &self.backend {
-            Backend::Files(_) => None,
-            Backend::Database(store) => Some(store.watch_logs()),
-        })
+        match &self.backend {
+            Backend::Files(_, store) => Follow(
+                store.as_ref().map(crate::store::Store::watch_logs),
+                FILE_FOLLOW_EVERY,
+            ),
+            Backend::Database(store) => Follow(Some(store.watch_logs()), DATABASE_FOLLOW_EVERY),
+        }
     }
 
     /// Starts capturing run `run_id`'s output; `again` when an earlier attempt of the run may
     /// have logged something, which is removed first (see [`LogSink::create`]).
     pub async fn capture(&self, run_id: RunId, again: bool) -> LogSink {
         match &self.backend {
-            Backend::Files(dir) => LogSink::create(&file(dir, run_id), self.max_bytes, again).await,
+            Backend::Files(dir, _) => {
+                LogSink::create(&file(dir, run_id), self.max_bytes, again).await
+            }
             Backend::Database(store) => {
                 LogSink::database(store.clone(), run_id, self.max_bytes, again).await
             }
@@ -92,7 +110,12 @@ impl LogStore {
     /// finished run whose whole output fitted there (it has nothing stored besides).
     pub async fn open(&self, run: &RunRow) -> RunLog {
         match &self.backend {
-            Backend::Files(dir) => {
+            Backend::Files(_, Some(store))
+                if matches!(store.log_size(run.run_id).await, Ok(Some(_))) =>
+            {
+                RunLog::Rows(store.clone(), run.run_id)
+            }
+            Backend::Files(dir, _) => {
                 let path = file(dir, run.run_id);
                 RunLog::of(path, run.status.is_finished(), &run.log_head, run.log_bytes).await
             }
@@ -106,7 +129,7 @@ impl LogStore {
     /// What is stored of the log of run `run_id`, which the database no longer has.
     pub fn stored(&self, run_id: RunId) -> RunLog {
         match &self.backend {
-            Backend::Files(dir) => RunLog::File(file(dir, run_id)),
+            Backend::Files(dir, _) => RunLog::File(file(dir, run_id)),
             Backend::Database(store) => RunLog::Rows(store.clone(), run_id),
         }
     }

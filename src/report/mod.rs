@@ -13,7 +13,7 @@ use std::time::SystemTime;
 const MAX_TEXT: usize = 8 * 1024;
 
 /// What the test reports of one step say.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TestSummary {
     /// Test cases found.
     pub tests: u64,
@@ -28,7 +28,7 @@ pub struct TestSummary {
 }
 
 /// One failed (or errored) test.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FailedTest {
     /// `classname`, else the enclosing suite's name.
     pub suite: String,

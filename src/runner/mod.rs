@@ -305,7 +305,7 @@ mod tests {
             run: vec!["sh".into(), "-c".into(), script.into()],
             workdir: PathBuf::from("/tmp"),
             env: BTreeMap::from([("GREETING".to_string(), "hi".to_string())]),
-            junit: None,
+            ..StepDef::default()
         }
     }
 

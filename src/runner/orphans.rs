@@ -14,7 +14,8 @@ pub fn owner(part: impl std::fmt::Display) -> String {
     format!("{}:{}#{part}", hostname(), std::process::id())
 }
 
-fn hostname() -> String {
+/// This machine's host name (`chatrun` when it cannot be read).
+pub fn hostname() -> String {
     std::fs::read_to_string("/etc/hostname")
         .ok()
         .map(|h| h.trim().to_string())

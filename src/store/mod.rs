@@ -30,12 +30,12 @@ use tokio::sync::futures::Notified;
 use tokio::sync::{Notify, broadcast, watch};
 
 pub use model::{
-    Ack, AckFacts, AckWords, Claim, DeliveryRow, DeliveryState, Earlier, Inserted, JobSteps,
-    LogChunk, NewRun, RunFilter, RunResult, StepResult,
+    Ack, AckFacts, AckWords, AgentToken, Claim, DeliveryRow, DeliveryState, Earlier, Inserted,
+    JobSteps, LogChunk, NewRun, RunFilter, RunResult, StepResult,
 };
 pub use sqlite::flush::FlushCounts;
 
-use crate::domain::{Address, Delivery, RunId, RunRow, StepRow, TestFailureRow};
+use crate::domain::{Address, AgentRow, Delivery, RunId, RunRow, StepRow, TestFailureRow};
 
 /// Failures of the store.
 #[derive(Debug, thiserror::Error)]
@@ -340,6 +340,21 @@ delegate! {
     /// The newlines before the chunk of run `run_id`'s log that holds offset `at`, and its
     /// bytes before `at` (the first chunk's newlines and nothing when `at` is before it).
     fn log_lines_at(&self, run_id: RunId, at: i64) -> Result<Option<(i64, Vec<u8>)>>;
+    /// Records agent token `name`, found by the SHA-256 `token_hash` of the token; false when
+    /// one of that name is in use.
+    fn create_agent_token(&self, name: &str, token_hash: &str, now: i64) -> Result<bool>;
+    /// Every agent token (never the token itself).
+    fn agent_tokens(&self) -> Result<Vec<AgentToken>>;
+    /// Revokes agent token `name`; false when none of that name is in use.
+    fn revoke_agent_token(&self, name: &str, now: i64) -> Result<bool>;
+    /// The name of the agent token in use whose SHA-256 is `token_hash`.
+    fn agent_token_name(&self, token_hash: &str) -> Result<Option<String>>;
+    /// Records that an agent (using token `token_name`) was heard from.
+    fn agent_seen(&self, agent: &AgentRow, token_name: &str) -> Result<()>;
+    /// Every agent heard from.
+    fn agents(&self) -> Result<Vec<AgentRow>>;
+    /// The lease owner and attempt of run `run_id` while it runs.
+    fn run_lease(&self, run_id: RunId) -> Result<Option<(String, i64)>>;
     /// Marks a step running.
     fn start_step(&self, run_id: RunId, position: usize, now: i64) -> Result<()>;
     /// Records a step's result.

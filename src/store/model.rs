@@ -45,23 +45,38 @@ pub struct LogChunk {
 }
 
 /// Every job's steps, by name, as [`super::Store::try_claim`] writes them for the run it claims
-/// (built from the catalog).
+/// (built from the catalog), and which jobs' runs the claimant may take: a claim leaves the
+/// runs of a job marked as not its own to other agents.
 #[derive(Debug, Clone)]
 pub struct JobSteps(pub(crate) String);
 
 impl JobSteps {
-    /// `(job, its steps' names in order)` for each job.
+    /// `(job, its steps' names in order)` for each job; every job's runs may be claimed.
     pub fn new<'a>(jobs: impl IntoIterator<Item = (&'a str, Vec<&'a str>)>) -> Self {
+        Self::for_agent(jobs.into_iter().map(|(job, steps)| (job, steps, true)))
+    }
+
+    /// `(job, its steps' names in order, whether the claimant may run it)` for each job. The
+    /// runs of a job not listed may be claimed (and are then settled: the job is gone).
+    pub fn for_agent<'a>(jobs: impl IntoIterator<Item = (&'a str, Vec<&'a str>, bool)>) -> Self {
         let jobs: Vec<serde_json::Value> = jobs
             .into_iter()
-            .map(|(job, steps)| serde_json::json!([job, steps]))
+            .map(|(job, steps, may)| serde_json::json!([job, steps, may]))
             .collect();
         JobSteps(serde_json::Value::from(jobs).to_string())
     }
 }
 
+/// A remote agents' token, as `chatrun agent-token list` shows it (never the token).
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct AgentToken {
+    pub name: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
 /// What a finished step reports.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct StepResult {
     pub status: StepStatus,
     pub exit_code: Option<i32>,
@@ -76,7 +91,7 @@ pub struct StepResult {
 }
 
 /// What a finished run reports.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RunResult {
     pub status: RunStatus,
     pub error: Option<String>,

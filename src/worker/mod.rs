@@ -24,13 +24,42 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
-use crate::catalog::{Catalog, JobDef, StepDef};
+use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::domain::{RunId, RunRow, RunStatus, StepStatus};
 use crate::logs::LogStore;
-use crate::runner::{self, StepOutcome};
+use crate::runner;
 use crate::store::{self, CancelWatch, Renewal, Store, ms, now_ms};
 use crate::store::{RunResult, StepResult};
+
+mod execute;
+pub mod remote;
+
+pub use execute::{Agent, OUTPUT_TAIL_LINES, Plan, Steps, execute};
+
+/// Failures of an agent: what it reports could not be stored.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The database failed (the local agent).
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    /// The server could not be reached, or refused the report (a remote agent).
+    #[error("the server: {0}")]
+    Server(String),
+}
+
+/// The local agent's reports of run `.0`'s steps: straight to the store.
+struct LocalSteps<'a>(&'a Store, RunId);
+
+impl Steps for LocalSteps<'_> {
+    async fn start_step(&self, position: usize, now: i64) -> Result<(), Error> {
+        Ok(self.0.start_step(self.1, position, now).await?)
+    }
+
+    async fn finish_step(&self, position: usize, result: &StepResult) -> Result<(), Error> {
+        Ok(self.0.finish_step(self.1, position, result).await?)
+    }
+}
 
 /// How often the reaper looks for runs whose lease expired.
 pub const REAP_EVERY: Duration = Duration::from_secs(5);
@@ -70,6 +99,24 @@ pub fn owner_name(n: usize) -> String {
     runner::orphans::owner(n)
 }
 
+/// The steps of every job of `catalog`, each marked with whether an agent may run it: the
+/// local agent (`labels` `None`) runs the jobs without `runs_on`; a remote agent the jobs whose
+/// `runs_on` labels it has all of, and, when the server has no `local_agent`, those without.
+pub fn job_steps_for(
+    catalog: &Catalog,
+    labels: Option<&[String]>,
+    local_agent: bool,
+) -> store::JobSteps {
+    store::JobSteps::for_agent(catalog.jobs().map(|job| {
+        let may = match labels {
+            None => job.runs_on.is_empty(),
+            Some(_) if job.runs_on.is_empty() => !local_agent,
+            Some(labels) => crate::domain::fits(&job.runs_on, labels),
+        };
+        (job.name.as_str(), job.step_names(), may)
+    }))
+}
+
 /// What [`Worker::try_run_one`] did.
 #[derive(Debug, Clone)]
 pub enum Turn {
@@ -105,14 +152,10 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// The steps of every job of `catalog`, for [`Worker::job_steps`]: made once, not at every
-    /// claim.
+    /// The steps of every job of `catalog`, for the local agent's [`Worker::job_steps`]: made
+    /// once, not at every claim.
     pub fn job_steps_of(catalog: &Catalog) -> Arc<store::JobSteps> {
-        Arc::new(store::JobSteps::new(
-            catalog
-                .jobs()
-                .map(|job| (job.name.as_str(), job.step_names())),
-        ))
+        Arc::new(job_steps_for(catalog, None, true))
     }
 
     /// Runs queued runs until `shutdown`.
@@ -150,7 +193,7 @@ impl Worker {
         &self,
         shutdown: &CancellationToken,
         claimed: Option<Box<Claimed>>,
-    ) -> store::Result<Turn> {
+    ) -> Result<Turn, Error> {
         if shutdown.is_cancelled() {
             if let Some(claimed) = claimed {
                 let run = &claimed.run;
@@ -197,11 +240,7 @@ impl Worker {
             stop.clone(),
             interrupted.clone(),
         )));
-        let lease = Lease {
-            lost: AtomicBool::new(false),
-            cancelled_because: OnceLock::new(),
-        };
-        let lease = Arc::new(lease);
+        let lease = Arc::new(Lease::default());
         let _heartbeat = AbortOnDropHandle::new(tokio::spawn(heartbeat(
             self.store.clone(),
             (run_id, run.attempt),
@@ -211,46 +250,81 @@ impl Worker {
             lease.clone(),
         )));
 
-        let (mut result, last_step) = self
-            .execute(&run, &job, &values, &stop, &interrupted)
-            .await?;
+        let plan = Plan::new(&run, &job, &values, self.config.kill_grace);
+        // What an earlier attempt logged is removed first.
+        let log = self.logs.capture(run_id, run.attempt > 1).await;
+        let agent = Agent {
+            owner: self.owner.clone(),
+            nice: self.config.job_nice,
+        };
+        let steps = LocalSteps(&self.store, run_id);
+        let (result, last_step) = execute(&plan, &steps, log, &agent, &stop, &interrupted).await?;
         let cancelled_because = lease.cancelled_because.get().cloned();
         let last_step = last_step.as_ref().map(|(position, step)| (*position, step));
-        if let Some(reason) = cancelled_because
-            && result.status == RunStatus::Cancelled
-        {
-            result.error = Some(reason);
-        }
         if lease.lost.load(Ordering::SeqCst) {
             tracing::warn!(run = %run_id, attempt = run.attempt, "lease lost; result discarded");
-            return Ok(Turn::Ran(run_id, None));
-        }
-        if result.status == RunStatus::Interrupted {
-            match after_interrupt(job.retry_interrupted, run.attempt) {
-                AfterInterrupt::Requeue => {
-                    self.store.requeue(run_id, run.attempt).await?;
-                    tracing::info!(run = %run_id, "shutting down: the run goes back to the queue");
-                }
-                AfterInterrupt::Interrupted => {
-                    let cause = format!(
-                        "chatrun was shut down while this run was going, and its steps were \
-                         stopped after the {} grace period",
-                        humantime::format_duration(self.config.shutdown_grace)
-                    );
-                    result.error = Some(interrupted_error(&cause, run.attempt > 1));
-                    self.finish(run, result, last_step, None).await?;
-                }
-            }
             return Ok(Turn::Ran(run_id, None));
         }
         // The next run is claimed with this one's result, unless shutdown began meanwhile.
         let next = (!shutdown.is_cancelled()).then(|| self.claim());
         let cancels = self.store.watch_cancels();
-        let claimed = self.finish(run, result, last_step, next).await?;
+        let grace = humantime::format_duration(self.config.shutdown_grace);
+        let shut_down = || {
+            format!(
+                "chatrun was shut down while this run was going, and its steps were stopped \
+                 after the {grace} grace period"
+            )
+        };
+        let claimed = self
+            .settle(run, result, last_step, cancelled_because, shut_down, next)
+            .await?;
         Ok(Turn::Ran(
             run_id,
             claimed.map(|run| Box::new(Claimed { run, cancels })),
         ))
+    }
+
+    /// Stores what became of `run`, which an agent executed: its `result` (a cancelled run's
+    /// error is `cancelled_because`), with its last step's and its reply; or, when the agent
+    /// was shut down under it (status `interrupted`, for the reason `shut_down` words), the
+    /// run queued again or ended interrupted, as its job says. In the same write as a result,
+    /// claims `next` (when given): the run it claimed.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn settle(
+        &self,
+        run: RunRow,
+        mut result: RunResult,
+        last_step: Option<(usize, &StepResult)>,
+        cancelled_because: Option<String>,
+        shut_down: impl FnOnce() -> String,
+        next: Option<store::Claim<'_>>,
+    ) -> store::Result<Option<RunRow>> {
+        if let Some(reason) = cancelled_because
+            && result.status == RunStatus::Cancelled
+        {
+            result.error = Some(reason);
+        }
+        if result.status != RunStatus::Interrupted {
+            return self.finish(run, result, last_step, next).await;
+        }
+        let retry = self
+            .catalog
+            .get(&run.job)
+            .is_some_and(|job| job.retry_interrupted);
+        match after_interrupt(retry, run.attempt) {
+            AfterInterrupt::Requeue => {
+                self.store.requeue(run.run_id, run.attempt).await?;
+                tracing::info!(run = %run.run_id, "shut down under the run: it goes back to the queue");
+            }
+            AfterInterrupt::Interrupted => {
+                result.error = Some(interrupted_error(&shut_down(), run.attempt > 1));
+                self.finish(run, result, last_step, None).await?;
+            }
+        }
+        Ok(None)
     }
 
     /// A claim of the next run by this worker, from now.
@@ -264,197 +338,9 @@ impl Worker {
         }
     }
 
-    /// Runs the steps in order; a failed step stops the run unless the job keeps going. The
-    /// result, and the last step's result, which is written with the run's.
-    async fn execute(
-        &self,
-        run: &RunRow,
-        job: &JobDef,
-        values: &std::collections::BTreeMap<String, String>,
-        stop: &CancellationToken,
-        interrupted: &AtomicBool,
-    ) -> store::Result<(RunResult, Option<(usize, StepResult)>)> {
-        let run_id = run.run_id;
-        // (The claim wrote the steps' rows, the first one running.) The file itself is made
-        // when needed; what an earlier attempt logged is removed first.
-        let mut log = self.logs.capture(run_id, run.attempt > 1).await;
-        // Values of the job's secret variables, wherever the steps get them from.
-        log.set_secrets(job.secret_env.iter().flat_map(|name| {
-            job.steps
-                .iter()
-                .filter_map(|step| step.env.get(name).cloned())
-                .chain(std::env::var(name).ok())
-                .collect::<Vec<_>>()
-        }));
-        let mut env = vec![
-            ("CHATRUN_RUN_ID".to_string(), run_id.to_string()),
-            ("CHATRUN_JOB".to_string(), run.job.clone()),
-            ("CHATRUN_USER".to_string(), run.origin.user_name.clone()),
-            (
-                "CHATRUN_CHANNEL".to_string(),
-                run.origin.channel_name.clone(),
-            ),
-            // With CHATRUN_RUN_ID, how a restarted chatrun finds what a killed one left running.
-            ("CHATRUN_OWNER".to_string(), self.owner.clone()),
-        ];
-        env.extend(
-            job.params
-                .iter()
-                .filter_map(|param| Some((param.env_name(), values.get(&param.name)?.clone()))),
-        );
-        let limits = runner::Limits {
-            deadline: tokio::time::Instant::now() + job.timeout,
-            kill_grace: self.config.kill_grace,
-            nice: self.config.job_nice,
-        };
-
-        let mut status = RunStatus::Succeeded;
-        // The last step's result, written with the run's.
-        let mut last_step = None;
-        for (position, step) in job.steps.iter().enumerate() {
-            // The first was started by the claim.
-            if position > 0 {
-                let now = now_ms();
-                self.store.start_step(run_id, position, now).await?;
-            }
-            let started = std::time::SystemTime::now();
-            log.note(&format!(
-                "step {}/{}: {} ({})",
-                position + 1,
-                job.steps.len(),
-                step.name,
-                step.run.join(" ")
-            ))
-            .await;
-            // Each `{name}` becomes the value inside its one argv element: no shell, no splitting.
-            let resolved = StepDef {
-                run: step
-                    .run
-                    .iter()
-                    .map(|arg| crate::catalog::args::substitute(arg, values))
-                    .collect(),
-                ..step.clone()
-            };
-            let outcome = runner::run_step(&resolved, &env, limits, &mut log, stop).await;
-            let (step_status, exit_code, detail) = match &outcome {
-                StepOutcome::Succeeded => (StepStatus::Succeeded, Some(0), None),
-                StepOutcome::Failed { code, signal } => (
-                    StepStatus::Failed,
-                    *code,
-                    signal.map(|s| format!("killed by signal {s}")),
-                ),
-                StepOutcome::TimedOut => (
-                    StepStatus::TimedOut,
-                    None,
-                    Some(format!(
-                        "the job's timeout of {} passed",
-                        humantime::format_duration(job.timeout)
-                    )),
-                ),
-                StepOutcome::Cancelled if interrupted.load(Ordering::SeqCst) => (
-                    StepStatus::Interrupted,
-                    None,
-                    Some("chatrun was shut down".to_string()),
-                ),
-                StepOutcome::Cancelled => (StepStatus::Cancelled, None, None),
-                StepOutcome::SpawnFailed { reason } => {
-                    (StepStatus::Error, None, Some(reason.clone()))
-                }
-            };
-            log.note(&format!("{}: {}", step.name, step_status.as_str()))
-                .await;
-            if let Some(detail) = &detail {
-                log.note(detail).await;
-            }
-            let (tests, report_error) = match (&step.junit, &outcome) {
-                // A step stopped before its end (cancelled, shut down) or never started wrote
-                // no report to miss.
-                (Some(pattern), outcome)
-                    if !matches!(
-                        outcome,
-                        StepOutcome::SpawnFailed { .. } | StepOutcome::Cancelled
-                    ) =>
-                {
-                    let pattern = pattern.replace("{run_id}", &run_id.to_string());
-                    match read_reports(step.workdir.clone(), pattern.clone(), started).await {
-                        Ok(mut summary) => {
-                            for failure in &mut summary.failures {
-                                for text in [
-                                    &mut failure.suite,
-                                    &mut failure.name,
-                                    &mut failure.message,
-                                    &mut failure.detail,
-                                ] {
-                                    *text = log.mask(text);
-                                }
-                            }
-                            log.note(&format!(
-                                "{}: {} tests, {} failed, {} skipped ({pattern})",
-                                step.name, summary.tests, summary.failed, summary.skipped
-                            ))
-                            .await;
-                            (Some(summary), None)
-                        }
-                        Err(why) => {
-                            log.note(&format!("{}: {why}", step.name)).await;
-                            (None, Some(why))
-                        }
-                    }
-                }
-                _ => (None, None),
-            };
-            let result = StepResult {
-                status: step_status,
-                exit_code,
-                detail,
-                finished_at: now_ms(),
-                output_tail: (step_status != StepStatus::Succeeded)
-                    .then(|| log.step_tail(OUTPUT_TAIL_LINES))
-                    .filter(|tail| !tail.is_empty()),
-                tests,
-                report_error,
-            };
-            status = match step_status {
-                StepStatus::Succeeded => status,
-                StepStatus::TimedOut => RunStatus::TimedOut,
-                StepStatus::Cancelled => RunStatus::Cancelled,
-                StepStatus::Interrupted => RunStatus::Interrupted,
-                _ if status == RunStatus::Succeeded => RunStatus::Failed,
-                _ => status,
-            };
-            let last = position + 1 == job.steps.len()
-                || matches!(
-                    status,
-                    RunStatus::TimedOut | RunStatus::Cancelled | RunStatus::Interrupted
-                )
-                || (status != RunStatus::Succeeded && !job.keep_going);
-            if last {
-                last_step = Some((position, result));
-                break;
-            }
-            self.store.finish_step(run_id, position, &result).await?;
-        }
-
-        let place = log.place();
-        let (summary, file_error) = log.finish().await;
-        let result = RunResult {
-            status,
-            error: file_error,
-            log_head: summary.head,
-            log_tail: summary.tail,
-            // What the steps printed; the file (summary.stored) may hold less.
-            log_bytes: i64::try_from(summary.printed).unwrap_or(i64::MAX),
-            log_lines: i64::try_from(summary.lines).unwrap_or(i64::MAX),
-            // None: the database's head is the whole log (see `runner::output`).
-            log_path: summary.file.then_some(place),
-            finished_at: now_ms(),
-        };
-        Ok((result, last_step))
-    }
-
     /// Ends a run before its steps: those of job steps `names` that the claim wrote are marked
     /// skipped.
-    async fn finish_without_steps(
+    pub async fn finish_without_steps(
         &self,
         run: RunRow,
         names: &[&str],
@@ -514,27 +400,33 @@ impl Worker {
     }
 }
 
-/// Lines of a failed step's output kept for its reply.
-pub const OUTPUT_TAIL_LINES: usize = 20;
-
-/// Reads a step's test reports off the async threads (they can be large).
-async fn read_reports(
-    workdir: std::path::PathBuf,
-    pattern: String,
-    since: std::time::SystemTime,
-) -> Result<crate::report::TestSummary, String> {
-    tokio::task::spawn_blocking(move || crate::report::collect(&workdir, &pattern, since))
-        .await
-        .unwrap_or_else(|err| Err(format!("report unreadable: {err}")))
-}
-
 /// What the heartbeat learnt of a run's lease.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Lease {
     /// The run is no longer this attempt's.
     lost: AtomicBool,
     /// Why a cancel was asked for, once it was.
     cancelled_because: OnceLock<String>,
+}
+
+/// Acts on a renewal of run `run_id`'s lease: a cancel request or a lost lease stops the steps
+/// (`stop`) and is noted in `lease`. False once the lease is lost: no more renewals.
+fn heard(run_id: RunId, renewal: Renewal, lease: &Lease, stop: &CancellationToken) -> bool {
+    match renewal {
+        Renewal::Held => true,
+        Renewal::CancelRequested(reason) => {
+            if lease.cancelled_because.set(reason).is_ok() {
+                tracing::info!(run = %run_id, "cancel requested: stopping the steps");
+                stop.cancel();
+            }
+            true
+        }
+        Renewal::Lost => {
+            lease.lost.store(true, Ordering::SeqCst);
+            stop.cancel();
+            false
+        }
+    }
 }
 
 /// Renews the lease every third of its length, and at once when a cancel was requested; on
@@ -555,17 +447,10 @@ async fn heartbeat(
             () = cancels.requested() => {}
         }
         match store.renew(run_id, attempt, now_ms() + ms(length)).await {
-            Ok(Renewal::Held) => {}
-            Ok(Renewal::CancelRequested(reason)) => {
-                if lease.cancelled_because.set(reason).is_ok() {
-                    tracing::info!(run = %run_id, "cancel requested: stopping the steps");
-                    stop.cancel();
+            Ok(renewal) => {
+                if !heard(run_id, renewal, &lease, &stop) {
+                    return;
                 }
-            }
-            Ok(Renewal::Lost) => {
-                lease.lost.store(true, Ordering::SeqCst);
-                stop.cancel();
-                return;
             }
             // The next tick tries again; the lease outlives a few failed renewals.
             Err(err) => tracing::warn!(error = ?err, run = %run_id, "cannot renew the lease"),

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // test helpers fail the test on any error, by design
 
+mod agents;
 mod browser;
 mod cli;
 mod commands;

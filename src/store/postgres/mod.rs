@@ -14,6 +14,7 @@
 //! Every write commits before it returns (Postgres syncs its log on commit), so an
 //! acknowledged run is on disk, as with SQLite's flush.
 
+mod agents;
 mod batch;
 mod logs;
 mod outbox;

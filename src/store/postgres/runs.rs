@@ -133,9 +133,12 @@ async fn claim_in(conn: &mut PgConnection, claim: &Claim<'_>) -> Result<Option<R
              select run_id, job, concurrency from run
              where status = 'queued' and job = q.job order by run_id limit 1) r
          where {FREE_SLOT}
+             and not exists (select 1 from jsonb_array_elements($2::jsonb) j
+                             where j ->> 0 = r.job and j -> 2 = 'false'::jsonb)
          order by r.run_id"
     )))
     .bind(claim.now)
+    .bind(&claim.steps.0)
     .fetch_all(&mut *conn)
     .await?;
     for (job,) in heads {

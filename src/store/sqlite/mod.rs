@@ -4,6 +4,7 @@
 //! to be delivered). Queries are written out plainly with `sqlx::query_as::<_, Row>()`; times are
 //! integer milliseconds passed in by the caller, so every statement is deterministic under test.
 
+mod agents;
 mod batch;
 pub mod flush;
 mod logs;

@@ -108,8 +108,8 @@ enum ClaimIn {
 /// The claim's statements: the update that claims (returning the run), its steps' rows, and
 /// `commit`. Parameters `?1` now, `?2` the steps, `?3` the owner, `?4` the lease's end.
 fn claim_script(within: ClaimIn) -> &'static str {
-    // The run to claim. (Two indexes skipped in all, `?2` in the update and the delete: see
-    // `Store::write_script`.)
+    // The run to claim, of a job the claimant may run (`?2`'s third field). (One index skipped
+    // in all, `?2` in the delete: see `Store::write_script`.)
     const NEXT: &str = "(with recursive queued_job (job) as (
              select (select min(job) from run where status = 'queued')
              union all
@@ -119,7 +119,9 @@ fn claim_script(within: ClaimIn) -> &'static str {
          select r.run_id from queued_job q
          join run r on r.run_id =
              (select min(run_id) from run where status = 'queued' and job = q.job)
-         where (select count(*) from run x
+         where not exists (select 1 from json_each(?2) j
+                           where j.value ->> 0 = q.job and j.value ->> 2 = 0)
+             and (select count(*) from run x
                 where x.status = 'running' and x.job = q.job
                     and x.lease_expires_at >= ?1) < r.concurrency
          order by r.run_id limit 1)";

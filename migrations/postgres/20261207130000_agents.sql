@@ -1,0 +1,17 @@
+-- Remote agents (issue #22): the tokens they authenticate with, kept by the SHA-256 of the
+-- token (it is shown once, when made), and each agent as the server last saw it.
+create table agent_token (
+    name       text primary key,
+    token_hash text not null unique,
+    created_at bigint not null,
+    revoked_at bigint
+);
+
+create table agent (
+    name         text primary key,
+    token_name   text not null,
+    labels       text not null,     -- comma-separated
+    version      text not null,
+    last_seen_at bigint not null,
+    run_id       bigint               -- the run it holds
+);

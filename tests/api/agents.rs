@@ -1,0 +1,252 @@
+//! Remote agents: the real `chatrun agent` binary runs the steps of the jobs whose labels it
+//! has, talking to chatrun over loopback HTTP; tokens are made with `chatrun agent-token`.
+
+use std::process::{Child, Command, Stdio};
+
+use chatrun::domain::{RunId, RunStatus};
+use serde_json::json;
+use wiremock::MockServer;
+
+use crate::helpers::{BUILD_JOB, TestApp, launch};
+
+/// A job for agents with `label`: its step says which agent ran it.
+fn job_on(label: &str) -> String {
+    format!(
+        r#"
+runs_on = ["{label}"]
+[[steps]]
+name = "Where"
+run = ["sh", "-c", "echo \"ran on $AGENT_MARK in $PWD\""]
+"#
+    )
+}
+
+/// A `chatrun agent` process, killed when dropped.
+struct AgentProcess(Child);
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The configuration file the `chatrun` command line reads to reach `app`'s database.
+fn config_file(app: &TestApp) -> std::path::PathBuf {
+    let path = app.dir.path().join("cli.toml");
+    let text = format!(
+        "database_url = \"sqlite://{dir}/chatrun.db\"\njobs_dir = \"{dir}/jobs\"\ndata_dir = \"{dir}/data\"\n",
+        dir = app.dir.path().display()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `chatrun agent-token ARGS…` on `app`'s database: its exit status and what it printed.
+fn agent_token(app: &TestApp, args: &[&str]) -> (bool, String, String) {
+    let config = config_file(app);
+    let output = Command::new(env!("CARGO_BIN_EXE_chatrun"))
+        .arg("agent-token")
+        .args(args)
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A new token named `name`, as a user makes one.
+fn new_token(app: &TestApp, name: &str) -> String {
+    let (ok, token, err) = agent_token(app, &["create", name]);
+    assert!(ok, "{err}");
+    assert!(err.contains("shown this once"), "{err}");
+    token.trim().to_string()
+}
+
+/// Starts `chatrun agent` for `app` with `token`, `name` and `labels`; its steps see
+/// `AGENT_MARK=name` and run under `workdir`.
+fn start_agent(
+    app: &TestApp,
+    token: &str,
+    name: &str,
+    labels: &str,
+    workdir: &std::path::Path,
+) -> AgentProcess {
+    let child = Command::new(env!("CARGO_BIN_EXE_chatrun"))
+        .args([
+            "agent", "--server", &app.base, "--name", name, "--labels", labels,
+        ])
+        .arg("--workdir")
+        .arg(workdir)
+        .env("CHATRUN_AGENT_TOKEN", token)
+        .env("AGENT_MARK", name)
+        .env("RUST_LOG", "chatrun=warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    AgentProcess(child)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_run_goes_to_an_agent_with_its_jobs_labels_and_the_local_agent_runs_the_rest() {
+    let (mac, linux, gpu) = (job_on("macos"), job_on("linux"), job_on("gpu"));
+    let jobs = [
+        ("build", BUILD_JOB),
+        ("mac", mac.as_str()),
+        ("lin", linux.as_str()),
+        ("gpu", gpu.as_str()),
+    ];
+    let app = launch(
+        tempfile::tempdir().unwrap(),
+        MockServer::start().await,
+        &jobs,
+        "",
+        None,
+    )
+    .await;
+    let token = new_token(&app, "pool");
+    let places = tempfile::tempdir().unwrap();
+    let _mac = start_agent(&app, &token, "mac-1", "macos,arm64", places.path());
+    let _linux = start_agent(&app, &token, "linux-1", "linux,x86_64", places.path());
+
+    for (i, job) in ["mac", "lin", "build", "gpu"].iter().enumerate() {
+        app.trigger(&format!("#{job}"), &format!("agentpost{i}"))
+            .await;
+    }
+    let on_mac = app.finished_run(1).await;
+    assert_eq!(on_mac.status, RunStatus::Succeeded, "{:?}", on_mac.error);
+    let places = places.path().display().to_string();
+    assert!(
+        on_mac
+            .log_head
+            .contains(&format!("ran on mac-1 in {places}")),
+        "{}",
+        on_mac.log_head
+    );
+    let on_linux = app.finished_run(2).await;
+    assert!(
+        on_linux.log_head.contains("ran on linux-1"),
+        "{}",
+        on_linux.log_head
+    );
+    // Jobs without `runs_on` stay with the server's own workers.
+    let local = app.finished_run(3).await;
+    assert_eq!(local.status, RunStatus::Succeeded);
+    assert!(!local.log_head.contains("ran on"));
+    // No agent has `gpu`: the run waits.
+    let waiting = app.store.get_run(RunId(4)).await.unwrap().unwrap();
+    assert_eq!(waiting.status, RunStatus::Queued);
+
+    // The agents are listed with their labels.
+    let agents: serde_json::Value = app.get("/api/agents").await.json().await.unwrap();
+    let listed: Vec<(String, serde_json::Value)> = agents["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["name"].as_str().unwrap().to_string(), a["labels"].clone()))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("linux-1".to_string(), json!(["linux", "x86_64"])),
+            ("mac-1".to_string(), json!(["macos", "arm64"])),
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_valid_token_gets_work_and_an_agent_reports_only_on_the_runs_it_holds() {
+    let mac = job_on("macos");
+    let app = launch(
+        tempfile::tempdir().unwrap(),
+        MockServer::start().await,
+        &[("mac", mac.as_str())],
+        // A heartbeat is held for a third of the lease: 2 s here.
+        "lease_secs = 6",
+        None,
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let claim = |token: Option<String>, name: &'static str| {
+        let mut request = client
+            .post(format!("{}/api/agent/claim", app.base))
+            .header("chatrun-agent", name)
+            .json(&json!({"labels": ["macos"], "version": "test"}));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    assert_eq!(claim(None, "a").await.unwrap().status(), 401);
+    assert_eq!(
+        claim(Some("chatrun_not_a_token".into()), "a")
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let (first, second) = (new_token(&app, "first"), new_token(&app, "second"));
+    // A name in use is refused, and the list shows both (never the tokens).
+    let (ok, _, err) = agent_token(&app, &["create", "first"]);
+    assert!(!ok && err.contains("exists already"), "{err}");
+    let (_, list, _) = agent_token(&app, &["list"]);
+    assert!(list.contains("first") && list.contains("second") && !list.contains(&first));
+
+    app.trigger("#mac", "tokenpost").await;
+    let answer = claim(Some(first.clone()), "a").await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let assignment: serde_json::Value = answer.json().await.unwrap();
+    let (run, attempt) = (
+        assignment["plan"]["run_id"].as_i64().unwrap(),
+        assignment["plan"]["attempt"].as_i64().unwrap(),
+    );
+    let report = |token: &str, path: &str, body: serde_json::Value| {
+        client
+            .post(format!("{}/api/agent/runs/{run}/{path}", app.base))
+            .header("chatrun-agent", "a")
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+    };
+    let finish = json!({
+        "attempt": attempt,
+        "result": {"status": "succeeded", "error": null, "log_head": "forged", "log_tail": "",
+                   "log_bytes": 6, "log_lines": 1, "log_path": null, "finished_at": 1},
+        "last_step": null,
+        "cancelled_because": null,
+    });
+    // Another token's agent of the same name, and a stale attempt, are refused.
+    let forged = report(&second, "finish", finish.clone()).await.unwrap();
+    assert_eq!(forged.status(), 409);
+    let mut stale = finish.clone();
+    stale["attempt"] = json!(attempt - 1);
+    assert_eq!(report(&first, "finish", stale).await.unwrap().status(), 409);
+    let held = report(&first, "heartbeat", json!({"attempt": attempt}))
+        .await
+        .unwrap();
+    assert_eq!(held.status(), 200);
+    assert_eq!(
+        held.json::<serde_json::Value>().await.unwrap()["renewal"],
+        "held"
+    );
+    let run_row = app.store.get_run(RunId(run)).await.unwrap().unwrap();
+    assert_eq!(
+        run_row.status,
+        RunStatus::Running,
+        "nothing forged was stored"
+    );
+
+    // Revoked: refused from then on.
+    let (ok, said, _) = agent_token(&app, &["revoke", "first"]);
+    assert!(ok, "{said}");
+    let refused = report(&first, "heartbeat", json!({"attempt": attempt}))
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    let (_, list, _) = agent_token(&app, &["list"]);
+    assert!(list.contains("revoked"), "{list}");
+}
