@@ -158,6 +158,8 @@ pub struct RunRow {
     pub created_at: i64,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+    /// The remote agent that ran it (or runs it); `None`: the server's own workers.
+    pub agent: Option<String>,
 }
 
 /// A `step` row.

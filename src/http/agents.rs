@@ -15,7 +15,7 @@ use axum::routing::{get, post};
 use serde_json::json;
 
 use super::{AppState, Error};
-use crate::domain::{AgentRow, RunId, check_label};
+use crate::domain::{AgentRow, AgentState, RunId, check_label};
 use crate::store::{Claim, now_ms};
 use crate::worker::remote::{
     AGENT_HEADER, AGENT_POLL, Assignment, Beat, Finish, Heard, Hello, LogWrite, StepEnd, StepStart,
@@ -39,9 +39,11 @@ pub fn router() -> Router<AppState> {
         .route("/api/agent/runs/{id}/finish", post(finish))
 }
 
-/// The agents page's data, behind the web login.
+/// The agents page and its data, behind the web login.
 pub fn people_router() -> Router<AppState> {
-    Router::new().route("/api/agents", get(list))
+    Router::new()
+        .route("/agents", get(page))
+        .route("/api/agents", get(list))
 }
 
 /// The agent a request comes from: its token's name and its own.
@@ -180,6 +182,10 @@ async fn claim(
                 .store
                 .agent_seen(&seen(Some(run.run_id)), &caller.token)
                 .await?;
+            state
+                .store
+                .set_run_agent(run.run_id, run.attempt, &caller.name)
+                .await?;
             tracing::info!(run = %run.run_id, agent = %caller.name, "run handed to an agent");
             let plan = Plan::new(&run, &job, &values, state.config.kill_grace).for_remote_agent();
             return Ok(Json(Assignment {
@@ -307,6 +313,52 @@ async fn finish(
         )
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /agents`: every agent heard from, its labels and what it is doing.
+#[derive(askama::Template, askama_web::WebTemplate)]
+#[template(path = "web/agents.html")]
+struct AgentsPage {
+    agents: Vec<AgentItem>,
+}
+
+struct AgentItem {
+    name: String,
+    labels: Vec<String>,
+    version: String,
+    running: Option<RunId>,
+    state: &'static str,
+    state_class: &'static str,
+    seen: String,
+    seen_exact: String,
+}
+
+async fn page(State(state): State<AppState>) -> Result<AgentsPage, Error> {
+    let now = now_ms();
+    let agents = state
+        .store
+        .agents()
+        .await?
+        .into_iter()
+        .map(|agent| {
+            let (state, state_class, running) = match agent.state(now) {
+                AgentState::Idle => ("idle", "queued", None),
+                AgentState::Running(run) => ("running", "running", Some(run)),
+                AgentState::Lost => ("lost", "failed", None),
+            };
+            AgentItem {
+                labels: agent.label_list(),
+                name: agent.name,
+                version: agent.version,
+                running,
+                state,
+                state_class,
+                seen: crate::render::ago(agent.last_seen_at, now),
+                seen_exact: crate::render::timestamp(agent.last_seen_at),
+            }
+        })
+        .collect();
+    Ok(AgentsPage { agents })
 }
 
 /// `GET /api/agents`: every agent heard from, with its state.

@@ -137,6 +137,8 @@ struct RunJson {
     created_at: String,
     started_at: Option<String>,
     finished_at: Option<String>,
+    /// The remote agent that ran it; null: the server itself.
+    agent: Option<String>,
     url: String,
 }
 
@@ -162,6 +164,7 @@ fn run_json(state: &AppState, run: &RunRow) -> RunJson {
         created_at: rfc3339(run.created_at),
         started_at: run.started_at.map(rfc3339),
         finished_at: run.finished_at.map(rfc3339),
+        agent: run.agent.clone(),
         url: run.run_id.page(&state.config.public_url),
     }
 }

@@ -34,6 +34,7 @@ pub fn run(status: RunStatus) -> RunRow {
         created_at: 0,
         started_at: Some(1_000),
         finished_at: Some(4_500),
+        agent: None,
     }
 }
 

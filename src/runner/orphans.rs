@@ -43,14 +43,19 @@ pub fn owner_is_dead_here(owner: &str) -> bool {
 /// Kills every process of run `run_id` started by `owner`, and their process groups. Returns
 /// how many processes it found.
 pub fn kill_run(run_id: i64, owner: &str) -> usize {
-    let markers = [
+    kill_matching(&[
         format!("CHATRUN_RUN_ID={run_id}"),
         format!("CHATRUN_OWNER={owner}"),
-    ];
+    ])
+}
+
+/// Kills every process whose environment holds every marker, and their process groups.
+/// Returns how many processes it found.
+fn kill_matching(markers: &[String]) -> usize {
     let mut found = std::collections::HashSet::new();
     // A step may still be forking while we look: look again until nothing is left.
     for _ in 0..10 {
-        let pids = matching(&markers);
+        let pids = matching(markers);
         if pids.is_empty() {
             break;
         }
@@ -64,6 +69,33 @@ pub fn kill_run(run_id: i64, owner: &str) -> usize {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     found.len()
+}
+
+/// Kills the processes (and their process groups) that dead processes of this host left
+/// running as `part` (`host:pid#part` in their `CHATRUN_OWNER`): what a killed `chatrun agent`
+/// left behind, found by the next one started on the host. Returns how many it found.
+pub fn kill_orphans_of(part: &str) -> usize {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let suffix = format!("#{part}");
+    let mut owners: Vec<String> = entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+            environ.split(|b| *b == 0).find_map(|var| {
+                let owner = std::str::from_utf8(var.strip_prefix(b"CHATRUN_OWNER=")?).ok()?;
+                owner.ends_with(&suffix).then(|| owner.to_string())
+            })
+        })
+        .filter(|owner| owner_is_dead_here(owner))
+        .collect();
+    owners.sort();
+    owners.dedup();
+    owners
+        .iter()
+        .map(|owner| kill_matching(&[format!("CHATRUN_OWNER={owner}")]))
+        .sum()
 }
 
 /// The live processes (not zombies) whose environment holds every marker: `(pid, pgid)`.

@@ -353,6 +353,8 @@ delegate! {
     fn agent_seen(&self, agent: &AgentRow, token_name: &str) -> Result<()>;
     /// Every agent heard from.
     fn agents(&self) -> Result<Vec<AgentRow>>;
+    /// Records that remote agent `agent` runs attempt `attempt` of run `run_id`.
+    fn set_run_agent(&self, run_id: RunId, attempt: i64, agent: &str) -> Result<()>;
     /// The lease owner and attempt of run `run_id` while it runs.
     fn run_lease(&self, run_id: RunId) -> Result<Option<(String, i64)>>;
     /// Marks a step running.

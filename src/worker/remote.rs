@@ -304,8 +304,18 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Er
         labels: options.labels.clone(),
         version: env!("CARGO_PKG_VERSION").to_string(),
     };
+    // What a killed agent of this host left running goes first.
+    let killed = tokio::task::spawn_blocking(|| crate::runner::orphans::kill_orphans_of("agent"))
+        .await
+        .unwrap_or(0);
+    if killed > 0 {
+        tracing::warn!(
+            processes = killed,
+            "killed the processes a stopped agent left running"
+        );
+    }
     let agent = Agent {
-        owner: crate::runner::orphans::owner(0),
+        owner: crate::runner::orphans::owner("agent"),
         nice: options.nice,
     };
     let mut backoff = Duration::from_millis(500);

@@ -141,6 +141,28 @@ async fn each_run_goes_to_an_agent_with_its_jobs_labels_and_the_local_agent_runs
     let waiting = app.store.get_run(RunId(4)).await.unwrap().unwrap();
     assert_eq!(waiting.status, RunStatus::Queued);
 
+    // The run page and the API say which agent ran a run.
+    let page = app.get("/runs/1").await.text().await.unwrap();
+    assert!(
+        page.contains(r#"<dt>Agent</dt><dd><a href="/agents">mac-1</a>"#),
+        "{page}"
+    );
+    let api: serde_json::Value = app.get("/api/runs/2").await.json().await.unwrap();
+    assert_eq!(api["run"]["agent"], "linux-1");
+    assert_eq!(
+        app.get("/api/runs/3")
+            .await
+            .json::<serde_json::Value>()
+            .await
+            .unwrap()["run"]["agent"],
+        serde_json::Value::Null
+    );
+    let page = app.get("/agents").await.text().await.unwrap();
+    assert!(
+        page.contains("mac-1") && page.contains("<code>arm64</code>"),
+        "{page}"
+    );
+
     // The agents are listed with their labels.
     let agents: serde_json::Value = app.get("/api/agents").await.json().await.unwrap();
     let listed: Vec<(String, serde_json::Value)> = agents["agents"]
@@ -249,4 +271,88 @@ async fn only_a_valid_token_gets_work_and_an_agent_reports_only_on_the_runs_it_h
     assert_eq!(refused.status(), 401);
     let (_, list, _) = agent_token(&app, &["list"]);
     assert!(list.contains("revoked"), "{list}");
+}
+
+/// A job for agents with `linux` whose step starts a grandchild (`sleep`), writes its pid to
+/// `grandchild.pid` in the step's folder, says "started" and waits.
+const SLOW_ON_LINUX: &str = r#"
+runs_on = ["linux"]
+[[steps]]
+name = "Slow"
+run = ["sh", "-c", "sleep 300 & echo $! > grandchild.pid; echo started; wait"]
+"#;
+
+/// The pid of the grandchild `SLOW_ON_LINUX` started in `folder`, once it has.
+async fn grandchild(folder: &std::path::Path) -> i32 {
+    let file = folder.join("grandchild.pid");
+    crate::helpers::wait_for(|| async { std::fs::read_to_string(&file).ok()?.trim().parse().ok() })
+        .await
+}
+
+/// Waits until process `pid` is gone.
+async fn gone(pid: i32) {
+    crate::helpers::wait_for(|| async {
+        (!std::path::Path::new(&format!("/proc/{pid}")).exists()).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_from_chat_stops_a_run_on_an_agent_grandchild_included_and_its_log_is_live() {
+    let app = launch(
+        tempfile::tempdir().unwrap(),
+        MockServer::start().await,
+        &[("slow", SLOW_ON_LINUX)],
+        "",
+        None,
+    )
+    .await;
+    let token = new_token(&app, "pool");
+    let folder = tempfile::tempdir().unwrap();
+    let _agent = start_agent(&app, &token, "linux-1", "linux", folder.path());
+    app.trigger("#slow", "slowpost").await;
+    let pid = grandchild(folder.path()).await;
+    // The output the agent streams is on the run page while the run goes.
+    crate::helpers::wait_for(|| async {
+        let page = app.get("/runs/1").await.text().await.ok()?;
+        page.contains("started").then_some(())
+    })
+    .await;
+
+    let reply = app.trigger("#ci cancel 1", "cancelpost").await;
+    assert!(reply["text"].as_str().unwrap().contains("#1"), "{reply}");
+    let run = app.finished_run(1).await;
+    assert_eq!(run.status, RunStatus::Cancelled);
+    assert_eq!(run.error.as_deref(), Some("cancelled by alice"));
+    gone(pid).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_agents_run_is_interrupted_within_the_lease_and_its_next_start_kills_what_it_left()
+{
+    let app = launch(
+        tempfile::tempdir().unwrap(),
+        MockServer::start().await,
+        &[("slow", SLOW_ON_LINUX)],
+        "lease_secs = 4",
+        None,
+    )
+    .await;
+    let token = new_token(&app, "pool");
+    let folder = tempfile::tempdir().unwrap();
+    let mut agent = start_agent(&app, &token, "linux-1", "linux", folder.path());
+    app.trigger("#slow", "slowpost").await;
+    let pid = grandchild(folder.path()).await;
+
+    agent.0.kill().unwrap();
+    agent.0.wait().unwrap();
+    let run = app.finished_run(1).await;
+    assert_eq!(run.status, RunStatus::Interrupted);
+    let posts = app.posts(1).await;
+    let said = crate::helpers::body(&posts[0]).to_string();
+    assert!(said.contains("interrupted"), "{said}");
+    // The killed agent's step ran on: the next agent started on this host stops it (another
+    // test's agent may have got there first, which is as good).
+    let _again = start_agent(&app, &token, "linux-1", "linux", folder.path());
+    gone(pid).await;
 }

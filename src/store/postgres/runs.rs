@@ -30,7 +30,7 @@ use crate::store::{Error, Renewal};
 const RUN_COLUMNS: &str = "run_id, platform, team_id, team_name, channel_id, channel_name, \
     user_id, user_name, message_id, thread_root_id, thread_unsettled, message, job, args, hook, \
     status, attempt, ack_text, error, log_head, log_tail, log_bytes, log_lines, log_path, \
-    created_at, started_at, finished_at";
+    created_at, started_at, finished_at, agent";
 
 /// The advisory lock held while a run of job `$1` is added to its queue.
 pub(super) const QUEUE_LOCK: &str =
@@ -153,7 +153,7 @@ async fn claim_in(conn: &mut PgConnection, claim: &Claim<'_>) -> Result<Option<R
         // Under the lock the count is exact; the head may have been claimed meanwhile.
         let row = sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(format!(
             "update run set status = 'running', attempt = attempt + 1, lease_owner = $2,
-                 lease_expires_at = $3, started_at = $1
+                 lease_expires_at = $3, started_at = $1, agent = null
              where run_id = (
                  select r.run_id from run r
                  where r.status = 'queued' and r.job = $4 and {FREE_SLOT}

@@ -120,4 +120,19 @@ impl Store {
         .fetch_optional(&self.reader)
         .await?)
     }
+
+    /// Records that agent `agent` runs attempt `attempt` of run `run_id`.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn set_run_agent(&self, run_id: RunId, attempt: i64, agent: &str) -> Result<()> {
+        sqlx::query("update run set agent = ? where run_id = ? and attempt = ?")
+            .bind(agent)
+            .bind(run_id)
+            .bind(attempt)
+            .execute(&mut *self.writer.lock().await?)
+            .await?;
+        Ok(())
+    }
 }

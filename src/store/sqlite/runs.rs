@@ -18,7 +18,7 @@ const RUN_COLUMNS: &str = "run_id, platform, team_id, team_name, channel_id, cha
     user_id, user_name, message_id, thread_root_id, thread_unsettled, message, job, args, hook, \
     status, attempt, \
     ack_text, error, log_head, log_tail, log_bytes, log_lines, log_path, created_at, started_at, \
-    finished_at";
+    finished_at, agent";
 
 /// A run's steps (`?1`), in order.
 const STEPS_OF_RUN: &str = "select run_id, position, name, status, exit_code, \
@@ -133,7 +133,7 @@ fn claim_script(within: ClaimIn) -> &'static str {
     static SCRIPTS: std::sync::LazyLock<[String; 2]> = std::sync::LazyLock::new(|| {
         let body = format!(
             "update run set status = 'running', attempt = attempt + 1, lease_owner = ?3,
-                 lease_expires_at = ?4, started_at = ?1
+                 lease_expires_at = ?4, started_at = ?1, agent = null
              where run_id = {NEXT}
              returning {RUN_COLUMNS};
              delete from step where run_id = {CLAIMED};
