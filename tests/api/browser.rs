@@ -252,8 +252,8 @@ async fn on_a_phone_no_page_scrolls_sideways_and_runs_of_one_job_tell_apart() {
     let body = driver.script("return document.body.innerText").await;
     assert!(body.as_str().unwrap().contains("(Mattermost)"), "{body}");
 
-    // At 390 px wide, nothing is wider than the screen: the list, a run, a job, the jobs, an
-    // error page (an HTML page with the navigation).
+    // At 390 px wide, nothing is wider than the screen: the list, a run, a job, the jobs, the
+    // agents, an error page (an HTML page with the navigation).
     driver
         .command(
             reqwest::Method::POST,
@@ -268,6 +268,7 @@ async fn on_a_phone_no_page_scrolls_sideways_and_runs_of_one_job_tell_apart() {
         ("/runs/1", "#1 build · chatrun"),
         ("/jobs/build", "build · chatrun"),
         ("/jobs", "Jobs · chatrun"),
+        ("/agents", "Agents · chatrun"),
         ("/runs/999", "Not Found · chatrun"),
         ("/runs/abc", "Bad Request · chatrun"),
     ] {
@@ -290,7 +291,7 @@ async fn on_a_phone_no_page_scrolls_sideways_and_runs_of_one_job_tell_apart() {
         let nav = driver
             .script("return [...document.querySelectorAll('header a')].map(a => a.textContent)")
             .await;
-        assert_eq!(nav, json!(["chatrun", "Runs", "Jobs"]), "{path}");
+        assert_eq!(nav, json!(["chatrun", "Runs", "Jobs", "Agents"]), "{path}");
     }
     driver.open(&format!("{}/", app.base)).await;
     driver.screenshot("browser-runs-390.png").await;
