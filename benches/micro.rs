@@ -100,6 +100,7 @@ fn replies(c: &mut Criterion) {
         starts_now: false,
         wait: Some(3_500),
         args: "api-server",
+        no_agent: None,
     };
     group.bench_function("mattermost_ack", |b| {
         b.iter(|| mattermost::render_ack(black_box(&facts), LINK))

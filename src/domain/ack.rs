@@ -30,6 +30,9 @@ pub struct NewRun {
     pub concurrency: i64,
     /// Runs of the job that may wait; 0 for no limit.
     pub queue_limit: i64,
+    /// The job runs on build agents only, and none that could take it is connected: the labels
+    /// it waits for (comma-separated; empty: any agent).
+    pub waits_for_agent: Option<String>,
 }
 
 /// What a queued run's acknowledgement tells, on every platform.
@@ -48,6 +51,8 @@ pub struct AckFacts<'a> {
     pub starts_now: bool,
     /// The expected wait (ms), when the job has history.
     pub wait: Option<i64>,
+    /// No connected agent can run it: the labels it waits for (empty: any agent).
+    pub no_agent: Option<&'a str>,
 }
 
 impl<'a> AckFacts<'a> {
@@ -69,8 +74,9 @@ impl<'a> AckFacts<'a> {
             user: &run.origin.user_name,
             args: &run.args,
             place,
-            starts_now: place == 1 && running < slots,
+            starts_now: place == 1 && running < slots && run.waits_for_agent.is_none(),
             wait: wait.filter(|w| *w > 0),
+            no_agent: run.waits_for_agent.as_deref(),
         }
     }
 }

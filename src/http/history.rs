@@ -196,6 +196,9 @@ struct RunPage {
     replies: Vec<ReplyItem>,
     /// The result reply as HTML, as its platform shows it, when there is one.
     result_html: String,
+    /// A queued run whose job runs on build agents, none of which that could take it is
+    /// connected: the labels it waits for (empty: any agent).
+    waiting_for_agent: Option<String>,
     /// The signed-in user, who may cancel and rerun.
     user: Option<String>,
     /// The cross-site token of the forms.
@@ -409,6 +412,12 @@ async fn run_page(
         has_log_file: stored_file,
         replies,
         result_html,
+        waiting_for_agent: match state.catalog.get(&run.job) {
+            Some(job) if run.status == RunStatus::Queued => {
+                crate::service::waiting_for_agent(&state, job).await
+            }
+            _ => None,
+        },
         form_token: user
             .as_deref()
             .map(|u| state.sessions.form_token(u))

@@ -43,6 +43,7 @@ pub async fn enqueue(
         args: args::canonical(&values),
         concurrency: i64::try_from(def.concurrency).unwrap_or(i64::MAX),
         queue_limit: i64::try_from(def.queue_limit).unwrap_or(i64::MAX),
+        waits_for_agent: waiting_for_agent(ctx, def).await,
         ..base
     };
     let inserted = match ctx.store.insert_run(&new, now_ms(), ack).await {
@@ -58,6 +59,23 @@ pub async fn enqueue(
         supersede(ctx, def.on_new, &new, inserted.run_id).await?;
     }
     Ok(inserted)
+}
+
+/// When job `def` runs on build agents only and none that could take it is connected: the
+/// labels it waits for (comma-separated; empty: any agent). Said in the acknowledgement and on
+/// the run page, so nobody waits for a run that cannot start.
+pub async fn waiting_for_agent(ctx: &Context, def: &crate::catalog::JobDef) -> Option<String> {
+    if def.runs_on.is_empty() && ctx.config.local_agent {
+        return None;
+    }
+    let now = now_ms();
+    // Unknown (the database did not answer): say nothing rather than something wrong.
+    let agents = ctx.store.agents().await.ok()?;
+    let able = agents.iter().any(|agent| {
+        agent.state(now) != crate::domain::AgentState::Lost
+            && crate::domain::fits(&def.runs_on, &agent.label_list())
+    });
+    (!able).then(|| def.runs_on.join(","))
 }
 
 /// Applies the job's `on_new` policy to its other runs, now that `new_run` is queued: replace a

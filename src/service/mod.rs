@@ -9,7 +9,7 @@ mod stop;
 use std::sync::Arc;
 
 pub use command::{Answer, execute};
-pub use enqueue::{Refusal, enqueue};
+pub use enqueue::{Refusal, enqueue, waiting_for_agent};
 pub use stop::{Stopped, stop};
 
 use crate::catalog::Catalog;

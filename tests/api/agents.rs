@@ -112,11 +112,31 @@ async fn each_run_goes_to_an_agent_with_its_jobs_labels_and_the_local_agent_runs
     let places = tempfile::tempdir().unwrap();
     let _mac = start_agent(&app, &token, "mac-1", "macos,arm64", places.path());
     let _linux = start_agent(&app, &token, "linux-1", "linux,x86_64", places.path());
+    // Both have asked for work once.
+    crate::helpers::wait_for(|| async {
+        (app.store.agents().await.ok()?.len() == 2).then_some(())
+    })
+    .await;
 
+    let mut acks = Vec::new();
     for (i, job) in ["mac", "lin", "build", "gpu"].iter().enumerate() {
-        app.trigger(&format!("#{job}"), &format!("agentpost{i}"))
+        let reply = app
+            .trigger(&format!("#{job}"), &format!("agentpost{i}"))
             .await;
+        acks.push(reply["text"].as_str().unwrap().to_string());
     }
+    // Nobody waits for a run that cannot start: the acknowledgement and the page say so.
+    assert!(
+        acks[3].contains("waiting for a build agent with the labels gpu: none is connected"),
+        "{}",
+        acks[3]
+    );
+    assert!(!acks[0].contains("none is connected"), "{}", acks[0]);
+    let page = app.get("/runs/4").await.text().await.unwrap();
+    assert!(
+        page.contains("with the labels <code>gpu</code>: none is connected"),
+        "{page}"
+    );
     let on_mac = app.finished_run(1).await;
     assert_eq!(on_mac.status, RunStatus::Succeeded, "{:?}", on_mac.error);
     let places = places.path().display().to_string();

@@ -398,6 +398,7 @@ mod tests {
             starts_now: false,
             wait: None,
             args: "",
+            no_agent: None,
         };
         assert_matches_fixture(&render_ack(&facts, "http://ci/runs/42"), "ack.md");
         let text = render_ack(
@@ -424,6 +425,21 @@ mod tests {
         );
         assert!(
             text.contains(", asked by @alice, starting now. Details:"),
+            "{text}"
+        );
+        // A job for build agents when none that could run it is connected.
+        let text = render_ack(
+            &AckFacts {
+                no_agent: Some("macos,arm64"),
+                ..facts
+            },
+            "http://ci/runs/42",
+        );
+        assert!(
+            text.contains(
+                ", asked by @alice, waiting for a build agent with the labels macos,arm64: none \
+                 is connected. Details:"
+            ),
             "{text}"
         );
         // The value shows as a code span, as written; the words around it are escaped.

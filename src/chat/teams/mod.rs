@@ -539,6 +539,7 @@ mod tests {
                 starts_now: false,
                 wait: None,
                 args: "target=web",
+                no_agent: None,
             },
             "http://ci/runs/7",
         );
