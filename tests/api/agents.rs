@@ -2,6 +2,10 @@
 //! has, talking to chatrun over loopback HTTP; tokens are made with `chatrun agent-token`.
 
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use chatrun::domain::{RunId, RunStatus};
 use serde_json::json;
@@ -375,4 +379,92 @@ async fn a_killed_agents_run_is_interrupted_within_the_lease_and_its_next_start_
     // test's agent may have got there first, which is as good).
     let _again = start_agent(&app, &token, "linux-1", "linux", folder.path());
     gone(pid).await;
+}
+
+/// A TCP proxy in front of `target` that can stop forwarding, as a network that cuts an agent
+/// off: while the flag is set nothing passes either way, and what was held passes once it is
+/// cleared. Its address, and the flag.
+async fn cutting_proxy(target: std::net::SocketAddr) -> (String, Arc<AtomicBool>) {
+    let cut = Arc::new(AtomicBool::new(false));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let cutting = cut.clone();
+    tokio::spawn(async move {
+        while let Ok((inbound, _)) = listener.accept().await {
+            let Ok(outbound) = tokio::net::TcpStream::connect(target).await else {
+                continue;
+            };
+            let (in_read, in_write) = inbound.into_split();
+            let (out_read, out_write) = outbound.into_split();
+            tokio::spawn(pump(in_read, out_write, cutting.clone()));
+            tokio::spawn(pump(out_read, in_write, cutting.clone()));
+        }
+    });
+    (format!("http://{addr}"), cut)
+}
+
+/// Copies `from` to `to`, holding what it read while `cut` is set.
+async fn pump(
+    mut from: impl AsyncRead + Unpin,
+    mut to: impl AsyncWrite + Unpin,
+    cut: Arc<AtomicBool>,
+) {
+    let mut buf = vec![0u8; 64 * 1024];
+    while let Ok(n) = from.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        while cut.load(Ordering::SeqCst) {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_cut_off_mid_run_loses_it_within_the_lease_and_stops_it_once_back() {
+    let app = launch(
+        tempfile::tempdir().unwrap(),
+        MockServer::start().await,
+        &[("slow", SLOW_ON_LINUX)],
+        "lease_secs = 4",
+        None,
+    )
+    .await;
+    let token = new_token(&app, "pool");
+    let folder = tempfile::tempdir().unwrap();
+    let target = app.base.trim_start_matches("http://").parse().unwrap();
+    let (through, cut) = cutting_proxy(target).await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chatrun"))
+        .args([
+            "agent", "--server", &through, "--name", "far", "--labels", "linux",
+        ])
+        .arg("--workdir")
+        .arg(folder.path())
+        .env("CHATRUN_AGENT_TOKEN", &token)
+        .env("RUST_LOG", "chatrun=warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    app.trigger("#slow", "farpost").await;
+    let pid = grandchild(folder.path()).await;
+
+    cut.store(true, Ordering::SeqCst);
+    let run = app.finished_run(1).await;
+    assert_eq!(run.status, RunStatus::Interrupted);
+    let said = crate::helpers::body(&app.posts(1).await[0]).to_string();
+    assert!(said.contains("interrupted"), "{said}");
+    // Back on the network, the agent learns the run is no longer its own and stops it.
+    cut.store(false, Ordering::SeqCst);
+    gone(pid).await;
+    assert_eq!(
+        app.store.get_run(RunId(1)).await.unwrap().unwrap().status,
+        RunStatus::Interrupted,
+        "its late result is not stored"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
 }
