@@ -4,23 +4,25 @@
 # so a noisy machine shifts both.
 #
 #   bench/run.sh                 all parts: load, dispatch, output, history, startup, micro,
-#                                postgres (skipped without the Postgres binaries)
+#                                postgres (skipped without the Postgres binaries), agents
 #   bench/run.sh load history    only those parts
 #
 # Environment: LOAD_DURATION (seconds per load measurement, default 10), LOAD_CONNECTIONS
 # (default 32), LOAD_RATE (default 500), LOAD_ROUNDS (rounds of each load comparison, default
 # 3), RUNS (history rows, default 1000000), DISPATCH_RUNS
-# (figure 3, default 200), OVERHEAD_RUNS (figure 4, default 1000), OVERHEAD_CONNECTIONS
+# (figure 3, default 200), OVERHEAD_RUNS (figure 4, default 1000), AGENT_RUNS (runs drained
+# by agents, default 400), IDLE_AGENTS (default 200), OVERHEAD_CONNECTIONS
 # (default 4), CHATRUN_BIN (the chatrun binary under test), CARGO_TARGET_DIR (as cargo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 parts=("$@")
-[ ${#parts[@]} -eq 0 ] && parts=(load dispatch output history startup micro postgres)
+[ ${#parts[@]} -eq 0 ] && parts=(load dispatch output history startup micro postgres agents)
 wants() { [[ " ${parts[*]} " == *" $1 "* ]]; }
 
 command_line="bench/run.sh${*:+ $*}"
 for var in LOAD_DURATION LOAD_CONNECTIONS LOAD_RATE LOAD_ROUNDS RUNS DISPATCH_RUNS OVERHEAD_RUNS \
+    AGENT_RUNS IDLE_AGENTS \
     OVERHEAD_CONNECTIONS CHATRUN_BIN; do
     [ -n "${!var:-}" ] && command_line="$var=${!var} $command_line"
 done
@@ -138,6 +140,14 @@ Postgres share the same cores as the load generator: the second instance shows t
 overhead of sharing, not scaling.' \
     plain postgres_figures
 
+section agents "Build agents (issue #22)" \
+'`cargo bench --bench dispatch -- agents` (benches/dispatch.rs): the release chatrun
+as the server and `chatrun agent` processes with the label `bench`, over loopback
+HTTP: trigger → step started on a remote agent beside the local agent (one trigger
+at a time), runs of `true` drained from a full queue by 1, 2 and 4 agents, and a
+server with 200 idle agents long-polling it.' \
+    plain cargo bench --quiet --bench dispatch -- agents
+
 section micro "Hot pure functions (criterion)" \
 '`cargo bench --bench micro` (benches/micro.rs): what each trigger costs before its
 run is stored, and what each result costs to render.' \
@@ -162,7 +172,7 @@ memory=$(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
     echo "the higher, the noisier that part's figures."
     echo
     # In the order of the figures, whatever order they ran in.
-    for part in load dispatch output history startup postgres micro; do
+    for part in load dispatch output history startup postgres agents micro; do
         [ -f "$sections/$part.md" ] && cat "$sections/$part.md"
     done
 } >BENCHMARKS.md

@@ -378,6 +378,70 @@ impl<'rt> Chatrun<'rt> {
     }
 }
 
+/// A `chatrun agent` a bench started, killed when dropped.
+struct AgentProcess(std::process::Child);
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Chatrun<'_> {
+    /// Starts `n` agents with the label `bench` (none for 0), with a token made by
+    /// `chatrun agent-token create`; returns once each has asked for work.
+    fn start_agents(&self, n: usize) -> Vec<AgentProcess> {
+        if n == 0 {
+            return Vec::new();
+        }
+        let config = self.server.dir.path().join("chatrun.toml");
+        let made = Command::new(common::chatrun_bin())
+            .args(["agent-token", "create", "bench", "--config"])
+            .arg(&config)
+            .env_remove("CHATRUN_BIN")
+            .output()
+            .expect("chatrun agent-token runs");
+        assert!(
+            made.status.success(),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        let token = String::from_utf8_lossy(&made.stdout).trim().to_string();
+        let workdir = self.server.dir.path().join("agents");
+        std::fs::create_dir_all(&workdir).expect("the agents' folder");
+        let agents: Vec<AgentProcess> = (0..n)
+            .map(|i| {
+                let child = Command::new(common::chatrun_bin())
+                    .args(["agent", "--server", &format!("http://{}", self.addr)])
+                    .args(["--name", &format!("bench-{i}"), "--labels", "bench"])
+                    .arg("--workdir")
+                    .arg(&workdir)
+                    .env("CHATRUN_AGENT_TOKEN", &token)
+                    .env_remove("CHATRUN_BIN")
+                    .env("RUST_LOG", "chatrun=error")
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .expect("chatrun agent starts");
+                AgentProcess(child)
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let (seen,): (i64,) = self.row("select count(*) from agent where last_seen_at > ?", 0);
+            if seen as usize >= n {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {seen} of {n} agents connected"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        agents
+    }
+}
+
 impl Drop for Chatrun<'_> {
     fn drop(&mut self) {
         // Closed on the runtime it was opened on, before the server stops.
@@ -450,9 +514,23 @@ struct Dispatch {
 
 /// Figure 3 against one chatrun: `runs` triggers of `probe`, one at a time.
 fn measure_dispatch(rt: &Runtime, runs: usize, settings: &str) -> Dispatch {
-    let probe = "description = \"dispatch probe\"\ntimeout = \"1m\"\nconcurrency = 1\n\
-                 queue_limit = 0\n[[steps]]\nname = \"date\"\nrun = [\"date\", \"+%s%N\"]\n";
-    let chatrun = Chatrun::start(rt, &[("probe", probe)], settings);
+    measure_dispatch_on(rt, runs, settings, 0)
+}
+
+/// [`measure_dispatch`], the probe run by one of `agents` remote agents when there are any
+/// (its job `runs_on = ["bench"]`).
+fn measure_dispatch_on(rt: &Runtime, runs: usize, settings: &str, agents: usize) -> Dispatch {
+    let probe = format!(
+        "description = \"dispatch probe\"\ntimeout = \"1m\"\nconcurrency = 1\n\
+         queue_limit = 0\n{}[[steps]]\nname = \"date\"\nrun = [\"date\", \"+%s%N\"]\n",
+        if agents > 0 {
+            "runs_on = [\"bench\"]\n"
+        } else {
+            ""
+        }
+    );
+    let chatrun = Chatrun::start(rt, &[("probe", &probe)], settings);
+    let _agents = chatrun.start_agents(agents);
     let triggers = Triggers::new();
     let mut connection = Connection::open(chatrun.addr);
     let mut measured = Vec::with_capacity(runs);
@@ -1067,6 +1145,107 @@ fn figure_3_postgres(rt: &Runtime) {
     failover(rt, 4, 6, true);
 }
 
+/// Runs of `true` drained from a full queue by `agents` remote agents: first start → last
+/// end.
+fn drained_by_agents(rt: &Runtime, runs: usize, agents: usize) -> Duration {
+    let noop = "timeout = \"1m\"\nconcurrency = 8\nqueue_limit = 0\nruns_on = [\"bench\"]\n\
+                [[steps]]\nname = \"noop\"\nrun = [\"true\"]\n";
+    let chatrun = Chatrun::start(rt, &[("noop", noop)], "");
+    let triggers = Triggers::new();
+    // No agent yet: every run waits.
+    let sent = chatrun.flood(&triggers, "noop", runs, 4);
+    assert_eq!(sent.failed, 0, "chatrun refused triggers");
+    let _agents = chatrun.start_agents(agents);
+    let finished = chatrun.wait_all_finished("noop", runs);
+    check(&finished, runs, "noop");
+    Duration::from_millis((finished.last_finished - finished.first_started) as u64)
+}
+
+/// Issue #22's figures: trigger → step started on a remote agent beside the local one; runs/s
+/// drained by 1, 2 and 4 agents; 200 idle agents long-polling one server.
+fn agents_figures(rt: &Runtime) {
+    let runs = env_number("DISPATCH_RUNS", 200);
+    let local = measure_dispatch_on(rt, runs, "", 0);
+    let remote = measure_dispatch_on(rt, runs, "", 1);
+    println!(
+        "\n**Agents: trigger → step started, {runs} runs of a one-step job (`date +%s%N`), one \
+         at a time ({WARMUP_RUNS} more first, not counted; ms)**\n"
+    );
+    println!("| measured | p50 | p90 | p99 | max |");
+    println!("|---|---:|---:|---:|---:|");
+    for line in [
+        local
+            .from_send
+            .row("local agent (the server's workers): sent → started"),
+        remote
+            .from_send
+            .row("remote agent over loopback HTTP: sent → started"),
+        remote.from_ack.row("remote agent: ack read → started"),
+    ] {
+        println!("{line}");
+    }
+    println!(
+        "\nremote / local, sent → started: p50 {:.2}x, p99 {:.2}x. Target: remote p50 under 50 ms.",
+        remote.from_send.at(0.5) / local.from_send.at(0.5),
+        remote.from_send.at(0.99) / local.from_send.at(0.99)
+    );
+
+    let drained = env_number("AGENT_RUNS", 400);
+    println!(
+        "\n**Agents: {drained} runs of `true` drained from a full queue (first start → last \
+         end)**\n"
+    );
+    println!("| drained by | wall s | runs/s |");
+    println!("|---|---:|---:|");
+    let row = |what: &str, wall: Duration| {
+        println!(
+            "| {what} | {:.3} | {:.0} |",
+            wall.as_secs_f64(),
+            drained as f64 / wall.as_secs_f64()
+        );
+    };
+    for agents in [1, 2, 4] {
+        row(
+            &format!("{agents} remote agent(s)"),
+            drained_by_agents(rt, drained, agents),
+        );
+    }
+    println!(
+        "\nThe local agent drains the same runs in figure 4's \"drained from a full queue\" rows."
+    );
+
+    let idle = env_number("IDLE_AGENTS", 200);
+    let chatrun = Chatrun::start(rt, &[], "");
+    let pid = chatrun.server.child.id();
+    let rss = |pid: u32| -> f64 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+            })
+            .unwrap_or(0.0)
+            / 1024.0
+    };
+    let before = rss(pid);
+    let _agents = chatrun.start_agents(idle);
+    // Settled: every agent's first poll is in.
+    std::thread::sleep(Duration::from_secs(5));
+    let window = Duration::from_secs(30);
+    let cpu_before = common::cpu_secs(pid);
+    std::thread::sleep(window);
+    let cpu_after = common::cpu_secs(pid);
+    let share = (cpu_after.0 - cpu_before.0) / window.as_secs_f64() * 100.0;
+    println!(
+        "\n**Agents: {idle} idle agents long-polling one server**\n\n\
+         server RSS {:.1} MiB with them ({before:.1} MiB before; target under 64 MiB); server CPU \
+         {share:.2} % of a core over {} s (target under 5 %)",
+        rss(pid),
+        window.as_secs()
+    );
+}
+
 fn main() {
     // cargo bench passes `--bench`; ignore it.
     let parts: Vec<String> = std::env::args()
@@ -1078,10 +1257,11 @@ fn main() {
         |part: &str| (parts.is_empty() && part != "postgres") || parts.iter().any(|p| p == part);
     if let Some(other) = parts
         .iter()
-        .find(|p| !["latency", "overhead", "postgres"].contains(&p.as_str()))
+        .find(|p| !["latency", "overhead", "postgres", "agents"].contains(&p.as_str()))
     {
         eprintln!(
-            "usage: cargo bench --bench dispatch -- [latency] [overhead] [postgres] (not `{other}`)"
+            "usage: cargo bench --bench dispatch -- [latency] [overhead] [postgres] [agents] \
+             (not `{other}`)"
         );
         std::process::exit(2);
     }
@@ -1098,6 +1278,9 @@ fn main() {
     }
     if wants("postgres") {
         figure_3_postgres(&rt);
+    }
+    if wants("agents") {
+        agents_figures(&rt);
     }
     common::remove_folders();
 }

@@ -25,6 +25,11 @@ pub trait ChunkTarget: Send + Sync + std::fmt::Debug {
         forget: (i64, i64),
         chunks: &'a [LogChunk],
     ) -> std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send + 'a>>;
+
+    /// Where the chunks go, for people reading chatrun's log.
+    fn place(&self) -> String {
+        "the database (log_chunk)".to_string()
+    }
 }
 
 impl ChunkTarget for Store {

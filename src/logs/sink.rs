@@ -241,7 +241,7 @@ impl LogSink {
     pub fn place(&self) -> String {
         match &self.to {
             Destination::File(path) => path.display().to_string(),
-            Destination::Database(..) => "database: log_chunk".to_string(),
+            Destination::Database(target, _) => target.place(),
         }
     }
 
@@ -300,10 +300,10 @@ impl LogSink {
     fn fail(&mut self, err: &std::io::Error) {
         // The path is the server's: in the log, not on the page.
         tracing::warn!(error = %err, log = %self.place(), "cannot write a run's log");
-        self.file_error = Some(match self.to {
+        self.file_error = Some(match &self.to {
             Destination::File(_) => format!("cannot write the run's log file: {err}"),
-            Destination::Database(..) => {
-                format!("cannot write the run's log to the database: {err}")
+            Destination::Database(target, _) => {
+                format!("cannot write the run's log to {}: {err}", target.place())
             }
         });
         self.disk = None;

@@ -282,6 +282,10 @@ impl ChunkTarget for RemoteLog {
                 .map_err(std::io::Error::other)
         })
     }
+
+    fn place(&self) -> String {
+        format!("the server {}", self.server.base)
+    }
 }
 
 /// Runs `chatrun agent` until `shutdown`: asks for runs and runs them, one at a time.

@@ -468,3 +468,49 @@ async fn an_agent_cut_off_mid_run_loses_it_within_the_lease_and_stops_it_once_ba
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_an_agent_of_one_instance_runs_what_another_acknowledged() {
+    let Some(url) = crate::throwaway_postgres::database() else {
+        return;
+    };
+    let linux = job_on("linux");
+    let jobs = [("lin", linux.as_str())];
+    let start = || async {
+        launch(
+            tempfile::tempdir().unwrap(),
+            MockServer::start().await,
+            &jobs,
+            &format!("database_url = \"{url}\""),
+            None,
+        )
+        .await
+    };
+    let (a, b) = (start().await, start().await);
+    // A token stored through A's database, which B shares.
+    let token = chatrun::domain::agent_token().unwrap();
+    assert!(
+        a.store
+            .create_agent_token("pool", &chatrun::domain::sha256_hex(&token), 1)
+            .await
+            .unwrap()
+    );
+    let folder = tempfile::tempdir().unwrap();
+    let _agent = start_agent(&a, &token, "linux-1", "linux", folder.path());
+    crate::helpers::wait_for(|| async { (!b.store.agents().await.ok()?.is_empty()).then_some(()) })
+        .await;
+
+    // Acknowledged by B; the agent, long-polling A, is woken through the database.
+    let reply = b.trigger("#lin", "pgagentpost").await;
+    assert!(
+        !reply["text"]
+            .as_str()
+            .unwrap()
+            .contains("none is connected"),
+        "{reply}"
+    );
+    let run = b.finished_run(1).await;
+    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.error);
+    assert!(run.log_head.contains("ran on linux-1"), "{}", run.log_head);
+    assert_eq!(run.agent.as_deref(), Some("linux-1"));
+}
