@@ -514,3 +514,28 @@ async fn on_postgres_an_agent_of_one_instance_runs_what_another_acknowledged() {
     assert!(run.log_head.contains("ran on linux-1"), "{}", run.log_head);
     assert_eq!(run.agent.as_deref(), Some("linux-1"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_without_its_local_agent_leaves_every_run_to_the_agents() {
+    let app = launch(
+        tempfile::tempdir().unwrap(),
+        MockServer::start().await,
+        &[("build", BUILD_JOB)],
+        "local_agent = false",
+        None,
+    )
+    .await;
+    // No agent yet: even a job without `runs_on` waits, and says so.
+    let reply = app.trigger("#build", "nolocal1").await;
+    let text = reply["text"].as_str().unwrap();
+    assert!(
+        text.contains("waiting for a build agent: none is connected"),
+        "{text}"
+    );
+    let token = new_token(&app, "pool");
+    let folder = tempfile::tempdir().unwrap();
+    let _agent = start_agent(&app, &token, "any-1", "linux", folder.path());
+    let run = app.finished_run(1).await;
+    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.error);
+    assert_eq!(run.agent.as_deref(), Some("any-1"));
+}
