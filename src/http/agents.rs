@@ -146,8 +146,9 @@ async fn claim(
         last_seen_at: now_ms(),
         run_id,
     };
+    // Once per request (every 25 s at most), not at every wake-up.
+    state.store.agent_seen(&seen(None), &caller.token).await?;
     loop {
-        state.store.agent_seen(&seen(None), &caller.token).await?;
         let woken = state.store.wait_for_work();
         tokio::pin!(woken);
         woken.as_mut().enable();

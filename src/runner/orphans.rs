@@ -14,12 +14,19 @@ pub fn owner(part: impl std::fmt::Display) -> String {
     format!("{}:{}#{part}", hostname(), std::process::id())
 }
 
-/// This machine's host name (`chatrun` when it cannot be read).
+/// This machine's host name (`chatrun` when it has none): the kernel's, as `hostname` prints
+/// it (macOS has no /etc/hostname), else /etc/hostname's.
 pub fn hostname() -> String {
-    std::fs::read_to_string("/etc/hostname")
+    nix::unistd::gethostname()
         .ok()
-        .map(|h| h.trim().to_string())
+        .and_then(|name| name.into_string().ok())
         .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty())
+        })
         .unwrap_or_else(|| "chatrun".into())
 }
 
