@@ -7,6 +7,7 @@
 pub mod adapter;
 pub mod mattermost;
 mod replies;
+pub mod slack;
 pub mod teams;
 pub mod transport;
 
