@@ -80,9 +80,20 @@ fn start_agent(
     labels: &str,
     workdir: &std::path::Path,
 ) -> AgentProcess {
+    start_agent_at(&app.base, token, name, labels, workdir)
+}
+
+/// [`start_agent`], for the server at `server`.
+fn start_agent_at(
+    server: &str,
+    token: &str,
+    name: &str,
+    labels: &str,
+    workdir: &std::path::Path,
+) -> AgentProcess {
     let child = Command::new(env!("CARGO_BIN_EXE_chatrun"))
         .args([
-            "agent", "--server", &app.base, "--name", name, "--labels", labels,
+            "agent", "--server", server, "--name", name, "--labels", labels,
         ])
         .arg("--workdir")
         .arg(workdir)
@@ -306,6 +317,21 @@ name = "Slow"
 run = ["sh", "-c", "sleep 300 & echo $! > grandchild.pid; echo started; wait"]
 "#;
 
+/// A chatrun with `SLOW_ON_LINUX` as `slow` and `extra` in its configuration; a token for its
+/// agents; a folder for their steps.
+async fn slow_app(extra: &str) -> (TestApp, String, tempfile::TempDir) {
+    let app = launch(
+        tempfile::tempdir().unwrap(),
+        MockServer::start().await,
+        &[("slow", SLOW_ON_LINUX)],
+        extra,
+        None,
+    )
+    .await;
+    let token = new_token(&app, "pool");
+    (app, token, tempfile::tempdir().unwrap())
+}
+
 /// The pid of the grandchild `SLOW_ON_LINUX` started in `folder`, once it has.
 async fn grandchild(folder: &std::path::Path) -> i32 {
     let file = folder.join("grandchild.pid");
@@ -323,16 +349,7 @@ async fn gone(pid: i32) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancel_from_chat_stops_a_run_on_an_agent_grandchild_included_and_its_log_is_live() {
-    let app = launch(
-        tempfile::tempdir().unwrap(),
-        MockServer::start().await,
-        &[("slow", SLOW_ON_LINUX)],
-        "",
-        None,
-    )
-    .await;
-    let token = new_token(&app, "pool");
-    let folder = tempfile::tempdir().unwrap();
+    let (app, token, folder) = slow_app("").await;
     let _agent = start_agent(&app, &token, "linux-1", "linux", folder.path());
     app.trigger("#slow", "slowpost").await;
     let pid = grandchild(folder.path()).await;
@@ -354,16 +371,7 @@ async fn a_cancel_from_chat_stops_a_run_on_an_agent_grandchild_included_and_its_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_agents_run_is_interrupted_within_the_lease_and_its_next_start_kills_what_it_left()
 {
-    let app = launch(
-        tempfile::tempdir().unwrap(),
-        MockServer::start().await,
-        &[("slow", SLOW_ON_LINUX)],
-        "lease_secs = 4",
-        None,
-    )
-    .await;
-    let token = new_token(&app, "pool");
-    let folder = tempfile::tempdir().unwrap();
+    let (app, token, folder) = slow_app("lease_secs = 4").await;
     let mut agent = start_agent(&app, &token, "linux-1", "linux", folder.path());
     app.trigger("#slow", "slowpost").await;
     let pid = grandchild(folder.path()).await;
@@ -426,29 +434,10 @@ async fn pump(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_cut_off_mid_run_loses_it_within_the_lease_and_stops_it_once_back() {
-    let app = launch(
-        tempfile::tempdir().unwrap(),
-        MockServer::start().await,
-        &[("slow", SLOW_ON_LINUX)],
-        "lease_secs = 4",
-        None,
-    )
-    .await;
-    let token = new_token(&app, "pool");
-    let folder = tempfile::tempdir().unwrap();
+    let (app, token, folder) = slow_app("lease_secs = 4").await;
     let target = app.base.trim_start_matches("http://").parse().unwrap();
     let (through, cut) = cutting_proxy(target).await;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chatrun"))
-        .args([
-            "agent", "--server", &through, "--name", "far", "--labels", "linux",
-        ])
-        .arg("--workdir")
-        .arg(folder.path())
-        .env("CHATRUN_AGENT_TOKEN", &token)
-        .env("RUST_LOG", "chatrun=warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let _agent = start_agent_at(&through, &token, "far", "linux", folder.path());
     app.trigger("#slow", "farpost").await;
     let pid = grandchild(folder.path()).await;
 
@@ -465,8 +454,6 @@ async fn an_agent_cut_off_mid_run_loses_it_within_the_lease_and_stops_it_once_ba
         RunStatus::Interrupted,
         "its late result is not stored"
     );
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
