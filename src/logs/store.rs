@@ -109,19 +109,17 @@ impl LogStore {
     /// `run`'s log as readers get it: what is stored of it, or the database's head for a
     /// finished run whose whole output fitted there (it has nothing stored besides).
     pub async fn open(&self, run: &RunRow) -> RunLog {
+        let (finished, head) = (run.status.is_finished(), &run.log_head);
+        let chunks = |store: &crate::store::Store| {
+            RunLog::in_database(store.clone(), run.run_id, finished, head, run.log_bytes)
+        };
         match &self.backend {
-            Backend::Files(_, Some(store))
-                if matches!(store.log_size(run.run_id).await, Ok(Some(_))) =>
-            {
-                RunLog::Rows(store.clone(), run.run_id)
-            }
+            Backend::Database(store) => chunks(store).await,
+            // Beside files, a remote agent's run: this attempt's (a claim clears `agent`, so an
+            // earlier attempt's chunks are never read for a run the server ran itself).
+            Backend::Files(_, Some(store)) if run.agent.is_some() => chunks(store).await,
             Backend::Files(dir, _) => {
-                let path = file(dir, run.run_id);
-                RunLog::of(path, run.status.is_finished(), &run.log_head, run.log_bytes).await
-            }
-            Backend::Database(store) => {
-                let (finished, head) = (run.status.is_finished(), &run.log_head);
-                RunLog::in_database(store.clone(), run.run_id, finished, head, run.log_bytes).await
+                RunLog::of(file(dir, run.run_id), finished, head, run.log_bytes).await
             }
         }
     }

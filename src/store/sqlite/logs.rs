@@ -1,6 +1,6 @@
-//! The `log_chunk` table: run logs kept in the database. The embedded backend keeps its logs as
-//! files (`logs::LogStore::files`); this is the same interface as Postgres's, so that the
-//! shared log backend passes the store suite on both.
+//! The `log_chunk` table: run logs kept in the database. The embedded backend keeps the logs
+//! of the runs it executes as files (`logs::LogStore::files`); here are the logs of the runs
+//! remote agents execute, which they send over HTTP, through the same interface as Postgres's.
 
 use sqlx::Row;
 
