@@ -45,7 +45,7 @@
 //!
 //! # Adding a chat platform
 //!
-//! 1. A folder `src/chat/<platform>/`, as `mattermost/` and `teams/`: `config.rs` (its settings
+//! 1. A folder `src/chat/<platform>/`, as `mattermost/`, `teams/` and `slack/`: `config.rs` (its settings
 //!    and their checks), `hook.rs` (verify and read a webhook request into a command, and this
 //!    request's [`chat::Replies`]), `reply.rs` (wording), `client.rs` (its API), and an
 //!    implementation of [`chat::Adapter`] on its client.
@@ -73,8 +73,10 @@
 //! - **attempt**: one lease of a run by a worker; a run whose worker died is claimed again
 //!   with the next attempt number.
 //! - **trigger**: the chat message that asked for a run.
-//! - **reply**: what chatrun says in chat: the acknowledgement (in the HTTP response) and the
-//!   result (posted later).
+//! - **reply**: what chatrun says in chat: the acknowledgement (in the HTTP response, or posted
+//!   through the outbox) and the result (posted later).
+//! - **anchor**: the message a Slack slash command's acknowledgement is posted as (a slash
+//!   command has no message of its own); its result threads under it ([`chat::Posted`]).
 //! - **delivery**: one reply waiting in the outbox to be sent to a chat server: worded when
 //!   queued, or a run's result, worded by its platform from the stored run when it is sent
 //!   ([`domain::ReplyIntent`]).
@@ -85,7 +87,8 @@
 //!   outbox), stored with the run, and the store answers [`store::Inserted`] (the run, or the
 //!   one found again for a trigger sent twice) or [`store::Error::QueueFull`].
 //! - **origin**: where a run was asked for: platform, team, channel, user.
-//! - **platform**: a chat server chatrun serves (Mattermost, Teams), or its own pages (web).
+//! - **platform**: a chat server chatrun serves (Mattermost, Teams, Slack), or its own pages
+//!   (web).
 //! - **adapter**: one platform's code behind [`chat::Adapter`] (hubot's word for it).
 //! - **backend**: the database behind [`store::Store`].
 

@@ -97,8 +97,16 @@ impl App {
         // The platforms: one client each, in one registry for the outbox and the workers.
         let mattermost = chat::mattermost::Client::new(client.clone(), config.mattermost.clone())
             .accepting(tokens);
-        let teams = chat::teams::Client::new(client, config.teams.clone());
-        let chat = chat::Registry::new(vec![Arc::new(mattermost.clone()), Arc::new(teams)]);
+        let teams = chat::teams::Client::new(client.clone(), config.teams.clone());
+        let mut adapters: Vec<Arc<dyn chat::Adapter>> =
+            vec![Arc::new(mattermost.clone()), Arc::new(teams)];
+        if config.slack.enabled() {
+            adapters.push(Arc::new(chat::slack::Client::new(
+                client,
+                config.slack.clone(),
+            )));
+        }
+        let chat = chat::Registry::new(adapters);
 
         let sessions = crate::http::auth::Sessions::load(store.clone())
             .await

@@ -124,7 +124,8 @@ impl Allow {
     }
 
     fn user_in(list: &[String], caller: &Caller) -> bool {
-        let by_name = caller.platform != Platform::Teams;
+        // Teams and Slack names are display names anyone can change: ids only there.
+        let by_name = !matches!(caller.platform, Platform::Teams | Platform::Slack);
         list.iter().any(|entry| {
             let entry = entry.strip_prefix("aad:").unwrap_or(entry);
             !entry.is_empty() && (entry == caller.user_id || (by_name && entry == caller.user_name))

@@ -18,12 +18,19 @@ use crate::store::NewRun;
 pub struct Request<'a> {
     /// The `{name}` of `/hooks/<platform>/{name}`, when the URL has one.
     pub name: Option<&'a str>,
-    /// The `Content-Type` header's bytes (see [`header_text`]).
-    pub content_type: Option<&'a [u8]>,
-    /// The `Authorization` header's bytes.
-    pub authorization: Option<&'a [u8]>,
+    /// Its headers.
+    pub headers: &'a reqwest::header::HeaderMap,
     /// The body, within `max_body_bytes`.
     pub body: &'a [u8],
+}
+
+impl<'a> Request<'a> {
+    /// The bytes of header `name` (the first, when it is repeated); see [`header_text`].
+    pub fn header(&self, name: &str) -> Option<&'a [u8]> {
+        self.headers
+            .get(name)
+            .map(reqwest::header::HeaderValue::as_bytes)
+    }
 }
 
 /// A header's value as text: `None` unless it is all visible ASCII (what `HeaderValue::to_str`
@@ -77,6 +84,8 @@ pub enum Inbound {
 /// Why a webhook request was refused before anything in it was stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rejection {
+    /// No such webhook (`/hooks/slack/other`): 404.
+    NotFound,
     /// Not from the chat server (token or signature): 401.
     Unauthorized(&'static str),
     /// Not a request chatrun understands: 400, the reason safe to show.
@@ -85,6 +94,14 @@ pub enum Rejection {
     /// window, or a field missing or too long. 400, and on a platform that shows a reply's body
     /// whatever its status (Mattermost), a reply saying why, so the user sees it.
     Refused(String),
+}
+
+/// What a delivery became once sent, as far as the outbox must know.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Posted {
+    /// The post is the root the run's later replies thread under (Slack's anchor for a slash
+    /// command, which has no message of its own): its id, stored as the run's thread root.
+    pub thread_root: Option<String>,
 }
 
 /// One chat platform's outgoing side.
@@ -157,7 +174,7 @@ pub trait Adapter: Send + Sync + fmt::Debug {
         &'a self,
         delivery: &'a Delivery,
         key: &'a str,
-    ) -> BoxFuture<'a, Result<(), DeliveryError>>;
+    ) -> BoxFuture<'a, Result<Posted, DeliveryError>>;
 
     /// Where `run`'s result goes in its conversation: the root of its thread, for a run whose
     /// thread could not be looked up when it came (`thread_unsettled`); asked once more
@@ -181,15 +198,15 @@ pub trait Adapter: Send + Sync + fmt::Debug {
         false
     }
 
-    /// Whether the delivery marked `key` was posted since `since_ms` (ms since the epoch), by an
-    /// attempt whose answer was lost. Only asked of a [`Adapter::searchable`] platform.
+    /// The post of the delivery marked `key`, when an attempt whose answer was lost made it
+    /// since `since_ms` (ms since the epoch). Only asked of a [`Adapter::searchable`] platform.
     fn find_sent<'a>(
         &'a self,
         _delivery: &'a Delivery,
         _since_ms: i64,
         _key: &'a str,
-    ) -> BoxFuture<'a, Result<bool, DeliveryError>> {
-        Box::pin(async { Ok(false) })
+    ) -> BoxFuture<'a, Result<Option<Posted>, DeliveryError>> {
+        Box::pin(async { Ok(None) })
     }
 }
 

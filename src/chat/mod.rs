@@ -1,4 +1,4 @@
-//! The chat platforms: one folder each (`mattermost/`, `teams/`) holding everything of that
+//! The chat platforms: one folder each (`mattermost/`, `teams/`, `slack/`) holding everything of that
 //! platform (verifying and reading its webhooks, wording its replies, its own API client), and
 //! what they share: the [`Adapter`] seam and its [`Registry`], the [`Replies`] a command is
 //! worded with, the HTTP plumbing of their clients ([`transport`]), and the checks every
@@ -11,7 +11,7 @@ pub mod slack;
 pub mod teams;
 pub mod transport;
 
-pub use adapter::{Adapter, HookContext, Inbound, Registry, Rejection, Request};
+pub use adapter::{Adapter, HookContext, Inbound, Posted, Registry, Rejection, Request};
 pub use replies::Replies;
 pub use transport::DeliveryError;
 

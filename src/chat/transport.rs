@@ -56,6 +56,19 @@ pub async fn post_json(
     request: reqwest::RequestBuilder,
     body: String,
 ) -> Result<(), DeliveryError> {
+    post_json_answer(request, body).await.map(drop)
+}
+
+/// As [`post_json`], and the answer's body when it is 2xx (a body that does not arrive whole
+/// is an unsure failure: the request did).
+///
+/// # Errors
+///
+/// As [`post_json`].
+pub async fn post_json_answer(
+    request: reqwest::RequestBuilder,
+    body: String,
+) -> Result<Vec<u8>, DeliveryError> {
     let response = request
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .body(body)
@@ -79,7 +92,16 @@ pub async fn post_json(
         })?;
     let status = response.status();
     if status.is_success() {
-        return Ok(());
+        return response.bytes().await.map(|b| b.to_vec()).map_err(|err| {
+            DeliveryError::Retryable {
+                message: format!(
+                    "{} (the request arrived; its answer did not)",
+                    describe(&err.without_url())
+                ),
+                after: None,
+                unsure: true,
+            }
+        });
     }
     let after = retry_after(&response);
     let body = response.text().await.unwrap_or_default();

@@ -100,6 +100,8 @@ pub struct Config {
     pub mattermost: crate::chat::mattermost::Settings,
     /// Microsoft Teams outgoing webhooks, one per team.
     pub teams: Vec<crate::chat::teams::Webhook>,
+    /// Slack: the signing secret and the bot's token.
+    pub slack: crate::chat::slack::Settings,
     /// Reply delivery settings.
     pub outbox: Outbox,
     /// Who may see the history pages and the API.
@@ -531,6 +533,7 @@ mod tests {
         );
         assert!(config.mattermost.rest().is_none());
         assert!(config.teams.is_empty());
+        assert!(!config.slack.enabled());
         assert_eq!(
             config.outbox.give_up_after,
             Duration::from_secs(24 * 3600),
@@ -549,6 +552,8 @@ mod tests {
             "url = ",
             "bot_token = ",
             "password = ",
+            "[slack]",
+            "signing_secret = ",
         ];
         let uncommented: String = example_text()
             .lines()
@@ -570,6 +575,8 @@ mod tests {
             [
                 "mattermost.bot_token",
                 "mattermost.tokens[0]",
+                "slack.bot_token",
+                "slack.signing_secret",
                 "teams.webhooks[0].follow_up_url",
                 "teams.webhooks[0].secret",
                 "web.password",

@@ -48,6 +48,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub(super) teams: RawTeams,
     #[serde(default)]
+    pub(super) slack: RawSlack,
+    #[serde(default)]
     pub(super) outbox: RawOutbox,
     #[serde(default)]
     pub(super) web: RawWeb,
@@ -91,6 +93,19 @@ pub(super) struct RawTeamsWebhook {
     pub(super) secret: String,
     #[serde(default)]
     pub(super) follow_up_url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSlack {
+    #[serde(default)]
+    pub(super) signing_secret: Option<String>,
+    #[serde(default)]
+    pub(super) bot_token: Option<String>,
+    #[serde(default)]
+    pub(super) app_id: Option<String>,
+    #[serde(default)]
+    pub(super) api_url: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -237,6 +252,15 @@ pub(super) const KEYS: &[Key] = &[
                 Key::Value("follow_up_url"),
             ],
         )],
+    ),
+    Key::Table(
+        "slack",
+        &[
+            Key::Value("signing_secret"),
+            Key::Value("bot_token"),
+            Key::Value("app_id"),
+            Key::Value("api_url"),
+        ],
     ),
     Key::Table(
         "outbox",

@@ -78,6 +78,13 @@ impl Config {
             raw.mattermost.pending_post_window_secs,
             &mut problem,
         );
+        let slack = crate::chat::slack::Settings::validate(
+            raw.slack.signing_secret,
+            raw.slack.bot_token,
+            raw.slack.app_id,
+            raw.slack.api_url,
+            &mut problem,
+        );
         let mut teams: Vec<crate::chat::teams::Webhook> = Vec::new();
         for (i, hook) in raw.teams.webhooks.into_iter().enumerate() {
             let key = |field: &str| format!("teams.webhooks[{i}].{field}");
@@ -253,6 +260,7 @@ impl Config {
             max_log_bytes: raw.max_log_bytes,
             mattermost,
             teams,
+            slack,
             web,
             outbox: Outbox {
                 retry_base: Duration::from_millis(raw.outbox.retry_base_ms),

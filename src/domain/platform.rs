@@ -19,19 +19,22 @@ pub enum Platform {
     Mattermost,
     /// Microsoft Teams outgoing webhooks, results through a Workflows URL.
     Teams,
+    /// Slack slash commands, `app_mention` events and button clicks; replies through its Web API.
+    Slack,
     /// The history pages' "Run again": no chat to reply in.
     Web,
 }
 
 impl Platform {
     /// Every value, in the order the pages list them.
-    pub const ALL: [Self; 3] = [Self::Mattermost, Self::Teams, Self::Web];
+    pub const ALL: [Self; 4] = [Self::Mattermost, Self::Teams, Self::Slack, Self::Web];
 
     /// The name stored with runs and shown in the API.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Mattermost => "mattermost",
             Self::Teams => "teams",
+            Self::Slack => "slack",
             Self::Web => "web",
         }
     }
@@ -62,7 +65,7 @@ impl PartialEq<&str> for Platform {
 
 /// A name that is no [`Platform`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not a platform: mattermost, teams or web")]
+#[error("`{0}` is not a platform: mattermost, teams, slack or web")]
 pub struct UnknownPlatform(String);
 
 #[cfg(test)]
@@ -78,6 +81,6 @@ mod tests {
                 format!("\"{platform}\"")
             );
         }
-        assert!("slack".parse::<Platform>().is_err());
+        assert!("irc".parse::<Platform>().is_err());
     }
 }

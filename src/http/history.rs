@@ -879,6 +879,7 @@ fn run_item(run: &RunRow, now: i64) -> RunItem {
         platform: match run.origin.platform {
             crate::domain::Platform::Mattermost => "Mattermost",
             crate::domain::Platform::Teams => "Teams",
+            crate::domain::Platform::Slack => "Slack",
             crate::domain::Platform::Web => "web",
         },
         status: run.status.as_str(),

@@ -131,8 +131,7 @@ async fn trigger(
     refuse_while_draining(state)?;
     let request = Request {
         name,
-        content_type: headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes()),
-        authorization: headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()),
+        headers,
         body,
     };
     let jobs: Vec<&str> = state.catalog.jobs().map(|j| j.name.as_str()).collect();
@@ -175,6 +174,7 @@ async fn trigger(
 impl From<Rejection> for Error {
     fn from(rejection: Rejection) -> Self {
         match rejection {
+            Rejection::NotFound => Self::NotFound,
             Rejection::Unauthorized(why) => Self::Unauthorized(why),
             Rejection::BadRequest(message) => Self::BadRequest(message),
             Rejection::Refused(message) => Self::Refused(message),

@@ -164,11 +164,15 @@ impl Sender {
             dedup_window_ms: ms(chat.dedup_window()),
             searchable: chat.searchable(),
         };
+        const DELIVERED: &str = "reply delivered";
         let sent = match plan(checks, &row.earlier(), now) {
-            Plan::Send => chat.send(&delivery, &key).await.map(|()| "reply delivered"),
+            Plan::Send => chat.send(&delivery, &key).await.map(|p| (DELIVERED, p)),
             Plan::LookFirst => match chat.find_sent(&delivery, row.created_at, &key).await {
-                Ok(true) => Ok("reply found delivered by an earlier attempt; not posted again"),
-                Ok(false) => chat.send(&delivery, &key).await.map(|()| "reply delivered"),
+                Ok(Some(posted)) => Ok((
+                    "reply found delivered by an earlier attempt; not posted again",
+                    posted,
+                )),
+                Ok(None) => chat.send(&delivery, &key).await.map(|p| (DELIVERED, p)),
                 Err(err) => return self.failed(&row, err, true).await.map(Some),
             },
             Plan::SendBlind => {
@@ -176,7 +180,7 @@ impl Sender {
                 tracing::warn!(outbox = row.outbox_id, run = ?row.run_id,
                     "sending a reply again although an earlier attempt may have arrived (it \
                      cannot be checked): it may show twice");
-                chat.send(&delivery, &key).await.map(|()| "reply delivered")
+                chat.send(&delivery, &key).await.map(|p| (DELIVERED, p))
             }
             Plan::GiveUp => Err(DeliveryError::permanent(format!(
                 "may already be delivered ({} attempts ended without an answer, the last: \
@@ -186,8 +190,14 @@ impl Sender {
             ))),
         };
         match sent {
-            Ok(what) => {
+            Ok((what, posted)) => {
                 tracing::info!(outbox = row.outbox_id, run = ?row.run_id, "{what}");
+                // The run's later replies thread under this post: recorded before the delivery
+                // counts as sent, so they cannot be worded without it (a crash in between
+                // finds the post again, and records it then).
+                if let (Some(root), Some(run_id)) = (posted.thread_root, row.run_id) {
+                    self.store.settle_thread(run_id, Some(&root)).await?;
+                }
                 self.store.mark_sent(row.outbox_id, now_ms()).await?;
                 Ok(Some(Outcome::Sent))
             }

@@ -15,6 +15,8 @@ pub enum Flavor {
     Markdown,
     /// Teams text messages: Markdown with HTML entities, `<br>` lines.
     Teams,
+    /// Slack's mrkdwn: `*bold*`, `&`, `<` and `>` as entities, `\n` lines.
+    Slack,
 }
 
 impl Flavor {
@@ -26,7 +28,17 @@ impl Flavor {
                 let _ = Markdown.write_escaped_str(&mut out, text);
                 out
             }
-            Self::Teams => crate::domain::text::escape_text(text),
+            // Slack's mrkdwn reads `&`, `<` and `>` as markup (`<!channel>`, links): entities,
+            // as for Teams.
+            Self::Teams | Self::Slack => crate::domain::text::escape_text(text),
+        }
+    }
+
+    /// `text`, already written for the platform, in bold.
+    pub fn bold(self, text: &str) -> String {
+        match self {
+            Self::Markdown | Self::Teams => format!("**{text}**"),
+            Self::Slack => format!("*{text}*"),
         }
     }
 
@@ -34,7 +46,7 @@ impl Flavor {
     /// other replies; the character on Teams.
     pub fn emoji(self, status: RunStatus) -> &'static str {
         match self {
-            Self::Markdown => super::run_emoji(status),
+            Self::Markdown | Self::Slack => super::run_emoji(status),
             Self::Teams => super::run_symbol(status),
         }
     }
@@ -42,7 +54,7 @@ impl Flavor {
     /// Joins lines.
     pub fn lines(self, lines: &[String]) -> String {
         match self {
-            Self::Markdown => lines.join("\n"),
+            Self::Markdown | Self::Slack => lines.join("\n"),
             Self::Teams => lines.join("<br>\n"),
         }
     }
@@ -50,7 +62,11 @@ impl Flavor {
 
 /// `**#42** of **build** (branch=main)`
 fn run_name(f: Flavor, run: &RunRow) -> String {
-    let mut name = format!("**#{}** of **{}**", run.run_id, f.escape(&run.job));
+    let mut name = format!(
+        "{} of {}",
+        f.bold(&format!("#{}", run.run_id)),
+        f.bold(&f.escape(&run.job))
+    );
     if !run.args.is_empty() {
         name.push_str(&format!(" ({})", f.escape(&run.args)));
     }
@@ -129,7 +145,7 @@ pub fn queue(
     }
     let mut lines = Vec::new();
     if !running.is_empty() {
-        lines.push("**Running here:**".to_string());
+        lines.push(f.bold("Running here:"));
         for run in running {
             let elapsed =
                 run_duration(run, now).map_or_else(String::new, |d| format!(", {}", duration(d)));
@@ -142,7 +158,7 @@ pub fn queue(
         }
     }
     if !queued.is_empty() {
-        lines.push("**Queued here:**".to_string());
+        lines.push(f.bold("Queued here:"));
         for (position, run) in queued {
             lines.push(format!(
                 "• {position}. {}, asked by {}",
@@ -158,8 +174,8 @@ pub fn queue(
 /// `@BuildBot build`).
 pub fn help_job(f: Flavor, job: &JobDef, usage: &str) -> String {
     let mut lines = vec![format!(
-        "**{}**{}",
-        f.escape(&job.name),
+        "{}{}",
+        f.bold(&f.escape(&job.name)),
         if job.description.is_empty() {
             String::new()
         } else {
@@ -186,7 +202,7 @@ pub fn help_job(f: Flavor, job: &JobDef, usage: &str) -> String {
                 Some(d) => format!("default {}", f.escape(d)),
                 None => "required".into(),
             });
-            let mut line = format!("• **{}** ({})", f.escape(&p.name), notes.join(", "));
+            let mut line = format!("• {} ({})", f.bold(&f.escape(&p.name)), notes.join(", "));
             if !p.description.is_empty() {
                 line.push_str(&format!(": {}", f.escape(&p.description)));
             }
@@ -209,14 +225,17 @@ pub fn help_job(f: Flavor, job: &JobDef, usage: &str) -> String {
             })
             .collect();
         if let Some(first) = job.params.first() {
-            let named = format!("**{} {}=…**", f.escape(usage), f.escape(&first.name));
+            let named = f.bold(&format!("{} {}=…", f.escape(usage), f.escape(&first.name)));
             lines.push(if example_positional.is_empty() {
                 format!("Usage: {named}")
             } else {
                 format!(
-                    "Usage: **{} {}** or {named}",
-                    f.escape(usage),
-                    example_positional.join(" ")
+                    "Usage: {} or {named}",
+                    f.bold(&format!(
+                        "{} {}",
+                        f.escape(usage),
+                        example_positional.join(" ")
+                    ))
                 )
             });
         }

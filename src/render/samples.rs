@@ -1,4 +1,5 @@
-//! Sample runs for rendering tests: the same data feeds the Mattermost and Teams fixtures.
+//! Sample runs for rendering tests: the same data feeds the Mattermost, Teams and Slack
+//! fixtures.
 
 use crate::domain::{RunId, RunRow, RunStatus, StepRow, StepStatus, TestFailureRow};
 
@@ -126,4 +127,20 @@ pub fn scenarios() -> Vec<(&'static str, RunRow, Vec<StepRow>, Vec<TestFailureRo
             Vec::new(),
         ),
     ]
+}
+
+/// Compares rendered text with the checked-in file `dir/name` (`dir` under
+/// `tests/fixtures/`); `UPDATE_FIXTURES=1` rewrites the file (then review the diff).
+#[cfg(test)]
+pub fn assert_matches_fixture(actual: &str, dir: &str, name: &str) {
+    let path = format!("{}/tests/fixtures/{dir}/{name}", env!("CARGO_MANIFEST_DIR"));
+    if std::env::var_os("UPDATE_FIXTURES").is_some() {
+        std::fs::write(&path, format!("{actual}\n")).unwrap();
+    }
+    let expected = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(
+        actual,
+        expected.trim_end_matches('\n'),
+        "differs from {path}"
+    );
 }

@@ -100,7 +100,7 @@ pub async fn execute(
                 .collect();
             words::queue(f, &running, &queued, &ctx.config.public_url, now_ms())
         }
-        Command::Status { run } => match find_run(ctx, "status", &run).await? {
+        Command::Status { run } => match find_run(ctx, f, "status", &run).await? {
             Lookup::Reply(text) => text,
             Lookup::Found(run) => {
                 let steps = ctx.store.steps(run.run_id).await?;
@@ -118,11 +118,11 @@ pub async fn execute(
                 words::status(f, &run, &steps, position, &link, now_ms())
             }
         },
-        Command::Cancel { run } => match find_run(ctx, "cancel", &run).await? {
+        Command::Cancel { run } => match find_run(ctx, f, "cancel", &run).await? {
             Lookup::Reply(text) => text,
             Lookup::Found(run) => cancel(ctx, &base, &caller, *run, f).await?,
         },
-        Command::Retry { run } => match find_run(ctx, "retry", &run).await? {
+        Command::Retry { run } => match find_run(ctx, f, "retry", &run).await? {
             Lookup::Reply(text) => text,
             Lookup::Found(old) => {
                 if ctx.catalog.get(&old.job).is_none() {
@@ -189,10 +189,11 @@ async fn run_job(
 }
 
 /// The run a command names, or the reply saying it cannot be found.
-async fn find_run(ctx: &Context, command: &str, typed: &str) -> Result<Lookup, Error> {
+async fn find_run(ctx: &Context, f: Flavor, command: &str, typed: &str) -> Result<Lookup, Error> {
     let Some(id) = parse_run_id(typed) else {
         return Ok(Lookup::Reply(words::notice(&format!(
-            "give a run number, e.g. **{command} 42** (the number is in the acknowledgement)"
+            "give a run number, e.g. {} (the number is in the acknowledgement)",
+            f.bold(&format!("{command} 42"))
         ))));
     };
     Ok(match ctx.store.get_run(RunId(id)).await? {

@@ -452,7 +452,8 @@ delegate! {
     fn release_delivery(&self, outbox_id: i64, owner: &str, now: i64) -> Result<bool>;
     /// Records that a delivery is sent without knowing whether an earlier attempt arrived.
     fn mark_blind(&self, outbox_id: i64) -> Result<()>;
-    /// Settles the thread of a run whose thread could not be looked up when it came.
+    /// Settles the thread of a run whose thread could not be looked up when it came, or
+    /// whose anchor was posted (Slack).
     fn settle_thread(&self, run_id: RunId, root: Option<&str>) -> Result<()>;
     /// When the next delivery is due.
     fn next_delivery_at(&self) -> Result<Option<i64>>;

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::*;
 use crate::chat::adapter::Adapter;
 use crate::chat::transport::{DeliveryError, describe, post_json, retry_after};
-use crate::chat::{HookContext, Inbound, Rejection, Request};
+use crate::chat::{HookContext, Inbound, Posted, Rejection, Request};
 use crate::domain::Platform;
 
 /// How long the search for an earlier attempt's post may take.
@@ -265,7 +265,7 @@ impl Adapter for Client {
         &'a self,
         delivery: &'a Delivery,
         key: &'a str,
-    ) -> BoxFuture<'a, Result<(), DeliveryError>> {
+    ) -> BoxFuture<'a, Result<Posted, DeliveryError>> {
         Box::pin(async move {
             let (url, token) = self.rest()?;
             let body = with_delivery_key(&delivery.body, key)
@@ -274,7 +274,7 @@ impl Adapter for Client {
                 .http
                 .post(format!("{url}/api/v4/posts"))
                 .bearer_auth(token);
-            post_json(request, body).await
+            post_json(request, body).await.map(|()| Posted::default())
         })
     }
 
@@ -295,7 +295,7 @@ impl Adapter for Client {
         delivery: &'a Delivery,
         since_ms: i64,
         key: &'a str,
-    ) -> BoxFuture<'a, Result<bool, DeliveryError>> {
+    ) -> BoxFuture<'a, Result<Option<Posted>, DeliveryError>> {
         Box::pin(async move {
             const CANNOT: &str = "cannot look for an earlier attempt's post";
             let (url, token) = self.rest()?;
@@ -336,10 +336,10 @@ impl Adapter for Client {
                     DeliveryError::retryable(format!("{CANNOT}: unreadable answer: {err}"))
                 })?;
                 if found.found {
-                    return Ok(true);
+                    return Ok(Some(Posted::default()));
                 }
                 if found.posts < SEARCH_PAGE_POSTS || found.oldest.is_none_or(|at| at < since) {
-                    return Ok(false);
+                    return Ok(None);
                 }
             }
             Err(DeliveryError::retryable(format!(

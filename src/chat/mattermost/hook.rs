@@ -14,7 +14,7 @@ impl Client {
         request: Request<'_>,
         context: HookContext<'_>,
     ) -> Result<Inbound, Rejection> {
-        let content_type = request.content_type.and_then(header_text);
+        let content_type = request.header("content-type").and_then(header_text);
         // N.B. The token is in the body, so the body is decoded first; nothing in it is acted on
         // before the token matched.
         let payload = parse_payload(content_type, request.body).map_err(Rejection::bad)?;

@@ -61,19 +61,8 @@ mod tests {
         std::fs::read(format!("{FIXTURES}/{name}")).unwrap()
     }
 
-    /// Compares rendered text with a checked-in file; `UPDATE_FIXTURES=1` rewrites the file
-    /// (then review the diff).
     fn assert_matches_fixture(actual: &str, name: &str) {
-        let path = format!("{FIXTURES}/{name}");
-        if std::env::var_os("UPDATE_FIXTURES").is_some() {
-            std::fs::write(&path, format!("{actual}\n")).unwrap();
-        }
-        let expected = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(
-            actual,
-            expected.trim_end_matches('\n'),
-            "differs from {path}"
-        );
+        crate::render::samples::assert_matches_fixture(actual, "mattermost", name);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! What Slack sends, read once its signature is verified ([`super::auth`]): a slash command
-//! (a form) and an Events API delivery (JSON: the request URL's verification, or an event such
-//! as `app_mention`). Pure: bytes in, values or a short reason out.
+//! (a form), an Events API delivery (JSON: the request URL's verification, or an event such
+//! as `app_mention`) and a button click (a form whose `payload` is JSON: `block_actions`).
+//! Pure: bytes in, values or a short reason out.
 
 use serde::Deserialize;
 
@@ -13,6 +14,9 @@ pub enum ParseError {
     /// An Events API body that is not JSON of a delivery.
     #[error("the JSON body is not a Slack Events API delivery: {0}")]
     Json(String),
+    /// A button click that is not a `block_actions` payload.
+    #[error("the form body is not a Slack interaction payload: {0}")]
+    Payload(String),
     /// A field chatrun needs is missing or empty.
     #[error("{0} is missing")]
     Missing(&'static str),
@@ -77,6 +81,8 @@ pub struct Mention {
     /// The delivery's id: the same on Slack's retries of it.
     pub event_id: String,
     pub team_id: String,
+    /// The app the event was sent to.
+    pub api_app_id: String,
     pub user: String,
     /// As typed, the app's mention included (`<@U0LAN0Z89> build`).
     pub text: String,
@@ -98,6 +104,8 @@ struct RawDelivery {
     event_id: String,
     #[serde(default)]
     team_id: String,
+    #[serde(default)]
+    api_app_id: String,
     #[serde(default)]
     event: Option<RawEvent>,
 }
@@ -154,6 +162,7 @@ pub fn parse_event(body: &[u8]) -> Result<Delivery, ParseError> {
             Ok(Delivery::Mention(Mention {
                 event_id: raw.event_id,
                 team_id: raw.team_id,
+                api_app_id: raw.api_app_id,
                 user: event.user,
                 text: event.text,
                 ts: event.ts,
@@ -169,6 +178,137 @@ pub fn parse_event(body: &[u8]) -> Result<Delivery, ParseError> {
     }
 }
 
+/// A click on one of chatrun's buttons (`block_actions`), as far as chatrun reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Click {
+    /// The button's `action_id` (`chatrun_rerun`, `chatrun_cancel`).
+    pub action_id: String,
+    /// The button's `value`: the run number.
+    pub value: String,
+    /// When it was clicked (Slack's `action_ts`): with the message, the click's id.
+    pub action_ts: String,
+    pub user_id: String,
+    pub user_name: String,
+    pub team_id: String,
+    pub team_domain: String,
+    pub channel_id: String,
+    pub channel_name: String,
+    /// The message the button is on.
+    pub message_ts: String,
+    /// The thread that message is in, if any.
+    pub thread_ts: Option<String>,
+    pub api_app_id: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawInteraction {
+    #[serde(rename = "type")]
+    kind: String,
+    user: RawNamed,
+    team: RawNamed,
+    channel: RawNamed,
+    message: RawMessage,
+    container: RawMessage,
+    actions: Vec<RawAction>,
+    api_app_id: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawNamed {
+    id: String,
+    #[serde(alias = "domain")]
+    username: String,
+    name: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawMessage {
+    #[serde(alias = "message_ts")]
+    ts: String,
+    thread_ts: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawAction {
+    action_id: String,
+    value: String,
+    action_ts: String,
+}
+
+/// The form of an interaction: one field, its JSON.
+#[derive(Deserialize)]
+struct InteractionForm {
+    payload: String,
+}
+
+/// Reads a button click's form body (`payload=<JSON>`); `Ok(None)` for another interaction
+/// (a shortcut, a modal, a select), which chatrun does not offer and leaves alone.
+///
+/// # Errors
+///
+/// The form has no `payload`, the payload is not JSON of an interaction, or a click names no
+/// action, user, channel or message.
+pub fn parse_click(body: &[u8]) -> Result<Option<Click>, ParseError> {
+    let form: InteractionForm = serde_urlencoded::from_bytes(body).map_err(|err| {
+        ParseError::Payload(crate::domain::text::truncate_runes(&err.to_string(), 200))
+    })?;
+    if let Some(problem) = crate::chat::json_body_problem(form.payload.as_bytes()) {
+        return Err(ParseError::Payload(problem));
+    }
+    let raw: RawInteraction = serde_json::from_str(&form.payload).map_err(|err| {
+        ParseError::Payload(crate::domain::text::truncate_runes(&err.to_string(), 200))
+    })?;
+    if raw.kind != "block_actions" {
+        return Ok(None);
+    }
+    let Some(action) = raw.actions.into_iter().next() else {
+        return Err(ParseError::Missing("actions"));
+    };
+    // A message's buttons say where the message is; the container says it too.
+    let message_ts = if raw.message.ts.is_empty() {
+        raw.container.ts
+    } else {
+        raw.message.ts
+    };
+    let thread_ts = raw
+        .message
+        .thread_ts
+        .or(raw.container.thread_ts)
+        .filter(|t| !t.is_empty());
+    for (value, name) in [
+        (&action.action_id, "actions[0].action_id"),
+        (&raw.user.id, "user.id"),
+        (&raw.channel.id, "channel.id"),
+        (&message_ts, "message.ts"),
+    ] {
+        if value.trim().is_empty() {
+            return Err(ParseError::Missing(name));
+        }
+    }
+    Ok(Some(Click {
+        action_id: action.action_id,
+        value: action.value,
+        action_ts: action.action_ts,
+        user_name: if raw.user.username.is_empty() {
+            raw.user.name
+        } else {
+            raw.user.username
+        },
+        user_id: raw.user.id,
+        team_id: raw.team.id,
+        team_domain: raw.team.username,
+        channel_id: raw.channel.id,
+        channel_name: raw.channel.name,
+        message_ts,
+        thread_ts,
+        api_app_id: raw.api_app_id,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,6 +316,65 @@ mod tests {
     const SLASH: &[u8] = include_bytes!("../../../tests/fixtures/slack/slash-command.txt");
     const MENTION: &[u8] = include_bytes!("../../../tests/fixtures/slack/app-mention.json");
     const VERIFY: &[u8] = include_bytes!("../../../tests/fixtures/slack/url-verification.json");
+    const CLICK: &[u8] = include_bytes!("../../../tests/fixtures/slack/block-actions.txt");
+    const CLICK_JSON: &str = include_str!("../../../tests/fixtures/slack/block-actions.json");
+
+    /// The form Slack posts for an interaction whose payload is `json`.
+    fn form(json: &str) -> Vec<u8> {
+        serde_urlencoded::to_string([("payload", json)])
+            .unwrap()
+            .into_bytes()
+    }
+
+    #[test]
+    fn a_button_click_is_read_from_its_payload_field() {
+        let click = parse_click(CLICK).unwrap().unwrap();
+        assert_eq!(
+            click,
+            Click {
+                action_id: "a".into(),
+                value: "underlying".into(),
+                action_ts: click.action_ts.clone(),
+                user_id: "U111".into(),
+                user_name: "test-test-test".into(),
+                team_id: "T111".into(),
+                team_domain: "test-test-test".into(),
+                channel_id: "C111".into(),
+                channel_name: "random".into(),
+                message_ts: "1605853634.000400".into(),
+                thread_ts: None,
+                api_app_id: "A111".into(),
+            }
+        );
+        assert!(!click.action_ts.is_empty());
+        // The same click in a thread: the container names the thread too.
+        let mut payload: serde_json::Value = serde_json::from_str(CLICK_JSON).unwrap();
+        payload["container"]["thread_ts"] = "1605853600.000100".into();
+        let click = parse_click(&form(&payload.to_string())).unwrap().unwrap();
+        assert_eq!(click.thread_ts.as_deref(), Some("1605853600.000100"));
+        // Another kind of interaction is left alone; a click without its parts is refused.
+        payload["type"] = "view_submission".into();
+        assert_eq!(parse_click(&form(&payload.to_string())), Ok(None));
+        payload["type"] = "block_actions".into();
+        payload["actions"] = serde_json::json!([]);
+        assert_eq!(
+            parse_click(&form(&payload.to_string())),
+            Err(ParseError::Missing("actions"))
+        );
+        assert!(matches!(
+            parse_click(b"text=hi"),
+            Err(ParseError::Payload(_))
+        ));
+        assert!(matches!(
+            parse_click(&form("{")),
+            Err(ParseError::Payload(_))
+        ));
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(100), "]".repeat(100));
+        assert!(matches!(
+            parse_click(&form(&deep)),
+            Err(ParseError::Payload(_))
+        ));
+    }
 
     #[test]
     fn slacks_slash_command_is_read_from_its_form() {

@@ -5,7 +5,7 @@ use futures_util::future::BoxFuture;
 use super::*;
 use crate::chat::adapter::Adapter;
 use crate::chat::transport::{DeliveryError, post_json};
-use crate::chat::{HookContext, Inbound, Rejection, Request};
+use crate::chat::{HookContext, Inbound, Posted, Rejection, Request};
 use crate::domain::Platform;
 
 /// How long a Teams trigger's command may take before the webhook answers 503.
@@ -89,7 +89,7 @@ impl Adapter for Client {
         &'a self,
         delivery: &'a Delivery,
         _key: &'a str,
-    ) -> BoxFuture<'a, Result<(), DeliveryError>> {
+    ) -> BoxFuture<'a, Result<Posted, DeliveryError>> {
         Box::pin(async move {
             let name = delivery
                 .target
@@ -105,7 +105,9 @@ impl Adapter for Client {
                         "the Teams webhook `{name}` has no follow_up_url configured"
                     ))
                 })?;
-            post_json(self.http.post(url), delivery.body.clone()).await
+            post_json(self.http.post(url), delivery.body.clone())
+                .await
+                .map(|()| Posted::default())
         })
     }
 }

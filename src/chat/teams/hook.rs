@@ -22,14 +22,14 @@ impl Client {
             .filter(|hook| name.is_none_or(|name| hook.name == name))
             .collect();
         let keys: Vec<&[u8]> = hooks.iter().map(|hook| hook.key.as_slice()).collect();
-        let authorization = request.authorization.and_then(header_text);
+        let authorization = request.header("authorization").and_then(header_text);
         let index = verify(authorization, request.body, &keys).map_err(|err| {
             tracing::warn!(error = %err, hook = ?name, "refused a Teams request");
             Rejection::Unauthorized("the HMAC signature matches no configured Teams webhook")
         })?;
         let hook = hooks[index];
         let content_type = request
-            .content_type
+            .header("content-type")
             .map(|v| header_text(v).unwrap_or("not text"));
         check_content_type(content_type).map_err(Rejection::bad)?;
         let activity = parse_activity(request.body).map_err(Rejection::bad)?;
