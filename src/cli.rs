@@ -68,15 +68,20 @@ enum Cmd {
     /// is, in order: --token, the first of mattermost.tokens, or the local token chatrun serve
     /// created in the data folder. With --teams NAME, the message is sent as a Teams activity
     /// mentioning the webhook, signed with that configured webhook's secret:
-    /// `chatrun trigger --teams platform-team build`.
+    /// `chatrun trigger --teams platform-team build`. With --slack, as a Slack slash command
+    /// signed with slack.signing_secret: `chatrun trigger --slack "/build feature/x"`.
     Trigger {
         /// The webhook URL [default: http://<listen>/hooks/mattermost, or
         /// /hooks/teams/NAME with --teams].
         #[arg(long, value_name = "URL")]
         url: Option<String>,
         /// Send as the Teams outgoing webhook NAME of the configuration.
-        #[arg(long, value_name = "NAME")]
+        #[arg(long, value_name = "NAME", conflicts_with = "slack")]
         teams: Option<String>,
+        /// Send as a Slack slash command (the text starts with the command, `/build`), signed
+        /// with slack.signing_secret [URL default: http://<listen>/hooks/slack/commands].
+        #[arg(long)]
+        slack: bool,
         /// The configuration file (see config/example.toml).
         #[arg(long, short, value_name = "PATH")]
         config: Option<PathBuf>,
@@ -97,7 +102,7 @@ enum Cmd {
         /// shows it. Exits 0 only when the run succeeded (1 when it did not).
         #[arg(long)]
         wait: bool,
-        /// The message, as typed in chat, e.g. "#build".
+        /// The message, as typed in chat, e.g. "#build" (or "/build" with --slack).
         #[arg(required = true, value_name = "TEXT")]
         text: Vec<String>,
     },
@@ -180,6 +185,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Cmd::Trigger {
             url,
             teams,
+            slack,
             config,
             token,
             user,
@@ -190,6 +196,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         } => runtime.block_on(trigger(TriggerArgs {
             url,
             teams,
+            slack,
             config,
             token,
             user,
@@ -429,6 +436,7 @@ fn hash_password() -> anyhow::Result<ExitCode> {
 struct TriggerArgs {
     url: Option<String>,
     teams: Option<String>,
+    slack: bool,
     config: Option<PathBuf>,
     token: Option<String>,
     user: Option<String>,
@@ -471,6 +479,7 @@ async fn trigger(args: TriggerArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| "local".into());
     let request = match &args.teams {
         Some(name) => teams_request(&config, name, &args, &user)?,
+        None if args.slack => slack_request(&config, &args, &user)?,
         None => mattermost_request(&config, &args, &user)?,
     };
     let url = request.url().to_string();
@@ -483,23 +492,60 @@ async fn trigger(args: TriggerArgs) -> anyhow::Result<ExitCode> {
     if !status.is_success() {
         bail!("chatrun answered {status}: {}", text.trim());
     }
-    let reply: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("chatrun answered non-JSON: {text}"))?;
+    // Slack's acknowledgement is an empty answer; the others are JSON.
+    let reply: serde_json::Value = if args.slack && text.trim().is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(&text).with_context(|| format!("chatrun answered non-JSON: {text}"))?
+    };
     let text = reply.get("text").and_then(|t| t.as_str());
-    match text {
-        Some(text) => println!("{text}"),
-        None => println!("(no text: the reply was posted in the thread)"),
-    }
-    match text.and_then(run_number).filter(|_| args.wait) {
-        Some(run_id) => {
-            let base = match &args.url {
-                Some(url) => origin_of(url).with_context(|| format!("`{url}` is not a URL"))?,
-                None => local_base(&config),
-            };
-            wait_for_result(&base, run_id).await
+    let base = match &args.url {
+        Some(url) => origin_of(url).with_context(|| format!("`{url}` is not a URL"))?,
+        None => local_base(&config),
+    };
+    let run_id = match text {
+        Some(text) => {
+            println!("{text}");
+            run_number(text)
         }
+        // Slack's acknowledgement is a message the bot posts: the run is the newest of this
+        // user's Slack runs.
+        None if args.slack => {
+            let run = newest_slack_run(&base, &user).await;
+            match run {
+                Some(id) => println!(
+                    "acknowledged: run #{id}; the bot posts the acknowledgement in the channel                      and the result in its thread"
+                ),
+                None => println!("(no text: the reply is posted by the bot)"),
+            }
+            run
+        }
+        None => {
+            println!("(no text: the reply was posted in the thread)");
+            None
+        }
+    };
+    match run_id.filter(|_| args.wait) {
+        Some(run_id) => wait_for_result(&base, run_id).await,
         None => Ok(ExitCode::SUCCESS),
     }
+}
+
+/// The number of `user`'s newest Slack run, from `/api/runs`.
+async fn newest_slack_run(base: &str, user: &str) -> Option<i64> {
+    let query =
+        serde_urlencoded::to_string([("platform", "slack"), ("user", user), ("limit", "1")])
+            .ok()?;
+    let body: serde_json::Value = reqwest::Client::new()
+        .get(format!("{base}/api/runs?{query}"))
+        .timeout(std::time::Duration::from_secs(10))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    body["runs"][0]["id"].as_i64()
 }
 
 /// The run number an acknowledgement links to (`…/runs/42`).
@@ -633,6 +679,75 @@ fn mattermost_request(
             "application/x-www-form-urlencoded",
         )
         .header(reqwest::header::USER_AGENT, "Mattermost-Bot/1.1")
+        .body(body)
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .with_context(|| format!("`{url}` is not a URL"))
+}
+
+/// A slash command, fields in the order and encoding Slack sends them, signed with
+/// `slack.signing_secret` as Slack signs.
+fn slack_request(
+    config: &Config,
+    args: &TriggerArgs,
+    user: &str,
+) -> anyhow::Result<reqwest::Request> {
+    let Some(secret) = &config.slack.signing_secret else {
+        bail!(
+            "slack.signing_secret is not set in {}: --slack signs the command with it",
+            config.source
+        );
+    };
+    let url = args
+        .url
+        .clone()
+        .unwrap_or_else(|| format!("{}/hooks/slack/commands", local_base(config)));
+    let (command, text) = args
+        .text
+        .trim()
+        .split_once(char::is_whitespace)
+        .unwrap_or((args.text.trim(), ""));
+    if !command.starts_with('/') {
+        bail!("a slash command starts with `/`, e.g. \"/build feature/x\" (not `{command}`)");
+    }
+    let channel_id = if args.channel_id.is_empty() {
+        "CLOCAL"
+    } else {
+        &args.channel_id
+    };
+    let trigger_id = random_id()?;
+    let form = [
+        ("token", "local"),
+        ("team_id", "TLOCAL"),
+        ("team_domain", "local"),
+        ("channel_id", channel_id),
+        ("channel_name", args.channel.as_str()),
+        ("user_id", &format!("ULOCAL-{user}")),
+        ("user_name", user),
+        ("command", command),
+        ("text", text.trim()),
+        (
+            "api_app_id",
+            config.slack.app_id.as_deref().unwrap_or("ALOCAL"),
+        ),
+        ("response_url", "https://hooks.slack.com/commands/local"),
+        ("trigger_id", &trigger_id),
+    ];
+    let body = serde_urlencoded::to_string(form).context("cannot encode the form")?;
+    let timestamp = (crate::store::now_ms() / 1000).to_string();
+    let signature = crate::chat::slack::auth::sign(secret.as_bytes(), &timestamp, body.as_bytes());
+    reqwest::Client::new()
+        .post(&url)
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .header("X-Slack-Request-Timestamp", timestamp)
+        .header("X-Slack-Signature", signature)
+        .header(
+            reqwest::header::USER_AGENT,
+            "Slackbot 1.0 (+https://api.slack.com/robots)",
+        )
         .body(body)
         .timeout(std::time::Duration::from_secs(30))
         .build()

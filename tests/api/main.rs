@@ -18,6 +18,7 @@ mod policies;
 mod postgres;
 mod queue;
 mod secrets;
+mod slack;
 mod spawned;
 mod teams;
 #[path = "../support/postgres.rs"]
