@@ -483,6 +483,17 @@ async fn trigger(args: TriggerArgs) -> anyhow::Result<ExitCode> {
         None => mattermost_request(&config, &args, &user)?,
     };
     let url = request.url().to_string();
+    let base = match &args.url {
+        Some(url) => origin_of(url).with_context(|| format!("`{url}` is not a URL"))?,
+        None => local_base(&config),
+    };
+    // Slack's acknowledgement is a message the bot posts, not the answer: a run this command
+    // stored is the user's newest Slack run once it is answered, if it was not before.
+    let newest_before = if args.slack {
+        newest_slack_run(&base, &user).await
+    } else {
+        None
+    };
     let response = reqwest::Client::new()
         .execute(request)
         .await
@@ -499,24 +510,24 @@ async fn trigger(args: TriggerArgs) -> anyhow::Result<ExitCode> {
         serde_json::from_str(&text).with_context(|| format!("chatrun answered non-JSON: {text}"))?
     };
     let text = reply.get("text").and_then(|t| t.as_str());
-    let base = match &args.url {
-        Some(url) => origin_of(url).with_context(|| format!("`{url}` is not a URL"))?,
-        None => local_base(&config),
-    };
     let run_id = match text {
         Some(text) => {
             println!("{text}");
             run_number(text)
         }
-        // Slack's acknowledgement is a message the bot posts: the run is the newest of this
-        // user's Slack runs.
         None if args.slack => {
-            let run = newest_slack_run(&base, &user).await;
+            let run = newest_slack_run(&base, &user)
+                .await
+                .filter(|id| Some(*id) != newest_before);
             match run {
                 Some(id) => println!(
-                    "acknowledged: run #{id}; the bot posts the acknowledgement in the channel                      and the result in its thread"
+                    "acknowledged: run #{id}; the bot posts the acknowledgement in the channel \
+                     and the result in its thread ({base}/runs/{id})"
                 ),
-                None => println!("(no text: the reply is posted by the bot)"),
+                None => println!(
+                    "sent; chatrun's answer is posted by the bot in the channel (see {base}/ for \
+                     runs)"
+                ),
             }
             run
         }
