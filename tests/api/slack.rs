@@ -49,6 +49,7 @@ impl FakeSlack {
     async fn start(self) -> String {
         let app = Router::new()
             .route("/api/chat.postMessage", post(post_message))
+            .route("/api/chat.update", post(update_message))
             .route("/api/conversations.history", get(history))
             .route("/api/conversations.replies", get(replies))
             .with_state(self);
@@ -106,7 +107,10 @@ async fn post_message(
         let mut messages = slack.messages.lock().unwrap();
         let ts = format!("1700000000.{:06}", messages.len() + 1);
         message["ts"] = ts.clone().into();
-        messages.push(message.clone());
+        let mut kept = message.clone();
+        // As first posted, whatever `chat.update` later makes of it.
+        kept["posted"] = message.clone();
+        messages.push(kept);
         ts
     };
     let threaded = message.get("thread_ts").is_some();
@@ -121,6 +125,26 @@ async fn post_message(
     }
     Json(json!({"ok": true, "channel": message["channel"], "ts": ts, "message": message}))
         .into_response()
+}
+
+/// `chat.update`: the message `ts` of `channel` says the new text and blocks.
+async fn update_message(
+    State(slack): State<FakeSlack>,
+    headers: HeaderMap,
+    Json(update): Json<Value>,
+) -> Json<Value> {
+    assert!(authorized(&headers));
+    let mut messages = slack.messages.lock().unwrap();
+    let Some(message) = messages
+        .iter_mut()
+        .find(|m| m["channel"] == update["channel"] && m["ts"] == update["ts"])
+    else {
+        return Json(json!({"ok": false, "error": "message_not_found"}));
+    };
+    message["text"] = update["text"].clone();
+    message["blocks"] = update["blocks"].clone();
+    message["edited"] = true.into();
+    Json(json!({"ok": true, "channel": update["channel"], "ts": update["ts"]}))
 }
 
 /// What Slack lists of a message: its metadata only when asked for.
@@ -367,9 +391,9 @@ async fn a_slash_command_gets_an_anchor_and_its_result_threaded_under_it_with_th
     // The acknowledgement is a new message in the channel: the anchor, with a Cancel button.
     assert_eq!(anchor["channel"], CHANNEL);
     assert!(anchor.get("thread_ts").is_none(), "{anchor}");
-    assert!(shown(anchor).contains("#1"), "{anchor}");
+    assert!(shown(&anchor["posted"]).contains("#1"), "{anchor}");
     assert_eq!(
-        buttons(anchor),
+        buttons(&anchor["posted"]),
         [("chatrun_cancel".to_string(), "1".to_string())]
     );
     assert_eq!(anchor["metadata"]["event_type"], "chatrun_delivery");

@@ -396,6 +396,39 @@ pub fn render_ack(facts: &AckFacts, link: &str) -> Message {
     }
 }
 
+/// What a slash command's anchor says once its run has ended (it is updated in place with
+/// `chat.update`): the run's outcome in one line, that the result is in the thread, and a Run
+/// again button instead of Cancel.
+pub fn render_anchor_done(run: &RunRow, link: &str, now: i64) -> Message {
+    let run_id = run.run_id.0;
+    let duration = render::run_duration(run, now)
+        .map_or_else(String::new, |d| format!(" in {}", render::duration(d)));
+    let mut text = format!(
+        "{} Run *#{run_id}* of *{}*",
+        render::run_emoji(run.status),
+        escape(&cell(&run.job, 100))
+    );
+    if !run.args.is_empty() {
+        text.push_str(&format!(" ({})", escape(&cell(&run.args, 1000))));
+    }
+    text.push_str(&format!(
+        " {}{duration}, asked by {}. The result is in the thread; details: {}",
+        run.status.as_str(),
+        requester(&run.origin.user_id, &run.origin.user_name),
+        link_to(link, &format!("#{run_id}"))
+    ));
+    let text = cut(&text, MAX_SECTION_CHARS);
+    Message {
+        blocks: vec![
+            Block::Section {
+                text: Text::mrkdwn(text.clone()),
+            },
+            button("Run again".into(), ACTION_RERUN, run_id, Style::Primary),
+        ],
+        text,
+    }
+}
+
 /// A plain text reply (answers to status/queue/help, refusals) as a message: one section (text
 /// cut to 3000). `text` is mrkdwn whose values its author escaped.
 pub fn text_message(text: &str) -> Message {

@@ -134,6 +134,22 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Updates a slash command's anchor once its result is posted. Only words change: a
+    /// failure is logged, not retried (the result, which matters, is posted).
+    async fn update_anchor(&self, body: String) {
+        match self.call("chat.update", body).await {
+            Ok(answer) if answer.ok => {}
+            Ok(answer) => {
+                tracing::warn!(error = ?answer.error, "cannot update the acknowledgement of a slash command to say how its run ended");
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot update the acknowledgement of a slash command to say how its run ended");
+            }
+        }
+    }
+}
+
 impl Adapter for Client {
     fn platform(&self) -> Platform {
         Platform::Slack
@@ -204,13 +220,21 @@ impl Adapter for Client {
     ) -> Option<Delivery> {
         let address = self.result_address(run)?;
         let message = blocks::render_result(run, steps, failures, link, now);
-        // No anchor was posted (it failed for good): the result goes to the top of the channel.
-        Some(post::delivery(
+        // A slash command's anchor (its acknowledgement) then says how the run ended, with Run
+        // again instead of Cancel. No anchor was posted (it failed for good): the result goes
+        // to the top of the channel.
+        let anchor = run
+            .thread_root_id
+            .as_deref()
+            .filter(|_| hook::is_command(&run.message_id));
+        let done = blocks::render_anchor_done(run, link, now);
+        Some(post::delivery_then_update(
             address,
             &run.origin.channel_id,
             run.thread_root_id.as_deref(),
             &message,
             false,
+            anchor.map(|ts| (ts, &done)),
         ))
     }
 
@@ -235,7 +259,11 @@ impl Adapter for Client {
                 tracing::warn!(error = ?answer.error, "Slack refused a reply's blocks: posting its text alone");
                 answer = self.call("chat.postMessage", plain).await?;
             }
-            post::posted(answer, outgoing.anchor)
+            let posted = post::posted(answer, outgoing.anchor)?;
+            if let Some(update) = outgoing.update {
+                self.update_anchor(update).await;
+            }
+            Ok(posted)
         })
     }
 

@@ -11,6 +11,15 @@ use crate::domain::{Ack, AckWords, Command, Delivery, NewRun, Origin, Platform};
 use crate::domain::{parse_after_trigger, parse_command};
 use crate::render::command::Flavor;
 
+/// How the id of a run asked for by a slash command starts (the rest is its `trigger_id`).
+const COMMAND_PREFIX: &str = "command:";
+
+/// Whether a run's trigger (`message_id`) was a slash command: its acknowledgement is an
+/// anchor message.
+pub(super) fn is_command(message_id: &str) -> bool {
+    message_id.starts_with(COMMAND_PREFIX)
+}
+
 /// The longest text chatrun reads of a command or a mention, in characters (Slack's own limit
 /// for a message is 40,000; a command is far shorter).
 pub const MAX_TEXT_CHARS: usize = 4000;
@@ -93,7 +102,7 @@ impl Client {
             },
             // The command's own id; a command has no message to thread under until its anchor
             // is posted.
-            message_id: format!("command:{}", slash.trigger_id),
+            message_id: format!("{COMMAND_PREFIX}{}", slash.trigger_id),
             message: format!("{} {text}", slash.command).trim().to_string(),
             ..NewRun::default()
         };

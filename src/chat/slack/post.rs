@@ -16,6 +16,10 @@ pub const DELIVERY_EVENT: &str = "chatrun_delivery";
 /// A stored field, never sent: the post is the anchor its run's replies thread under.
 const ANCHOR_FIELD: &str = "chatrun_anchor";
 
+/// A stored field, never sent: once the post is made, the anchor is updated to this
+/// (`chat.update`'s body).
+const UPDATE_FIELD: &str = "chatrun_update";
+
 #[derive(Serialize)]
 struct PostMessage<'a> {
     channel: &'a str,
@@ -27,6 +31,17 @@ struct PostMessage<'a> {
     unfurl_media: bool,
     #[serde(rename = "chatrun_anchor", skip_serializing_if = "std::ops::Not::not")]
     anchor: bool,
+    #[serde(rename = "chatrun_update", skip_serializing_if = "Option::is_none")]
+    update: Option<UpdateMessage<'a>>,
+}
+
+/// A `chat.update` body: message `ts` of `channel` says this now.
+#[derive(Serialize)]
+struct UpdateMessage<'a> {
+    channel: &'a str,
+    ts: &'a str,
+    text: &'a str,
+    blocks: &'a [blocks::Block],
 }
 
 /// Where a post goes: Slack's target, ordered with the other replies of its thread (`root`:
@@ -49,6 +64,19 @@ pub fn delivery(
     message: &Message,
     anchor: bool,
 ) -> Delivery {
+    delivery_then_update(address, channel, thread_ts, message, anchor, None)
+}
+
+/// As [`delivery`], and once it is posted the message `(ts, update)` of the same channel is
+/// updated to say `update` (a slash command's anchor, when its result is posted).
+pub fn delivery_then_update(
+    address: Address,
+    channel: &str,
+    thread_ts: Option<&str>,
+    message: &Message,
+    anchor: bool,
+    then: Option<(&str, &Message)>,
+) -> Delivery {
     Delivery {
         target: address.target,
         body: serde_json::to_string(&PostMessage {
@@ -59,6 +87,12 @@ pub fn delivery(
             unfurl_links: false,
             unfurl_media: false,
             anchor,
+            update: then.map(|(ts, update)| UpdateMessage {
+                channel,
+                ts,
+                text: &update.text,
+                blocks: &update.blocks,
+            }),
         })
         .expect("a message serializes"),
         thread: address.thread,
@@ -74,6 +108,8 @@ pub struct Outgoing {
     pub without_blocks: Option<String>,
     /// The post is its run's anchor.
     pub anchor: bool,
+    /// The `chat.update` to make once it is posted.
+    pub update: Option<String>,
 }
 
 /// `body` (a stored delivery) as it is sent: the anchor mark taken out, the delivery's `key`
@@ -84,6 +120,10 @@ pub fn outgoing(body: &str, key: &str) -> Option<Outgoing> {
     let anchor = map
         .remove(ANCHOR_FIELD)
         .is_some_and(|v| v.as_bool() == Some(true));
+    let update = map
+        .remove(UPDATE_FIELD)
+        .filter(serde_json::Value::is_object)
+        .map(|update| update.to_string());
     map.insert(
         "metadata".into(),
         serde_json::json!({ "event_type": DELIVERY_EVENT, "event_payload": { "key": key } }),
@@ -99,6 +139,7 @@ pub fn outgoing(body: &str, key: &str) -> Option<Outgoing> {
         body,
         without_blocks,
         anchor,
+        update,
     })
 }
 
