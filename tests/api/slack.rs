@@ -709,3 +709,82 @@ async fn a_chatrun_killed_while_its_result_was_posted_finds_the_post_and_never_p
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn cancel_on_the_acknowledgement_stops_the_run_for_its_requester_only() {
+    let slack = FakeSlack::default();
+    let slow = "[[steps]]\nname = \"Wait\"\nrun = [\"sleep\", \"100\"]\n";
+    let app = spawn(&slack, &[("slow", slow)]).await;
+    // Asked for in a thread, by a mention: answered in that thread.
+    let event = mention(
+        "Ev0010",
+        "U0ALICE",
+        "<@U0BOT> slow",
+        "1700000200.000200",
+        Some("1700000200.000100"),
+    );
+    post_signed(&app, "events", "application/json", &event, &[]).await;
+    app.first_step_running(1).await;
+    let ack = slack.wait_messages(1).await[0].clone();
+    assert_eq!(ack["thread_ts"], "1700000200.000100", "{ack}");
+    let (action, run) = buttons(&ack)[0].clone();
+    assert_eq!((action.as_str(), run.as_str()), ("chatrun_cancel", "1"));
+    let ack_ts = ack["ts"].as_str().unwrap();
+
+    // Someone else's click is refused in the thread; the run goes on.
+    let mallory = click(
+        "U0MALLORY",
+        "chatrun_cancel",
+        &run,
+        ack_ts,
+        Some("1700000200.000100"),
+    );
+    post_signed(
+        &app,
+        "actions",
+        "application/x-www-form-urlencoded",
+        &mallory,
+        &[],
+    )
+    .await;
+    let refusal = slack.wait_messages(2).await[1].clone();
+    assert!(shown(&refusal).contains("may cancel it"), "{refusal}");
+    assert_eq!(refusal["thread_ts"], "1700000200.000100");
+    assert_eq!(
+        app.store.get_run(RunId(1)).await.unwrap().unwrap().status,
+        RunStatus::Running
+    );
+
+    // Alice's click stops it; the result says who cancelled it.
+    let alice = click(
+        "U0ALICE",
+        "chatrun_cancel",
+        &run,
+        ack_ts,
+        Some("1700000200.000100"),
+    );
+    post_signed(
+        &app,
+        "actions",
+        "application/x-www-form-urlencoded",
+        &alice,
+        &[],
+    )
+    .await;
+    let run = finished(&app, 1).await;
+    assert_eq!(run.status, RunStatus::Cancelled);
+    assert!(
+        run.error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("cancelled by"),
+        "{run:?}"
+    );
+    let messages = slack.wait_messages(4).await;
+    assert!(
+        messages
+            .iter()
+            .all(|m| m["thread_ts"] == "1700000200.000100"),
+        "{messages:?}"
+    );
+}
