@@ -71,6 +71,7 @@ suite!(
     a_users_requests_are_counted_in_a_sliding_minute,
     a_runs_log_is_kept_in_chunks_read_by_offset_and_counted_in_lines,
     a_claim_leaves_the_runs_of_jobs_its_agent_may_not_run,
+    failed_tests_are_classed_against_the_runs_with_the_same_arguments,
 );
 
 /// Two handles on one database, as two chatrun instances have: one test per backend.
@@ -953,6 +954,135 @@ async fn finishing_records_steps_and_skips_the_ones_not_run(store: Store) {
             .await
             .unwrap()
             .is_empty()
+    );
+}
+
+/// Runs `build` with `args` to its end: its one step fails the tests `failed` (suite `s`), or
+/// succeeds when there are none. Its number.
+async fn run_with_failures(store: &Store, message: &str, args: &str, failed: &[&str]) -> RunId {
+    store
+        .insert_run(
+            &NewRun {
+                args: args.into(),
+                ..new_run(message)
+            },
+            1,
+            ack,
+        )
+        .await
+        .unwrap();
+    let run = store
+        .try_claim(claim("w1", 10, i64::MAX, &build_steps()))
+        .await
+        .unwrap()
+        .unwrap();
+    let status = if failed.is_empty() {
+        StepStatus::Succeeded
+    } else {
+        StepStatus::Failed
+    };
+    let step = StepResult {
+        status,
+        exit_code: Some(i32::from(!failed.is_empty())),
+        detail: None,
+        finished_at: 15,
+        tests: Some(chatrun::report::TestSummary {
+            tests: 10,
+            failed: u64::try_from(failed.len()).unwrap(),
+            skipped: 0,
+            duration_ms: 2,
+            failures: failed
+                .iter()
+                .map(|name| chatrun::report::FailedTest {
+                    suite: "s".into(),
+                    name: (*name).into(),
+                    message: "boom".into(),
+                    detail: "boom".into(),
+                })
+                .collect(),
+        }),
+        report_error: None,
+        output_tail: None,
+    };
+    store.finish_step(run.run_id, 0, &step).await.unwrap();
+    let status = if failed.is_empty() {
+        RunStatus::Succeeded
+    } else {
+        RunStatus::Failed
+    };
+    store
+        .finish_run(run.run_id, 1, &result(status), None, Some((1, &step)), None)
+        .await
+        .unwrap();
+    run.run_id
+}
+
+async fn failed_tests_are_classed_against_the_runs_with_the_same_arguments(store: Store) {
+    use chatrun::domain::FailureClass::{Flaky, New, StillFailing};
+    let classes = |run: RunId, window: usize| {
+        let store = store.clone();
+        async move {
+            let run = store.get_run(run).await.unwrap().unwrap();
+            let mut classes: Vec<(String, Option<chatrun::domain::FailureClass>)> = store
+                .classified_failures(&run, window)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|f| f.position == 0)
+                .map(|f| (f.name, f.class))
+                .collect();
+            classes.sort_by(|a, b| a.0.cmp(&b.0));
+            classes
+        }
+    };
+    let of = |list: &[(&str, chatrun::domain::FailureClass)]| {
+        list.iter()
+            .map(|(name, class)| ((*name).to_string(), Some(*class)))
+            .collect::<Vec<_>>()
+    };
+    let x = "branch=feature/x";
+    let r1 = run_with_failures(&store, "m1", x, &["a"]).await;
+    assert_eq!(classes(r1, 10).await, of(&[("a", New)]));
+    let r2 = run_with_failures(&store, "m2", x, &["a", "b"]).await;
+    assert_eq!(
+        classes(r2, 10).await,
+        of(&[("a", StillFailing { since: r1 }), ("b", New)])
+    );
+    // The same tests failing on main change nothing for feature/x.
+    run_with_failures(&store, "main1", "branch=main", &["c"]).await;
+    run_with_failures(&store, "m3", x, &[]).await;
+    // a: failed, passed, failed again; b was removed; c fails here for the first time.
+    let r4 = run_with_failures(&store, "m4", x, &["a", "c"]).await;
+    assert_eq!(classes(r4, 10).await, of(&[("a", Flaky), ("c", New)]));
+    // c renamed c2: new under its new name.
+    let r5 = run_with_failures(&store, "m5", x, &["c2"]).await;
+    assert_eq!(classes(r5, 10).await, of(&[("c2", New)]));
+    // d fails from r6 to r12, seven runs in a row: still failing since r6 all along.
+    let r6 = run_with_failures(&store, "m6", x, &["d"]).await;
+    let mut last = r6;
+    for i in 7..=12 {
+        last = run_with_failures(&store, &format!("m{i}"), x, &["d"]).await;
+    }
+    assert_eq!(
+        classes(last, 10).await,
+        of(&[("d", StillFailing { since: r6 })])
+    );
+    // a again: it failed in r4, within the last 10 runs of feature/x, and passed since.
+    let r13 = run_with_failures(&store, "m13", x, &["a"]).await;
+    assert_eq!(classes(r13, 10).await, of(&[("a", Flaky)]));
+    // With a window of 3 runs, r4 is out of sight: new.
+    assert_eq!(classes(r13, 3).await, of(&[("a", New)]));
+    // On main, c failing again is still failing since main's first run.
+    let main2 = run_with_failures(&store, "main2", "branch=main", &["c"]).await;
+    let main1 = store
+        .get_run(RunId(3))
+        .await
+        .unwrap()
+        .map(|r| r.run_id)
+        .unwrap();
+    assert_eq!(
+        classes(main2, 10).await,
+        of(&[("c", StillFailing { since: main1 })])
     );
 }
 

@@ -96,6 +96,9 @@ pub struct Config {
     pub busy_timeout: Duration,
     /// The most bytes a run's log file keeps: beyond it, its head and tail around a marker.
     pub max_log_bytes: u64,
+    /// How many of a job's latest finished runs with the same arguments (a run included) may
+    /// show one of its failed tests flaky: failed, then not, then failed again.
+    pub flaky_window: usize,
     /// Mattermost settings.
     pub mattermost: crate::chat::mattermost::Settings,
     /// Microsoft Teams outgoing webhooks, one per team.

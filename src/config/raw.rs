@@ -43,6 +43,8 @@ pub struct RawConfig {
     pub(super) busy_timeout_ms: u64,
     #[serde(default = "default_max_log_bytes", deserialize_with = "de::number")]
     pub(super) max_log_bytes: u64,
+    #[serde(default = "default_flaky_window", deserialize_with = "de::number")]
+    pub(super) flaky_window: u64,
     #[serde(default)]
     pub(super) mattermost: RawMattermost,
     #[serde(default)]
@@ -201,6 +203,9 @@ pub(super) fn default_busy_timeout_ms() -> u64 {
 pub(super) fn default_max_log_bytes() -> u64 {
     crate::logs::DEFAULT_MAX_LOG_BYTES
 }
+pub(super) fn default_flaky_window() -> u64 {
+    crate::domain::DEFAULT_FLAKY_WINDOW as u64
+}
 pub(super) fn default_pending_post_window_secs() -> u64 {
     crate::chat::mattermost::DEFAULT_PENDING_POST_WINDOW.as_secs()
 }
@@ -232,6 +237,7 @@ pub(super) const KEYS: &[Key] = &[
     Key::Value("replay_window"),
     Key::Value("busy_timeout_ms"),
     Key::Value("max_log_bytes"),
+    Key::Value("flaky_window"),
     Key::Table(
         "mattermost",
         &[

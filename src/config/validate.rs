@@ -211,6 +211,16 @@ impl Config {
                 format!("{} is out of range: 1 to 60000", raw.busy_timeout_ms),
             );
         }
+        if !(2..=1000).contains(&raw.flaky_window) {
+            problem(
+                "flaky_window",
+                format!(
+                    "{} is out of range: 2 to 1000 runs (a test is flaky when it failed, passed \
+                     and failed again within this many runs)",
+                    raw.flaky_window
+                ),
+            );
+        }
         if raw.max_log_bytes < crate::logs::MIN_MAX_LOG_BYTES {
             problem(
                 "max_log_bytes",
@@ -258,6 +268,7 @@ impl Config {
             replay_window,
             busy_timeout: Duration::from_millis(raw.busy_timeout_ms),
             max_log_bytes: raw.max_log_bytes,
+            flaky_window: usize::try_from(raw.flaky_window.clamp(2, 1000)).unwrap_or(10),
             mattermost,
             teams,
             slack,

@@ -192,6 +192,14 @@ pub struct TestFailureRow {
     pub name: String,
     pub message: String,
     pub detail: String,
+    /// The first run of the streak of runs (same job, same arguments) this test has failed in,
+    /// this one included: kept when the failure is written. `None` for a failure written
+    /// before chatrun kept streaks.
+    pub since: Option<RunId>,
+    /// How it stands against the earlier runs (see [`super::history::classify`]); `None` until
+    /// classed, or when it cannot be.
+    #[sqlx(skip)]
+    pub class: Option<super::FailureClass>,
 }
 
 impl StepRow {

@@ -194,7 +194,10 @@ async fn one(
         .await?
         .ok_or(Error::NotFound)?;
     let steps = state.store.steps(run.run_id).await?;
-    let failures = state.store.test_failures(run.run_id).await?;
+    let failures = state
+        .store
+        .classified_failures(&run, state.config.flaky_window)
+        .await?;
     let replies: Vec<Value> = state
         .store
         .deliveries(run.run_id)

@@ -294,7 +294,10 @@ async fn run_page(
         .await?
         .ok_or(Error::NotFound)?;
     let steps = state.store.steps(run.run_id).await?;
-    let failed_tests = state.store.test_failures(run.run_id).await?;
+    let failed_tests = state
+        .store
+        .classified_failures(&run, state.config.flaky_window)
+        .await?;
     // The result reply as its platform shows it, whether or not it could be posted.
     let result_reply = super::result_text(&state, &run, &steps, &failed_tests);
     let result_html = result_reply

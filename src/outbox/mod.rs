@@ -223,7 +223,10 @@ impl Sender {
                 run.thread_root_id = self.settle_thread(&run, row).await?;
             }
             let steps = self.store.steps(run_id).await?;
-            let failures = self.store.test_failures(run_id).await?;
+            let failures = self
+                .store
+                .classified_failures(&run, self.config.flaky_window)
+                .await?;
             Ok::<_, Unworded>(Some((run, steps, failures)))
         };
         let (run, steps, failures) = stored

@@ -18,7 +18,9 @@ pub mod command;
 #[doc(hidden)]
 pub mod samples;
 
-use crate::domain::{AckFacts, RunRow, RunStatus, StepRow, StepStatus, TestFailureRow};
+use crate::domain::{
+    AckFacts, FailureClass, RunRow, RunStatus, StepRow, StepStatus, TestFailureRow,
+};
 
 /// The escaper of `.md` templates: Markdown punctuation is backslash-escaped, `@` gets a
 /// zero-width space after it (no `@channel` from a branch name), line breaks become spaces (a
@@ -377,6 +379,8 @@ pub struct ResultRow {
     /// From the step's test reports, when it names some that could be read.
     pub tests_run: Option<i64>,
     pub tests_failed: Option<i64>,
+    /// Of its failed tests, how many are new, when their history is known.
+    pub new_failures: Option<usize>,
     /// `report missing` / `report unreadable`, when it names reports that could not be used.
     pub report_problem: Option<String>,
 }
@@ -388,12 +392,45 @@ pub struct FailureGroup {
     pub step: String,
     /// Failed tests in all.
     pub count: i64,
-    /// The first [`FAILURES_PER_STEP`]: `(suite, name, first line of the message)`.
-    pub tests: Vec<(String, String, String)>,
+    /// The first [`FAILURES_PER_STEP`], new ones first, then those still failing, then the
+    /// flaky ones (see [`crate::domain::FailureClass`]).
+    pub tests: Vec<FailedTest>,
     /// Failed tests not named.
     pub more: usize,
     /// The whole "report missing: …" sentence.
     pub problem: Option<String>,
+}
+
+/// A failed test as a reply names it.
+#[derive(Debug, Clone)]
+pub struct FailedTest {
+    pub suite: String,
+    pub name: String,
+    /// The first line of its message.
+    pub message: String,
+    /// How it stands against the earlier runs, when known.
+    pub class: Option<FailureClass>,
+}
+
+impl FailedTest {
+    /// ` (new)`, ` (failing since #38)`, ` (flaky)`; empty when its history is not known.
+    pub fn tag(&self) -> String {
+        self.class
+            .map_or_else(String::new, |class| format!(" ({})", class.words()))
+    }
+}
+
+impl ResultRow {
+    /// The Tests Failed count as a reply shows it: `2 (1 new)`, `2 (none new)`, or
+    /// `2 (see details)` when the failures' history is not known.
+    pub fn failed_count(&self) -> String {
+        let failed = self.tests_failed.unwrap_or(0);
+        match self.new_failures {
+            Some(0) => format!("{failed} (none new)"),
+            Some(new) => format!("{failed} ({new} new)"),
+            None => format!("{failed} (see details)"),
+        }
+    }
 }
 
 /// The last output lines of a failed step without a usable report.
@@ -434,10 +471,16 @@ impl ResultView {
         let with_tests = steps
             .iter()
             .any(|s| s.tests_run.is_some() || s.report_error.is_some());
+        let of_step = |position: i64| failures.iter().filter(move |f| f.position == position);
         let rows: Vec<ResultRow> = steps
             .iter()
             .take(detail.rows)
             .map(|step| ResultRow {
+                new_failures: of_step(step.position)
+                    .map(|f| f.class)
+                    .collect::<Option<Vec<_>>>()
+                    .filter(|classes| !classes.is_empty())
+                    .map(|classes| classes.iter().filter(|c| **c == FailureClass::New).count()),
                 position: step.position,
                 name: step.name.clone(),
                 status: step.status,
@@ -457,10 +500,10 @@ impl ResultView {
             .iter()
             .filter(|s| s.tests_failed.unwrap_or(0) > 0 || s.report_error.is_some())
             .map(|step| {
-                let tests: Vec<&TestFailureRow> = failures
-                    .iter()
-                    .filter(|f| f.position == step.position)
-                    .collect();
+                let mut tests: Vec<&TestFailureRow> = of_step(step.position).collect();
+                // New first, then still failing, then flaky (a stable sort: report order
+                // within each), those without history last.
+                tests.sort_by_key(|f| f.class.map_or(u8::MAX, FailureClass::rank));
                 FailureGroup {
                     position: step.position,
                     step: step.name.clone(),
@@ -468,7 +511,12 @@ impl ResultView {
                     tests: tests
                         .iter()
                         .take(FAILURES_PER_STEP)
-                        .map(|f| (f.suite.clone(), f.name.clone(), f.message.clone()))
+                        .map(|f| FailedTest {
+                            suite: f.suite.clone(),
+                            name: f.name.clone(),
+                            message: f.message.clone(),
+                            class: f.class,
+                        })
                         .collect(),
                     more: usize::try_from(step.tests_failed.unwrap_or(0))
                         .unwrap_or(0)

@@ -78,6 +78,8 @@ pub fn failures(position: i64, suite: &str, n: usize) -> Vec<TestFailureRow> {
             detail: format!(
                 "assertion failed: expected 200, got 500 (case {i})\nat src/api.rs:{i}"
             ),
+            since: None,
+            class: None,
         })
         .collect()
 }
@@ -126,7 +128,29 @@ pub fn scenarios() -> Vec<(&'static str, RunRow, Vec<StepRow>, Vec<TestFailureRo
             vec![tested(0, "Server", 948, 0), missing, without_report],
             Vec::new(),
         ),
+        (
+            "history",
+            run(RunStatus::Failed),
+            vec![tested(0, "Server", 948, 0), tested(1, "Web Client", 123, 3)],
+            classed(failures(1, "web.api", 3)),
+        ),
     ]
+}
+
+/// `failures` classed in report order as flaky, still failing since #38 and new (a reply
+/// lists them the other way round).
+fn classed(mut failures: Vec<TestFailureRow>) -> Vec<TestFailureRow> {
+    use crate::domain::FailureClass;
+    let classes = [
+        FailureClass::Flaky,
+        FailureClass::StillFailing { since: RunId(38) },
+        FailureClass::New,
+    ];
+    for (failure, class) in failures.iter_mut().zip(classes.into_iter().cycle()) {
+        failure.since = Some(RunId(42));
+        failure.class = Some(class);
+    }
+    failures
 }
 
 /// Compares rendered text with the checked-in file `dir/name` (`dir` under

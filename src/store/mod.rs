@@ -251,6 +251,26 @@ impl Store {
         matches!(self.backend, Backend::Postgres(_))
     }
 
+    /// Run `run`'s failed tests, each classed against the earlier runs of its job with the
+    /// same arguments ([`crate::domain::history::classify`]): `window` is how many of the
+    /// latest finished ones, this one included, may show a test flaky (`flaky_window`).
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn classified_failures(
+        &self,
+        run: &RunRow,
+        window: usize,
+    ) -> Result<Vec<TestFailureRow>> {
+        let mut failures = self.test_failures(run.run_id).await?;
+        if failures.iter().any(|f| f.since.is_some()) {
+            let earlier = self.history_failures(run, window.saturating_sub(1)).await?;
+            crate::domain::history::classify(run.run_id, &mut failures, &earlier);
+        }
+        Ok(failures)
+    }
+
     /// A watch on run logs kept in the database, from now on; a page that follows a log makes
     /// it before it reads, so no output written after the read is missed.
     pub fn watch_logs(&self) -> LogWatch {
@@ -361,8 +381,15 @@ delegate! {
     fn start_step(&self, run_id: RunId, position: usize, now: i64) -> Result<()>;
     /// Records a step's result.
     fn finish_step(&self, run_id: RunId, position: usize, result: &StepResult) -> Result<()>;
-    /// A run's failed tests.
+    /// A run's failed tests (unclassed: see [`Store::classified_failures`]).
     fn test_failures(&self, run_id: RunId) -> Result<Vec<TestFailureRow>>;
+    /// The failed tests of the `runs` latest finished runs of `run`'s job with its arguments,
+    /// before it.
+    fn history_failures(
+        &self,
+        run: &RunRow,
+        runs: usize,
+    ) -> Result<Vec<crate::domain::history::EarlierFailure>>;
     /// Records a run's result and its reply in one write, and claims the next run with it.
     fn finish_run(
         &self,

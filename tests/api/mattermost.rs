@@ -511,3 +511,85 @@ env = { DEPLOY_TOKEN = "s3cr3t-deploy-token" }
         );
     }
 }
+
+/// Fails the tests its run number (counted in `n`) says: 1: a; 2: b; then a, b and c.
+const HISTORY_SCRIPT: &str = r#"n=$(cat n 2>/dev/null || echo 0); n=$((n+1)); echo $n > n
+case $n in 1) failed="a" ;; 2) failed="b" ;; *) failed="a b c" ;; esac
+{
+  echo '<testsuite name="web" tests="3">'
+  for t in a b c; do
+    case " $failed " in
+      *" $t "*) echo "<testcase classname=\"web\" name=\"$t\"><failure message=\"$t broke\"/></testcase>" ;;
+      *) echo "<testcase classname=\"web\" name=\"$t\"/>" ;;
+    esac
+  done
+  echo '</testsuite>'
+} > report.xml
+exit 1
+"#;
+
+#[tokio::test]
+async fn each_failed_test_is_classed_new_still_failing_or_flaky_against_earlier_runs() {
+    let app = spawn_app_with(&[(
+        "web",
+        "[[steps]]\nname = \"Web Client\"\nrun = [\"sh\", \"history.sh\"]\njunit = \"report.xml\"\n",
+    )])
+    .await;
+    std::fs::write(app.dir.path().join("jobs/history.sh"), HISTORY_SCRIPT).unwrap();
+    for (i, post) in ["histpost1", "histpost2", "histpost3"].iter().enumerate() {
+        app.trigger("#web", post).await;
+        app.finished_run(i64::try_from(i).unwrap() + 1).await;
+    }
+    let posts = app.posts(3).await;
+    let message = |i: usize| body(&posts[i])["message"].as_str().unwrap().to_string();
+    assert!(message(0).contains("[1 (1 new)]"), "{}", message(0));
+    assert!(message(1).contains("**b** \\(new\\)"), "{}", message(1));
+
+    // The third: c is new, b has failed since #2, a failed in #1, passed in #2: flaky. Listed
+    // in that order, and the count says how many are new.
+    let third = message(2);
+    assert!(third.contains("[3 (1 new)]"), "{third}");
+    let at = |needle: &str| {
+        third
+            .find(needle)
+            .unwrap_or_else(|| panic!("{needle} missing: {third}"))
+    };
+    let (c, b, a) = (
+        at("**c** \\(new\\)"),
+        at("**b** \\(failing since \\#2\\)"),
+        at("**a** \\(flaky\\)"),
+    );
+    assert!(
+        c < b && b < a,
+        "new, then still failing, then flaky: {third}"
+    );
+
+    // The API and the run page say the same.
+    let api: serde_json::Value = app.get("/api/runs/3").await.json().await.unwrap();
+    let classes: Vec<(String, String, i64)> = api["failed_tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["position"] == 0)
+        .map(|f| {
+            (
+                f["name"].as_str().unwrap().to_string(),
+                f["class"].as_str().unwrap().to_string(),
+                f["since"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        classes,
+        [
+            ("a".to_string(), "flaky".to_string(), 3),
+            ("b".to_string(), "still_failing".to_string(), 2),
+            ("c".to_string(), "new".to_string(), 3),
+        ]
+    );
+    let page = app.get("/runs/3").await.text().await.unwrap();
+    assert!(
+        page.contains(r#"<span class="status c-still_failing">failing since #2</span>"#),
+        "{page}"
+    );
+}

@@ -122,8 +122,9 @@ pub(super) fn failed_cell(row: &ResultRow, link: &str) -> String {
         (_, Some(problem)) => format!("{} {}, :warning: {problem}", row.emoji, row.result),
         (Some(0), None) if row.status == StepStatus::Succeeded => ":white_check_mark: 0".into(),
         (Some(0), None) => format!("{} 0, {}", row.emoji, row.result),
-        (Some(failed), None) => format!(
-            ":warning: [{failed} (see details)]({link}#step-{})",
+        (Some(_), None) => format!(
+            ":warning: [{}]({link}#step-{})",
+            row.failed_count(),
             row.position
         ),
         (None, None) => format!("{} {}", row.emoji, row.result),

@@ -607,7 +607,7 @@ fn failed_cell(row: &ResultRow, link: &str) -> Cell {
         (_, Some(problem)) => Cell::raw(format!("{symbol} {result}, ⚠️ {}", cell(problem, 120))),
         (Some(0), None) if row.status == StepStatus::Succeeded => Cell::raw("✅ 0"),
         (Some(0), None) => Cell::raw(format!("{symbol} 0, {result}")),
-        (Some(failed), None) => Cell::RichText {
+        (Some(_), None) => Cell::RichText {
             elements: vec![RichBlock::RichTextSection {
                 elements: vec![
                     Rich::Text {
@@ -615,7 +615,7 @@ fn failed_cell(row: &ResultRow, link: &str) -> Cell {
                     },
                     Rich::Link {
                         url: format!("{link}#step-{}", row.position),
-                        text: format!("{failed} (see details)"),
+                        text: row.failed_count(),
                     },
                 ],
             }],
@@ -636,13 +636,14 @@ fn failure_group(group: &render::FailureGroup) -> String {
     }
     let mut text = format!("*{step}*: {} failed", group.count);
     let more_line = |n: usize| format!("\n• … and {n} more");
-    for (shown, (suite, name, message)) in group.tests.iter().enumerate() {
+    for (shown, test) in group.tests.iter().enumerate() {
         let mut line = format!(
-            "\n• {} › *{}*",
-            escape(&cell(suite, 120)),
-            escape(&cell(name, 200))
+            "\n• {} › *{}*{}",
+            escape(&cell(&test.suite, 120)),
+            escape(&cell(&test.name, 200)),
+            test.tag()
         );
-        let message = message.lines().next().unwrap_or_default();
+        let message = test.message.lines().next().unwrap_or_default();
         if !message.trim().is_empty() {
             line.push_str(&format!(": {}", escape(&cell(message, 200))));
         }
@@ -979,12 +980,11 @@ mod tests {
             step: "Server".into(),
             count: 40,
             tests: (0..10)
-                .map(|i| {
-                    (
-                        "suite".repeat(30),
-                        format!("test_{i}_").repeat(40),
-                        "&".repeat(300),
-                    )
+                .map(|i| render::FailedTest {
+                    suite: "suite".repeat(30),
+                    name: format!("test_{i}_").repeat(40),
+                    message: "&".repeat(300),
+                    class: None,
                 })
                 .collect(),
             more: 30,

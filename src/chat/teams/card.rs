@@ -227,7 +227,10 @@ pub(super) fn step_row(row: &ResultRow, with_tests: bool, link: &str) -> Element
             },
             (Some(failed), None) => TextBlock {
                 color: Some("Attention"),
-                ..text(format!("[{failed} failed]({link}#step-{})", row.position))
+                ..text(match row.new_failures {
+                    Some(_) => format!("[{}]({link}#step-{})", row.failed_count(), row.position),
+                    None => format!("[{failed} failed]({link}#step-{})", row.position),
+                })
             },
             (None, None) => result,
         };
@@ -366,11 +369,15 @@ pub(super) fn result_message(run: &RunRow, view: &ResultView, link: &str, now: i
         let mut lines: Vec<String> = group
             .tests
             .iter()
-            .map(|(suite, name, message)| {
-                let mut line =
-                    format!("- {} › **{}**", md(&cell(suite, 120)), md(&cell(name, 200)));
-                if !message.is_empty() {
-                    line.push_str(&format!(": {}", md(&cell(message, 200))));
+            .map(|test| {
+                let mut line = format!(
+                    "- {} › **{}**{}",
+                    md(&cell(&test.suite, 120)),
+                    md(&cell(&test.name, 200)),
+                    md(&test.tag())
+                );
+                if !test.message.is_empty() {
+                    line.push_str(&format!(": {}", md(&cell(&test.message, 200))));
                 }
                 line
             })

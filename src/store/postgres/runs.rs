@@ -95,9 +95,19 @@ async fn finish_step_in(
         .map(|f| serde_json::json!([f.suite, f.name, f.message, f.detail]))
         .collect();
     if !failures.is_empty() {
+        // Each with the first run of its streak (see the SQLite store's `FINISH_STEP`).
         sqlx::query(
-            "insert into test_failure (run_id, position, ordinal, suite, name, message, detail)
-             select $1, $2, t.n - 1, t.f ->> 0, t.f ->> 1, t.f ->> 2, t.f ->> 3
+            "insert into test_failure
+                 (run_id, position, ordinal, suite, name, message, detail, since)
+             select $1, $2, t.n - 1, t.f ->> 0, t.f ->> 1, t.f ->> 2, t.f ->> 3,
+                 coalesce((select coalesce(p.since, p.run_id) from test_failure p
+                           where p.run_id = (select q.run_id from run q, run r
+                                             where r.run_id = $1 and q.job = r.job
+                                               and q.args = r.args and q.run_id < $1
+                                               and q.status in ('succeeded', 'failed')
+                                             order by q.run_id desc limit 1)
+                             and p.suite = t.f ->> 0 and p.name = t.f ->> 1
+                           limit 1), $1)
              from jsonb_array_elements($3::jsonb) with ordinality t(f, n)",
         )
         .bind(run_id)
@@ -325,6 +335,31 @@ impl Store {
         Ok(())
     }
 
+    /// The failed tests of the `runs` latest finished runs of `run`'s job with its arguments,
+    /// before it: `(run, suite, name)`.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn history_failures(
+        &self,
+        run: &RunRow,
+        runs: usize,
+    ) -> Result<Vec<crate::domain::history::EarlierFailure>> {
+        Ok(sqlx::query_as(
+            "select f.run_id, f.suite, f.name from test_failure f
+             where f.run_id in (select run_id from run where job = $1 and args = $2
+                                  and run_id < $4 and status in ('succeeded', 'failed')
+                                order by run_id desc limit $3)",
+        )
+        .bind(&run.job)
+        .bind(&run.args)
+        .bind(i64::try_from(runs).unwrap_or(i64::MAX))
+        .bind(run.run_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// The failed tests of a run, by step, in report order.
     ///
     /// # Errors
@@ -332,7 +367,7 @@ impl Store {
     /// The database failed.
     pub async fn test_failures(&self, run_id: RunId) -> Result<Vec<TestFailureRow>> {
         Ok(sqlx::query_as::<_, TestFailureRow>(
-            "select position, suite, name, message, detail
+            "select position, suite, name, message, detail, since
              from test_failure where run_id = $1 order by position, ordinal",
         )
         .bind(run_id)

@@ -26,7 +26,9 @@ const STEPS_OF_RUN: &str = "select run_id, position, name, status, exit_code, \
     report_error, output_tail from step where run_id = ?1 order by position";
 
 /// Records a step's result: run `?1`, the step and its result as [`step_json`] writes them in
-/// `?2` (nothing when `?2` is null). Its failed tests replace those of an earlier attempt; when
+/// `?2` (nothing when `?2` is null). Its failed tests replace those of an earlier attempt, each
+/// with the first run of its streak (`since`: that of the same test's failure in the previous
+/// finished run of the job with the same arguments, else this run); when
 /// it is the last to run, the steps that never got to run are marked skipped. Statements for a
 /// script, between its `begin` and `commit`.
 const FINISH_STEP: &str = "
@@ -37,9 +39,17 @@ const FINISH_STEP: &str = "
         report_error = ?2 ->> 'report_error', output_tail = ?2 ->> 'output_tail'
     where run_id = ?1 and position = ?2 ->> 'position';
     delete from test_failure where run_id = ?1 and position = ?2 ->> 'position';
-    insert into test_failure (run_id, position, ordinal, suite, name, message, detail)
-    select ?1, ?2 ->> 'position', key, value ->> 0, value ->> 1, value ->> 2, value ->> 3
-    from json_each(?2, '$.failures') order by key;
+    insert into test_failure (run_id, position, ordinal, suite, name, message, detail, since)
+    select ?1, ?2 ->> 'position', f.key, f.value ->> 0, f.value ->> 1, f.value ->> 2,
+        f.value ->> 3,
+        coalesce((select coalesce(p.since, p.run_id) from test_failure p
+                  where p.run_id = (select q.run_id from run q, run r
+                                    where r.run_id = ?1 and q.job = r.job and q.args = r.args
+                                      and q.run_id < ?1 and q.status in ('succeeded', 'failed')
+                                    order by q.run_id desc limit 1)
+                    and p.suite = f.value ->> 0 and p.name = f.value ->> 1
+                  limit 1), ?1)
+    from json_each(?2, '$.failures') f order by f.key;
     update step set status = 'skipped'
     where run_id = ?1 and status = 'pending' and ?2 ->> 'last';";
 
@@ -71,8 +81,15 @@ fn step_json(position: usize, result: &StepResult, last: bool) -> String {
 }
 
 /// A run's failed tests (`?1`), by step, in report order.
-const FAILURES_OF_RUN: &str = "select position, suite, name, message, detail \
+const FAILURES_OF_RUN: &str = "select position, suite, name, message, detail, since \
     from test_failure where run_id = ?1 order by position, ordinal";
+
+/// The failures of the `?3` latest finished runs of job `?1` with arguments `?2` before run
+/// `?4`: `(run, suite, name)`.
+const HISTORY_FAILURES: &str = "select f.run_id, f.suite, f.name from test_failure f
+    where f.run_id in (select run_id from run where job = ?1 and args = ?2 and run_id < ?4
+                         and status in ('succeeded', 'failed')
+                       order by run_id desc limit ?3)";
 
 /// A claim's script with its values.
 trait ClaimQuery {
@@ -313,6 +330,26 @@ impl Store {
     pub async fn test_failures(&self, run_id: RunId) -> Result<Vec<TestFailureRow>> {
         Ok(sqlx::query_as::<_, TestFailureRow>(FAILURES_OF_RUN)
             .bind(run_id)
+            .fetch_all(&self.reader)
+            .await?)
+    }
+
+    /// The failed tests of the `runs` latest finished runs of `run`'s job with its arguments,
+    /// before it: `(run, suite, name)`.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn history_failures(
+        &self,
+        run: &RunRow,
+        runs: usize,
+    ) -> Result<Vec<crate::domain::history::EarlierFailure>> {
+        Ok(sqlx::query_as(HISTORY_FAILURES)
+            .bind(&run.job)
+            .bind(&run.args)
+            .bind(i64::try_from(runs).unwrap_or(i64::MAX))
+            .bind(run.run_id)
             .fetch_all(&self.reader)
             .await?)
     }

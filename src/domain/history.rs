@@ -1,0 +1,178 @@
+//! A failed test against the earlier runs of its job with the same arguments (`feature/x` is
+//! compared with `feature/x`, never with `main`): new, still failing since a run, or flaky.
+//! Pure: the store supplies each failure's streak (`since`, kept when the failure is written)
+//! and the failures of the runs in the window.
+
+use serde::Serialize;
+
+use super::{RunId, TestFailureRow};
+
+/// How many of a job's latest finished runs with the same arguments (the run itself included)
+/// are looked at to call a test flaky, unless `flaky_window` says otherwise.
+pub const DEFAULT_FLAKY_WINDOW: usize = 10;
+
+/// How a failed test stands against the job's earlier runs with the same arguments. Serialized
+/// as its [`FailureClass::token`]; the streak's first run is the failure's `since`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureClass {
+    /// It did not fail in the last finished run of the job with these arguments.
+    New,
+    /// It failed in every finished run since run `since`, the first of this streak.
+    StillFailing {
+        /// The first run of the streak.
+        since: RunId,
+    },
+    /// Within the window it failed, then did not, then failed again (in this run).
+    Flaky,
+}
+
+impl Serialize for FailureClass {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.token())
+    }
+}
+
+impl FailureClass {
+    /// The name the API and the pages' styles use: `new`, `still_failing`, `flaky`.
+    pub fn token(self) -> &'static str {
+        match self {
+            Self::New => "new",
+            Self::StillFailing { .. } => "still_failing",
+            Self::Flaky => "flaky",
+        }
+    }
+
+    /// Words for a reply or a page: `new`, `failing since #38`, `flaky`.
+    pub fn words(self) -> String {
+        match self {
+            Self::New => "new".into(),
+            Self::StillFailing { since } => format!("failing since #{since}"),
+            Self::Flaky => "flaky".into(),
+        }
+    }
+
+    /// The order replies list failures in: new first, then still failing, then flaky.
+    pub fn rank(self) -> u8 {
+        match self {
+            Self::New => 0,
+            Self::StillFailing { .. } => 1,
+            Self::Flaky => 2,
+        }
+    }
+}
+
+/// One failure of an earlier run in the window: `(run, suite, name)`.
+pub type EarlierFailure = (RunId, String, String);
+
+/// Classes each failure of run `run_id` (setting [`TestFailureRow::class`]):
+///
+/// - **flaky** when the same test (suite and name) failed in one of the `earlier` runs (the
+///   window's, before this one) before its current streak began: it failed, then did not fail
+///   in a run between, then failed again;
+/// - else **new** when its streak begins with this run (it did not fail in the previous
+///   finished run with the same arguments);
+/// - else **still failing** since the first run of its streak.
+///
+/// A failure written before chatrun kept streaks (`since` unknown) stays unclassed. A test
+/// that did not run at all in a run (removed for a while) counts as not failing there: the
+/// reports name only what failed.
+pub fn classify(run_id: RunId, failures: &mut [TestFailureRow], earlier: &[EarlierFailure]) {
+    for failure in failures.iter_mut() {
+        let Some(since) = failure.since else {
+            failure.class = None;
+            continue;
+        };
+        let failed_before_streak = earlier.iter().any(|(run, suite, name)| {
+            *run < since && *suite == failure.suite && *name == failure.name
+        });
+        failure.class = Some(if failed_before_streak {
+            FailureClass::Flaky
+        } else if since >= run_id {
+            FailureClass::New
+        } else {
+            FailureClass::StillFailing { since }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(suite: &str, name: &str, since: Option<i64>) -> TestFailureRow {
+        TestFailureRow {
+            position: 0,
+            suite: suite.into(),
+            name: name.into(),
+            message: String::new(),
+            detail: String::new(),
+            since: since.map(RunId),
+            class: None,
+        }
+    }
+
+    fn earlier(list: &[(i64, &str)]) -> Vec<EarlierFailure> {
+        list.iter()
+            .map(|(run, name)| (RunId(*run), "s".to_string(), (*name).to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn new_still_failing_and_flaky_follow_the_streak_and_the_window() {
+        let mut failures = vec![
+            failure("s", "fresh", Some(12)),
+            failure("s", "broken", Some(9)),
+            failure("s", "wobbly", Some(12)),
+            failure("s", "old-row", None),
+            // The same name in another suite is another test.
+            failure("t", "wobbly", Some(12)),
+        ];
+        // "wobbly" failed in run 7, passed since, fails again now; "broken" has failed since 9.
+        let window = earlier(&[(7, "wobbly"), (9, "broken"), (10, "broken"), (11, "broken")]);
+        classify(RunId(12), &mut failures, &window);
+        let classes: Vec<_> = failures.iter().map(|f| f.class).collect();
+        assert_eq!(
+            classes,
+            [
+                Some(FailureClass::New),
+                Some(FailureClass::StillFailing { since: RunId(9) }),
+                Some(FailureClass::Flaky),
+                None,
+                Some(FailureClass::New),
+            ]
+        );
+        assert_eq!(failures[1].class.unwrap().words(), "failing since #9");
+        // A streak that began before the window and failures older than the window: still
+        // failing, not flaky (nothing in the window came before the streak).
+        let mut long = vec![failure("s", "broken", Some(2))];
+        classify(
+            RunId(12),
+            &mut long,
+            &earlier(&[(8, "broken"), (11, "broken")]),
+        );
+        assert_eq!(
+            long[0].class,
+            Some(FailureClass::StillFailing { since: RunId(2) })
+        );
+        // Failed, passed, failed twice in a row since: flaky still.
+        let mut again = vec![failure("s", "wobbly", Some(11))];
+        classify(
+            RunId(12),
+            &mut again,
+            &earlier(&[(8, "wobbly"), (11, "wobbly")]),
+        );
+        assert_eq!(again[0].class, Some(FailureClass::Flaky));
+    }
+
+    #[test]
+    fn classes_sort_new_first_then_still_failing_then_flaky() {
+        let mut classes = [
+            FailureClass::Flaky,
+            FailureClass::StillFailing { since: RunId(3) },
+            FailureClass::New,
+        ];
+        classes.sort_by_key(|c| c.rank());
+        assert_eq!(classes[0], FailureClass::New);
+        assert_eq!(classes[2], FailureClass::Flaky);
+    }
+}
