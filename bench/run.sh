@@ -3,13 +3,14 @@
 # command and the figures. Each figure is printed next to its baseline measured in the same run,
 # so a noisy machine shifts both.
 #
-#   bench/run.sh                 all parts: load, dispatch, output, history, startup, micro,
-#                                postgres (skipped without the Postgres binaries), agents
+#   bench/run.sh                 all parts: load, dispatch, output, history, tests, startup,
+#                                micro, postgres (skipped without the Postgres binaries), agents
 #   bench/run.sh load history    only those parts
 #
 # Environment: LOAD_DURATION (seconds per load measurement, default 10), LOAD_CONNECTIONS
 # (default 32), LOAD_RATE (default 500), LOAD_ROUNDS (rounds of each load comparison, default
-# 3), RUNS (history rows, default 1000000), DISPATCH_RUNS
+# 3), RUNS (history rows, default 1000000), TEST_RUNS (runs of the test-history part, default
+# 10000), DISPATCH_RUNS
 # (figure 3, default 200), OVERHEAD_RUNS (figure 4, default 1000), AGENT_RUNS (runs drained
 # by agents, default 400), IDLE_AGENTS (default 200), OVERHEAD_CONNECTIONS
 # (default 4), CHATRUN_BIN (the chatrun binary under test), CARGO_TARGET_DIR (as cargo).
@@ -17,11 +18,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 parts=("$@")
-[ ${#parts[@]} -eq 0 ] && parts=(load dispatch output history startup micro postgres agents)
+[ ${#parts[@]} -eq 0 ] && parts=(load dispatch output history tests startup micro postgres agents)
 wants() { [[ " ${parts[*]} " == *" $1 "* ]]; }
 
 command_line="bench/run.sh${*:+ $*}"
-for var in LOAD_DURATION LOAD_CONNECTIONS LOAD_RATE LOAD_ROUNDS RUNS DISPATCH_RUNS OVERHEAD_RUNS \
+for var in LOAD_DURATION LOAD_CONNECTIONS LOAD_RATE LOAD_ROUNDS RUNS TEST_RUNS DISPATCH_RUNS OVERHEAD_RUNS \
     AGENT_RUNS IDLE_AGENTS \
     OVERHEAD_CONNECTIONS CHATRUN_BIN; do
     [ -n "${!var:-}" ] && command_line="$var=${!var} $command_line"
@@ -114,6 +115,15 @@ section output "Output capture (figure 5)" "" \
 section history "History pages with ${RUNS:-1000000} runs (figure 6)" "" \
     fenced cargo bench --quiet --bench history
 
+section tests "Test history: classing 500 failed tests against ${TEST_RUNS:-10000} runs (issue #24)" \
+'`cargo bench --bench history -- tests` (benches/history.rs): one job with
+TEST_RUNS (10,000) finished runs on SQLite, a third of them with 300 failed tests (about
+a million rows); a new run fails 500 tests. Writing its step (each failure finds its
+streak in the previous run) beside the same write for a job without history, and
+reading its failures classed (new / still failing / flaky over the last 10 runs)
+beside reading them bare.' \
+    fenced cargo bench --quiet --bench history -- tests
+
 section startup "Start-up and idle memory (figure 7)" \
 '`cargo bench --bench startup` (benches/startup.rs): spawn `chatrun serve` to its
 first 200 on `/healthz`, and its resident memory after 2 s idle, with an empty and
@@ -172,7 +182,7 @@ memory=$(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
     echo "the higher, the noisier that part's figures."
     echo
     # In the order of the figures, whatever order they ran in.
-    for part in load dispatch output history startup postgres agents micro; do
+    for part in load dispatch output history tests startup postgres agents micro; do
         [ -f "$sections/$part.md" ] && cat "$sections/$part.md"
     done
 } >BENCHMARKS.md

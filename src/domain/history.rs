@@ -3,6 +3,8 @@
 //! Pure: the store supplies each failure's streak (`since`, kept when the failure is written)
 //! and the failures of the runs in the window.
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 
 use super::{RunId, TestFailureRow};
@@ -77,14 +79,22 @@ pub type EarlierFailure = (RunId, String, String);
 /// that did not run at all in a run (removed for a while) counts as not failing there: the
 /// reports name only what failed.
 pub fn classify(run_id: RunId, failures: &mut [TestFailureRow], earlier: &[EarlierFailure]) {
+    // Each test's first failure in the window.
+    let mut first: HashMap<(&str, &str), RunId> = HashMap::with_capacity(earlier.len());
+    for (run, suite, name) in earlier {
+        first
+            .entry((suite.as_str(), name.as_str()))
+            .and_modify(|at| *at = (*at).min(*run))
+            .or_insert(*run);
+    }
     for failure in failures.iter_mut() {
         let Some(since) = failure.since else {
             failure.class = None;
             continue;
         };
-        let failed_before_streak = earlier.iter().any(|(run, suite, name)| {
-            *run < since && *suite == failure.suite && *name == failure.name
-        });
+        let failed_before_streak = first
+            .get(&(failure.suite.as_str(), failure.name.as_str()))
+            .is_some_and(|at| *at < since);
         failure.class = Some(if failed_before_streak {
             FailureClass::Flaky
         } else if since >= run_id {
