@@ -1084,6 +1084,27 @@ async fn failed_tests_are_classed_against_the_runs_with_the_same_arguments(store
         classes(main2, 10).await,
         of(&[("c", StillFailing { since: main1 })])
     );
+
+    // feature/x passes after ten failed runs (r4 to r13): back to green since r4; once.
+    let green = |run: RunId| {
+        let store = store.clone();
+        async move {
+            let mut run = store.get_run(run).await.unwrap().unwrap();
+            store.result_history(&mut run, 10).await.unwrap();
+            run.back_to_green
+        }
+    };
+    let r14 = run_with_failures(&store, "m14", x, &[]).await;
+    assert_eq!(
+        green(r14).await,
+        Some(chatrun::domain::BackToGreen {
+            failed_runs: 10,
+            since: r4,
+            at_least: false
+        })
+    );
+    let r15 = run_with_failures(&store, "m15", x, &[]).await;
+    assert_eq!(green(r15).await, None);
 }
 
 async fn a_period_is_paged_newest_first_without_gaps(store: Store) {

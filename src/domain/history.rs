@@ -63,6 +63,50 @@ impl FailureClass {
     }
 }
 
+/// A succeeded run whose job, with the same arguments, had failed before: the reply says
+/// "back to green after 3 failed runs, since #38".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackToGreen {
+    /// Failed runs in a row before this one.
+    pub failed_runs: usize,
+    /// The first of them.
+    pub since: RunId,
+    /// More failed runs than were looked at: at least `failed_runs`.
+    pub at_least: bool,
+}
+
+impl BackToGreen {
+    /// From the outcomes of the finished runs before a succeeded one (same job and arguments),
+    /// newest first (`true`: failed), of which at most `looked` were read: `None` when the
+    /// previous one did not fail.
+    pub fn after(previous: &[(RunId, bool)], looked: usize) -> Option<Self> {
+        let failed: Vec<RunId> = previous
+            .iter()
+            .take_while(|(_, failed)| *failed)
+            .map(|(run, _)| *run)
+            .collect();
+        Some(Self {
+            failed_runs: failed.len(),
+            since: *failed.last()?,
+            at_least: failed.len() >= looked,
+        })
+    }
+
+    /// `back to green after 3 failed runs, since #38`.
+    pub fn words(self) -> String {
+        let runs = if self.failed_runs == 1 {
+            "1 failed run".to_string()
+        } else {
+            format!(
+                "{}{} failed runs",
+                if self.at_least { "at least " } else { "" },
+                self.failed_runs
+            )
+        };
+        format!("back to green after {runs}, since #{}", self.since)
+    }
+}
+
 /// One failure of an earlier run in the window: `(run, suite, name)`.
 pub type EarlierFailure = (RunId, String, String);
 
@@ -172,6 +216,38 @@ mod tests {
             &earlier(&[(8, "wobbly"), (11, "wobbly")]),
         );
         assert_eq!(again[0].class, Some(FailureClass::Flaky));
+    }
+
+    #[test]
+    fn back_to_green_counts_the_failed_runs_just_before() {
+        let runs = |list: &[(i64, bool)]| {
+            list.iter()
+                .map(|(id, failed)| (RunId(*id), *failed))
+                .collect::<Vec<_>>()
+        };
+        let green = BackToGreen::after(
+            &runs(&[(41, true), (40, true), (38, true), (37, false)]),
+            50,
+        )
+        .unwrap();
+        assert_eq!(
+            green.words(),
+            "back to green after 3 failed runs, since #38"
+        );
+        assert_eq!(
+            BackToGreen::after(&runs(&[(9, true)]), 50).unwrap().words(),
+            "back to green after 1 failed run, since #9"
+        );
+        assert_eq!(
+            BackToGreen::after(&runs(&[(9, false), (8, true)]), 50),
+            None
+        );
+        assert_eq!(BackToGreen::after(&[], 50), None);
+        let long = BackToGreen::after(&runs(&[(3, true), (2, true)]), 2).unwrap();
+        assert_eq!(
+            long.words(),
+            "back to green after at least 2 failed runs, since #2"
+        );
     }
 
     #[test]

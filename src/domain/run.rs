@@ -160,6 +160,11 @@ pub struct RunRow {
     pub finished_at: Option<i64>,
     /// The remote agent that ran it (or runs it); `None`: the server's own workers.
     pub agent: Option<String>,
+    /// A succeeded run after failed ones of its job with the same arguments: how many, since
+    /// which. Read with the run's history for its result (not a column).
+    #[sqlx(skip)]
+    #[serde(skip)]
+    pub back_to_green: Option<super::history::BackToGreen>,
 }
 
 /// A `step` row.

@@ -188,7 +188,7 @@ async fn one(
     State(state): State<AppState>,
     super::RunNumber(id): super::RunNumber,
 ) -> Result<Json<Value>, Error> {
-    let run = state
+    let mut run = state
         .store
         .get_run(RunId(id))
         .await?
@@ -196,7 +196,7 @@ async fn one(
     let steps = state.store.steps(run.run_id).await?;
     let failures = state
         .store
-        .classified_failures(&run, state.config.flaky_window)
+        .result_history(&mut run, state.config.flaky_window)
         .await?;
     let replies: Vec<Value> = state
         .store

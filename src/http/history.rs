@@ -288,7 +288,7 @@ async fn run_page(
     headers: axum::http::HeaderMap,
 ) -> Result<RunPage, Error> {
     let user = super::auth::signed_in(&state, &headers).await;
-    let run = state
+    let mut run = state
         .store
         .get_run(RunId(id))
         .await?
@@ -296,7 +296,7 @@ async fn run_page(
     let steps = state.store.steps(run.run_id).await?;
     let failed_tests = state
         .store
-        .classified_failures(&run, state.config.flaky_window)
+        .result_history(&mut run, state.config.flaky_window)
         .await?;
     // The result reply as its platform shows it, whether or not it could be posted.
     let result_reply = super::result_text(&state, &run, &steps, &failed_tests);

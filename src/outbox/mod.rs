@@ -225,7 +225,7 @@ impl Sender {
             let steps = self.store.steps(run_id).await?;
             let failures = self
                 .store
-                .classified_failures(&run, self.config.flaky_window)
+                .result_history(&mut run, self.config.flaky_window)
                 .await?;
             Ok::<_, Unworded>(Some((run, steps, failures)))
         };

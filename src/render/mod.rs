@@ -612,6 +612,8 @@ pub struct ResultMessage<'a> {
     pub failed_cells: Vec<String>,
     pub error: Option<&'a str>,
     pub link: &'a str,
+    /// `back to green after 3 failed runs, since #38`, for a succeeded run after failed ones.
+    pub back_to_green: Option<String>,
 }
 
 #[cfg(test)]

@@ -36,6 +36,7 @@ pub fn run(status: RunStatus) -> RunRow {
         started_at: Some(1_000),
         finished_at: Some(4_500),
         agent: None,
+        back_to_green: None,
     }
 }
 

@@ -108,6 +108,9 @@ pub fn ms(d: Duration) -> i64 {
 }
 
 /// How long a write waits for another writer's lock unless configured.
+/// How many earlier runs a run back to green looks at to count the failed ones before it.
+pub const BACK_TO_GREEN_LOOK_BACK: usize = 1000;
+
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A handle on the database, whichever backend it is; cheap to clone.
@@ -251,6 +254,27 @@ impl Store {
         matches!(self.backend, Backend::Postgres(_))
     }
 
+    /// What a run's result tells besides the run: its failed tests classed (as
+    /// [`Store::classified_failures`]), and, for a succeeded run after failed ones of its job
+    /// with the same arguments, [`RunRow::back_to_green`] (looking back at most
+    /// [`BACK_TO_GREEN_LOOK_BACK`] runs).
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn result_history(
+        &self,
+        run: &mut RunRow,
+        window: usize,
+    ) -> Result<Vec<TestFailureRow>> {
+        if run.status == crate::domain::RunStatus::Succeeded {
+            let previous = self.previous_outcomes(run, BACK_TO_GREEN_LOOK_BACK).await?;
+            run.back_to_green =
+                crate::domain::BackToGreen::after(&previous, BACK_TO_GREEN_LOOK_BACK);
+        }
+        self.classified_failures(run, window).await
+    }
+
     /// Run `run`'s failed tests, each classed against the earlier runs of its job with the
     /// same arguments ([`crate::domain::history::classify`]): `window` is how many of the
     /// latest finished ones, this one included, may show a test flaky (`flaky_window`).
@@ -383,6 +407,9 @@ delegate! {
     fn finish_step(&self, run_id: RunId, position: usize, result: &StepResult) -> Result<()>;
     /// A run's failed tests (unclassed: see [`Store::classified_failures`]).
     fn test_failures(&self, run_id: RunId) -> Result<Vec<TestFailureRow>>;
+    /// The finished runs (succeeded or failed) of `run`'s job with its arguments before it,
+    /// newest first, at most `limit`: `(run, whether it failed)`.
+    fn previous_outcomes(&self, run: &RunRow, limit: usize) -> Result<Vec<(RunId, bool)>>;
     /// The failed tests of the `runs` latest finished runs of `run`'s job with its arguments,
     /// before it.
     fn history_failures(

@@ -512,9 +512,9 @@ env = { DEPLOY_TOKEN = "s3cr3t-deploy-token" }
     }
 }
 
-/// Fails the tests its run number (counted in `n`) says: 1: a; 2: b; then a, b and c.
+/// Fails the tests its run number (counted in `n`) says: 1: a; 2: b; 3: a, b and c; then none.
 const HISTORY_SCRIPT: &str = r#"n=$(cat n 2>/dev/null || echo 0); n=$((n+1)); echo $n > n
-case $n in 1) failed="a" ;; 2) failed="b" ;; *) failed="a b c" ;; esac
+case $n in 1) failed="a" ;; 2) failed="b" ;; 3) failed="a b c" ;; *) failed="" ;; esac
 {
   echo '<testsuite name="web" tests="3">'
   for t in a b c; do
@@ -525,7 +525,7 @@ case $n in 1) failed="a" ;; 2) failed="b" ;; *) failed="a b c" ;; esac
   done
   echo '</testsuite>'
 } > report.xml
-exit 1
+[ -z "$failed" ]
 "#;
 
 #[tokio::test]
@@ -591,5 +591,17 @@ async fn each_failed_test_is_classed_new_still_failing_or_flaky_against_earlier_
     assert!(
         page.contains(r#"<span class="status c-still_failing">failing since #2</span>"#),
         "{page}"
+    );
+
+    // The fourth passes: back to green after the three failed runs.
+    app.trigger("#web", "histpost4").await;
+    app.finished_run(4).await;
+    let fourth = body(&app.posts(4).await[3])["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        fourth.contains(":tada: back to green after 3 failed runs, since \\#1."),
+        "{fourth}"
     );
 }

@@ -104,6 +104,7 @@ pub fn render_result(
             view: &view,
             error: error.as_deref(),
             link,
+            back_to_green: run.back_to_green.map(|green| green.words()),
         }
         .render()
         .expect("the result template renders");

@@ -489,6 +489,9 @@ fn result_message(run: &RunRow, view: &ResultView, link: &str, now: i64) -> Mess
         },
     ];
     let mut facts = Vec::new();
+    if let Some(green) = run.back_to_green {
+        facts.push(format!(":tada: {}", green.words()));
+    }
     if !run.args.is_empty() {
         facts.push(format!("*Arguments:* {}", escape(&cell(&run.args, 300))));
     }

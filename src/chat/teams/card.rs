@@ -280,6 +280,12 @@ pub(super) fn result_message(run: &RunRow, view: &ResultView, link: &str, now: i
 
     // What the title and the line under it do not say already.
     let mut facts = Vec::new();
+    if let Some(green) = run.back_to_green {
+        facts.push(Fact {
+            title: "History".into(),
+            value: format!("🎉 {}", green.words()),
+        });
+    }
     if !run.args.is_empty() {
         facts.push(Fact {
             title: "Arguments".into(),

@@ -354,6 +354,30 @@ impl Store {
             .await?)
     }
 
+    /// The finished runs (succeeded or failed) of `run`'s job with its arguments before it,
+    /// newest first, at most `limit`: `(run, whether it failed)`.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn previous_outcomes(
+        &self,
+        run: &RunRow,
+        limit: usize,
+    ) -> Result<Vec<(RunId, bool)>> {
+        Ok(sqlx::query_as(
+            "select run_id, status = 'failed' from run
+             where job = ?1 and args = ?2 and run_id < ?3 and status in ('succeeded', 'failed')
+             order by run_id desc limit ?4",
+        )
+        .bind(&run.job)
+        .bind(&run.args)
+        .bind(run.run_id)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
     /// Records a run's result, its `last_step`'s (position and result; the steps after it
     /// are marked skipped), and queues its reply; then, in the same transaction, claims the
     /// worker's next run as [`Store::try_claim`] does, when `next` is given: one turn on the
