@@ -110,6 +110,59 @@ impl BackToGreen {
 /// One failure of an earlier run in the window: `(run, suite, name)`.
 pub type EarlierFailure = (RunId, String, String);
 
+/// A test that failed, then did not, then failed again within a job's recent runs with one set
+/// of arguments: the job page's "flaky tests".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlakyTest {
+    pub suite: String,
+    pub name: String,
+    /// Runs it failed in, of `runs`.
+    pub failed: usize,
+    /// The finished runs looked at.
+    pub runs: usize,
+    /// The newest run it failed in.
+    pub last_failed: RunId,
+}
+
+/// The flaky tests among `failures` of the finished `runs` (newest first, as
+/// `(run, whether it failed)`) of one job with one set of arguments: those that failed in a
+/// run, did not fail in a later one and failed again after it. Most often failing first.
+pub fn flaky_tests(runs: &[(RunId, bool)], failures: &[EarlierFailure]) -> Vec<FlakyTest> {
+    let mut by_test: HashMap<(&str, &str), Vec<RunId>> = HashMap::new();
+    for (run, suite, name) in failures {
+        by_test
+            .entry((suite.as_str(), name.as_str()))
+            .or_default()
+            .push(*run);
+    }
+    let mut flaky: Vec<FlakyTest> = by_test
+        .into_iter()
+        .filter_map(|((suite, name), mut failed)| {
+            failed.sort_unstable();
+            failed.dedup();
+            // A run between two of its failures that it did not fail in.
+            let gap = failed.windows(2).any(|pair| {
+                runs.iter()
+                    .any(|(run, _)| *run > pair[0] && *run < pair[1] && !failed.contains(run))
+            });
+            gap.then(|| FlakyTest {
+                suite: suite.to_string(),
+                name: name.to_string(),
+                failed: failed.len(),
+                runs: runs.len(),
+                last_failed: *failed.last().expect("a test with failures"),
+            })
+        })
+        .collect();
+    flaky.sort_by(|a, b| {
+        b.failed
+            .cmp(&a.failed)
+            .then_with(|| b.last_failed.cmp(&a.last_failed))
+            .then_with(|| (&a.suite, &a.name).cmp(&(&b.suite, &b.name)))
+    });
+    flaky
+}
+
 /// Classes each failure of run `run_id` (setting [`TestFailureRow::class`]):
 ///
 /// - **flaky** when the same test (suite and name) failed in one of the `earlier` runs (the
@@ -248,6 +301,32 @@ mod tests {
             long.words(),
             "back to green after at least 2 failed runs, since #2"
         );
+    }
+
+    #[test]
+    fn a_test_is_flaky_when_a_run_between_two_of_its_failures_passed_it() {
+        let runs: Vec<(RunId, bool)> = (1..=6).rev().map(|i| (RunId(i), true)).collect();
+        let failures = earlier(&[
+            (1, "wobbly"),
+            (3, "wobbly"),
+            (6, "wobbly"),
+            (2, "broken"),
+            (3, "broken"),
+            (4, "broken"),
+            (5, "once"),
+        ]);
+        let flaky = flaky_tests(&runs, &failures);
+        assert_eq!(
+            flaky,
+            [FlakyTest {
+                suite: "s".into(),
+                name: "wobbly".into(),
+                failed: 3,
+                runs: 6,
+                last_failed: RunId(6),
+            }]
+        );
+        assert!(flaky_tests(&runs, &[]).is_empty());
     }
 
     #[test]

@@ -33,6 +33,7 @@ pub fn router() -> Router<AppState> {
         .route("/runs/{id}/log/stream", get(log_stream))
         .route("/jobs", get(jobs_page))
         .route("/jobs/{name}", get(job_page))
+        .route("/jobs/{name}/tests", get(test_page))
         .route("/runs/{id}/cancel", axum::routing::post(cancel_run))
         .route("/runs/{id}/rerun", axum::routing::post(rerun_run))
 }
@@ -748,7 +749,32 @@ struct JobPage {
     on_new: &'static str,
     /// An inline SVG of the recent durations, oldest left; bars coloured by result.
     chart: String,
+    /// Tests that failed, passed and failed again in the recent runs of one argument set.
+    flaky: Vec<FlakyItem>,
+    /// The finished runs of each argument set the flaky tests were looked for in.
+    flaky_runs: usize,
 }
+
+/// A row of the job page's flaky tests.
+struct FlakyItem {
+    suite: String,
+    name: String,
+    args: String,
+    failed: usize,
+    runs: usize,
+    last_failed: i64,
+    /// The test's history page, query included.
+    history: String,
+}
+
+/// How many finished runs of each argument set the job page looks for flaky tests in.
+const FLAKY_PAGE_RUNS: usize = 20;
+
+/// Argument sets of a job whose flaky tests the job page lists: those of its recent runs.
+const FLAKY_PAGE_ARGS: usize = 5;
+
+/// The runs a test's history page lists.
+const TEST_HISTORY_RUNS: usize = 50;
 
 /// Whether a run counts in a job's success rate and median duration: it ran to an end of its
 /// own, succeeded, failed or timed out. Cancelled, denied and interrupted runs say nothing of
@@ -820,7 +846,46 @@ async fn job_page(
     let median = durations
         .get(durations.len() / 2)
         .map_or_else(|| "—".into(), |d| render::duration(*d));
+    // The flaky tests of the argument sets of the recent runs, newest first.
+    let mut arg_sets: Vec<&str> = Vec::new();
+    for run in &rows {
+        if !arg_sets.contains(&run.args.as_str()) && arg_sets.len() < FLAKY_PAGE_ARGS {
+            arg_sets.push(&run.args);
+        }
+    }
+    let flaky_runs = FLAKY_PAGE_RUNS.max(state.config.flaky_window);
+    let mut flaky = Vec::new();
+    for args in arg_sets {
+        let last = RunId(i64::MAX);
+        let outcomes = state
+            .store
+            .previous_outcomes(&job.name, args, last, flaky_runs)
+            .await?;
+        let failures = state
+            .store
+            .history_failures(&job.name, args, last, flaky_runs)
+            .await?;
+        for test in crate::domain::flaky_tests(&outcomes, &failures) {
+            let history = serde_urlencoded::to_string([
+                ("args", args),
+                ("suite", test.suite.as_str()),
+                ("test", test.name.as_str()),
+            ])
+            .unwrap_or_default();
+            flaky.push(FlakyItem {
+                history: format!("/jobs/{}/tests?{history}", job.name),
+                suite: test.suite,
+                name: test.name,
+                args: args.to_string(),
+                failed: test.failed,
+                runs: test.runs,
+                last_failed: test.last_failed.0,
+            });
+        }
+    }
     Ok(JobPage {
+        flaky,
+        flaky_runs,
         timeout: humantime::format_duration(job.timeout).to_string(),
         runs: rows.iter().take(20).map(|run| run_item(run, now)).collect(),
         finished: done.len(),
@@ -833,6 +898,74 @@ async fn job_page(
             crate::catalog::OnNew::CancelRunning => "cancel the running ones",
         },
         job,
+    })
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "web/test.html")]
+struct TestPage {
+    job: String,
+    args: String,
+    suite: String,
+    test: String,
+    /// A line per recent finished run, newest first.
+    lines: Vec<TestLine>,
+    failed: usize,
+}
+
+/// One run in a test's history.
+struct TestLine {
+    run: i64,
+    /// The run's outcome: succeeded or failed.
+    run_failed: bool,
+    /// Whether this test failed in it.
+    test_failed: bool,
+}
+
+#[derive(serde::Deserialize)]
+struct TestQuery {
+    #[serde(default)]
+    args: String,
+    suite: String,
+    test: String,
+}
+
+/// `GET /jobs/{name}/tests?args=…&suite=…&test=…`: how one test did in the job's recent
+/// finished runs with those arguments, a line per run.
+async fn test_page(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(query): Query<TestQuery>,
+) -> Result<TestPage, Error> {
+    let job = state.catalog.get(&name).ok_or(Error::NotFound)?;
+    let last = RunId(i64::MAX);
+    let outcomes = state
+        .store
+        .previous_outcomes(&job.name, &query.args, last, TEST_HISTORY_RUNS)
+        .await?;
+    let failed_in: std::collections::HashSet<RunId> = state
+        .store
+        .history_failures(&job.name, &query.args, last, TEST_HISTORY_RUNS)
+        .await?
+        .into_iter()
+        .filter(|(_, suite, test)| *suite == query.suite && *test == query.test)
+        .map(|(run, _, _)| run)
+        .collect();
+    let lines: Vec<TestLine> = outcomes
+        .iter()
+        .map(|(run, run_failed)| TestLine {
+            run: run.0,
+            run_failed: *run_failed,
+            test_failed: failed_in.contains(run),
+        })
+        .collect();
+    Ok(TestPage {
+        failed: lines.iter().filter(|l| l.test_failed).count(),
+        job: job.name.clone(),
+        args: query.args,
+        suite: query.suite,
+        test: query.test,
+        lines,
     })
 }
 

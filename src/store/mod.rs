@@ -268,7 +268,9 @@ impl Store {
         window: usize,
     ) -> Result<Vec<TestFailureRow>> {
         if run.status == crate::domain::RunStatus::Succeeded {
-            let previous = self.previous_outcomes(run, BACK_TO_GREEN_LOOK_BACK).await?;
+            let previous = self
+                .previous_outcomes(&run.job, &run.args, run.run_id, BACK_TO_GREEN_LOOK_BACK)
+                .await?;
             run.back_to_green =
                 crate::domain::BackToGreen::after(&previous, BACK_TO_GREEN_LOOK_BACK);
         }
@@ -289,7 +291,9 @@ impl Store {
     ) -> Result<Vec<TestFailureRow>> {
         let mut failures = self.test_failures(run.run_id).await?;
         if failures.iter().any(|f| f.since.is_some()) {
-            let earlier = self.history_failures(run, window.saturating_sub(1)).await?;
+            let earlier = self
+                .history_failures(&run.job, &run.args, run.run_id, window.saturating_sub(1))
+                .await?;
             crate::domain::history::classify(run.run_id, &mut failures, &earlier);
         }
         Ok(failures)
@@ -407,14 +411,22 @@ delegate! {
     fn finish_step(&self, run_id: RunId, position: usize, result: &StepResult) -> Result<()>;
     /// A run's failed tests (unclassed: see [`Store::classified_failures`]).
     fn test_failures(&self, run_id: RunId) -> Result<Vec<TestFailureRow>>;
-    /// The finished runs (succeeded or failed) of `run`'s job with its arguments before it,
+    /// The finished runs (succeeded or failed) of `job` with `args` before run `before`,
     /// newest first, at most `limit`: `(run, whether it failed)`.
-    fn previous_outcomes(&self, run: &RunRow, limit: usize) -> Result<Vec<(RunId, bool)>>;
-    /// The failed tests of the `runs` latest finished runs of `run`'s job with its arguments,
-    /// before it.
+    fn previous_outcomes(
+        &self,
+        job: &str,
+        args: &str,
+        before: RunId,
+        limit: usize,
+    ) -> Result<Vec<(RunId, bool)>>;
+    /// The failed tests of the `runs` latest finished runs of `job` with `args` before run
+    /// `before`.
     fn history_failures(
         &self,
-        run: &RunRow,
+        job: &str,
+        args: &str,
+        before: RunId,
         runs: usize,
     ) -> Result<Vec<crate::domain::history::EarlierFailure>>;
     /// Records a run's result and its reply in one write, and claims the next run with it.

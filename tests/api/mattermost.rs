@@ -604,4 +604,38 @@ async fn each_failed_test_is_classed_new_still_failing_or_flaky_against_earlier_
         fourth.contains(":tada: back to green after 3 failed runs, since \\#1."),
         "{fourth}"
     );
+
+    // The job page lists a as flaky (failed in #1 and #3, not in #2), b not (#2 and #3 in a
+    // row); its history page has a line per run.
+    let page = app.get("/jobs/web").await.text().await.unwrap();
+    let flaky =
+        &page[page.find("<h2>Flaky tests</h2>").unwrap()..page.find("<h2>Steps</h2>").unwrap()];
+    assert!(flaky.contains("<strong>a</strong>"), "{flaky}");
+    assert!(!flaky.contains("<strong>b</strong>"), "{flaky}");
+    assert!(flaky.contains("2 of 4 runs (50%)"), "{flaky}");
+    assert!(flaky.contains(r#"<a href="/runs/3">#3</a>"#), "{flaky}");
+    let history = app
+        .get("/jobs/web/tests?args=&suite=web&test=a")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        history.contains("in 2 of the last 4 finished runs"),
+        "{history}"
+    );
+    let lines: Vec<&str> = history
+        .lines()
+        .filter(|l| l.contains(r#"data-label="This test""#))
+        .collect();
+    assert_eq!(lines.len(), 4, "{history}");
+    let failed: Vec<bool> = lines
+        .iter()
+        .map(|l| l.contains(">failed</span></td><td data-label=\"The run\""))
+        .collect();
+    assert_eq!(
+        failed,
+        [false, true, false, true],
+        "newest first: #4, #3, #2, #1"
+    );
 }

@@ -334,27 +334,29 @@ impl Store {
             .await?)
     }
 
-    /// The failed tests of the `runs` latest finished runs of `run`'s job with its arguments,
-    /// before it: `(run, suite, name)`.
+    /// The failed tests of the `runs` latest finished runs of `job` with `args` before run
+    /// `before`: `(run, suite, name)`.
     ///
     /// # Errors
     ///
     /// The database failed.
     pub async fn history_failures(
         &self,
-        run: &RunRow,
+        job: &str,
+        args: &str,
+        before: RunId,
         runs: usize,
     ) -> Result<Vec<crate::domain::history::EarlierFailure>> {
         Ok(sqlx::query_as(HISTORY_FAILURES)
-            .bind(&run.job)
-            .bind(&run.args)
+            .bind(job)
+            .bind(args)
             .bind(i64::try_from(runs).unwrap_or(i64::MAX))
-            .bind(run.run_id)
+            .bind(before)
             .fetch_all(&self.reader)
             .await?)
     }
 
-    /// The finished runs (succeeded or failed) of `run`'s job with its arguments before it,
+    /// The finished runs (succeeded or failed) of `job` with `args` before run `before`,
     /// newest first, at most `limit`: `(run, whether it failed)`.
     ///
     /// # Errors
@@ -362,7 +364,9 @@ impl Store {
     /// The database failed.
     pub async fn previous_outcomes(
         &self,
-        run: &RunRow,
+        job: &str,
+        args: &str,
+        before: RunId,
         limit: usize,
     ) -> Result<Vec<(RunId, bool)>> {
         Ok(sqlx::query_as(
@@ -370,9 +374,9 @@ impl Store {
              where job = ?1 and args = ?2 and run_id < ?3 and status in ('succeeded', 'failed')
              order by run_id desc limit ?4",
         )
-        .bind(&run.job)
-        .bind(&run.args)
-        .bind(run.run_id)
+        .bind(job)
+        .bind(args)
+        .bind(before)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(&self.reader)
         .await?)
