@@ -357,11 +357,13 @@ async fn the_example_matrix_job_reports_tests_by_component_with_the_failures_nam
     for line in [
         "| Component | Tests Run | Tests Failed | Duration |".to_string(),
         "| Server | 948 | :white_check_mark: 0 |".to_string(),
-        format!("| Web Client | 123 | :warning: [2 (see details)]({link}#step-1) |"),
-        format!("| iOS Client | 78 | :warning: [3 (see details)]({link}#step-2) |"),
+        // A first run: every failure is new.
+        format!("| Web Client | 123 | :warning: [2 (2 new)]({link}#step-1) |"),
+        format!("| iOS Client | 78 | :warning: [3 (3 new)]({link}#step-2) |"),
         "| Packaging | — | :x: failed (exit 2) |".to_string(),
         "**iOS Client**: 3 failed".to_string(),
-        "- ios.api › **test\\_case\\_3**: assertion failed\\: expected 200, got 500".to_string(),
+        "- ios.api › **test\\_case\\_3** \\(new\\): assertion failed\\: expected 200, got 500"
+            .to_string(),
         "**Packaging**: last 3 lines of output".to_string(),
         "error: signing key not found".to_string(),
     ] {
