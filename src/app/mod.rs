@@ -96,7 +96,8 @@ impl App {
             .context("cannot build the HTTP client")?;
         // The platforms: one client each, in one registry for the outbox and the workers.
         let mattermost = chat::mattermost::Client::new(client.clone(), config.mattermost.clone())
-            .accepting(tokens);
+            .accepting(tokens)
+            .with_buttons(&config.public_url);
         let teams = chat::teams::Client::new(client.clone(), config.teams.clone());
         let mut adapters: Vec<Arc<dyn chat::Adapter>> =
             vec![Arc::new(mattermost.clone()), Arc::new(teams)];

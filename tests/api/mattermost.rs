@@ -641,3 +641,101 @@ async fn each_failed_test_is_classed_new_still_failing_or_flaky_against_earlier_
         "newest first: #4, #3, #2, #1"
     );
 }
+
+/// A click on `button` (a post's action, as the REST post carried it) by `user`, as
+/// Mattermost's server sends it: the fixture's request with the button's context.
+fn click_request(
+    button: &serde_json::Value,
+    user: (&str, &str),
+    trigger: &str,
+) -> serde_json::Value {
+    let mut request: serde_json::Value =
+        serde_json::from_str(include_str!("../fixtures/mattermost/action-request.json")).unwrap();
+    request["user_id"] = user.0.into();
+    request["user_name"] = user.1.into();
+    request["channel_id"] = "chan1".into();
+    request["post_id"] = "newpost".into();
+    request["trigger_id"] = trigger.into();
+    request["context"] = button["integration"]["context"].clone();
+    request
+}
+
+#[tokio::test]
+async fn the_results_run_again_button_reruns_for_a_user_who_may_and_a_forged_one_is_refused() {
+    let guarded = "[allow]\nusers = [\"alice\"]\n[[steps]]\nname = \"x\"\nrun = [\"true\"]\n";
+    let app = spawn_app_with(&[("deploy", guarded)]).await;
+    app.trigger("#deploy", "btnpost1").await;
+    app.finished_run(1).await;
+    let result = body(&app.posts(1).await[0]);
+    let button = result["props"]["attachments"][0]["actions"][0].clone();
+    assert_eq!(
+        button["id"], "chatrunrerun",
+        "letters and digits only: {result}"
+    );
+    assert_eq!(button["name"], "Run again #1");
+    let url = button["integration"]["url"].as_str().unwrap().to_string();
+    assert!(url.ends_with("/hooks/mattermost/actions"), "{url}");
+    let click = |request: serde_json::Value| {
+        let url = format!("{}/hooks/mattermost/actions", app.base);
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .json(&request)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+
+    // A context changed to name another run, or one signed with another key: refused,
+    // nothing stored.
+    let mut tampered = click_request(&button, ("alice1", "alice"), "tr1");
+    tampered["context"]["run"] = 7.into();
+    assert_eq!(click(tampered).await.status(), 401);
+    let mut unsigned = click_request(&button, ("alice1", "alice"), "tr2");
+    unsigned["context"]["sig"] = "00".repeat(32).into();
+    assert_eq!(click(unsigned).await.status(), 401);
+    assert!(
+        app.store
+            .get_run(chatrun::domain::RunId(2))
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Bob may not run the job: the refusal is posted in the thread, nothing runs.
+    let response = click(click_request(&button, ("bob1", "bob"), "tr3")).await;
+    assert_eq!(response.status(), 200);
+    let refusal = body(&app.posts(2).await[1]);
+    assert!(
+        refusal["message"]
+            .as_str()
+            .unwrap()
+            .contains("not in the job's allow.users"),
+        "{refusal}"
+    );
+    assert_eq!(refusal["root_id"], "newpost");
+
+    // Alice may: run #3 of the same job, acknowledged in the thread with a Cancel button.
+    let response = click(click_request(&button, ("alice1", "alice"), "tr4")).await;
+    assert_eq!(response.status(), 200);
+    let rerun = app.finished_run(3).await;
+    assert_eq!(rerun.job, "deploy");
+    assert_eq!(rerun.origin.user_name, "alice");
+    let posts = app.posts(4).await;
+    let ack = posts
+        .iter()
+        .map(body)
+        .find(|p| {
+            p["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("run **#3**")
+        })
+        .expect("the acknowledgement of run #3");
+    assert_eq!(ack["root_id"], "newpost");
+    assert_eq!(
+        ack["props"]["attachments"][0]["actions"][0]["name"],
+        "Cancel #3"
+    );
+}

@@ -42,6 +42,29 @@ pub struct Client {
     /// Whether a failed thread look-up has been reported (once: each one delays an
     /// acknowledgement).
     lookup_failed: Arc<AtomicBool>,
+    /// Rerun and Cancel buttons, once [`Client::with_buttons`] named where their clicks go.
+    pub(super) buttons: Option<Buttons>,
+}
+
+/// What chatrun's buttons on Mattermost posts need: the key their contexts are signed with,
+/// and the URL Mattermost's server sends their clicks to.
+#[derive(Clone)]
+pub struct Buttons {
+    pub(super) key: Arc<Vec<u8>>,
+    pub(super) url: String,
+}
+
+impl std::fmt::Debug for Buttons {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Buttons").field("url", &self.url).finish()
+    }
+}
+
+impl Buttons {
+    /// `props` with the button doing `action` on run `run`.
+    pub fn props(&self, action: actions::ButtonAction, run: i64) -> serde_json::Value {
+        serde_json::json!({ "attachments": actions::attachments(&self.key, &self.url, action, run) })
+    }
 }
 
 #[derive(Deserialize)]
@@ -65,7 +88,20 @@ impl Client {
             tokens,
             bot_user_id: Arc::default(),
             lookup_failed: Arc::default(),
+            buttons: None,
         }
+    }
+
+    /// The same client putting Rerun and Cancel buttons on the posts it makes through the
+    /// REST API, their clicks sent to `{public_url}/hooks/mattermost/actions`; without the REST
+    /// API (no bot token) there are none.
+    #[must_use]
+    pub fn with_buttons(self, public_url: &str) -> Self {
+        let buttons = self.settings.bot_token.as_deref().map(|token| Buttons {
+            key: Arc::new(actions::button_key(token)),
+            url: format!("{public_url}/hooks/mattermost/actions"),
+        });
+        Self { buttons, ..self }
     }
 
     /// The same client accepting `tokens` instead (the local token, when none is configured).
@@ -180,6 +216,11 @@ impl Adapter for Client {
         Platform::Mattermost
     }
 
+    /// `/hooks/mattermost/actions`: clicks on chatrun's buttons.
+    fn named_hooks(&self) -> bool {
+        true
+    }
+
     fn accept<'a>(
         &'a self,
         request: Request<'a>,
@@ -232,11 +273,18 @@ impl Adapter for Client {
         let message = render_result(run, steps, failures, link, now);
         // Unknown root (the look-up failed, or a `chatrun trigger` post that Mattermost does
         // not know): a top-level post is always accepted, a guessed root_id may be refused.
-        Some(render_post(
+        let post = render_post(
             &run.origin.channel_id,
             run.thread_root_id.as_deref(),
             &message,
-        ))
+        );
+        Some(match &self.buttons {
+            Some(buttons) => with_props(
+                post,
+                buttons.props(actions::ButtonAction::Rerun, run.run_id.0),
+            ),
+            None => post,
+        })
     }
 
     /// Looks up the trigger's thread again, for a run whose look-up failed when it came.

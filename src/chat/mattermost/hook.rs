@@ -14,6 +14,11 @@ impl Client {
         request: Request<'_>,
         context: HookContext<'_>,
     ) -> Result<Inbound, Rejection> {
+        match request.name {
+            None => {}
+            Some("actions") => return self.accept_click(request).await,
+            Some(_) => return Err(Rejection::NotFound),
+        }
         let content_type = request.header("content-type").and_then(header_text);
         // N.B. The token is in the body, so the body is decoded first; nothing in it is acted on
         // before the token matched.
@@ -71,12 +76,81 @@ impl Client {
             thread,
             trigger_word: payload.trigger_word,
             channel_id: payload.channel_id,
+            buttons: self.buttons.clone(),
         };
         Ok(Inbound::Trigger {
             base,
             command,
             replies: Box::new(replies),
         })
+    }
+}
+
+impl Client {
+    /// A click on a Rerun or Cancel button (`/hooks/mattermost/actions`): its context's HMAC
+    /// is checked before anything else; then it is `rerun <run>` or `cancel <run>` typed by the
+    /// person who clicked (their permissions checked again), answered in the post's thread.
+    async fn accept_click(&self, request: Request<'_>) -> Result<Inbound, Rejection> {
+        let Some(buttons) = &self.buttons else {
+            return Err(Rejection::Unauthorized(
+                "buttons are off: mattermost.bot_token is not configured",
+            ));
+        };
+        let (click, action, run) =
+            actions::read_click(&buttons.key, request.body).map_err(|err| match err {
+                actions::ActionError::Forged => {
+                    tracing::warn!(
+                        "refused a Mattermost button click whose context chatrun did not sign"
+                    );
+                    Rejection::Unauthorized("the button's context is not one chatrun signed")
+                }
+                actions::ActionError::Body(_) => Rejection::bad(err),
+            })?;
+        let root = self
+            .lookup_thread(&click.post_id)
+            .await
+            .root_for(&click.post_id)
+            .unwrap_or_else(|| click.post_id.clone());
+        let run = run.to_string();
+        let command = match action {
+            actions::ButtonAction::Rerun => Command::Retry { run },
+            actions::ButtonAction::Cancel => Command::Cancel { run },
+        };
+        let base = Box::new(NewRun {
+            origin: Origin {
+                platform: Platform::Mattermost,
+                team_id: click.team_id.clone(),
+                team_name: click.team_domain.clone(),
+                channel_id: click.channel_id.clone(),
+                channel_name: click.channel_name.clone(),
+                user_id: click.user_id.clone(),
+                user_name: click.user_name.clone(),
+            },
+            // One run per click: Mattermost gives each its own trigger id.
+            message_id: format!("click:{}:{}", click.post_id, click.trigger_id),
+            thread_root_id: Some(root.clone()),
+            message: format!("{} {}", action.as_str(), command_run(&command)),
+            ..NewRun::default()
+        });
+        let replies = MattermostReplies {
+            thread: Thread::Reply(root),
+            trigger_word: "#ci".into(),
+            channel_id: click.channel_id,
+            buttons: self.buttons.clone(),
+        };
+        Ok(Inbound::Trigger {
+            base,
+            command,
+            replies: Box::new(replies),
+        })
+    }
+}
+
+/// The run a rerun or cancel command names.
+fn command_run(command: &Command) -> &str {
+    match command {
+        Command::Retry { run } | Command::Cancel { run } => run,
+        _ => "",
     }
 }
 
@@ -92,6 +166,8 @@ struct MattermostReplies {
     thread: Thread,
     trigger_word: String,
     channel_id: String,
+    /// Puts a Cancel button on an acknowledgement posted through the REST API.
+    buttons: Option<super::client::Buttons>,
 }
 
 impl Replies for MattermostReplies {
@@ -105,10 +181,18 @@ impl Replies for MattermostReplies {
 
     fn ack(&self, public_url: &str) -> AckWords {
         let (thread, channel_id) = (self.thread.clone(), self.channel_id.clone());
-        let public_url = public_url.to_string();
+        let (public_url, buttons) = (public_url.to_string(), self.buttons.clone());
         Box::new(move |facts| {
             let text = render_ack(facts, &facts.run_id.page(&public_url));
             let (_, delivery) = render_response(&text, &thread, &channel_id);
+            // An acknowledgement posted through the REST API carries a Cancel button.
+            let delivery = delivery.map(|post| match &buttons {
+                Some(buttons) => with_props(
+                    post,
+                    buttons.props(actions::ButtonAction::Cancel, facts.run_id.0),
+                ),
+                None => post,
+            });
             Ack { text, delivery }
         })
     }

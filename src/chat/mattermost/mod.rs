@@ -2,6 +2,7 @@
 //! (the acknowledgement in the HTTP response, the result through `POST /api/v4/posts`).
 //! See `shared/protocols/mattermost.md`. Pure: no I/O here.
 
+pub mod actions;
 mod auth;
 mod client;
 mod config;

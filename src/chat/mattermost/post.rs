@@ -99,6 +99,17 @@ pub fn render_post(channel_id: &str, root_id: Option<&str>, message: &str) -> De
     }
 }
 
+/// `post` (a `POST /api/v4/posts` delivery) with `props` (an object) among its own.
+pub fn with_props(mut post: Delivery, props: serde_json::Value) -> Delivery {
+    if let Ok(mut body) = serde_json::from_str::<serde_json::Value>(&post.body)
+        && let Some(map) = body.as_object_mut()
+    {
+        map.insert("props".into(), props);
+        post.body = body.to_string();
+    }
+    post
+}
+
 /// Where a post goes: in the thread of `root_id`, or at the top of the channel.
 pub fn post_address(channel_id: &str, root_id: Option<&str>) -> Address {
     Address {

@@ -437,11 +437,20 @@ pub(super) fn result_message(run: &RunRow, view: &ResultView, link: &str, now: i
                 version: CARD_VERSION,
                 fallback_text: format!("{title} in {duration}, asked by {user}: {link}"),
                 body,
-                actions: vec![Action {
-                    kind: "Action.OpenUrl",
-                    title: format!("Open run #{}", run.run_id),
-                    url: link.to_string(),
-                }],
+                // Workflows cards open URLs only: Run again and Cancel are the run page's
+                // buttons (for a signed-in user).
+                actions: vec![
+                    Action {
+                        kind: "Action.OpenUrl",
+                        title: format!("Open run #{}", run.run_id),
+                        url: link.to_string(),
+                    },
+                    Action {
+                        kind: "Action.OpenUrl",
+                        title: "Run again…".into(),
+                        url: format!("{link}#actions"),
+                    },
+                ],
             },
         }],
     }
