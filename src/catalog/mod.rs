@@ -57,6 +57,39 @@ pub struct JobDef {
     /// The labels an agent must have, all of them, to run the job; none: the server's own
     /// (local) agent runs it.
     pub runs_on: Vec<String>,
+    /// Channels told when the job's outcome for an argument set changes.
+    pub notify: Notify,
+}
+
+/// Where a job's status changes (failed → succeeded, succeeded → failed, for one set of
+/// arguments) are announced, besides the reply in the trigger's thread: at most one channel
+/// per platform.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Notify {
+    /// A Mattermost channel id (posted to through the REST API).
+    #[serde(default)]
+    pub mattermost: Option<String>,
+    /// A Slack channel id (`C…`).
+    #[serde(default)]
+    pub slack: Option<String>,
+    /// A Teams webhook's name: its Workflows URL posts in its channel.
+    #[serde(default)]
+    pub teams: Option<String>,
+}
+
+impl Notify {
+    /// `(platform, channel)` for each configured one.
+    pub fn channels(&self) -> impl Iterator<Item = (crate::domain::Platform, &str)> {
+        use crate::domain::Platform;
+        [
+            (Platform::Mattermost, &self.mattermost),
+            (Platform::Slack, &self.slack),
+            (Platform::Teams, &self.teams),
+        ]
+        .into_iter()
+        .filter_map(|(platform, channel)| Some((platform, channel.as_deref()?)))
+    }
 }
 
 impl JobDef {
@@ -228,6 +261,14 @@ const JOB_KEYS: &[Key] = &[
         ],
     ),
     Key::Table(
+        "notify",
+        &[
+            Key::Value("mattermost"),
+            Key::Value("slack"),
+            Key::Value("teams"),
+        ],
+    ),
+    Key::Table(
         "allow",
         &[
             Key::Value("users"),
@@ -275,6 +316,8 @@ struct RawJob {
     secret_env: Vec<String>,
     #[serde(default)]
     runs_on: Vec<String>,
+    #[serde(default)]
+    notify: Notify,
 }
 
 #[derive(Deserialize)]
@@ -492,6 +535,14 @@ pub fn parse_job(name: &str, text: &str, base: &Path) -> Result<JobDef, Vec<(Str
     let mut runs_on = raw.runs_on;
     runs_on.sort();
     runs_on.dedup();
+    for (platform, channel) in raw.notify.channels() {
+        if channel.trim().is_empty() || channel.len() > 128 {
+            problems.push((
+                format!("notify.{platform}"),
+                "must name a channel: 1 to 128 characters".into(),
+            ));
+        }
+    }
     for (i, step) in steps.iter().enumerate() {
         for arg in &step.run {
             for placeholder in placeholders(arg) {
@@ -521,6 +572,7 @@ pub fn parse_job(name: &str, text: &str, base: &Path) -> Result<JobDef, Vec<(Str
         on_new: raw.on_new,
         secret_env: raw.secret_env,
         runs_on,
+        notify: raw.notify,
     })
 }
 

@@ -168,6 +168,20 @@ pub trait Adapter: Send + Sync + fmt::Debug {
         now: i64,
     ) -> String;
 
+    /// The notice of `run`'s status change to `channel`, a channel of this platform a job's
+    /// `notify` names (a channel id; a Teams webhook's name); `None` when this platform cannot
+    /// post there (no REST API or bot token configured, no such webhook).
+    fn notice(
+        &self,
+        channel: &str,
+        run: &RunRow,
+        change: crate::domain::StatusChange,
+        link: &str,
+    ) -> Option<Delivery> {
+        let _ = (channel, run, change, link);
+        None
+    }
+
     /// Sends a delivery once. `key` is unique to the delivery: a platform that can be searched
     /// marks the post with it, for [`Adapter::find_sent`].
     fn send<'a>(

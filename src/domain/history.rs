@@ -94,6 +94,11 @@ impl BackToGreen {
 
     /// `back to green after 3 failed runs, since #38`.
     pub fn words(self) -> String {
+        format!("back to green after {}", self.failed_runs_words())
+    }
+
+    /// `3 failed runs, since #38`.
+    pub fn failed_runs_words(self) -> String {
         let runs = if self.failed_runs == 1 {
             "1 failed run".to_string()
         } else {
@@ -103,7 +108,36 @@ impl BackToGreen {
                 self.failed_runs
             )
         };
-        format!("back to green after {runs}, since #{}", self.since)
+        format!("{runs}, since #{}", self.since)
+    }
+}
+
+/// A run whose outcome differs from the previous finished run of its job with the same
+/// arguments: what a job's `notify` channels are told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusChange {
+    /// It failed after a succeeded run.
+    Broke {
+        /// The last succeeded run.
+        after: RunId,
+    },
+    /// It succeeded after failed ones.
+    Fixed(BackToGreen),
+}
+
+impl StatusChange {
+    /// The change run `succeeded` (or failed) makes after `previous` (the finished runs
+    /// before it, newest first, `true`: failed, as [`BackToGreen::after`] reads them), of which
+    /// at most `looked` were read; `None` when it changes nothing (or there is no run before).
+    pub fn of(succeeded: bool, previous: &[(RunId, bool)], looked: usize) -> Option<Self> {
+        if succeeded {
+            BackToGreen::after(previous, looked).map(Self::Fixed)
+        } else {
+            match previous.first() {
+                Some((after, false)) => Some(Self::Broke { after: *after }),
+                _ => None,
+            }
+        }
     }
 }
 
@@ -327,6 +361,26 @@ mod tests {
             }]
         );
         assert!(flaky_tests(&runs, &[]).is_empty());
+    }
+
+    #[test]
+    fn only_a_change_of_outcome_is_a_status_change() {
+        let previous = |list: &[(i64, bool)]| {
+            list.iter()
+                .map(|(id, failed)| (RunId(*id), *failed))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            StatusChange::of(false, &previous(&[(4, false), (3, true)]), 10),
+            Some(StatusChange::Broke { after: RunId(4) })
+        );
+        assert_eq!(StatusChange::of(false, &previous(&[(4, true)]), 10), None);
+        assert_eq!(StatusChange::of(true, &previous(&[(4, false)]), 10), None);
+        assert_eq!(StatusChange::of(false, &[], 10), None);
+        assert!(matches!(
+            StatusChange::of(true, &previous(&[(4, true), (3, false)]), 10),
+            Some(StatusChange::Fixed(BackToGreen { failed_runs: 1, .. }))
+        ));
     }
 
     #[test]

@@ -19,7 +19,7 @@ pub use agent::{AgentRow, AgentState, check_label, fits};
 pub use command::{BUILT_INS, Command, closest, parse_after_trigger, parse_command, parse_run_id};
 pub use delivery::{Address, Delivery, ReplyIntent};
 pub use history::{
-    BackToGreen, DEFAULT_FLAKY_WINDOW, FailureClass, FlakyTest, classify, flaky_tests,
+    BackToGreen, DEFAULT_FLAKY_WINDOW, FailureClass, FlakyTest, StatusChange, classify, flaky_tests,
 };
 pub use ids::{RunId, agent_token, random_id, sha256_hex};
 pub use origin::Origin;

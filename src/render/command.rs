@@ -243,6 +243,33 @@ pub fn help_job(f: Flavor, job: &JobDef, usage: &str) -> String {
     f.lines(&lines)
 }
 
+/// A job's status change, for its `notify` channels: `❌ build (branch=main) broke: run #42
+/// failed after #41 succeeded. Details: …`, `✅ … is back to green: run #42 succeeded after 3
+/// failed runs, since #38. …`.
+pub fn status_change(
+    f: Flavor,
+    run: &RunRow,
+    change: crate::domain::StatusChange,
+    link: &str,
+) -> String {
+    let mut job = f.bold(&f.escape(&run.job));
+    if !run.args.is_empty() {
+        job.push_str(&format!(" ({})", f.escape(&run.args)));
+    }
+    let what = match change {
+        crate::domain::StatusChange::Broke { after } => format!(
+            "{job} broke: run #{} failed after #{after} succeeded",
+            run.run_id
+        ),
+        crate::domain::StatusChange::Fixed(green) => format!(
+            "{job} is back to green: run #{} succeeded after {}",
+            run.run_id,
+            green.failed_runs_words()
+        ),
+    };
+    format!("{} {what}. Details: {link}", f.emoji(run.status))
+}
+
 /// What `cancel` did.
 pub fn cancelled(f: Flavor, run: &RunRow, was_running: bool) -> String {
     if was_running {

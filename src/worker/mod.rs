@@ -395,8 +395,62 @@ impl Worker {
             .await?;
         if stored {
             tracing::info!(run = %run.run_id, status = result.status.as_str(), "run finished");
+            let finished = RunRow {
+                status: result.status,
+                finished_at: Some(result.finished_at),
+                ..run
+            };
+            if let Err(err) = self.notify(&finished).await {
+                tracing::warn!(run = %finished.run_id, error = ?err,
+                    "cannot queue the notice of the job's status change");
+            }
         }
         Ok(claimed)
+    }
+
+    /// Tells the job's `notify` channels when `run` (just finished) changed its job's outcome
+    /// for its arguments: failed after a success, or succeeded after failures. Queued after the
+    /// run's result, not with it: a crash in between loses the notice, never the result.
+    async fn notify(&self, run: &RunRow) -> store::Result<()> {
+        let Some(job) = self.catalog.get(&run.job) else {
+            return Ok(());
+        };
+        if job.notify.channels().next().is_none()
+            || !matches!(run.status, RunStatus::Succeeded | RunStatus::Failed)
+        {
+            return Ok(());
+        }
+        let previous = self
+            .store
+            .previous_outcomes(
+                &run.job,
+                &run.args,
+                run.run_id,
+                store::BACK_TO_GREEN_LOOK_BACK,
+            )
+            .await?;
+        let Some(change) = crate::domain::StatusChange::of(
+            run.status == RunStatus::Succeeded,
+            &previous,
+            store::BACK_TO_GREEN_LOOK_BACK,
+        ) else {
+            return Ok(());
+        };
+        let link = run.run_id.page(&self.config.public_url);
+        for (platform, channel) in job.notify.channels() {
+            let notice = self
+                .chat
+                .get(platform)
+                .and_then(|chat| chat.notice(channel, run, change, &link));
+            match notice {
+                Some(delivery) => {
+                    self.store.enqueue_delivery(&delivery, now_ms()).await?;
+                }
+                None => tracing::warn!(run = %run.run_id, %platform, channel,
+                    "the job's notify names a channel chatrun cannot post to (is the platform configured?)"),
+            }
+        }
+        Ok(())
     }
 }
 

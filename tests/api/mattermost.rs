@@ -739,3 +739,39 @@ async fn the_results_run_again_button_reruns_for_a_user_who_may_and_a_forged_one
         "Cancel #3"
     );
 }
+
+#[tokio::test]
+async fn a_jobs_notify_channel_hears_of_status_changes_only() {
+    // Passes, fails twice, passes.
+    let flip = "[notify]\nmattermost = \"alertschannel\"\n[[steps]]\nname = \"x\"\n\
+                run = [\"sh\", \"-c\", \"n=$(cat flip 2>/dev/null || echo 0); n=$((n+1)); \
+                echo $n > flip; [ $n = 1 ] || [ $n = 4 ]\"]\n";
+    let app = spawn_app_with(&[("flip", flip)]).await;
+    for i in 1..=4 {
+        app.trigger("#flip", &format!("flippost{i}")).await;
+        app.finished_run(i).await;
+    }
+    // Four results in the trigger's thread, and two notices at the top of the channel.
+    let posts = app.posts(6).await;
+    let notices: Vec<String> = posts
+        .iter()
+        .map(body)
+        .filter(|p| p["channel_id"] == "alertschannel")
+        .map(|p| {
+            assert!(p.get("root_id").is_none(), "a top-level post: {p}");
+            p["message"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(notices.len(), 2, "{notices:?}");
+    assert!(
+        notices[0].starts_with(":x: **flip** broke: run #2 failed after #1 succeeded. Details: "),
+        "{notices:?}"
+    );
+    assert!(
+        notices[1].starts_with(
+            ":white_check_mark: **flip** is back to green: run #4 succeeded after 2 failed \
+             runs, since #2. Details: "
+        ),
+        "{notices:?}"
+    );
+}

@@ -287,6 +287,24 @@ impl Adapter for Client {
         })
     }
 
+    /// A post at the top of channel `channel` (an id), through the REST API.
+    fn notice(
+        &self,
+        channel: &str,
+        run: &RunRow,
+        change: crate::domain::StatusChange,
+        link: &str,
+    ) -> Option<Delivery> {
+        self.settings.rest()?;
+        let text = crate::render::command::status_change(
+            crate::render::command::Flavor::Markdown,
+            run,
+            change,
+            link,
+        );
+        Some(render_post(channel, None, &text))
+    }
+
     /// Looks up the trigger's thread again, for a run whose look-up failed when it came.
     fn settle_thread<'a>(
         &'a self,

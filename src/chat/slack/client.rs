@@ -238,6 +238,31 @@ impl Adapter for Client {
         ))
     }
 
+    /// A message at the top of channel `channel` (an id), ordered with the channel's other
+    /// notices.
+    fn notice(
+        &self,
+        channel: &str,
+        run: &RunRow,
+        change: crate::domain::StatusChange,
+        link: &str,
+    ) -> Option<Delivery> {
+        self.settings.bot_token.as_ref()?;
+        let text = crate::render::command::status_change(
+            crate::render::command::Flavor::Slack,
+            run,
+            change,
+            link,
+        );
+        Some(post::delivery(
+            post::address(channel, "notices"),
+            channel,
+            None,
+            &blocks::text_message(&text),
+            false,
+        ))
+    }
+
     /// `chat.postMessage`, the message carrying `key` in its metadata. Blocks Slack refuses
     /// (`invalid_blocks`, `msg_blocks_too_long`) are dropped and the text posted alone, rather
     /// than lose the reply.

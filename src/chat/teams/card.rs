@@ -456,6 +456,30 @@ pub(super) fn result_message(run: &RunRow, view: &ResultView, link: &str, now: i
     }
 }
 
+/// A card holding one line of Markdown, `text` (a job's status change), with a button to the
+/// run's page `link`.
+pub fn render_notice(text: &str, link: &str) -> Message {
+    Message {
+        kind: "message",
+        attachments: vec![Attachment {
+            content_type: "application/vnd.microsoft.card.adaptive",
+            content_url: None,
+            content: Card {
+                schema: "http://adaptivecards.io/schemas/adaptive-card.json",
+                kind: "AdaptiveCard",
+                version: CARD_VERSION,
+                fallback_text: text.to_string(),
+                body: vec![Element::TextBlock(super::card::text(text))],
+                actions: vec![Action {
+                    kind: "Action.OpenUrl",
+                    title: "Open run".into(),
+                    url: link.to_string(),
+                }],
+            },
+        }],
+    }
+}
+
 /// The delivery of a run's result card to webhook `hook`'s Workflows URL, ordered with the
 /// other replies to the trigger's conversation (its channel and thread root, as Teams writes
 /// `conversation.id`) through that webhook.

@@ -83,6 +83,30 @@ impl Adapter for Client {
         Some(render_follow_up(&run.hook, run, steps, failures, link, now))
     }
 
+    /// A card through webhook `channel` (its name), which its flow posts in its channel.
+    fn notice(
+        &self,
+        channel: &str,
+        run: &RunRow,
+        change: crate::domain::StatusChange,
+        link: &str,
+    ) -> Option<Delivery> {
+        let hook = self.hooks.iter().find(|h| h.name == channel)?;
+        hook.follow_up_url.as_ref()?;
+        let text = crate::render::command::status_change(
+            crate::render::command::Flavor::Teams,
+            run,
+            change,
+            link,
+        );
+        Some(Delivery {
+            target: format!("{TARGET_PREFIX}{}", hook.name),
+            body: serde_json::to_string(&render_notice(&text, link))
+                .expect("a card of strings serializes"),
+            thread: String::new(),
+        })
+    }
+
     /// POSTs the card to the webhook's `follow_up_url`. A card cannot be searched for, so `key`
     /// is not used.
     fn send<'a>(
