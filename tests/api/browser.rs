@@ -224,11 +224,25 @@ async fn on_a_phone_no_page_scrolls_sideways_and_runs_of_one_job_tell_apart() {
     let Some(driver) = Driver::start().await else {
         return;
     };
-    let app = spawn_app_with(&[("build", crate::helpers::BUILD_JOB)]).await;
-    for n in 1..=4 {
+    let app = spawn_app_with(&[
+        ("build", crate::helpers::BUILD_JOB),
+        ("web", crate::helpers::HISTORY_JOB),
+    ])
+    .await;
+    // Three runs of `web` give it a flaky test, for its job page and the test's history.
+    std::fs::write(
+        app.dir.path().join("jobs/history.sh"),
+        crate::helpers::HISTORY_SCRIPT,
+    )
+    .unwrap();
+    for n in 1..=3 {
+        app.say("alice", "#web", &format!("w{n}")).await;
+        app.finished_run(n).await;
+    }
+    for n in 4..=7 {
         app.say(
             "alice",
-            &format!("#build all feature/{n}"),
+            &format!("#build all feature/{}", n - 3),
             &format!("f{n}"),
         )
         .await;
@@ -246,7 +260,10 @@ async fn on_a_phone_no_page_scrolls_sideways_and_runs_of_one_job_tell_apart() {
             "branch=feature/4 target=all",
             "branch=feature/3 target=all",
             "branch=feature/2 target=all",
-            "branch=feature/1 target=all"
+            "branch=feature/1 target=all",
+            "",
+            "",
+            ""
         ])
     );
     let body = driver.script("return document.body.innerText").await;
@@ -265,8 +282,14 @@ async fn on_a_phone_no_page_scrolls_sideways_and_runs_of_one_job_tell_apart() {
     assert!(width.as_u64().unwrap() <= 400, "{width}");
     for (path, title) in [
         ("/", "Runs · chatrun"),
-        ("/runs/1", "#1 build · chatrun"),
+        ("/runs/4", "#4 build · chatrun"),
+        ("/runs/3", "#3 web · chatrun"),
         ("/jobs/build", "build · chatrun"),
+        ("/jobs/web", "web · chatrun"),
+        (
+            "/jobs/web/tests?args=&suite=web&test=a",
+            "a · web · chatrun",
+        ),
         ("/jobs", "Jobs · chatrun"),
         ("/agents", "Agents · chatrun"),
         ("/runs/999", "Not Found · chatrun"),
@@ -295,7 +318,9 @@ async fn on_a_phone_no_page_scrolls_sideways_and_runs_of_one_job_tell_apart() {
     }
     driver.open(&format!("{}/", app.base)).await;
     driver.screenshot("browser-runs-390.png").await;
-    driver.open(&format!("{}/runs/1", app.base)).await;
+    driver.open(&format!("{}/runs/4", app.base)).await;
     driver.screenshot("browser-run-390.png").await;
+    driver.open(&format!("{}/jobs/web", app.base)).await;
+    driver.screenshot("browser-job-flaky-390.png").await;
     driver.quit().await;
 }

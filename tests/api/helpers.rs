@@ -53,6 +53,26 @@ name = "iOS Client"
 run = ["true"]
 "#;
 
+/// Fails the tests its run number (counted in `n`) says: 1: a; 2: b; 3: a, b and c; then none.
+pub const HISTORY_SCRIPT: &str = r#"n=$(cat n 2>/dev/null || echo 0); n=$((n+1)); echo $n > n
+case $n in 1) failed="a" ;; 2) failed="b" ;; 3) failed="a b c" ;; *) failed="" ;; esac
+{
+  echo '<testsuite name="web" tests="3">'
+  for t in a b c; do
+    case " $failed " in
+      *" $t "*) echo "<testcase classname=\"web\" name=\"$t\"><failure message=\"$t broke\"/></testcase>" ;;
+      *) echo "<testcase classname=\"web\" name=\"$t\"/>" ;;
+    esac
+  done
+  echo '</testsuite>'
+} > report.xml
+[ -z "$failed" ]
+"#;
+
+/// A job running [`HISTORY_SCRIPT`] (as `jobs/history.sh`), its JUnit report read.
+pub const HISTORY_JOB: &str =
+    "[[steps]]\nname = \"Web Client\"\nrun = [\"sh\", \"history.sh\"]\njunit = \"report.xml\"\n";
+
 pub struct TestApp {
     pub base: String,
     pub store: Store,

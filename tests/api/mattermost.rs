@@ -4,7 +4,10 @@ use serde_json::json;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 
-use crate::helpers::{BOT_TOKEN, BOT_USER, TOKEN, TestApp, body, spawn_app, spawn_app_with};
+use crate::helpers::{
+    BOT_TOKEN, BOT_USER, HISTORY_JOB, HISTORY_SCRIPT, TOKEN, TestApp, body, spawn_app,
+    spawn_app_with,
+};
 
 #[tokio::test]
 async fn a_form_trigger_is_stored_and_acknowledged_in_its_thread() {
@@ -514,29 +517,9 @@ env = { DEPLOY_TOKEN = "s3cr3t-deploy-token" }
     }
 }
 
-/// Fails the tests its run number (counted in `n`) says: 1: a; 2: b; 3: a, b and c; then none.
-const HISTORY_SCRIPT: &str = r#"n=$(cat n 2>/dev/null || echo 0); n=$((n+1)); echo $n > n
-case $n in 1) failed="a" ;; 2) failed="b" ;; 3) failed="a b c" ;; *) failed="" ;; esac
-{
-  echo '<testsuite name="web" tests="3">'
-  for t in a b c; do
-    case " $failed " in
-      *" $t "*) echo "<testcase classname=\"web\" name=\"$t\"><failure message=\"$t broke\"/></testcase>" ;;
-      *) echo "<testcase classname=\"web\" name=\"$t\"/>" ;;
-    esac
-  done
-  echo '</testsuite>'
-} > report.xml
-[ -z "$failed" ]
-"#;
-
 #[tokio::test]
 async fn each_failed_test_is_classed_new_still_failing_or_flaky_against_earlier_runs() {
-    let app = spawn_app_with(&[(
-        "web",
-        "[[steps]]\nname = \"Web Client\"\nrun = [\"sh\", \"history.sh\"]\njunit = \"report.xml\"\n",
-    )])
-    .await;
+    let app = spawn_app_with(&[("web", HISTORY_JOB)]).await;
     std::fs::write(app.dir.path().join("jobs/history.sh"), HISTORY_SCRIPT).unwrap();
     for (i, post) in ["histpost1", "histpost2", "histpost3"].iter().enumerate() {
         app.trigger("#web", post).await;
