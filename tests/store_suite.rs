@@ -880,6 +880,13 @@ async fn finishing_records_steps_and_skips_the_ones_not_run(store: Store) {
                 message: "boom".into(),
                 detail: "boom\nat line 3".into(),
             }],
+            // Failed once, then passed on a retry.
+            flaky: vec![chatrun::report::FailedTest {
+                suite: "s".into(),
+                name: "wobbly".into(),
+                message: "timed out".into(),
+                detail: "timed out".into(),
+            }],
         }),
         report_error: None,
         output_tail: Some("last line".into()),
@@ -914,11 +921,18 @@ async fn finishing_records_steps_and_skips_the_ones_not_run(store: Store) {
     );
     assert_eq!(steps[0].output_tail.as_deref(), Some("last line"));
     let failures = store.test_failures(run.run_id).await.unwrap();
-    assert_eq!(failures.len(), 1);
+    assert_eq!(failures.len(), 2);
     assert_eq!(
         (failures[0].position, failures[0].detail.as_str()),
         (0, "boom\nat line 3")
     );
+    assert!(!failures[0].passed_on_retry);
+    // The test that passed on a retry is kept, marked, and classed flaky.
+    assert_eq!(failures[1].name, "wobbly");
+    assert!(failures[1].passed_on_retry);
+    let stored = store.get_run(run.run_id).await.unwrap().unwrap();
+    let classed = store.classified_failures(&stored, 10).await.unwrap();
+    assert_eq!(classed[1].class, Some(chatrun::domain::FailureClass::Flaky));
     assert_eq!(steps[1].tests_run, None);
     assert_eq!(steps[1].status, StepStatus::Skipped);
     let stored = store.get_run(run.run_id).await.unwrap().unwrap();
@@ -960,6 +974,17 @@ async fn finishing_records_steps_and_skips_the_ones_not_run(store: Store) {
 /// Runs `build` with `args` to its end: its one step fails the tests `failed` (suite `s`), or
 /// succeeds when there are none. Its number.
 async fn run_with_failures(store: &Store, message: &str, args: &str, failed: &[&str]) -> RunId {
+    run_with_retries(store, message, args, failed, &[]).await
+}
+
+/// As [`run_with_failures`], and the tests `retried` failed, then passed on a retry.
+async fn run_with_retries(
+    store: &Store,
+    message: &str,
+    args: &str,
+    failed: &[&str],
+    retried: &[&str],
+) -> RunId {
     store
         .insert_run(
             &NewRun {
@@ -998,6 +1023,15 @@ async fn run_with_failures(store: &Store, message: &str, args: &str, failed: &[&
                     name: (*name).into(),
                     message: "boom".into(),
                     detail: "boom".into(),
+                })
+                .collect(),
+            flaky: retried
+                .iter()
+                .map(|name| chatrun::report::FailedTest {
+                    suite: "s".into(),
+                    name: (*name).into(),
+                    message: "flaked".into(),
+                    detail: "flaked".into(),
                 })
                 .collect(),
         }),
@@ -1105,6 +1139,24 @@ async fn failed_tests_are_classed_against_the_runs_with_the_same_arguments(store
     );
     let r15 = run_with_failures(&store, "m15", x, &[]).await;
     assert_eq!(green(r15).await, None);
+
+    // g fails, then passes on a retry: flaky in that run. Failing for good in the next, it
+    // begins a streak there (a pass on a retry is no failure to continue), and is flaky: it
+    // failed once before in the window.
+    let r16 = run_with_retries(&store, "m16", x, &[], &["g"]).await;
+    assert_eq!(classes(r16, 10).await, of(&[("g", Flaky)]));
+    let r17 = run_with_failures(&store, "m17", x, &["g"]).await;
+    assert_eq!(classes(r17, 10).await, of(&[("g", Flaky)]));
+    let since = |run: RunId| {
+        let store = store.clone();
+        async move { store.test_failures(run).await.unwrap()[0].since }
+    };
+    assert_eq!(since(r17).await, Some(r17));
+    assert_eq!(
+        classes(r17, 2).await,
+        of(&[("g", Flaky)]),
+        "r16 is in a window of 2"
+    );
 }
 
 async fn a_period_is_paged_newest_first_without_gaps(store: Store) {

@@ -199,9 +199,9 @@ pub fn flaky_tests(runs: &[(RunId, bool)], failures: &[EarlierFailure]) -> Vec<F
 
 /// Classes each failure of run `run_id` (setting [`TestFailureRow::class`]):
 ///
-/// - **flaky** when the same test (suite and name) failed in one of the `earlier` runs (the
-///   window's, before this one) before its current streak began: it failed, then did not fail
-///   in a run between, then failed again;
+/// - **flaky** when it passed on a retry in this very run, or when the same test (suite and
+///   name) failed in one of the `earlier` runs (the window's, before this one) before its
+///   current streak began: it failed, then did not fail in a run between, then failed again;
 /// - else **new** when its streak begins with this run (it did not fail in the previous
 ///   finished run with the same arguments);
 /// - else **still failing** since the first run of its streak.
@@ -219,6 +219,10 @@ pub fn classify(run_id: RunId, failures: &mut [TestFailureRow], earlier: &[Earli
             .or_insert(*run);
     }
     for failure in failures.iter_mut() {
+        if failure.passed_on_retry {
+            failure.class = Some(FailureClass::Flaky);
+            continue;
+        }
         let Some(since) = failure.since else {
             failure.class = None;
             continue;
@@ -248,6 +252,7 @@ mod tests {
             message: String::new(),
             detail: String::new(),
             since: since.map(RunId),
+            passed_on_retry: false,
             class: None,
         }
     }

@@ -201,6 +201,8 @@ pub struct TestFailureRow {
     /// this one included: kept when the failure is written. `None` for a failure written
     /// before chatrun kept streaks.
     pub since: Option<RunId>,
+    /// It failed, then passed on a retry in the same run: flaky, not counted as failed.
+    pub passed_on_retry: bool,
     /// How it stands against the earlier runs (see [`super::history::classify`]); `None` until
     /// classed, or when it cannot be.
     #[sqlx(skip)]

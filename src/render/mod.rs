@@ -397,6 +397,8 @@ pub struct FailureGroup {
     pub tests: Vec<FailedTest>,
     /// Failed tests not named.
     pub more: usize,
+    /// Tests that failed, then passed on a retry (listed, as flaky, with the failed ones).
+    pub retried: usize,
     /// The whole "report missing: …" sentence.
     pub problem: Option<String>,
 }
@@ -410,13 +412,30 @@ pub struct FailedTest {
     pub message: String,
     /// How it stands against the earlier runs, when known.
     pub class: Option<FailureClass>,
+    /// It failed, then passed on a retry in this run.
+    pub retried: bool,
 }
 
 impl FailedTest {
-    /// ` (new)`, ` (failing since #38)`, ` (flaky)`; empty when its history is not known.
+    /// ` (new)`, ` (failing since #38)`, ` (flaky)`, ` (flaky: passed on a retry)`; empty when
+    /// its history is not known.
     pub fn tag(&self) -> String {
+        if self.retried {
+            return " (flaky: passed on a retry)".into();
+        }
         self.class
             .map_or_else(String::new, |class| format!(" ({})", class.words()))
+    }
+}
+
+impl FailureGroup {
+    /// `2 failed`, `2 failed, 1 passed on a retry`.
+    pub fn counts(&self) -> String {
+        let mut counts = format!("{} failed", self.count);
+        if self.retried > 0 {
+            counts.push_str(&format!(", {} passed on a retry", self.retried));
+        }
+        counts
     }
 }
 
@@ -498,7 +517,11 @@ impl ResultView {
 
         let groups: Vec<FailureGroup> = steps
             .iter()
-            .filter(|s| s.tests_failed.unwrap_or(0) > 0 || s.report_error.is_some())
+            .filter(|s| {
+                s.tests_failed.unwrap_or(0) > 0
+                    || s.report_error.is_some()
+                    || of_step(s.position).any(|f| f.passed_on_retry)
+            })
             .map(|step| {
                 let mut tests: Vec<&TestFailureRow> = of_step(step.position).collect();
                 // New first, then still failing, then flaky (a stable sort: report order
@@ -508,6 +531,7 @@ impl ResultView {
                     position: step.position,
                     step: step.name.clone(),
                     count: step.tests_failed.unwrap_or(0),
+                    retried: tests.iter().filter(|f| f.passed_on_retry).count(),
                     tests: tests
                         .iter()
                         .take(FAILURES_PER_STEP)
@@ -516,6 +540,7 @@ impl ResultView {
                             name: f.name.clone(),
                             message: f.message.clone(),
                             class: f.class,
+                            retried: f.passed_on_retry,
                         })
                         .collect(),
                     more: usize::try_from(step.tests_failed.unwrap_or(0))

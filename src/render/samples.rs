@@ -80,6 +80,7 @@ pub fn failures(position: i64, suite: &str, n: usize) -> Vec<TestFailureRow> {
                 "assertion failed: expected 200, got 500 (case {i})\nat src/api.rs:{i}"
             ),
             since: None,
+            passed_on_retry: false,
             class: None,
         })
         .collect()
@@ -134,7 +135,19 @@ pub fn scenarios() -> Vec<(&'static str, RunRow, Vec<StepRow>, Vec<TestFailureRo
             "history",
             run(RunStatus::Failed),
             vec![tested(0, "Server", 948, 0), tested(1, "Web Client", 123, 3)],
-            classed(failures(1, "web.api", 3)),
+            // Three classed failures, and one test that passed on a retry.
+            [
+                classed(failures(1, "web.api", 3)),
+                failures(1, "web.retry", 1)
+                    .into_iter()
+                    .map(|f| TestFailureRow {
+                        passed_on_retry: true,
+                        class: Some(crate::domain::FailureClass::Flaky),
+                        ..f
+                    })
+                    .collect(),
+            ]
+            .concat(),
         ),
     ]
 }

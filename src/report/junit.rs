@@ -49,6 +49,8 @@ struct Case {
     name: String,
     time_ms: i64,
     failed: bool,
+    /// It failed, then passed on a retry: a `<flakyFailure>` or `<flakyError>` child.
+    flaky: bool,
     skipped: bool,
     message: String,
     text: String,
@@ -164,14 +166,24 @@ impl State {
             }
             "failure" | "error" => {
                 if let Some(case) = &mut self.case {
-                    // A second failure child (jest-junit writes one) keeps the first message.
+                    // A second failure child (jest-junit writes one) keeps the first message;
+                    // a failure's message wins over a flaky attempt's.
                     if !case.failed {
-                        case.message = attribute(element, "message")
-                            .filter(|m| !m.trim().is_empty())
-                            .or_else(|| attribute(element, "type"))
-                            .unwrap_or_default();
+                        case.message = message_of(element);
+                        case.text.clear();
                     }
                     case.failed = true;
+                    self.capturing = true;
+                }
+            }
+            "flakyFailure" | "flakyError" => {
+                if let Some(case) = &mut self.case
+                    && !case.failed
+                    && !case.flaky
+                {
+                    // The first attempt that failed, as the failure it would have been.
+                    case.message = message_of(element);
+                    case.flaky = true;
                     self.capturing = true;
                 }
             }
@@ -189,7 +201,7 @@ impl State {
             "testsuite" => {
                 self.suites.pop();
             }
-            "failure" | "error" => self.capturing = false,
+            "failure" | "error" | "flakyFailure" | "flakyError" => self.capturing = false,
             "testcase" => {
                 if let Some(case) = self.case.take() {
                     self.finish(case);
@@ -212,8 +224,10 @@ impl State {
         summary.tests += 1;
         // `time="1e300"` is read as i64::MAX ms: a sum of such must not overflow.
         summary.duration_ms = summary.duration_ms.saturating_add(case.time_ms);
-        if case.failed {
-            summary.failed += 1;
+        if case.failed || case.flaky {
+            if case.failed {
+                summary.failed += 1;
+            }
             let first_line = |text: &str| {
                 text.lines()
                     .map(str::trim)
@@ -231,16 +245,29 @@ impl State {
                 (message, text) if text.contains(message) => text.to_string(),
                 (message, text) => format!("{message}\n{text}"),
             };
-            summary.failures.push(FailedTest {
+            let test = FailedTest {
                 suite: cap(&case.suite),
                 name: cap(&case.name),
                 message: cap(&message),
                 detail: cap(&detail),
-            });
+            };
+            if case.failed {
+                summary.failures.push(test);
+            } else {
+                summary.flaky.push(test);
+            }
         } else if case.skipped {
             summary.skipped += 1;
         }
     }
+}
+
+/// A failure element's message: its `message`, else its `type`.
+fn message_of(element: &BytesStart<'_>) -> String {
+    attribute(element, "message")
+        .filter(|m| !m.trim().is_empty())
+        .or_else(|| attribute(element, "type"))
+        .unwrap_or_default()
 }
 
 /// An element's name without its namespace prefix.
@@ -321,6 +348,31 @@ mod tests {
             );
             assert!(summary.failures[0].detail.contains("assert"), "{file}");
         }
+    }
+
+    #[test]
+    fn a_test_that_passed_on_a_retry_is_flaky_not_failed() {
+        // nextest with retries: one passed, one failed on every attempt (a <failure> and two
+        // <rerunFailure>), one failed three times and passed on the fourth (<flakyFailure>).
+        let summary = fixture("flaky.xml").unwrap();
+        assert_eq!(counts(&summary), (3, 1, 0));
+        assert_eq!(
+            failed(&summary)
+                .iter()
+                .map(|(_, name, _)| *name)
+                .collect::<Vec<_>>(),
+            ["test_failure_assert"]
+        );
+        assert_eq!(summary.flaky.len(), 1);
+        assert_eq!(summary.flaky[0].name, "test_flaky_mod_4");
+        assert_eq!(summary.flaky[0].suite, "nextest-tests::basic");
+        assert!(
+            summary.flaky[0]
+                .detail
+                .contains("Failed because attempt 1 % 4 != 0"),
+            "the first failed attempt is kept: {}",
+            summary.flaky[0].detail
+        );
     }
 
     #[test]

@@ -25,6 +25,11 @@ pub struct TestSummary {
     pub duration_ms: i64,
     /// Every failed or errored test, in report order.
     pub failures: Vec<FailedTest>,
+    /// Tests that failed, then passed on a retry in the same run (Surefire's and nextest's
+    /// `<flakyFailure>`/`<flakyError>`): counted as passed, their first failure kept. (An
+    /// agent older than this field sends none.)
+    #[serde(default)]
+    pub flaky: Vec<FailedTest>,
 }
 
 /// One failed (or errored) test.
@@ -48,6 +53,7 @@ impl TestSummary {
         self.skipped += other.skipped;
         self.duration_ms = self.duration_ms.saturating_add(other.duration_ms);
         self.failures.extend(other.failures);
+        self.flaky.extend(other.flaky);
     }
 }
 

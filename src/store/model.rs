@@ -239,6 +239,19 @@ pub(crate) fn typical_ms(mut durations: Vec<i64>) -> Option<i64> {
     durations.get(durations.len() / 2).copied()
 }
 
+/// A step's failed tests, then those that passed on a retry, as rows for `test_failure`:
+/// `[suite, name, message, detail, passed on a retry]` (both stores write these).
+pub(crate) fn failure_rows(tests: Option<&crate::report::TestSummary>) -> Vec<serde_json::Value> {
+    tests
+        .iter()
+        .flat_map(|t| {
+            let failed = t.failures.iter().map(|f| (f, false));
+            failed.chain(t.flaky.iter().map(|f| (f, true)))
+        })
+        .map(|(f, retried)| serde_json::json!([f.suite, f.name, f.message, f.detail, retried]))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

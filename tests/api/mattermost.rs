@@ -758,3 +758,40 @@ async fn a_jobs_notify_channel_hears_of_status_changes_only() {
         "{notices:?}"
     );
 }
+
+#[tokio::test]
+async fn a_test_that_passed_on_a_retry_is_listed_flaky_and_not_counted_failed() {
+    // nextest's own report of a run with retries (tests/fixtures/junit/flaky.xml).
+    let report = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/junit/flaky.xml"
+    );
+    let job = format!(
+        "[[steps]]\nname = \"Unit\"\nrun = [\"sh\", \"-c\", \"cp {report} report.xml; exit 100\"]\n\
+         junit = \"report.xml\"\n"
+    );
+    let app = spawn_app_with(&[("unit", &job)]).await;
+    app.trigger("#unit", "retrypost1").await;
+    app.finished_run(1).await;
+    let message = body(&app.posts(1).await[0])["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.contains("| Unit | 3 | :warning: [1 (1 new)]"),
+        "{message}"
+    );
+    assert!(
+        message.contains("**Unit**: 1 failed, 1 passed on a retry"),
+        "{message}"
+    );
+    assert!(
+        message.contains("**test\\_flaky\\_mod\\_4** \\(flaky\\: passed on a retry\\)"),
+        "{message}"
+    );
+    let api: serde_json::Value = app.get("/api/runs/1").await.json().await.unwrap();
+    let flaky = &api["failed_tests"][1];
+    assert_eq!(flaky["name"], "test_flaky_mod_4");
+    assert_eq!(flaky["passed_on_retry"], true);
+    assert_eq!(flaky["class"], "flaky");
+}

@@ -637,7 +637,7 @@ fn failure_group(group: &render::FailureGroup) -> String {
             MAX_SECTION_CHARS,
         );
     }
-    let mut text = format!("*{step}*: {} failed", group.count);
+    let mut text = format!("*{step}*: {}", group.counts());
     let more_line = |n: usize| format!("\n• … and {n} more");
     for (shown, test) in group.tests.iter().enumerate() {
         let mut line = format!(
@@ -988,9 +988,11 @@ mod tests {
                     name: format!("test_{i}_").repeat(40),
                     message: "&".repeat(300),
                     class: None,
+                    retried: false,
                 })
                 .collect(),
             more: 30,
+            retried: 0,
             problem: None,
         };
         let text = failure_group(&group);

@@ -368,7 +368,7 @@ pub(super) fn result_message(run: &RunRow, view: &ResultView, link: &str, now: i
             },
             None => TextBlock {
                 separator: Some(true),
-                ..text(format!("**{}**: {} failed", md(&group.step), group.count))
+                ..text(format!("**{}**: {}", md(&group.step), group.counts()))
             },
         };
         body.push(Element::TextBlock(heading));

@@ -89,17 +89,14 @@ async fn finish_step_in(
         .bind(position(at))
         .execute(&mut *conn)
         .await?;
-    let failures: Vec<serde_json::Value> = tests
-        .iter()
-        .flat_map(|t| t.failures.iter())
-        .map(|f| serde_json::json!([f.suite, f.name, f.message, f.detail]))
-        .collect();
+    let failures = crate::store::model::failure_rows(tests);
     if !failures.is_empty() {
         // Each with the first run of its streak (see the SQLite store's `FINISH_STEP`).
         sqlx::query(
             "insert into test_failure
-                 (run_id, position, ordinal, suite, name, message, detail, since)
+                 (run_id, position, ordinal, suite, name, message, detail, since, passed_on_retry)
              select $1, $2, t.n - 1, t.f ->> 0, t.f ->> 1, t.f ->> 2, t.f ->> 3,
+                 case when (t.f ->> 4)::boolean then $1 else
                  coalesce((select coalesce(p.since, p.run_id) from test_failure p
                            where p.run_id = (select q.run_id from run q, run r
                                              where r.run_id = $1 and q.job = r.job
@@ -107,7 +104,9 @@ async fn finish_step_in(
                                                and q.status in ('succeeded', 'failed')
                                              order by q.run_id desc limit 1)
                              and p.suite = t.f ->> 0 and p.name = t.f ->> 1
-                           limit 1), $1)
+                             and not p.passed_on_retry
+                           limit 1), $1) end,
+                 (t.f ->> 4)::boolean
              from jsonb_array_elements($3::jsonb) with ordinality t(f, n)",
         )
         .bind(run_id)
@@ -395,7 +394,7 @@ impl Store {
     /// The database failed.
     pub async fn test_failures(&self, run_id: RunId) -> Result<Vec<TestFailureRow>> {
         Ok(sqlx::query_as::<_, TestFailureRow>(
-            "select position, suite, name, message, detail, since
+            "select position, suite, name, message, detail, since, passed_on_retry
              from test_failure where run_id = $1 order by position, ordinal",
         )
         .bind(run_id)

@@ -39,16 +39,20 @@ const FINISH_STEP: &str = "
         report_error = ?2 ->> 'report_error', output_tail = ?2 ->> 'output_tail'
     where run_id = ?1 and position = ?2 ->> 'position';
     delete from test_failure where run_id = ?1 and position = ?2 ->> 'position';
-    insert into test_failure (run_id, position, ordinal, suite, name, message, detail, since)
+    insert into test_failure
+        (run_id, position, ordinal, suite, name, message, detail, since, passed_on_retry)
     select ?1, ?2 ->> 'position', f.key, f.value ->> 0, f.value ->> 1, f.value ->> 2,
         f.value ->> 3,
+        case when f.value ->> 4 then ?1 else
         coalesce((select coalesce(p.since, p.run_id) from test_failure p
                   where p.run_id = (select q.run_id from run q, run r
                                     where r.run_id = ?1 and q.job = r.job and q.args = r.args
                                       and q.run_id < ?1 and q.status in ('succeeded', 'failed')
                                     order by q.run_id desc limit 1)
                     and p.suite = f.value ->> 0 and p.name = f.value ->> 1
-                  limit 1), ?1)
+                    and not p.passed_on_retry
+                  limit 1), ?1) end,
+        f.value ->> 4
     from json_each(?2, '$.failures') f order by f.key;
     update step set status = 'skipped'
     where run_id = ?1 and status = 'pending' and ?2 ->> 'last';";
@@ -57,11 +61,7 @@ const FINISH_STEP: &str = "
 /// other parameters numbers them without gaps: see `Store::write_script`).
 fn step_json(position: usize, result: &StepResult, last: bool) -> String {
     let tests = result.tests.as_ref();
-    let failures: Vec<serde_json::Value> = tests
-        .iter()
-        .flat_map(|t| t.failures.iter())
-        .map(|f| serde_json::json!([f.suite, f.name, f.message, f.detail]))
-        .collect();
+    let failures = crate::store::model::failure_rows(tests);
     serde_json::json!({
         "position": position,
         "status": result.status,
@@ -81,8 +81,8 @@ fn step_json(position: usize, result: &StepResult, last: bool) -> String {
 }
 
 /// A run's failed tests (`?1`), by step, in report order.
-const FAILURES_OF_RUN: &str = "select position, suite, name, message, detail, since \
-    from test_failure where run_id = ?1 order by position, ordinal";
+const FAILURES_OF_RUN: &str = "select position, suite, name, message, detail, since, \
+    passed_on_retry from test_failure where run_id = ?1 order by position, ordinal";
 
 /// The failures of the `?3` latest finished runs of job `?1` with arguments `?2` before run
 /// `?4`: `(run, suite, name)`.
