@@ -1,7 +1,7 @@
 //! How each platform words the replies of the commands (see `service::execute`), and how it
 //! answers the webhook: a trait, implemented in each platform's folder.
 
-use crate::domain::{AckWords, Delivery};
+use crate::domain::{AckWords, Delivery, RunId};
 use crate::render::command::Flavor;
 
 /// A platform's wording of the replies that have templates of their own.
@@ -26,4 +26,12 @@ pub trait Replies: Send + Sync {
     /// The webhook's HTTP response body for the reply `text`, and the delivery to queue when the
     /// reply must go through the outbox instead (a threaded Mattermost reply).
     fn respond(&self, text: &str) -> (String, Option<Delivery>);
+
+    /// The webhook's HTTP response body for the acknowledgement `text` of run `run`, as
+    /// [`Replies::respond`] words any reply, unless the platform adds to it (a Cancel button
+    /// on Mattermost's).
+    fn respond_ack(&self, text: &str, run: RunId) -> (String, Option<Delivery>) {
+        let _ = run;
+        self.respond(text)
+    }
 }

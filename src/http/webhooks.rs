@@ -157,11 +157,13 @@ async fn trigger(
             .map_err(|_| Error::TooSlow(limit))?,
         None => execute.await,
     };
-    let (text, queued_with_run) = match answer? {
-        Answer::Ack(inserted) => (inserted.ack_text, true),
-        Answer::Text(text) => (text, false),
+    let ((body, delivery), queued_with_run) = match answer? {
+        Answer::Ack(inserted) => (
+            replies.respond_ack(&inserted.ack_text, inserted.run_id),
+            true,
+        ),
+        Answer::Text(text) => (replies.respond(&text), false),
     };
-    let (body, delivery) = replies.respond(&text);
     // An acknowledgement's delivery was queued with its run; other replies queue theirs here.
     if let Some(delivery) = delivery
         && !queued_with_run

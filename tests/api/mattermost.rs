@@ -24,6 +24,10 @@ async fn a_form_trigger_is_stored_and_acknowledged_in_its_thread() {
         "{text}"
     );
     assert!(text.contains(&format!("{}/runs/1", app.base)), "{text}");
+    // With a Cancel button whose click comes back to chatrun.
+    let cancel = &reply["attachments"][0]["actions"][0];
+    assert_eq!(cancel["name"], "Cancel #1", "{reply}");
+    assert_eq!(cancel["integration"]["context"]["action"], "cancel");
     let run = app.finished_run(1).await;
     assert_eq!(run.job, "build");
     assert_eq!(run.origin.user_name, "alice");

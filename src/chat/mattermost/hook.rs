@@ -213,4 +213,25 @@ impl Replies for MattermostReplies {
     fn respond(&self, text: &str) -> (String, Option<Delivery>) {
         render_response(text, &self.thread, &self.channel_id)
     }
+
+    /// With a Cancel button, when the acknowledgement is the webhook's response (in a REST
+    /// post, [`Replies::ack`]'s delivery carries it).
+    fn respond_ack(&self, text: &str, run: crate::domain::RunId) -> (String, Option<Delivery>) {
+        let (body, delivery) = self.respond(text);
+        let with_button = self.buttons.as_ref().and_then(|buttons| {
+            let mut response: serde_json::Value = serde_json::from_str(&body).ok()?;
+            response.get("text")?;
+            response.as_object_mut()?.insert(
+                "attachments".into(),
+                actions::attachments(
+                    &buttons.key,
+                    &buttons.url,
+                    actions::ButtonAction::Cancel,
+                    run.0,
+                ),
+            );
+            Some(response.to_string())
+        });
+        (with_button.unwrap_or(body), delivery)
+    }
 }
