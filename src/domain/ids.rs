@@ -46,9 +46,23 @@ pub fn random_id() -> Result<String, NoRandomness> {
 /// looked up, never the token itself.
 pub fn sha256_hex(secret: &str) -> String {
     use sha2::Digest as _;
-    sha2::Sha256::digest(secret.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
+    to_hex(&sha2::Sha256::digest(secret.as_bytes()))
+}
+
+/// Bytes as lowercase hex digits.
+pub fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The 32 bytes of an HMAC-SHA256 written as 64 hex digits (either case); `None` for anything
+/// else.
+pub fn sha256_from_hex(hex: &str) -> Option<Vec<u8>> {
+    if hex.len() != 64 || !hex.is_ascii() {
+        return None;
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
         .collect()
 }
 

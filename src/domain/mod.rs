@@ -21,7 +21,7 @@ pub use delivery::{Address, Delivery, ReplyIntent};
 pub use history::{
     BackToGreen, DEFAULT_FLAKY_WINDOW, FailureClass, FlakyTest, StatusChange, classify, flaky_tests,
 };
-pub use ids::{RunId, agent_token, random_id, sha256_hex};
+pub use ids::{RunId, agent_token, random_id, sha256_from_hex, sha256_hex, to_hex};
 pub use origin::Origin;
 pub use platform::Platform;
 pub use problem::Problem;

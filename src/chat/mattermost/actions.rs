@@ -52,12 +52,7 @@ fn signature(key: &[u8], action: ButtonAction, run: i64) -> Hmac<Sha256> {
 
 /// A button's `context`: what it asks for and its HMAC.
 pub fn context(key: &[u8], action: ButtonAction, run: i64) -> serde_json::Value {
-    let sig: String = signature(key, action, run)
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let sig = crate::domain::to_hex(&signature(key, action, run).finalize().into_bytes());
     serde_json::json!({ "action": action.as_str(), "run": run, "sig": sig })
 }
 
@@ -134,7 +129,7 @@ pub fn read_click(
     let given = context
         .get("sig")
         .and_then(serde_json::Value::as_str)
-        .and_then(decode_hex)
+        .and_then(crate::domain::sha256_from_hex)
         .ok_or(ActionError::Forged)?;
     signature(key, action, run)
         .verify_slice(&given)
@@ -143,17 +138,6 @@ pub fn read_click(
         return Err(ActionError::Body("user_id or post_id is missing".into()));
     }
     Ok((request, action, run))
-}
-
-/// Bytes from hex digits (either case); `None` unless it is 64 of them.
-fn decode_hex(hex: &str) -> Option<Vec<u8>> {
-    if hex.len() != 64 || !hex.is_ascii() {
-        return None;
-    }
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
-        .collect()
 }
 
 #[cfg(test)]

@@ -47,7 +47,7 @@ pub fn verify(
     };
     let seconds: i64 = timestamp.parse().map_err(|_| AuthError::Malformed)?;
     let hex = signature.strip_prefix("v0=").ok_or(AuthError::Malformed)?;
-    let given = decode_hex(hex).ok_or(AuthError::Malformed)?;
+    let given = crate::domain::sha256_from_hex(hex).ok_or(AuthError::Malformed)?;
     let mut mac = mac(secret, timestamp);
     mac.update(body);
     mac.verify_slice(&given).map_err(|_| AuthError::Mismatch)?;
@@ -60,8 +60,7 @@ pub fn sign(secret: &[u8], timestamp: &str, body: &[u8]) -> String {
     let mut mac = mac(secret, timestamp);
     mac.update(body);
     let bytes = mac.finalize().into_bytes();
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("v0={hex}")
+    format!("v0={}", crate::domain::to_hex(&bytes))
 }
 
 /// The MAC over `v0:<timestamp>:`, ready for the body.
@@ -71,17 +70,6 @@ fn mac(secret: &[u8], timestamp: &str) -> Hmac<Sha256> {
     mac.update(timestamp.as_bytes());
     mac.update(b":");
     mac
-}
-
-/// 32 bytes from 64 hex digits (either case).
-fn decode_hex(hex: &str) -> Option<Vec<u8>> {
-    if hex.len() != 64 || !hex.is_ascii() {
-        return None;
-    }
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
-        .collect()
 }
 
 #[cfg(test)]

@@ -426,39 +426,30 @@ pub(super) fn result_message(run: &RunRow, view: &ResultView, link: &str, now: i
         }));
     }
 
-    Message {
-        kind: "message",
-        attachments: vec![Attachment {
-            content_type: "application/vnd.microsoft.card.adaptive",
-            content_url: None,
-            content: Card {
-                schema: "http://adaptivecards.io/schemas/adaptive-card.json",
-                kind: "AdaptiveCard",
-                version: CARD_VERSION,
-                fallback_text: format!("{title} in {duration}, asked by {user}: {link}"),
-                body,
-                // Workflows cards open URLs only: Run again and Cancel are the run page's
-                // buttons (for a signed-in user).
-                actions: vec![
-                    Action {
-                        kind: "Action.OpenUrl",
-                        title: format!("Open run #{}", run.run_id),
-                        url: link.to_string(),
-                    },
-                    Action {
-                        kind: "Action.OpenUrl",
-                        title: "Run again…".into(),
-                        url: format!("{link}#actions"),
-                    },
-                ],
-            },
-        }],
-    }
+    // Workflows cards open URLs only: Run again and Cancel are the run page's buttons (for a
+    // signed-in user).
+    card_message(
+        format!("{title} in {duration}, asked by {user}: {link}"),
+        body,
+        vec![
+            open_url(format!("Open run #{}", run.run_id), link.to_string()),
+            open_url("Run again…".into(), format!("{link}#actions")),
+        ],
+    )
 }
 
 /// A card holding one line of Markdown, `text` (a job's status change), with a button to the
 /// run's page `link`.
 pub fn render_notice(text: &str, link: &str) -> Message {
+    card_message(
+        text.to_string(),
+        vec![Element::TextBlock(super::card::text(text))],
+        vec![open_url("Open run".into(), link.to_string())],
+    )
+}
+
+/// A Workflows message of one card: its fallback text, body and buttons.
+fn card_message(fallback_text: String, body: Vec<Element>, actions: Vec<Action>) -> Message {
     Message {
         kind: "message",
         attachments: vec![Attachment {
@@ -468,15 +459,20 @@ pub fn render_notice(text: &str, link: &str) -> Message {
                 schema: "http://adaptivecards.io/schemas/adaptive-card.json",
                 kind: "AdaptiveCard",
                 version: CARD_VERSION,
-                fallback_text: text.to_string(),
-                body: vec![Element::TextBlock(super::card::text(text))],
-                actions: vec![Action {
-                    kind: "Action.OpenUrl",
-                    title: "Open run".into(),
-                    url: link.to_string(),
-                }],
+                fallback_text,
+                body,
+                actions,
             },
         }],
+    }
+}
+
+/// A button that opens `url` (the only kind Workflows cards take).
+fn open_url(title: String, url: String) -> Action {
+    Action {
+        kind: "Action.OpenUrl",
+        title,
+        url,
     }
 }
 
