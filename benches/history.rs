@@ -246,6 +246,7 @@ async fn test_history() {
                     detail: "boom".into(),
                 })
                 .collect(),
+            flaky: Vec::new(),
         }),
         report_error: None,
         output_tail: None,
