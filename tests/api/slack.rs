@@ -563,6 +563,35 @@ async fn a_mention_delivered_twice_gives_one_run_answered_in_its_thread() {
         "one run"
     );
     assert_eq!(slack.messages().len(), 2, "an acknowledgement and a result");
+
+    // `status` asked once and retried by Slack: answered once.
+    let status = mention(
+        "Ev0003",
+        "U0BOB",
+        "<@U0BOT> status 1",
+        "1700000100.000300",
+        None,
+    );
+    post_signed(&app, "events", "application/json", &status, &[]).await;
+    let retried = [("x-slack-retry-num", "1"), ("x-slack-retry-reason", "http_timeout")];
+    post_signed(&app, "events", "application/json", &status, &retried).await;
+    // Another event after them: once its answer is posted, the retry's would have been too
+    // (queued before it).
+    let help = mention("Ev0004", "U0BOB", "<@U0BOT> help", "1700000100.000400", None);
+    post_signed(&app, "events", "application/json", &help, &[]).await;
+    let messages = wait_for(|| async {
+        let messages = slack.messages();
+        messages
+            .iter()
+            .any(|m| shown(m).contains("Jobs you can run"))
+            .then_some(messages)
+    })
+    .await;
+    let statuses = messages
+        .iter()
+        .filter(|m| shown(m).contains("Run *#1* of"))
+        .count();
+    assert_eq!(statuses, 1, "{messages:?}");
 }
 
 #[tokio::test]

@@ -136,21 +136,24 @@ impl Client {
             tracing::debug!(event = mention.event_id, "ignoring a bot's mention");
             return Ok(Inbound::Ignore(String::new()));
         }
-        // Slack sends an event again when it had no answer within 3 s. A run is stored once
-        // per event id whatever happens; a retry of an event this process took is dropped, so
-        // that `status` or `help` are not answered twice either.
-        let retry = request.header("x-slack-retry-num").is_some();
-        if self.seen_before(&mention.event_id) && retry {
-            tracing::info!(
-                event = mention.event_id,
-                "ignoring Slack's retry of an event already taken"
-            );
-            return Ok(Inbound::Ignore(String::new()));
-        }
         let text = unescape(&mention.text);
         check_length(&text)?;
         let (bot, rest) = after_mention(&text);
         let command = parse_after_trigger(rest, context.jobs);
+        // Slack sends an event again when it had no answer within 3 s. A run is stored once
+        // per event id whatever happens, so a retry that asks for one always goes on (its
+        // first delivery may have failed: it finds the run, or stores it). A retry of another
+        // command this process took is dropped, so that `status` or `help` are not answered
+        // twice.
+        let retry = request.header("x-slack-retry-num").is_some();
+        let makes_a_run = matches!(command, Command::Run { .. } | Command::Retry { .. });
+        if self.seen_before(&mention.event_id) && retry && !makes_a_run {
+            tracing::info!(
+                event = mention.event_id,
+                "ignoring Slack's retry of an event already answered"
+            );
+            return Ok(Inbound::Ignore(String::new()));
+        }
         let root = mention.thread_ts.clone().unwrap_or(mention.ts.clone());
         let base = NewRun {
             origin: Origin {
