@@ -573,11 +573,20 @@ async fn a_mention_delivered_twice_gives_one_run_answered_in_its_thread() {
         None,
     );
     post_signed(&app, "events", "application/json", &status, &[]).await;
-    let retried = [("x-slack-retry-num", "1"), ("x-slack-retry-reason", "http_timeout")];
+    let retried = [
+        ("x-slack-retry-num", "1"),
+        ("x-slack-retry-reason", "http_timeout"),
+    ];
     post_signed(&app, "events", "application/json", &status, &retried).await;
     // Another event after them: once its answer is posted, the retry's would have been too
     // (queued before it).
-    let help = mention("Ev0004", "U0BOB", "<@U0BOT> help", "1700000100.000400", None);
+    let help = mention(
+        "Ev0004",
+        "U0BOB",
+        "<@U0BOT> help",
+        "1700000100.000400",
+        None,
+    );
     post_signed(&app, "events", "application/json", &help, &[]).await;
     let messages = wait_for(|| async {
         let messages = slack.messages();
