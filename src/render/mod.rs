@@ -485,6 +485,27 @@ pub struct ResultView {
 }
 
 impl ResultView {
+    /// A platform's wording (`word`) of the fullest view of `steps` that `fits` its limits,
+    /// leaving out detail level by level ([`Detail::levels`]); the barest level's when none
+    /// fits.
+    pub fn fitted<T>(
+        steps: &[StepRow],
+        failures: &[TestFailureRow],
+        now: i64,
+        mut word: impl FnMut(&ResultView) -> T,
+        fits: impl Fn(&T) -> bool,
+    ) -> T {
+        let mut last = None;
+        for detail in Detail::levels(steps.len()) {
+            let worded = word(&Self::new(steps, failures, now, detail));
+            if fits(&worded) {
+                return worded;
+            }
+            last = Some(worded);
+        }
+        last.expect("Detail::levels yields at least one level")
+    }
+
     /// Lays out `steps` (and their `failures`) at `detail`.
     pub fn new(steps: &[StepRow], failures: &[TestFailureRow], now: i64, detail: Detail) -> Self {
         let with_tests = steps

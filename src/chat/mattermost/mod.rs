@@ -28,7 +28,7 @@ use subtle::ConstantTimeEq;
 use crate::domain::text::truncate_runes;
 use crate::domain::{AckFacts, Address, Delivery};
 use crate::domain::{RunRow, StepRow, StepStatus, TestFailureRow};
-use crate::render::{self, AckMessage, Detail, JobsMessage, ResultMessage, ResultRow, ResultView};
+use crate::render::{self, AckMessage, JobsMessage, ResultMessage, ResultRow, ResultView};
 
 /// Delivery target: `POST {mattermost.url}/api/v4/posts` with the bot's token.
 pub const TARGET_POST: &str = "mattermost.post";

@@ -79,7 +79,7 @@ pub fn usage(trigger_word: &str, job: &str) -> String {
 
 /// The result message of a finished run: the table (with test counts when steps name test
 /// reports), the failed tests, the output of failed steps without reports, the link. Fitted
-/// under [`MAX_RUNES`] by leaving out detail (see [`Detail`]) and saying so; never a cut table.
+/// under [`MAX_RUNES`] by leaving out detail (see [`render::Detail`]) and saying so; never a cut table.
 pub fn render_result(
     run: &RunRow,
     steps: &[StepRow],
@@ -89,31 +89,33 @@ pub fn render_result(
 ) -> String {
     let mention = render::mention(&run.origin.user_name);
     let error = run.error.as_deref().map(|e| truncate_runes(e, 500));
-    let mut last = String::new();
-    for detail in Detail::levels(steps.len()) {
-        let view = ResultView::new(steps, failures, now, detail);
-        let text = ResultMessage {
-            emoji: render::run_emoji(run.status),
-            job: &run.job,
-            run_id: run.run_id.0,
-            status: run.status.as_str(),
-            duration: render::run_duration(run, now)
-                .map_or_else(|| "0.0s".into(), render::duration),
-            mention: &mention,
-            failed_cells: view.rows.iter().map(|row| failed_cell(row, link)).collect(),
-            view: &view,
-            error: error.as_deref(),
-            link,
-            back_to_green: run.back_to_green.map(|green| green.words()),
-        }
-        .render()
-        .expect("the result template renders");
-        last = text.trim().to_string();
-        if last.chars().count() <= MAX_RUNES {
-            return last;
-        }
-    }
-    truncate_runes(&last, MAX_RUNES)
+    let text = ResultView::fitted(
+        steps,
+        failures,
+        now,
+        |view| {
+            ResultMessage {
+                emoji: render::run_emoji(run.status),
+                job: &run.job,
+                run_id: run.run_id.0,
+                status: run.status.as_str(),
+                duration: render::run_duration(run, now)
+                    .map_or_else(|| "0.0s".into(), render::duration),
+                mention: &mention,
+                failed_cells: view.rows.iter().map(|row| failed_cell(row, link)).collect(),
+                view,
+                error: error.as_deref(),
+                link,
+                back_to_green: run.back_to_green.map(|green| green.words()),
+            }
+            .render()
+            .expect("the result template renders")
+            .trim()
+            .to_string()
+        },
+        |text| text.chars().count() <= MAX_RUNES,
+    );
+    truncate_runes(&text, MAX_RUNES)
 }
 
 /// The "Tests Failed" cell: counts with a link to the step, or the step's result when it has

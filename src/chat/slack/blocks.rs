@@ -21,7 +21,7 @@ use serde::Serialize;
 
 use crate::domain::text::{escape_text, in_code, truncate_runes};
 use crate::domain::{AckFacts, RunRow, StepRow, StepStatus, TestFailureRow};
-use crate::render::{self, Detail, ResultRow, ResultView};
+use crate::render::{self, ResultRow, ResultView};
 
 /// The `action_id` of a result's Run again button; its `value` is the run's number.
 pub const ACTION_RERUN: &str = "chatrun_rerun";
@@ -447,7 +447,7 @@ pub fn text_message(text: &str) -> Message {
 /// some step names test reports, else Step / Result / Duration), the failed tests per step,
 /// the output tails of failed steps without reports, the "left out to fit" note, a link to the
 /// run page and a Run again button ([`ACTION_RERUN`], value the run number). Fitted by leaving
-/// out detail (see [`Detail`]) until the message [`fits`](Message::fits).
+/// out detail (see [`render::Detail`]) until the message [`fits`](Message::fits).
 pub fn render_result(
     run: &RunRow,
     steps: &[StepRow],
@@ -455,16 +455,13 @@ pub fn render_result(
     link: &str,
     now: i64,
 ) -> Message {
-    let mut last = None;
-    for detail in Detail::levels(steps.len()) {
-        let view = ResultView::new(steps, failures, now, detail);
-        let message = result_message(run, &view, link, now);
-        if message.fits() {
-            return message;
-        }
-        last = Some(message);
-    }
-    last.expect("Detail::levels yields at least one level")
+    ResultView::fitted(
+        steps,
+        failures,
+        now,
+        |view| result_message(run, view, link, now),
+        Message::fits,
+    )
 }
 
 fn result_message(run: &RunRow, view: &ResultView, link: &str, now: i64) -> Message {

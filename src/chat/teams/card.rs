@@ -246,7 +246,7 @@ pub(super) fn step_row(row: &ResultRow, with_tests: bool, link: &str) -> Element
 }
 
 /// The result card of a finished run, as the Workflows message: the same information as the
-/// Mattermost reply, fitted under [`MAX_MESSAGE_BYTES`] by leaving out detail (see [`Detail`]).
+/// Mattermost reply, fitted under [`MAX_MESSAGE_BYTES`] by leaving out detail (see [`render::Detail`]).
 pub fn render_result(
     run: &RunRow,
     steps: &[StepRow],
@@ -254,17 +254,15 @@ pub fn render_result(
     link: &str,
     now: i64,
 ) -> Message {
-    let mut last = None;
-    for detail in Detail::levels(steps.len()) {
-        let view = ResultView::new(steps, failures, now, detail);
-        let message = result_message(run, &view, link, now);
-        let size = serde_json::to_vec(&message).map_or(usize::MAX, |v| v.len());
-        if size <= MAX_MESSAGE_BYTES - 1024 {
-            return message;
-        }
-        last = Some(message);
-    }
-    last.expect("there is always at least one detail level")
+    ResultView::fitted(
+        steps,
+        failures,
+        now,
+        |view| result_message(run, view, link, now),
+        |message| {
+            serde_json::to_vec(message).map_or(usize::MAX, |v| v.len()) <= MAX_MESSAGE_BYTES - 1024
+        },
+    )
 }
 
 pub(super) fn result_message(run: &RunRow, view: &ResultView, link: &str, now: i64) -> Message {

@@ -30,7 +30,7 @@ use sha2::Sha256;
 
 use crate::domain::{AckFacts, Address, Delivery};
 use crate::domain::{RunRow, RunStatus, StepRow, StepStatus, TestFailureRow};
-use crate::render::{self, Detail, ResultRow, ResultView};
+use crate::render::{self, ResultRow, ResultView};
 
 /// Delivery targets `teams:<webhook name>`: POST to that webhook's `follow_up_url`.
 pub const TARGET_PREFIX: &str = "teams:";
