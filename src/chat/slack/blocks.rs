@@ -4,7 +4,7 @@
 //!
 //! Blocks are typed values serialized by serde, as Teams' card, never a JSON template. A result
 //! says what the Mattermost reply and the Teams card say, and is fitted under Slack's limits by
-//! walking [`Detail::levels`]: output tails go first, then failed-test names, then table rows,
+//! walking [`render::Detail::levels`]: output tails go first, then failed-test names, then table rows,
 //! and the message says what it left out. Slack documents a limit per block (50 blocks, 3000
 //! characters of section text, one `table` of at most 100 rows) but refuses messages well
 //! below any documented total (`msg_blocks_too_long`, slackapi/bolt-js#2509), hence
@@ -379,18 +379,26 @@ pub fn render_ack(facts: &AckFacts, link: &str) -> Message {
         ". Details: {}",
         link_to(link, &format!("#{run_id}"))
     ));
-    let text = cut(&text, MAX_SECTION_CHARS);
+    line_with_button(
+        &text,
+        button(
+            format!("Cancel run #{run_id}"),
+            ACTION_CANCEL,
+            run_id,
+            Style::Danger,
+        ),
+    )
+}
+
+/// A message of one line of mrkdwn (cut to a section's size) and one button.
+fn line_with_button(text: &str, button: Block) -> Message {
+    let text = cut(text, MAX_SECTION_CHARS);
     Message {
         blocks: vec![
             Block::Section {
                 text: Text::mrkdwn(text.clone()),
             },
-            button(
-                format!("Cancel run #{run_id}"),
-                ACTION_CANCEL,
-                run_id,
-                Style::Danger,
-            ),
+            button,
         ],
         text,
     }
@@ -417,16 +425,10 @@ pub fn render_anchor_done(run: &RunRow, link: &str, now: i64) -> Message {
         requester(&run.origin.user_id, &run.origin.user_name),
         link_to(link, &format!("#{run_id}"))
     ));
-    let text = cut(&text, MAX_SECTION_CHARS);
-    Message {
-        blocks: vec![
-            Block::Section {
-                text: Text::mrkdwn(text.clone()),
-            },
-            button("Run again".into(), ACTION_RERUN, run_id, Style::Primary),
-        ],
-        text,
-    }
+    line_with_button(
+        &text,
+        button("Run again".into(), ACTION_RERUN, run_id, Style::Primary),
+    )
 }
 
 /// A plain text reply (answers to status/queue/help, refusals) as a message: one section (text

@@ -1,6 +1,6 @@
 //! Slack: slash commands, `app_mention` events and clicks on chatrun's buttons, each signed
 //! ([`auth`]) and read ([`inbound`]) before anything is done; replies as Block Kit messages
-//! ([`blocks`]) posted through the Web API ([`client`], bodies in [`post`]): a slash command's
+//! ([`blocks`]) posted through the Web API ([`Client`], bodies in [`post`]): a slash command's
 //! acknowledgement is an anchor message its result threads under, a mention is answered in its
 //! thread. See `shared/protocols/slack.md` and `docs/slack.md`.
 
