@@ -61,9 +61,23 @@ impl std::fmt::Debug for Buttons {
 }
 
 impl Buttons {
-    /// `props` with the button doing `action` on run `run`.
-    pub fn props(&self, action: actions::ButtonAction, run: i64) -> serde_json::Value {
-        serde_json::json!({ "attachments": actions::attachments(&self.key, &self.url, action, run) })
+    /// `post` (a REST post) with the button doing `action` on run `run`, when there are
+    /// buttons; as it is otherwise.
+    pub fn add(
+        buttons: Option<&Self>,
+        post: Delivery,
+        action: actions::ButtonAction,
+        run: i64,
+    ) -> Delivery {
+        match buttons {
+            Some(buttons) => with_props(
+                post,
+                serde_json::json!({
+                    "attachments": actions::attachments(&buttons.key, &buttons.url, action, run)
+                }),
+            ),
+            None => post,
+        }
     }
 }
 
@@ -278,13 +292,12 @@ impl Adapter for Client {
             run.thread_root_id.as_deref(),
             &message,
         );
-        Some(match &self.buttons {
-            Some(buttons) => with_props(
-                post,
-                buttons.props(actions::ButtonAction::Rerun, run.run_id.0),
-            ),
-            None => post,
-        })
+        Some(Buttons::add(
+            self.buttons.as_ref(),
+            post,
+            actions::ButtonAction::Rerun,
+            run.run_id.0,
+        ))
     }
 
     /// A post at the top of channel `channel` (an id), through the REST API.

@@ -111,6 +111,7 @@ impl Client {
             .await
             .root_for(&click.post_id)
             .unwrap_or_else(|| click.post_id.clone());
+        let message = format!("{} {run}", action.as_str());
         let run = run.to_string();
         let command = match action {
             actions::ButtonAction::Rerun => Command::Retry { run },
@@ -129,7 +130,7 @@ impl Client {
             // One run per click: Mattermost gives each its own trigger id.
             message_id: format!("click:{}:{}", click.post_id, click.trigger_id),
             thread_root_id: Some(root.clone()),
-            message: format!("{} {}", action.as_str(), command_run(&command)),
+            message,
             ..NewRun::default()
         });
         let replies = MattermostReplies {
@@ -143,14 +144,6 @@ impl Client {
             command,
             replies: Box::new(replies),
         })
-    }
-}
-
-/// The run a rerun or cancel command names.
-fn command_run(command: &Command) -> &str {
-    match command {
-        Command::Retry { run } | Command::Cancel { run } => run,
-        _ => "",
     }
 }
 
@@ -186,12 +179,13 @@ impl Replies for MattermostReplies {
             let text = render_ack(facts, &facts.run_id.page(&public_url));
             let (_, delivery) = render_response(&text, &thread, &channel_id);
             // An acknowledgement posted through the REST API carries a Cancel button.
-            let delivery = delivery.map(|post| match &buttons {
-                Some(buttons) => with_props(
+            let delivery = delivery.map(|post| {
+                super::client::Buttons::add(
+                    buttons.as_ref(),
                     post,
-                    buttons.props(actions::ButtonAction::Cancel, facts.run_id.0),
-                ),
-                None => post,
+                    actions::ButtonAction::Cancel,
+                    facts.run_id.0,
+                )
             });
             Ack { text, delivery }
         })
