@@ -262,6 +262,18 @@ async fn post_signed(
     request.send().await.unwrap()
 }
 
+/// POSTs a click's form (see [`click`]) to `/hooks/slack/actions`, signed.
+async fn press(app: &TestApp, form: &[u8]) -> reqwest::Response {
+    post_signed(
+        app,
+        "actions",
+        "application/x-www-form-urlencoded",
+        form,
+        &[],
+    )
+    .await
+}
+
 /// A slash command's form, fields as Slack sends them.
 fn slash_form(user: &str, command: &str, text: &str, trigger_id: &str) -> Vec<u8> {
     serde_urlencoded::to_string([
@@ -617,10 +629,8 @@ async fn a_click_on_rerun_runs_the_job_again_for_a_user_who_may() {
     let (_, run) = buttons(&result)[0].clone();
 
     // Someone the job does not allow: refused in the thread, nothing run.
-    let response = post_signed(
+    let response = press(
         &app,
-        "actions",
-        "application/x-www-form-urlencoded",
         &click(
             "U0MALLORY",
             "chatrun_rerun",
@@ -628,7 +638,6 @@ async fn a_click_on_rerun_runs_the_job_again_for_a_user_who_may() {
             result["ts"].as_str().unwrap(),
             Some(root),
         ),
-        &[],
     )
     .await;
     assert_eq!(response.status(), 200);
@@ -640,10 +649,8 @@ async fn a_click_on_rerun_runs_the_job_again_for_a_user_who_may() {
     );
 
     // Alice may: a second run of the same job, acknowledged and answered in the thread.
-    post_signed(
+    press(
         &app,
-        "actions",
-        "application/x-www-form-urlencoded",
         &click(
             "U0ALICE",
             "chatrun_rerun",
@@ -651,7 +658,6 @@ async fn a_click_on_rerun_runs_the_job_again_for_a_user_who_may() {
             result["ts"].as_str().unwrap(),
             Some(root),
         ),
-        &[],
     )
     .await;
     let second = finished(&app, 3).await;
@@ -777,14 +783,7 @@ async fn cancel_on_the_acknowledgement_stops_the_run_for_its_requester_only() {
         ack_ts,
         Some("1700000200.000100"),
     );
-    post_signed(
-        &app,
-        "actions",
-        "application/x-www-form-urlencoded",
-        &mallory,
-        &[],
-    )
-    .await;
+    press(&app, &mallory).await;
     let refusal = slack.wait_messages(2).await[1].clone();
     assert!(shown(&refusal).contains("may cancel it"), "{refusal}");
     assert_eq!(refusal["thread_ts"], "1700000200.000100");
@@ -801,14 +800,7 @@ async fn cancel_on_the_acknowledgement_stops_the_run_for_its_requester_only() {
         ack_ts,
         Some("1700000200.000100"),
     );
-    post_signed(
-        &app,
-        "actions",
-        "application/x-www-form-urlencoded",
-        &alice,
-        &[],
-    )
-    .await;
+    press(&app, &alice).await;
     let run = finished(&app, 1).await;
     assert_eq!(run.status, RunStatus::Cancelled);
     assert!(
